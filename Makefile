@@ -1,0 +1,51 @@
+# Shopflow: `make demo` and `make test` set up .venv from requirements.lock and run.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch is found in a local wheel folder (pip's find-links on these machines).
+TORCH_FIND_LINKS ?= $(wildcard /opt/wheels)
+UV_FIND_LINKS := $(if $(TORCH_FIND_LINKS),--find-links $(TORCH_FIND_LINKS),)
+LOCK_HASH := $(shell sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(LOCK_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test test-fast lint bench lock clean
+
+help:
+	@echo "make demo   - set up .venv, run the training pipeline on synthetic data, serve it"
+	@echo "make test   - set up .venv and run the whole test suite"
+	@echo "make bench  - run the benchmarks (tables + JSON in SHOPFLOW_HOME/bench)"
+	@echo "make lock   - re-resolve requirements.in into requirements.lock"
+
+setup: $(STAMP)
+
+# Idempotent: re-runs only when the lock or pyproject changes.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(BIN)/uv pip sync --python $(BIN)/python $(UV_FIND_LINKS) requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: setup
+	$(BIN)/python -m shopflow.demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests dags services feature_repo expectations benchmarks
+
+bench: setup
+	$(BIN)/python -m benchmarks.run_all
+
+lock:
+	uv pip compile requirements.in --python 3.11 $(UV_FIND_LINKS) -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .shopflow

@@ -1,0 +1,387 @@
+"""The one typed settings object.
+
+Every knob of a run lives here, with a default, so ``shopflow`` runs with no file at all
+(on the built-in synthetic generator). Values come from, highest precedence first:
+
+1. keyword arguments to :func:`load_settings` (CLI flags, DAG params),
+2. ``SHOPFLOW_*`` environment variables (nested keys with ``__``, e.g.
+   ``SHOPFLOW_TASK__HORIZON=14d``; top-level ``SHOPFLOW_HOME``, ``SHOPFLOW_DATABASE_URL``),
+3. the YAML run config (DESIGN.md §3), given as ``--config FILE`` or ``SHOPFLOW_CONFIG``,
+4. the defaults below.
+
+Paths of local state are derived from ``home`` (``SHOPFLOW_HOME``), never hard-coded
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from shopflow.durations import Duration
+
+CANONICAL_COLUMNS = (
+    "user_id",
+    "item_id",
+    "event_type",
+    "event_time",
+    "price",
+    "quantity",
+    "order_id",
+    "category_id",
+)
+EVENT_TYPES = ("view", "cart", "purchase", "return")
+MODEL_FAMILIES = ("baseline", "xgboost", "lightgbm", "torch")
+
+_yaml_config: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_config", default=None)
+
+
+class _Section(BaseModel):
+    """Base for config sections: unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSettings(_Section):
+    """Where raw events come from and how their columns map onto the event contract."""
+
+    path: str | None = Field(
+        default=None,
+        description="A file or glob (CSV, CSV.gz or Parquet). None: the synthetic generator.",
+    )
+    header: list[str] | None = Field(
+        default=None, description="Column names, only for files without a header row."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical column name -> column in the file; unmapped names match as is.",
+    )
+    event_types: dict[str, str] = Field(
+        default_factory=dict,
+        description="Value in the file -> canonical event type (view, cart, purchase, return).",
+    )
+    time_unit: Literal["s", "ms"] | None = Field(
+        default=None, description="Unit of numeric epoch timestamps."
+    )
+    time_format: str | None = Field(
+        default=None, description="strftime format of string timestamps; None: ISO-like, inferred."
+    )
+    timezone: str = Field(default="UTC", description="Zone of naive timestamps in the file.")
+    delimiter: str | None = Field(default=None, description="CSV delimiter; None: ','.")
+    chunk_rows: int = Field(default=250_000, gt=0, description="Rows read per chunk.")
+
+    @field_validator("columns")
+    @classmethod
+    def _known_canonical_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(CANONICAL_COLUMNS))
+        if unknown:
+            raise ValueError(
+                f"source.columns maps unknown canonical column(s) {unknown}; "
+                f"canonical columns are {list(CANONICAL_COLUMNS)}"
+            )
+        return value
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_event_types(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted({v for v in value.values() if v not in EVENT_TYPES})
+        if bad:
+            raise ValueError(
+                f"source.event_types maps to unknown event type(s) {bad}; "
+                f"allowed: {list(EVENT_TYPES)}"
+            )
+        return value
+
+
+class GeneratorSettings(_Section):
+    """The synthetic shop: sizes and the rates of real-world mess it injects."""
+
+    events: int = Field(default=200_000, gt=0)
+    days: int = Field(default=120, gt=0)
+    seed: int = 7
+    users: int | None = Field(default=None, description="None: scaled from events.")
+    items: int | None = Field(default=None, description="None: scaled from events.")
+    categories: int = Field(default=40, gt=0)
+    missing_user_rate: float = Field(default=0.01, ge=0, le=1)
+    duplicate_rate: float = Field(default=0.005, ge=0, le=1)
+    bad_price_rate: float = Field(default=0.002, ge=0, le=1)
+    late_event_rate: float = Field(default=0.01, ge=0, le=1)
+    return_rate: float = Field(default=0.05, ge=0, le=1)
+    chunk_events: int = Field(default=1_000_000, gt=0)
+
+
+class TaskSettings(_Section):
+    """The prediction task: label horizon, feature lookback, cutoff spacing."""
+
+    horizon: Duration = Field(default=timedelta(days=30))
+    lookback: Duration = Field(default=timedelta(days=90))
+    cutoff_every: Duration = Field(default=timedelta(days=7))
+
+
+class WarehouseSettings(_Section):
+    """Where ingested events and dbt marts live."""
+
+    backend: Literal["duckdb", "postgres"] = "duckdb"
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    schema_prefix: str = Field(
+        default="",
+        description="Prepended to every schema name (raw, staging, intermediate, marts), "
+        "so several warehouses can share one PostgreSQL database.",
+    )
+
+    def schema(self, layer: str) -> str:
+        """The schema that holds a layer (``raw``, ``staging``, ``intermediate``, ``marts``)."""
+        return f"{self.schema_prefix}{layer}"
+
+
+class QualitySettings(_Section):
+    """Thresholds of the Great Expectations gates (severity per check lives in the suites)."""
+
+    max_null_user_rate: float = 0.35
+    max_duplicate_rate: float = 0.02
+    max_future_tolerance: Duration = Field(default=timedelta(days=1))
+    volume_tolerance: float = Field(
+        default=0.5, description="Relative change in batch volume allowed vs the last good batch."
+    )
+    max_psi: float = Field(default=0.25, description="Population stability index that blocks.")
+    warn_psi: float = 0.1
+    label_rate_bounds: tuple[float, float] = (0.001, 0.6)
+    max_label_rate_shift: float = Field(
+        default=0.2, description="Absolute change in label rate vs the last good batch that blocks."
+    )
+
+
+class FeatureSettings(_Section):
+    """Feast: registry, offline and online stores."""
+
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "127.0.0.1:6379"
+    registry_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of Feast's SQL registry; None: SQLite in home."
+    )
+    materialize_overlap: Duration = Field(default=timedelta(days=2))
+    feature_service: str = "propensity_v1"
+
+
+class TrainingSettings(_Section):
+    """Candidates, split and search budget."""
+
+    families: list[Literal["baseline", "xgboost", "lightgbm", "torch"]] = Field(
+        default_factory=lambda: list(MODEL_FAMILIES)
+    )
+    seed: int = 42
+    validation_cutoffs: int = Field(default=1, ge=1)
+    test_cutoffs: int = Field(default=1, ge=1)
+    search_trials: int = Field(default=4, ge=1, description="Hyperparameter trials per family.")
+    search_seconds: float = Field(default=120.0, gt=0, description="Time box per family.")
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="Decision threshold for P/R/F1.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class GateSettings(_Section):
+    """Gate 2: challenger vs champion."""
+
+    primary_metric: str = "roc_auc"
+    min_improvement: float = 0.002
+    guard_tolerances: dict[str, float] = Field(
+        default_factory=lambda: {"log_loss": 0.02, "slice_roc_auc": 0.03}
+    )
+
+
+class ServingSettings(_Section):
+    """The BentoML service."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    max_batch: int = Field(default=1000, gt=0)
+    auth_token: str | None = None
+    shadow: bool = False
+    reload_interval: float = Field(default=2.0, gt=0, description="Seconds between alias polls.")
+    post_deploy_window: float = Field(default=5.0, ge=0)
+    max_error_rate: float = 0.01
+    max_p99_ms: float = 250.0
+
+
+class MonitoringSettings(_Section):
+    """Gate 4 and drift."""
+
+    drift_psi_threshold: float = 0.25
+    live_tolerance: float = Field(default=0.02, description="Allowed drop of the primary metric.")
+    min_matured_rows: int = 200
+
+
+class Settings(BaseSettings):
+    """Everything a Shopflow run needs to know."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPFLOW_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(default=Path(".shopflow"), description="All local state (SHOPFLOW_HOME).")
+    database_url: str | None = Field(
+        default=None, description="The ledger's SQLAlchemy URL; None: SQLite in home."
+    )
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    task: TaskSettings = Field(default_factory=TaskSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+
+    _config_dir: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    # ---- derived locations: one place decides where state lives -------------------
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home_dir / "warehouse.duckdb"
+
+    @property
+    def ledger_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'ledger.db'}"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home_dir / "feast"
+
+    @property
+    def feast_registry_url(self) -> str:
+        return self.features.registry_url or f"sqlite:///{self.feast_dir / 'registry.db'}"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.home_dir / "bentoml"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home_dir / "airflow"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home_dir / "reports"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home_dir / "quarantine"
+
+    @property
+    def data_dir(self) -> Path:
+        """Generated raw files and exported mart snapshots."""
+        return self.home_dir / "data"
+
+    @property
+    def config_dir(self) -> Path | None:
+        """Directory of the YAML config this was loaded from (relative paths resolve here)."""
+        return self._config_dir
+
+    def ensure_dirs(self) -> None:
+        """Create the local state folders; called by commands, never at import time."""
+        for path in (self.home_dir, self.feast_dir, self.bentoml_home, self.airflow_home,
+                     self.reports_dir, self.quarantine_dir, self.data_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Feeds the YAML run config (loaded by :func:`load_settings`) into the settings."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        data = _yaml_config.get() or {}
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_config.get() or {})
+
+
+class ConfigError(ValueError):
+    """The run config cannot be read or does not match the schema."""
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML run config, with errors that name the file."""
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise ConfigError(f"config file not found: {config_path}")
+    try:
+        data = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {config_path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {config_path} must hold a mapping of sections")
+    return data
+
+
+@contextmanager
+def _yaml_context(data: dict[str, Any] | None) -> Iterator[None]:
+    token = _yaml_config.set(data)
+    try:
+        yield
+    finally:
+        _yaml_config.reset(token)
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from a YAML file (or ``SHOPFLOW_CONFIG``), env vars and overrides.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or has unknown or invalid keys.
+    """
+    from pydantic import ValidationError
+
+    config = config or os.environ.get("SHOPFLOW_CONFIG") or None
+    data = read_config_file(config) if config else None
+    try:
+        with _yaml_context(data):
+            settings = Settings(**overrides)
+    except ValidationError as exc:
+        where = f" in {config}" if config else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration{where}: {problems}") from exc
+    if config:
+        settings._config_dir = Path(config).resolve().parent
+    return settings
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """A stable hash of the run-relevant config (recorded with every model)."""
+    import hashlib
+    import json
+
+    payload = settings.model_dump(mode="json", exclude={"home", "database_url", "serving"})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
