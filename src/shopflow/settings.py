@@ -162,6 +162,17 @@ class QualitySettings(_Section):
     max_label_rate_shift: float = Field(
         default=0.2, description="Absolute change in label rate vs the last good batch that blocks."
     )
+    max_event_age: Duration = Field(
+        default=timedelta(days=9131),
+        description="Events older than this (about 25 years) block: epoch/unit mistakes, not history.",
+    )
+    warn_return_rate: float = Field(
+        default=0.02, ge=0, le=1, description="Share of return/cancellation rows that is reported."
+    )
+    warn_null_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Null share of a nullable column that is reported."
+    )
+    drift_bins: int = Field(default=10, ge=2, description="Quantile bins of the PSI histograms.")
 
 
 class FeatureSettings(_Section):
@@ -174,6 +185,11 @@ class FeatureSettings(_Section):
     )
     materialize_overlap: Duration = Field(default=timedelta(days=2))
     feature_service: str = "propensity_v1"
+    project: str = Field(
+        default="shopflow",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$",
+        description="Feast project: namespaces registry objects and online keys (Redis).",
+    )
 
 
 class TrainingSettings(_Section):
@@ -209,7 +225,14 @@ class ServingSettings(_Section):
     max_batch: int = Field(default=1000, gt=0)
     auth_token: str | None = None
     shadow: bool = False
+    shadow_version: str | None = Field(
+        default=None,
+        description="Challenger scored in shadow mode; None: the newest non-production candidate.",
+    )
     reload_interval: float = Field(default=2.0, gt=0, description="Seconds between alias polls.")
+    batching: bool = Field(
+        default=True, description="Score concurrent /predict requests together (micro-batching)."
+    )
     post_deploy_window: float = Field(default=5.0, ge=0)
     max_error_rate: float = 0.01
     max_p99_ms: float = 250.0

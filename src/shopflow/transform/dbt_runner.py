@@ -1,0 +1,362 @@
+"""Run the dbt project in process, with the run's settings, and report every node.
+
+dbt is driven through its programmatic entry point (``dbtRunner``, dbt-core 1.11) rather
+than a subprocess, so the pipeline gets typed per-node results (status, time, message)
+and a failure arrives as a :class:`DbtError` naming the failing nodes. Connection details
+reach ``dbt_project/profiles.yml`` as environment variables (set for the duration of the
+run only), the task durations as dbt vars; dbt's target and log folders live in
+``SHOPFLOW_HOME/dbt``, never inside the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Statuses that mean a node did not do its job (a skipped node sat behind one of them).
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error", "skipped"})
+#: Commands that accept --full-refresh.
+_FULL_REFRESH_COMMANDS = frozenset({"build", "run", "seed"})
+#: dbt keeps process-wide state (flags, adapters) and run_dbt sets environment variables,
+#: so two runs in one process (e.g. parallel in-process Airflow tasks) take turns.
+_DBT_LOCK = threading.Lock()
+
+
+class DbtError(RuntimeError):
+    """dbt could not run, or some node failed; ``failures`` names each failing node.
+
+    Attributes:
+        failures: the nodes that errored, failed or were skipped because of them.
+        result: everything dbt reported (None when dbt could not start at all).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failures: list[NodeResult] | None = None,
+        result: DbtRunResult | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+        self.result = result
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One model, test, unit test or source that dbt ran."""
+
+    unique_id: str
+    name: str
+    resource_type: str
+    status: str
+    execution_time: float
+    message: str | None = None
+    failures: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+
+@dataclass(frozen=True)
+class DbtRunResult:
+    """What a dbt command did: every node in completion order, and the wall time."""
+
+    command: str
+    success: bool
+    elapsed_seconds: float
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[NodeResult]:
+        return [node for node in self.nodes if node.failed]
+
+    def status_counts(self) -> dict[str, int]:
+        """How many nodes ended in each status, e.g. ``{"success": 6, "pass": 40}``."""
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            counts[node.status] = counts.get(node.status, 0) + 1
+        return counts
+
+    def node(self, name: str) -> NodeResult:
+        """The node called ``name`` (a model/test name or a full unique_id)."""
+        for node in self.nodes:
+            if name in (node.name, node.unique_id):
+                return node
+        raise KeyError(f"dbt {self.command} ran no node named {name!r}")
+
+
+def dbt_project_dir() -> Path:
+    """The dbt project shipped with Shopflow (``<repo>/dbt_project``)."""
+    project = Path(__file__).resolve().parents[3] / "dbt_project"
+    if not (project / "dbt_project.yml").is_file():
+        raise DbtError(f"dbt project not found at {project} (dbt_project.yml missing)")
+    return project
+
+
+def dbt_vars(settings: Settings) -> dict[str, Any]:
+    """The project vars for this run: schema prefix and task durations in whole seconds."""
+    task = settings.task
+    return {
+        "schema_prefix": settings.warehouse.schema_prefix,
+        "horizon_seconds": _whole_seconds(task.horizon.total_seconds(), "task.horizon"),
+        "lookback_seconds": _whole_seconds(task.lookback.total_seconds(), "task.lookback"),
+        "cutoff_every_seconds": _whole_seconds(
+            task.cutoff_every.total_seconds(), "task.cutoff_every"
+        ),
+    }
+
+
+def _whole_seconds(seconds: float, name: str) -> int:
+    whole = round(seconds)
+    if whole < 1:
+        raise DbtError(f"{name} must be at least one second, got {seconds}s")
+    return whole
+
+
+def dbt_env(settings: Settings, *, threads: int | None = None) -> dict[str, str]:
+    """Environment variables read by ``dbt_project/profiles.yml`` for this run's warehouse.
+
+    The PostgreSQL password (if the URL has one) goes in ``DBT_ENV_SECRET_PG_PASSWORD``,
+    which dbt scrubs from its logs.
+    """
+    env = {
+        "DBT_SHOPFLOW_TARGET": settings.warehouse.backend,
+        "DBT_SHOPFLOW_DUCKDB_PATH": str(settings.warehouse_path),
+        "DBT_SHOPFLOW_THREADS": str(threads or min(4, os.cpu_count() or 1)),
+        "DO_NOT_TRACK": "1",
+    }
+    if settings.warehouse.backend == "postgres":
+        env.update(_postgres_env(settings.warehouse.postgres_url))
+    return env
+
+
+def _postgres_env(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("postgres"):
+        raise DbtError(
+            f"warehouse.postgres_url must be a postgresql:// URL, got scheme {parts.scheme!r}"
+        )
+    database = parts.path.lstrip("/")
+    if not database:
+        raise DbtError("warehouse.postgres_url names no database (postgresql://host/DBNAME)")
+    return {
+        "DBT_SHOPFLOW_PG_HOST": parts.hostname or "127.0.0.1",
+        "DBT_SHOPFLOW_PG_PORT": str(parts.port or 5432),
+        "DBT_SHOPFLOW_PG_USER": unquote(parts.username or "postgres"),
+        "DBT_ENV_SECRET_PG_PASSWORD": unquote(parts.password or ""),
+        "DBT_SHOPFLOW_PG_DBNAME": unquote(database),
+    }
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def dbt_args(
+    settings: Settings,
+    *,
+    command: str = "build",
+    select: str | None = None,
+    full_refresh: bool = False,
+    project_dir: Path | None = None,
+) -> list[str]:
+    """The dbt command line for this run (also useful to reproduce a run by hand)."""
+    project = project_dir or dbt_project_dir()
+    state = settings.home_dir / "dbt"
+    args = [
+        *command.split(),
+        "--project-dir", str(project),
+        "--profiles-dir", str(project),
+        "--target-path", str(state / "target"),
+        "--log-path", str(state / "logs"),
+        "--vars", json.dumps(dbt_vars(settings), sort_keys=True),
+    ]
+    if select:
+        args += ["--select", *select.split()]
+        if command.split()[0] in {"build", "test"}:
+            # a test runs only when everything it reads is selected or already built
+            # upstream: `--select stg_shop__events` must not run the leakage tests,
+            # which also read marts that this run does not build
+            args += ["--indirect-selection", "buildable"]
+    if full_refresh:
+        if command.split()[0] not in _FULL_REFRESH_COMMANDS:
+            raise DbtError(f"--full-refresh does not apply to dbt {command}")
+        args.append("--full-refresh")
+    return args
+
+
+def run_dbt(
+    settings: Settings,
+    *,
+    command: str = "build",
+    select: str | None = None,
+    full_refresh: bool = False,
+    on_node: Callable[[NodeResult], None] | None = None,
+    quiet: bool = True,
+    project_dir: Path | None = None,
+) -> DbtRunResult:
+    """Run a dbt command on the warehouse configured in ``settings``.
+
+    Args:
+        settings: the run's settings (backend, schema prefix, task durations, home).
+        command: the dbt command, e.g. ``"build"``, ``"run"``, ``"test"``,
+            ``"source freshness"``.
+        select: a dbt selection (``"marts"``, ``"+user_features"``); None: everything.
+        full_refresh: rebuild incremental models from scratch (needed after raw events
+            were deleted or rewritten, since staging only appends).
+        on_node: called with each node as it finishes, for live progress output.
+        quiet: keep dbt's own console lines to warnings and errors (its full log is in
+            ``SHOPFLOW_HOME/dbt/logs/dbt.log`` either way).
+        project_dir: another copy of the dbt project (tests); default: the shipped one.
+
+    Returns:
+        Every node dbt ran, with status and seconds.
+
+    Raises:
+        DbtError: dbt could not start (bad project, unreachable database) or any node
+            errored or failed; ``failures`` lists the nodes, the message their errors.
+    """
+    from dbt.cli.main import dbtRunner
+
+    args = dbt_args(
+        settings, command=command, select=select, full_refresh=full_refresh,
+        project_dir=project_dir,
+    )
+    if quiet:
+        args[len(command.split()):len(command.split())] = ["--log-level", "warn"]
+    (settings.home_dir / "dbt").mkdir(parents=True, exist_ok=True)
+    callback = _NodeCallback(on_node)
+    logger.info(
+        "dbt %s on %s (%s)%s", command, settings.warehouse.backend,
+        _where(settings), f", select {select!r}" if select else "",
+    )
+    with _DBT_LOCK, _environ(dbt_env(settings)):
+        started = time.perf_counter()
+        outcome = dbtRunner(callbacks=[callback]).invoke(args)
+        elapsed = time.perf_counter() - started
+
+    nodes = _node_results(outcome.result)
+    result = DbtRunResult(
+        command=command,
+        success=bool(outcome.success) and not any(node.failed for node in nodes),
+        elapsed_seconds=elapsed,
+        nodes=nodes,
+    )
+    if outcome.exception is not None:
+        raise DbtError(
+            f"dbt {command} could not run: {_hint(str(outcome.exception))}", result=result
+        ) from outcome.exception
+    if not result.success:
+        failures = result.failures
+        raise DbtError(_failure_message(command, failures, settings), failures=failures, result=result)
+    logger.info(
+        "dbt %s done in %.1fs: %s", command, elapsed,
+        ", ".join(f"{count} {status}" for status, count in sorted(result.status_counts().items())),
+    )
+    return result
+
+
+def _failure_message(command: str, failures: list[NodeResult], settings: Settings) -> str:
+    """Name each node that errored or failed, with its message; count the skipped ones."""
+    broken = [node for node in failures if node.status != "skipped"]
+    skipped = len(failures) - len(broken)
+    if not broken:
+        return f"dbt {command} failed; see {settings.home_dir / 'dbt' / 'logs' / 'dbt.log'}"
+    lines = [f"dbt {command} failed: {len(broken)} node(s) errored or failed"]
+    lines += [
+        f"  {node.status}: {node.unique_id}: {_hint(node.message or 'no message')}"
+        for node in broken
+    ]
+    if skipped:
+        lines.append(f"  ({skipped} downstream node(s) skipped)")
+    return "\n".join(lines)
+
+
+def _where(settings: Settings) -> str:
+    if settings.warehouse.backend == "duckdb":
+        return str(settings.warehouse_path)
+    parts = urlsplit(settings.warehouse.postgres_url)
+    prefix = settings.warehouse.schema_prefix
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path}" + (
+        f", schemas {prefix}*" if prefix else ""
+    )
+
+
+def _hint(message: str) -> str:
+    """Add the likely fix to errors whose cause is not dbt's."""
+    flat = " ".join(message.split())
+    if "raw_events" in flat and ("does not exist" in flat or "not exist" in flat):
+        return f"{flat} (no raw events in the warehouse yet: run `shopflow ingest` first)"
+    return flat
+
+
+def _node_results(result: Any) -> list[NodeResult]:
+    """Per-node results of any dbt command that has them (build/run/test/freshness...)."""
+    nodes = []
+    for item in getattr(result, "results", None) or []:
+        node = getattr(item, "node", None)
+        if node is None:
+            continue
+        nodes.append(
+            NodeResult(
+                unique_id=node.unique_id,
+                name=node.name,
+                resource_type=str(node.resource_type),
+                status=str(item.status),
+                execution_time=float(item.execution_time or 0.0),
+                message=item.message,
+                failures=getattr(item, "failures", None),
+            )
+        )
+    return nodes
+
+
+class _NodeCallback:
+    """Turns dbt's NodeFinished events into log lines (and ``on_node`` calls)."""
+
+    def __init__(self, on_node: Callable[[NodeResult], None] | None) -> None:
+        self._on_node = on_node
+
+    def __call__(self, event: Any) -> None:
+        if event.info.name != "NodeFinished":
+            return
+        info, run = event.data.node_info, event.data.run_result
+        node = NodeResult(
+            unique_id=info.unique_id,
+            name=info.node_name,
+            resource_type=info.resource_type,
+            status=run.status or info.node_status,
+            execution_time=float(run.execution_time or 0.0),
+            message=run.message or None,
+            failures=int(run.num_failures) if run.num_failures else None,
+        )
+        logger.info("%-8s %-60s %6.2fs", node.status, node.unique_id, node.execution_time)
+        if self._on_node is not None:
+            self._on_node(node)

@@ -1,0 +1,175 @@
+"""run_dbt and ``shopflow transform`` against real dbt on DuckDB: incremental staging,
+clear failures, and a leakage test that really catches a mart reading past its cutoff."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from fixtures_raw import HAND_TASK, RawEvent, hand_events, write_raw_events
+from shopflow.cli import cli
+from shopflow.settings import Settings, load_settings
+from shopflow.transform import DbtError, dbt_project_dir, run_dbt
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def hand_settings(shopflow_home: Path) -> Settings:
+    loaded = load_settings(task=HAND_TASK)
+    loaded.ensure_dirs()
+    return loaded
+
+
+def _staged(settings: Settings) -> list[tuple]:
+    sql = (
+        "select user_id, item_id, event_time, batch_id "
+        f"from {settings.warehouse.schema('staging')}.stg_shop__events "
+        "order by event_time, user_id, item_id"
+    )
+    if settings.warehouse.backend == "duckdb":
+        with duckdb.connect(str(settings.warehouse_path)) as conn:
+            return conn.execute(sql).fetchall()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(settings.warehouse.postgres_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_backend_settings(request: pytest.FixtureRequest, hand_settings: Settings) -> Settings:
+    if request.param == "duckdb":
+        return hand_settings
+    prefix = request.getfixturevalue("postgres_schema_prefix")
+    return load_settings(
+        task=HAND_TASK,
+        warehouse={"backend": "postgres", "postgres_url": request.getfixturevalue("postgres_url"),
+                   "schema_prefix": prefix},
+    )
+
+
+def test_staging_is_incremental_and_never_duplicates(any_backend_settings: Settings) -> None:
+    settings = any_backend_settings
+    first_batch = [event for event in hand_events() if event.batch_id == "b1"]
+    write_raw_events(settings, first_batch)
+    run_dbt(settings, select="stg_shop__events")
+    before = _staged(settings)
+    assert len(before) == len(first_batch)
+
+    late = datetime(2024, 1, 23)
+    new_batch = [
+        # the same event as row 1, delivered again: must not appear twice
+        replace(first_batch[0], batch_id="b3", source_row=1, ingested_at=late),
+        RawEvent("u5", "i9", "view", datetime(2024, 1, 21, 8), 3.0, batch_id="b3",
+                 source_row=2, ingested_at=late),
+    ]
+    write_raw_events(settings, new_batch, replace_table=False)
+    result = run_dbt(settings, select="stg_shop__events")
+    assert result.node("stg_shop__events").status == "success"
+    after = _staged(settings)
+    assert after == sorted([*before, ("u5", "i9", datetime(2024, 1, 21, 8), "b3")],
+                           key=lambda row: (row[2], row[0], row[1]))
+
+    # a re-run with nothing new changes nothing
+    run_dbt(settings, select="stg_shop__events")
+    assert _staged(settings) == after
+
+    # raw rewritten without u5: only a full refresh forgets it
+    write_raw_events(settings, first_batch)
+    run_dbt(settings, select="stg_shop__events", full_refresh=True)
+    assert _staged(settings) == before
+
+
+def test_no_raw_events_is_a_clear_error(hand_settings: Settings) -> None:
+    with duckdb.connect(str(hand_settings.warehouse_path)) as conn:
+        conn.execute("create schema raw")
+    with pytest.raises(DbtError) as caught:
+        run_dbt(hand_settings, select="stg_shop__events")
+    assert "run `shopflow ingest` first" in str(caught.value)
+    broken = [node for node in caught.value.failures if node.status != "skipped"]
+    assert [(node.name, node.status) for node in broken] == [("stg_shop__events", "error")]
+
+
+def test_a_failing_data_test_stops_the_build_and_names_the_test(hand_settings: Settings) -> None:
+    events = [*hand_events(), RawEvent("u9", "i1", "wishlist", datetime(2024, 1, 5), 1.0, source_row=99)]
+    write_raw_events(hand_settings, events)
+    with pytest.raises(DbtError) as caught:
+        run_dbt(hand_settings)
+    error = caught.value
+    failed = [node for node in error.failures if node.status == "fail"]
+    assert [node.name for node in failed] == [
+        "accepted_values_stg_shop__events_event_type__view__cart__purchase__return"
+    ]
+    assert "accepted_values_stg_shop__events_event_type" in str(error)
+    # nothing downstream of the bad staging table was built
+    assert error.result is not None
+    assert error.result.node("user_features").status == "skipped"
+    with duckdb.connect(str(hand_settings.warehouse_path)) as conn:
+        marts = conn.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts'"
+        ).fetchone()
+    assert marts == (0,)
+
+
+def test_leakage_test_fails_when_features_read_past_the_cutoff(
+    hand_settings: Settings, tmp_path: Path
+) -> None:
+    project = tmp_path / "dbt_project"
+    shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
+    window = project / "models" / "intermediate" / "int_user_events_by_cutoff.sql"
+    honest = "and events.event_time <= cutoffs.cutoff_time"
+    assert honest in window.read_text()
+    window.write_text(window.read_text().replace(
+        honest, "and events.event_time <= cutoffs.label_window_end"
+    ))
+    write_raw_events(hand_settings, hand_events())
+
+    with pytest.raises(DbtError) as caught:
+        # the intermediate's own range test would stop the build first; skip it so the
+        # marts are built and the leakage tests get to judge them
+        run_dbt(
+            hand_settings,
+            command="build --exclude int_user_events_by_cutoff_inside_lookback",
+            select="+user_features +item_features",
+            project_dir=project,
+        )
+    failed = {node.name for node in caught.value.failures if node.status == "fail"}
+    assert {"assert_user_features_use_no_future_events",
+            "assert_item_features_use_no_future_events"} <= failed
+
+
+def test_cli_prints_each_node_with_status_and_time(
+    hand_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_raw_events(hand_settings, hand_events())
+    for key, value in HAND_TASK.items():
+        monkeypatch.setenv(f"SHOPFLOW_TASK__{key.upper()}", value)
+    result = CliRunner().invoke(cli, ["transform", "--select", "+int_cutoffs"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("SUCCESS") and " int_cutoffs " in line and line.endswith("s")
+               for line in lines), result.output
+    assert any(line.startswith("PASS") and "unit_test" in line for line in lines)
+    assert lines[-1].startswith("done in ")
+
+
+def test_cli_failure_exits_non_zero_naming_the_problem(hand_settings: Settings) -> None:
+    result = CliRunner().invoke(cli, ["transform", "--select", "stg_shop__events"])
+    assert result.exit_code == 1
+    assert "raw_events" in result.output
+
+
+def test_stale_source_freshness_only_warns(hand_settings: Settings) -> None:
+    write_raw_events(hand_settings, hand_events())  # ingested_at in January 2024
+    result = run_dbt(hand_settings, command="source freshness")
+    assert [(node.name, node.status) for node in result.nodes] == [("raw_events", "warn")]

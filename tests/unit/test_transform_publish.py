@@ -1,0 +1,80 @@
+"""publish_marts / read_mart on a real DuckDB file with hand-made mart tables (no dbt)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from shopflow.settings import Settings
+from shopflow.transform import MART_TABLES, PublishError, marts_dir, publish_marts, read_mart
+
+
+def _make_marts(settings: Settings, *, skip: str | None = None) -> None:
+    with duckdb.connect(str(settings.warehouse_path)) as conn:
+        conn.execute("create schema if not exists marts")
+        for table in MART_TABLES:
+            conn.execute(f"drop table if exists marts.{table}")
+        if skip != "user_features":
+            conn.execute(
+                "create table marts.user_features as select * from (values "
+                "('u2', timestamp '2024-01-04', 1.0), ('u1', timestamp '2024-01-06', 2.0), "
+                "('u1', timestamp '2024-01-04', 3.0)) as t(user_id, cutoff_time, events_lookback)"
+            )
+        if skip != "item_features":
+            conn.execute(
+                "create table marts.item_features as select 'i1' as item_id, "
+                "timestamp '2024-01-04' as cutoff_time, cast(1 as integer) as item_popularity_rank"
+            )
+        if skip != "purchase_labels":
+            conn.execute(
+                "create table marts.purchase_labels as select 'u1' as user_id, "
+                "timestamp '2024-01-04' as cutoff_time, cast(1 as integer) as label, "
+                "timestamp '2024-02-03' as label_window_end"
+            )
+
+
+def test_publish_writes_each_mart_sorted_with_stable_types(settings: Settings) -> None:
+    _make_marts(settings)
+    published = publish_marts(settings)
+
+    assert published == {name: marts_dir(settings) / f"{name}.parquet" for name in MART_TABLES}
+    assert marts_dir(settings) == settings.data_dir / "marts"
+    users = pq.read_table(published["user_features"])
+    assert users.column("user_id").to_pylist() == ["u1", "u1", "u2"]
+    assert users.column("cutoff_time").to_pylist() == [
+        datetime(2024, 1, 4), datetime(2024, 1, 6), datetime(2024, 1, 4)
+    ]
+    assert users.schema.field("cutoff_time").type == pa.timestamp("us")
+    labels = pq.read_table(published["purchase_labels"])
+    assert labels.schema.field("label").type == pa.int64()
+    assert labels.column("label").to_pylist() == [1]
+    # only the three snapshots, no temporary files left behind
+    assert sorted(p.name for p in marts_dir(settings).iterdir()) == sorted(
+        f"{name}.parquet" for name in MART_TABLES
+    )
+
+
+def test_a_missing_mart_leaves_every_old_snapshot_untouched(settings: Settings) -> None:
+    _make_marts(settings)
+    published = publish_marts(settings)
+    before = {name: Path(path).read_bytes() for name, path in published.items()}
+
+    _make_marts(settings, skip="purchase_labels")  # new user_features, no labels
+    with duckdb.connect(str(settings.warehouse_path)) as conn:
+        conn.execute("insert into marts.user_features values ('u9', timestamp '2024-01-08', 9.0)")
+    with pytest.raises(PublishError, match="purchase_labels not found"):
+        publish_marts(settings)
+
+    assert {name: Path(path).read_bytes() for name, path in published.items()} == before
+
+
+def test_read_mart_rejects_unknown_tables_and_missing_warehouses(settings: Settings) -> None:
+    with pytest.raises(PublishError, match="unknown mart 'orders'"):
+        read_mart(settings, "orders")
+    with pytest.raises(PublishError, match="no DuckDB warehouse"):
+        read_mart(settings, "user_features")
