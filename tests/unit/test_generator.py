@@ -1,0 +1,229 @@
+"""The synthetic generator: deterministic, contract-shaped, messy at the configured rates,
+with a funnel and a signal that look like a shop's."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from shopflow.ingest.generator import generate_events, iter_event_tables, output_format
+from shopflow.settings import CANONICAL_COLUMNS, EVENT_TYPES, GeneratorSettings
+
+EVENTS = 60_000
+
+
+def _frame(params: GeneratorSettings, stats: dict[str, int] | None = None) -> pd.DataFrame:
+    return pa.concat_tables(list(iter_event_tables(params, stats=stats))).to_pandas()
+
+
+@pytest.fixture(scope="module")
+def params() -> GeneratorSettings:
+    return GeneratorSettings(events=EVENTS, days=120, seed=11, chunk_events=20_000)
+
+
+@pytest.fixture(scope="module")
+def events(params: GeneratorSettings) -> pd.DataFrame:
+    return _frame(params)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "csv.gz"])
+def test_same_arguments_give_byte_identical_files(tmp_path: Path, suffix: str) -> None:
+    params = GeneratorSettings(events=5_000, days=30, seed=5, chunk_events=2_000)
+    first = generate_events(params, tmp_path / f"a.{suffix}", progress=False)
+    second = generate_events(params, tmp_path / f"b.{suffix}", progress=False)
+    assert first.rows == second.rows == 5_000
+    assert _sha(first.path) == _sha(second.path)
+    other = generate_events(params.model_copy(update={"seed": 6}), tmp_path / f"c.{suffix}",
+                            progress=False)
+    assert _sha(other.path) != _sha(first.path)
+
+
+def test_exact_row_count_and_contract_schema(tmp_path: Path, params: GeneratorSettings) -> None:
+    summary = generate_events(params, tmp_path / "events.parquet", progress=False)
+    table = pq.read_table(summary.path)
+    assert table.num_rows == EVENTS == summary.rows
+    assert table.column_names == list(CANONICAL_COLUMNS)
+    schema = table.schema
+    for name in ("user_id", "item_id", "event_type", "order_id", "category_id"):
+        assert pa.types.is_string(schema.field(name).type), name
+    assert schema.field("event_time").type == pa.timestamp("ms", tz="UTC")
+    assert pa.types.is_floating(schema.field("price").type)
+    assert pa.types.is_integer(schema.field("quantity").type)
+    assert not tmp_path.joinpath(".events.parquet.tmp").exists()
+
+
+def test_values_follow_the_contract(events: pd.DataFrame, params: GeneratorSettings) -> None:
+    assert set(events["event_type"]) <= set(EVENT_TYPES)
+    assert set(events["event_type"]) == set(EVENT_TYPES)
+    assert events["item_id"].notna().all()
+    times = events["event_time"]
+    assert times.min() >= pd.Timestamp("2024-01-01", tz="UTC")
+    assert times.max() < pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(days=params.days)
+    returns = events[events["event_type"] == "return"]
+    assert (returns["quantity"] < 0).all()
+    assert (events.loc[events["event_type"] != "return", "quantity"] > 0).all()
+    purchases = events[events["event_type"] == "purchase"]
+    assert purchases["order_id"].notna().all()
+    assert set(returns["order_id"]) <= set(purchases["order_id"])
+    assert events.loc[events["event_type"].isin(["view", "cart"]), "order_id"].isna().all()
+
+
+def test_mess_rates_are_roughly_as_configured(events: pd.DataFrame,
+                                              params: GeneratorSettings) -> None:
+    n = len(events)
+    missing = events["user_id"].isna().mean()
+    assert missing == pytest.approx(params.missing_user_rate, rel=0.35)
+    # A duplicate may itself lose its user id, so count duplicates on the other columns.
+    dup = events.drop(columns=["user_id"]).duplicated().mean()
+    assert dup == pytest.approx(params.duplicate_rate, rel=0.35)
+    bad_price = (events["price"] <= 0).mean()
+    assert bad_price == pytest.approx(params.bad_price_rate, rel=0.5)
+    # Late arrivals: rows more than an hour older than something already in the file.
+    seconds = events["event_time"].dt.tz_convert(None).to_numpy().astype("datetime64[s]")
+    seconds = seconds.astype(np.int64)
+    running_max = np.maximum.accumulate(seconds)
+    late = (running_max - seconds > 3600).sum() / n
+    assert late == pytest.approx(params.late_event_rate, rel=0.5)
+
+
+def test_mess_can_be_switched_off() -> None:
+    clean = GeneratorSettings(events=8_000, days=30, seed=2, missing_user_rate=0,
+                              duplicate_rate=0, bad_price_rate=0, late_event_rate=0)
+    frame = _frame(clean)
+    assert len(frame) == 8_000
+    assert frame["user_id"].notna().all()
+    assert (frame["price"] > 0).all()
+    assert not frame.duplicated().any()
+    assert frame["event_time"].is_monotonic_increasing or (
+        frame.loc[frame["event_type"] != "return", "event_time"].diff().dt.total_seconds().min()
+        > -3600
+    )
+
+
+def test_funnel_conversion_is_plausible(params: GeneratorSettings) -> None:
+    stats: dict[str, int] = {}
+    frame = _frame(params, stats)
+    conversion = stats["purchase_sessions"] / stats["sessions"]
+    assert 0.01 <= conversion <= 0.10, conversion
+    counts = frame["event_type"].value_counts()
+    assert counts["view"] > counts["cart"] > counts["purchase"] > counts["return"]
+
+
+def test_weekly_seasonality_and_activity_spread(events: pd.DataFrame,
+                                               params: GeneratorSettings) -> None:
+    days = events["event_time"].dt.floor("D")
+    per_day = events.groupby(days).size()
+    weekend = per_day[per_day.index.dayofweek >= 5].mean()
+    weekday = per_day[per_day.index.dayofweek < 5].mean()
+    assert weekend > weekday
+    hours = events["event_time"].dt.hour
+    assert (hours.between(18, 21)).sum() > 3 * (hours.between(2, 5)).sum()  # daily rhythm
+    # Users come and go: activity spans the period, many users in several months.
+    known = events.dropna(subset=["user_id"])
+    months = known.groupby("user_id")["event_time"].agg(
+        lambda t: (t.dt.dayofyear // 30).nunique()
+    )
+    assert (months >= 2).mean() > 0.3
+    first_seen = known.groupby("user_id")["event_time"].min()
+    assert (first_seen > first_seen.min() + pd.Timedelta(days=params.days / 2)).mean() > 0.1
+
+
+def _rfm_at(events: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int = 30) -> pd.DataFrame:
+    past = events[events["event_time"] <= cutoff]
+    future = events[(events["event_time"] > cutoff)
+                    & (events["event_time"] <= cutoff + pd.Timedelta(days=horizon_days))]
+    grouped = past.groupby("user_id")
+    kinds = past.groupby(["user_id", "event_type"]).size().unstack(fill_value=0)
+    features = pd.DataFrame({
+        "recency": (cutoff - grouped["event_time"].max()).dt.total_seconds() / 86400,
+        "events": grouped.size(),
+    })
+    features["carts"] = kinds.get("cart", 0)
+    features["purchases"] = kinds.get("purchase", 0)
+    features = features.fillna(0)
+    buyers = set(future.loc[future["event_type"] == "purchase", "user_id"])
+    features["label"] = features.index.isin(buyers).astype(int)
+    return features
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 25) -> np.ndarray:
+    """Plain Newton-Raphson logistic regression (a few features; no sklearn import cost)."""
+    x = np.column_stack([np.ones(len(x)), x])
+    w = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-x @ w))
+        hessian = x.T @ (x * (p * (1 - p))[:, None]) + 1e-6 * np.eye(x.shape[1])
+        w += np.linalg.solve(hessian, x.T @ (y - p))
+    return w
+
+
+def _roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    ranks = pd.Series(score).rank().to_numpy()
+    positives = y == 1
+    n_pos, n_neg = positives.sum(), (~positives).sum()
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def test_signal_is_learnable_but_not_trivial(events: pd.DataFrame) -> None:
+    known = events.dropna(subset=["user_id"])
+    start = known["event_time"].min().normalize()
+    train = pd.concat([_rfm_at(known, start + pd.Timedelta(days=d)) for d in (42, 49, 56)])
+    test = _rfm_at(known, start + pd.Timedelta(days=84))
+    assert 0.02 < test["label"].mean() < 0.5
+
+    # Repeat buyers: past purchasers buy again more often than the rest.
+    buyers = test[test["purchases"] > 0]["label"].mean()
+    others = test[test["purchases"] == 0]["label"].mean()
+    assert buyers > 1.5 * others
+
+    columns = ["recency", "events", "carts", "purchases"]
+    w = _fit_logistic(np.log1p(train[columns].to_numpy(float)), train["label"].to_numpy())
+    score = np.column_stack([np.ones(len(test)), np.log1p(test[columns].to_numpy(float))]) @ w
+    auc = _roc_auc(test["label"].to_numpy(), score)
+    assert 0.65 < auc < 0.92, auc
+
+
+def test_chunks_bound_memory_and_late_rows_cross_chunks() -> None:
+    params = GeneratorSettings(events=30_000, days=60, seed=4, chunk_events=5_000,
+                               late_event_rate=0.05)
+    tables = list(iter_event_tables(params))
+    assert len(tables) >= 5
+    assert sum(t.num_rows for t in tables) == 30_000
+    assert max(t.num_rows for t in tables) < 3 * 5_000
+    # some rows of a later chunk are older than the previous chunk's newest row
+    crossed = 0
+    for before, after in zip(tables, tables[1:], strict=False):
+        newest = pa.compute.max(before.column("event_time")).as_py()
+        crossed += sum(t < newest for t in after.column("event_time").to_pylist())
+    assert crossed > 0
+
+
+def test_output_format_from_name_or_flag() -> None:
+    assert output_format("x.parquet") == "parquet"
+    assert output_format("x.CSV.GZ") == "csv.gz"
+    assert output_format("x.csv") == "csv"
+    assert output_format("x.bin", "csv") == "csv"
+    with pytest.raises(ValueError, match="cannot tell the output format"):
+        output_format("x.json")
+    with pytest.raises(ValueError, match="unknown output format"):
+        output_format("x.csv", "xlsx")
+
+
+def test_users_and_items_follow_the_parameters() -> None:
+    stats: dict[str, int] = {}
+    frame = _frame(GeneratorSettings(events=10_000, days=60, users=300, items=120, seed=9), stats)
+    assert stats["users"] == 300
+    assert frame["user_id"].nunique() <= 300
+    assert frame["item_id"].nunique() <= stats["items"] <= 200
+    # ids are text with no float formatting
+    assert frame["user_id"].dropna().str.fullmatch(r"\d+").all()
