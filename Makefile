@@ -24,7 +24,7 @@ setup: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
-	$(BIN)/uv pip sync --python $(BIN)/python $(UV_FIND_LINKS) requirements.lock
+	$(BIN)/uv pip sync --python $(BIN)/python --compile-bytecode $(UV_FIND_LINKS) requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
