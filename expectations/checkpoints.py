@@ -1,0 +1,68 @@
+"""Checkpoint definitions: which tables each layer's gate validates, and its actions.
+
+A gate is one GX checkpoint per layer: one validation definition per table (plus one over
+the batch metrics), and an action that renders Data Docs. Results are not acted on here:
+``shopflow.quality.gate`` reads them, decides by severity and quarantines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import great_expectations as gx
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """One table a layer's gate validates.
+
+    Attributes:
+        layer: warehouse layer holding the table (schema before the prefix).
+        table: table (or view) name.
+    """
+
+    layer: str
+    table: str
+
+    @property
+    def asset_name(self) -> str:
+        return f"{self.layer}.{self.table}"
+
+
+#: The tables behind each gate, in the order they are validated and reported.
+GATE_TABLES: dict[str, tuple[TableCheck, ...]] = {
+    "raw": (TableCheck("raw", "raw_events"),),
+    "staging": (TableCheck("staging", "stg_shop__events"),),
+    "marts": (
+        TableCheck("marts", "user_features"),
+        TableCheck("marts", "item_features"),
+        TableCheck("marts", "purchase_labels"),
+    ),
+}
+
+
+def build_checkpoint(
+    *,
+    layer: str,
+    validation_definitions: Sequence[gx.ValidationDefinition],
+    data_docs_site: str,
+) -> gx.Checkpoint:
+    """The checkpoint of a layer's gate.
+
+    Args:
+        layer: ``raw``, ``staging`` or ``marts``.
+        validation_definitions: one per table, plus the batch metrics one.
+        data_docs_site: name of the Data Docs site the action updates.
+    """
+    return gx.Checkpoint(
+        name=f"{layer}_gate",
+        validation_definitions=list(validation_definitions),
+        actions=[
+            gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[data_docs_site]),
+        ],
+        result_format="SUMMARY",
+    )

@@ -1,0 +1,332 @@
+"""The marts gate: may these features and labels reach Feast and the models?
+
+This is the last stop before ``publish_marts`` writes the snapshots that Feast serves and
+training reads. The checks are the marts' promises (ARCHITECTURE.md): one row per key,
+non-null features, counts and durations that cannot be negative, rates in [0, 1], nested
+windows (7d <= 30d <= lookback), and a label rate that is plausible on its own and close
+to the last good build's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+
+from ._common import TIME_TYPES, check, volume_checks
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from shopflow.settings import QualitySettings
+
+USER_COUNT_COLUMNS = (
+    "events_7d",
+    "events_30d",
+    "events_lookback",
+    "views_lookback",
+    "carts_lookback",
+    "purchases_7d",
+    "purchases_30d",
+    "purchases_lookback",
+    "returns_lookback",
+    "orders_lookback",
+    "distinct_items_lookback",
+    "distinct_categories_lookback",
+    "active_days_lookback",
+)
+USER_DURATION_COLUMNS = ("recency_days", "days_since_last_purchase", "tenure_days")
+USER_RATE_COLUMNS = ("cart_rate", "conversion_rate", "return_rate")
+USER_OTHER_COLUMNS = (
+    "monetary_30d",
+    "monetary_lookback",
+    "avg_order_value",
+    "avg_basket_size",
+    "is_returning_buyer",
+)
+USER_FEATURE_COLUMNS = (
+    *USER_DURATION_COLUMNS,
+    *USER_COUNT_COLUMNS,
+    *USER_RATE_COLUMNS,
+    *USER_OTHER_COLUMNS,
+)
+ITEM_COUNT_COLUMNS = (
+    "item_views_lookback",
+    "item_carts_lookback",
+    "item_purchases_lookback",
+    "item_buyers_lookback",
+)
+ITEM_PRICE_COLUMNS = ("item_avg_price", "item_min_price", "item_max_price")
+ITEM_FEATURE_COLUMNS = (
+    *ITEM_COUNT_COLUMNS,
+    "item_conversion_rate",
+    *ITEM_PRICE_COLUMNS,
+    "item_popularity_rank",
+)
+
+
+def _columns_present(columns: tuple[str, ...]) -> list[gx.expectations.Expectation]:
+    return [
+        check(
+            gxe.ExpectColumnToExist,
+            severity="error",
+            name=f"column {column} present",
+            why="Feast's feature views and the models read it by name.",
+            column=column,
+        )
+        for column in columns
+    ]
+
+
+def _one_row_per_key(key: str) -> list[gx.expectations.Expectation]:
+    return [
+        check(
+            gxe.ExpectCompoundColumnsToBeUnique,
+            severity="error",
+            name=f"one row per ({key}, cutoff_time)",
+            why="Duplicate keys make point-in-time joins fan out and double-count rows.",
+            column_list=[key, "cutoff_time"],
+        ),
+        *(
+            check(
+                gxe.ExpectColumnValuesToNotBeNull,
+                severity="error",
+                name=f"{column} not null",
+                why="Entity key and event timestamp of the feature view.",
+                column=column,
+            )
+            for column in (key, "cutoff_time")
+        ),
+        check(
+            gxe.ExpectColumnValuesToBeInTypeList,
+            severity="error",
+            name="cutoff_time is a timestamp",
+            why="Feast's timestamp field.",
+            column="cutoff_time",
+            type_list=TIME_TYPES,
+        ),
+        check(
+            gxe.ExpectTableRowCountToBeBetween,
+            severity="error",
+            name="table not empty",
+            why="Nothing to train on or serve.",
+            min_value=1,
+        ),
+    ]
+
+
+def build_user_features_suite(
+    *,
+    quality: QualitySettings,
+    previous_rows: int | None = None,
+    name: str = "marts.user_features",
+) -> gx.ExpectationSuite:
+    """Expectations on ``marts.user_features``."""
+    expectations = [
+        *_columns_present(("user_id", "cutoff_time", *USER_FEATURE_COLUMNS)),
+        *_one_row_per_key("user_id"),
+        *(
+            check(
+                gxe.ExpectColumnValuesToNotBeNull,
+                severity="error",
+                name=f"{column} not null",
+                why="The marts promise non-null features; models would see NaN.",
+                column=column,
+            )
+            for column in USER_FEATURE_COLUMNS
+        ),
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeBetween,
+                severity="error",
+                name=f"{column} >= 0",
+                why="Counts and durations cannot be negative; a sign bug in a window.",
+                column=column,
+                min_value=0,
+            )
+            for column in (*USER_DURATION_COLUMNS, *USER_COUNT_COLUMNS)
+        ),
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeBetween,
+                severity="error",
+                name=f"{column} in [0, 1]",
+                why="A rate outside [0, 1] has a wrong denominator.",
+                column=column,
+                min_value=0,
+                max_value=1,
+            )
+            for column in USER_RATE_COLUMNS
+        ),
+        check(
+            gxe.ExpectColumnValuesToBeInSet,
+            severity="error",
+            name="is_returning_buyer is 0/1",
+            why="A flag.",
+            column="is_returning_buyer",
+            value_set=[0, 1],
+        ),
+        *(
+            check(
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+                severity="error",
+                name=f"{wide} >= {narrow}",
+                why="A longer window holds every event of a shorter one.",
+                column_A=wide,
+                column_B=narrow,
+                or_equal=True,
+            )
+            for wide, narrow in (
+                ("events_30d", "events_7d"),
+                ("events_lookback", "events_30d"),
+                ("purchases_lookback", "purchases_30d"),
+            )
+        ),
+        *volume_checks(previous_rows=previous_rows, tolerance=quality.volume_tolerance),
+    ]
+    return gx.ExpectationSuite(name=name, expectations=expectations)
+
+
+def build_item_features_suite(
+    *,
+    quality: QualitySettings,
+    previous_rows: int | None = None,
+    name: str = "marts.item_features",
+) -> gx.ExpectationSuite:
+    """Expectations on ``marts.item_features``."""
+    expectations = [
+        *_columns_present(("item_id", "cutoff_time", *ITEM_FEATURE_COLUMNS)),
+        *_one_row_per_key("item_id"),
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeBetween,
+                severity="error",
+                name=f"{column} >= 0",
+                why="Counts cannot be negative.",
+                column=column,
+                min_value=0,
+            )
+            for column in ITEM_COUNT_COLUMNS
+        ),
+        check(
+            gxe.ExpectColumnValuesToBeBetween,
+            severity="warning",
+            name="item_conversion_rate in [0, 1]",
+            why="A rate outside [0, 1] has a wrong denominator.",
+            column="item_conversion_rate",
+            min_value=0,
+            max_value=1,
+        ),
+        check(
+            gxe.ExpectColumnValuesToBeBetween,
+            severity="error",
+            name="item_popularity_rank >= 1",
+            why="Ranks start at 1.",
+            column="item_popularity_rank",
+            min_value=1,
+        ),
+        check(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+            severity="error",
+            name="item_max_price >= item_min_price",
+            why="Swapped aggregates.",
+            column_A="item_max_price",
+            column_B="item_min_price",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+        ),
+        check(
+            gxe.ExpectColumnValuesToNotBeNull,
+            severity="warning",
+            name=f"item_avg_price null share <= {quality.warn_null_rate:.0%}",
+            why="Null when no event in the window carried a price.",
+            column="item_avg_price",
+            mostly=1.0 - quality.warn_null_rate,
+        ),
+        *volume_checks(previous_rows=previous_rows, tolerance=quality.volume_tolerance),
+    ]
+    return gx.ExpectationSuite(name=name, expectations=expectations)
+
+
+def build_purchase_labels_suite(
+    *,
+    quality: QualitySettings,
+    previous_rows: int | None = None,
+    previous_label_rate: float | None = None,
+    name: str = "marts.purchase_labels",
+) -> gx.ExpectationSuite:
+    """Expectations on ``marts.purchase_labels``, including the label rate.
+
+    The label rate must lie in ``quality.label_rate_bounds`` (a rate near 0 or 1 means a
+    broken horizon or join) and, when a good build exists, within
+    ``quality.max_label_rate_shift`` of its rate.
+    """
+    low, high = quality.label_rate_bounds
+    expectations = [
+        *_columns_present(("user_id", "cutoff_time", "label", "label_window_end")),
+        *_one_row_per_key("user_id"),
+        check(
+            gxe.ExpectColumnValuesToBeInSet,
+            severity="error",
+            name="label is 0/1",
+            why="A binary target.",
+            column="label",
+            value_set=[0, 1],
+        ),
+        check(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+            severity="error",
+            name="label_window_end > cutoff_time",
+            why="The label window lies after the cutoff, or labels leak into features.",
+            column_A="label_window_end",
+            column_B="cutoff_time",
+        ),
+        check(
+            gxe.ExpectColumnMeanToBeBetween,
+            severity="error",
+            name=f"label rate in [{low:g}, {high:g}]",
+            why="A label rate near 0 or 1 means a broken horizon, join or event mapping.",
+            column="label",
+            min_value=low,
+            max_value=high,
+        ),
+    ]
+    if previous_label_rate is not None:
+        shift = quality.max_label_rate_shift
+        expectations.append(
+            check(
+                gxe.ExpectColumnMeanToBeBetween,
+                severity="error",
+                name=f"label rate within {shift:g} of last good ({previous_label_rate:.3f})",
+                why="A sudden change of the base rate invalidates the champion comparison.",
+                column="label",
+                min_value=max(0.0, previous_label_rate - shift),
+                max_value=min(1.0, previous_label_rate + shift),
+            )
+        )
+    expectations += volume_checks(previous_rows=previous_rows, tolerance=quality.volume_tolerance)
+    return gx.ExpectationSuite(name=name, expectations=expectations)
+
+
+def build_marts_suite(
+    *,
+    quality: QualitySettings,
+    previous_rows: Mapping[str, int] | None = None,
+    previous_label_rate: float | None = None,
+) -> dict[str, gx.ExpectationSuite]:
+    """The marts layer's suites, keyed by table name (one suite per mart)."""
+    rows = previous_rows or {}
+    return {
+        "user_features": build_user_features_suite(
+            quality=quality, previous_rows=rows.get("user_features")
+        ),
+        "item_features": build_item_features_suite(
+            quality=quality, previous_rows=rows.get("item_features")
+        ),
+        "purchase_labels": build_purchase_labels_suite(
+            quality=quality,
+            previous_rows=rows.get("purchase_labels"),
+            previous_label_rate=previous_label_rate,
+        ),
+    }

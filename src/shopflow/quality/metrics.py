@@ -1,0 +1,233 @@
+"""Batch metrics and the "last good batch" baseline they are compared with.
+
+Row checks live in the suites; what needs the whole batch (a duplicate rate), history
+(PSI against the last good batch) or another table (the share of a file ingestion
+quarantined) is computed here into plain numbers, which ``expectations/batch.py`` then
+judges inside the same GX checkpoint.
+
+The baseline of a layer is a small JSON file, ``reports/quality/baseline-<layer>.json``,
+written only when that layer's gate passes: rows per table, a quantile histogram per key
+distribution and the label rate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shopflow.quality.drift import Histogram, histogram, psi
+from shopflow.quality.result import QualityError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    import pandas as pd
+
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Columns whose exact copies count as one duplicated event (lineage excluded: the same
+#: event read twice has different source rows).
+DUPLICATE_KEY = (
+    "user_id",
+    "item_id",
+    "event_type",
+    "event_time",
+    "price",
+    "quantity",
+    "order_id",
+    "category_id",
+)
+
+
+@dataclass
+class Baseline:
+    """What the last good run of a layer looked like."""
+
+    layer: str
+    batch_id: str | None = None
+    saved_at: str | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    label_rate: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "batch_id": self.batch_id,
+            "saved_at": self.saved_at,
+            "rows": self.rows,
+            "histograms": {name: h.to_dict() for name, h in self.histograms.items()},
+            "label_rate": self.label_rate,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
+        return cls(
+            layer=str(data["layer"]),
+            batch_id=data.get("batch_id"),
+            saved_at=data.get("saved_at"),
+            rows={str(k): int(v) for k, v in (data.get("rows") or {}).items()},
+            histograms={
+                str(k): Histogram.from_dict(v) for k, v in (data.get("histograms") or {}).items()
+            },
+            label_rate=data.get("label_rate"),
+        )
+
+
+def baseline_path(settings: Settings, layer: str) -> Path:
+    """``reports/quality/baseline-<layer>.json``."""
+    return settings.reports_dir / "quality" / f"baseline-{layer}.json"
+
+
+def load_baseline(settings: Settings, layer: str) -> Baseline | None:
+    """The last good baseline of a layer, or None before the first pass.
+
+    Raises:
+        QualityError: the file exists but cannot be read (delete it to start afresh).
+    """
+    path = baseline_path(settings, layer)
+    if not path.is_file():
+        return None
+    try:
+        return Baseline.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise QualityError(
+            f"baseline {path} is unreadable ({exc}); delete it to compare against the next "
+            "good batch instead"
+        ) from exc
+
+
+def save_baseline(settings: Settings, baseline: Baseline) -> Path:
+    """Write the baseline atomically (a crash never leaves half a file)."""
+    path = baseline_path(settings, baseline.layer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(baseline.to_dict(), indent=2, sort_keys=True))
+    tmp.replace(path)
+    return path
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray | None:
+    import pandas as pd
+
+    if column not in frame.columns:
+        return None
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    values = values[np.isfinite(values)]
+    return values if values.size else None
+
+
+def _events_per_user_day(frame: pd.DataFrame) -> np.ndarray | None:
+    """Events per (user, calendar day): activity intensity that does not grow with the
+    length of the batch (events per user would double when a file covers twice the days).
+    """
+    import pandas as pd
+
+    if not {"user_id", "event_time"} <= set(frame.columns):
+        return None
+    times = pd.to_datetime(frame["event_time"], errors="coerce")
+    keyed = pd.DataFrame({"user_id": frame["user_id"], "day": times.dt.floor("D")}).dropna()
+    if keyed.empty:
+        return None
+    return keyed.groupby(["user_id", "day"]).size().to_numpy(dtype="float64")
+
+
+def distributions(layer: str, frames: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """The key distributions of a layer, by name (those that can be computed).
+
+    raw/staging: unit ``price`` and ``events_per_user_day``; marts: ``events_lookback``
+    (user events in the lookback at the latest cutoff of ``user_features``).
+    """
+    found: dict[str, np.ndarray | None] = {}
+    if layer in ("raw", "staging"):
+        frame = next(iter(frames.values()))
+        found["price"] = _numeric(frame, "price")
+        found["events_per_user_day"] = _events_per_user_day(frame)
+    elif layer == "marts":
+        users = frames.get("user_features")
+        if users is not None and {"cutoff_time", "events_lookback"} <= set(users.columns):
+            latest = users[users["cutoff_time"] == users["cutoff_time"].max()]
+            found["events_lookback"] = _numeric(latest, "events_lookback")
+    return {name: values for name, values in found.items() if values is not None}
+
+
+def label_rate(frames: Mapping[str, pd.DataFrame]) -> float | None:
+    """Mean label of ``purchase_labels`` (None when absent or unreadable)."""
+    labels = frames.get("purchase_labels")
+    if labels is None:
+        return None
+    values = _numeric(labels, "label")
+    return float(values.mean()) if values is not None else None
+
+
+def duplicate_rate(frame: pd.DataFrame) -> float | None:
+    """Share of rows that are extra copies of an earlier identical event."""
+    key = [c for c in DUPLICATE_KEY if c in frame.columns]
+    if not key or frame.empty:
+        return None
+    return float(frame.duplicated(subset=key).mean())
+
+
+def batch_metrics(
+    layer: str,
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    baseline: Baseline | None,
+    quarantine_counts: Mapping[str, int] | None = None,
+) -> dict[str, float | None]:
+    """The numbers ``expectations/batch.py`` judges; a None metric is skipped.
+
+    Args:
+        layer: the gate's layer.
+        frames: table name -> the rows validated.
+        baseline: the last good baseline (None: no drift metrics yet).
+        quarantine_counts: for a raw batch, ``rows_read``, ``missing_user_id`` and
+            ``quarantined`` (all reasons) from ingestion.
+    """
+    metrics: dict[str, float | None] = {}
+    if layer == "raw":
+        metrics["duplicate_rate"] = duplicate_rate(next(iter(frames.values())))
+        if quarantine_counts and quarantine_counts.get("rows_read"):
+            read = quarantine_counts["rows_read"]
+            missing = quarantine_counts.get("missing_user_id", 0)
+            metrics["missing_user_rate"] = missing / read
+            metrics["other_quarantine_rate"] = (
+                max(quarantine_counts.get("quarantined", 0) - missing, 0) / read
+            )
+    if baseline is not None:
+        for name, values in distributions(layer, frames).items():
+            reference = baseline.histograms.get(name)
+            if reference is not None:
+                metrics[f"psi_{name}"] = psi(reference, values)
+    return metrics
+
+
+def new_baseline(
+    layer: str,
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    batch_id: str | None,
+    bins: int,
+) -> Baseline:
+    """The baseline a passing run leaves for the next one."""
+    histograms = {
+        name: hist
+        for name, values in distributions(layer, frames).items()
+        if (hist := histogram(values, bins=bins)) is not None
+    }
+    return Baseline(
+        layer=layer,
+        batch_id=batch_id,
+        saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        rows={table: len(frame) for table, frame in frames.items()},
+        histograms=histograms,
+        label_rate=label_rate(frames) if layer == "marts" else None,
+    )
