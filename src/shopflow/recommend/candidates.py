@@ -1,0 +1,334 @@
+"""Candidate generation: the few hundred items per shopper worth ranking, point in time.
+
+A ranker can only order what it is given, so candidates decide the ceiling of every
+model (their recall is measured and reported). Each source catches a different reason
+to buy, and every one of them reads only events in ``(cutoff - lookback, cutoff]``:
+
+* ``recent`` -- items the user viewed, carted or bought, most recent first (re-buys and
+  abandoned carts);
+* ``copurchase`` -- item-to-item neighbours of the user's items, counted from baskets
+  (orders; user-days when an event has no order) in the window;
+* ``category`` -- the most popular items of the user's favourite categories;
+* ``popular`` -- the most bought items of the window (also the cold-start list);
+* ``trending`` -- items bought more in the last days than their window average implies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("recent", "copurchase", "category", "popular", "trending")
+#: Weights of a user's own events when they seed co-purchase neighbours.
+_SEED_WEIGHTS = {"view": 1.0, "cart": 2.0, "purchase": 3.0, "return": 0.0}
+#: Views count this much of a purchase in popularity (clickstreams have far more views).
+_VIEW_POPULARITY = 0.02
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """How many items each source contributes per user."""
+
+    recent: int = 100
+    copurchase: int = 100
+    category: int = 20
+    favourite_categories: int = 3
+    popular: int = 50
+    trending: int = 20
+    trend_window: timedelta = timedelta(days=7)
+    max_basket_items: int = 50
+    batch_users: int = 1000
+
+    def describe(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["trend_window"] = str(self.trend_window)
+        return out
+
+
+@dataclass
+class WindowStats:
+    """Item statistics of one cutoff's window, shared by candidates and cold start."""
+
+    cutoff: pd.Timestamp
+    item_ids: np.ndarray  # item code -> item id
+    popularity: np.ndarray  # per item code
+    trend: np.ndarray  # per item code
+    category: np.ndarray  # per item code, category id or None
+
+    def popular_items(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` most popular items (ids) and their scores, best first."""
+        order = np.lexsort((self.item_ids, -self.popularity))[:n]
+        return self.item_ids[order], self.popularity[order]
+
+
+def window_events(events: pd.DataFrame, cutoff: pd.Timestamp, lookback: timedelta) -> pd.DataFrame:
+    """Events in ``(cutoff - lookback, cutoff]``: the only ones a cutoff may see."""
+    import pandas as pd
+
+    cutoff = pd.Timestamp(cutoff)
+    times = events["event_time"]
+    mask = (times > cutoff - pd.Timedelta(lookback)) & (times <= cutoff)
+    return events.loc[mask]
+
+
+def generate_candidates(
+    events: pd.DataFrame,
+    *,
+    cutoff: pd.Timestamp,
+    lookback: timedelta,
+    users: Iterable[str],
+    config: CandidateConfig | None = None,
+) -> tuple[pd.DataFrame, WindowStats]:
+    """Candidates for each of ``users`` at ``cutoff`` from the events before it.
+
+    Args:
+        events: staged events (``user_id, item_id, category_id, event_type, event_time,
+            order_id``); later events may be present, they are ignored.
+        cutoff: the instant recommendations are made at.
+        lookback: history a cutoff may use (``settings.task.lookback``).
+        users: whom to generate for; users with no event in the window (cold start) get
+            the popular and trending items only.
+        config: per-source sizes.
+
+    Returns:
+        One row per (user_id, item_id): ``cutoff_time``, a 0/1 column ``src_<source>`` per
+        source and the source scores ``cand_copurchase_score``, ``cand_category_share``,
+        ``cand_popularity``, ``cand_popularity_rank``, ``cand_trend``; and the window's
+        item statistics (for the cold-start list).
+    """
+    import pandas as pd
+
+    config = config or CandidateConfig()
+    cutoff = pd.Timestamp(cutoff)
+    window = window_events(events, cutoff, lookback)
+    user_list = pd.Index(pd.unique(pd.Series(list(users), dtype=object)))
+    item_codes, item_ids = pd.factorize(window["item_id"], sort=True)
+    item_ids = np.asarray(item_ids, dtype=object)
+    n_items = len(item_ids)
+    user_codes = user_list.get_indexer(window["user_id"])
+    kind = window["event_type"].to_numpy()
+    stats = _window_stats(window, item_codes, item_ids, cutoff, lookback, config)
+    if n_items == 0 or len(user_list) == 0:
+        return _empty(cutoff), stats
+
+    parts: list[tuple[np.ndarray, np.ndarray, str, np.ndarray]] = []
+    known = user_codes >= 0
+    seconds = (cutoff - window["event_time"]).dt.total_seconds().to_numpy()
+
+    # recent: each user's items, most recently touched first
+    pairs = pd.DataFrame({"u": user_codes[known], "i": item_codes[known], "s": seconds[known]})
+    last = pairs.groupby(["u", "i"], sort=False)["s"].min().reset_index()
+    last = last.sort_values(["u", "s", "i"], kind="mergesort")
+    last = last[last.groupby("u").cumcount() < config.recent]
+    parts.append((last["u"].to_numpy(), last["i"].to_numpy(), "recent",
+                  np.zeros(len(last))))
+
+    # co-purchase neighbours of the user's items
+    if config.copurchase > 0:
+        weights = pd.Series(kind[known], dtype=object).map(_SEED_WEIGHTS).fillna(0.0)
+        u, i, s = _copurchase(window, item_codes, n_items, user_codes[known], item_codes[known],
+                              weights.to_numpy(dtype=np.float64), len(user_list), config)
+        parts.append((u, i, "copurchase", s))
+
+    # favourite categories' best sellers
+    if config.category > 0 and config.favourite_categories > 0:
+        u, i, s = _category_items(window, user_codes, item_codes, stats, config)
+        parts.append((u, i, "category", s))
+
+    # global popularity and trending: the same items for everyone (cold start included)
+    everyone = np.arange(len(user_list))
+    top = np.lexsort((item_ids, -stats.popularity))[: config.popular]
+    parts.append((np.repeat(everyone, len(top)), np.tile(top, len(everyone)), "popular",
+                  np.zeros(len(everyone) * len(top))))
+    rising = np.flatnonzero(stats.trend > 0)
+    rising = rising[np.lexsort((item_ids[rising], -stats.trend[rising]))][: config.trending]
+    parts.append((np.repeat(everyone, len(rising)), np.tile(rising, len(everyone)), "trending",
+                  np.zeros(len(everyone) * len(rising))))
+
+    frame = _union(parts)
+    frame.insert(0, "user_id", user_list.to_numpy()[frame.pop("u").to_numpy()])
+    codes = frame.pop("i").to_numpy()
+    frame.insert(1, "item_id", item_ids[codes])
+    frame.insert(2, "cutoff_time", cutoff)
+    frame["cand_popularity"] = stats.popularity[codes]
+    rank = np.empty(n_items)
+    rank[np.lexsort((item_ids, -stats.popularity))] = np.arange(1, n_items + 1)
+    frame["cand_popularity_rank"] = rank[codes]
+    frame["cand_trend"] = stats.trend[codes]
+    frame["category_id"] = stats.category[codes]
+    return frame.reset_index(drop=True), stats
+
+
+def _empty(cutoff: pd.Timestamp) -> pd.DataFrame:
+    import pandas as pd
+
+    columns = ["user_id", "item_id", "cutoff_time", *(f"src_{s}" for s in SOURCES),
+               "cand_copurchase_score", "cand_category_share", "cand_popularity",
+               "cand_popularity_rank", "cand_trend", "category_id"]
+    return pd.DataFrame({c: pd.Series(dtype=object if c in ("user_id", "item_id", "category_id")
+                                      else "float64") for c in columns}).assign(cutoff_time=cutoff)
+
+
+def _window_stats(window: pd.DataFrame, item_codes: np.ndarray, item_ids: np.ndarray,
+                  cutoff: pd.Timestamp, lookback: timedelta,
+                  config: CandidateConfig) -> WindowStats:
+    import pandas as pd
+
+    n_items = len(item_ids)
+    kind = window["event_type"].to_numpy()
+    weight = np.where(kind == "purchase", 1.0, np.where(kind == "return", 0.0, _VIEW_POPULARITY))
+    popularity = np.bincount(item_codes, weights=weight, minlength=n_items)
+    trend_span = min(config.trend_window, lookback)
+    recent = (window["event_time"] > cutoff - pd.Timedelta(trend_span)).to_numpy()
+    recent_pop = np.bincount(item_codes[recent], weights=weight[recent], minlength=n_items)
+    first = window["event_time"].min() if len(window) else cutoff
+    span = max((cutoff - max(first, cutoff - pd.Timedelta(lookback))).total_seconds(), 1.0)
+    expected = popularity * min(trend_span.total_seconds() / span, 1.0)
+    trend = recent_pop - expected
+    categories = np.full(n_items, None, dtype=object)
+    has_cat = window["category_id"].notna().to_numpy()
+    if has_cat.any():
+        # the latest category an item was seen with
+        order = np.argsort(window["event_time"].to_numpy()[has_cat], kind="stable")
+        categories[item_codes[has_cat][order]] = window["category_id"].to_numpy()[has_cat][order]
+    return WindowStats(cutoff=cutoff, item_ids=item_ids, popularity=popularity, trend=trend,
+                       category=categories)
+
+
+def _copurchase(window: pd.DataFrame, item_codes: np.ndarray, n_items: int,
+                seed_users: np.ndarray, seed_items: np.ndarray, seed_weights: np.ndarray,
+                n_users: int, config: CandidateConfig
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top neighbours per user of ``S @ C``: S = the user's weighted items, C = item-item
+    co-occurrence in baskets (cosine-normalised so best sellers do not neighbour everything)."""
+    import pandas as pd
+    from scipy import sparse
+
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    # a basket is an order; events without one form a basket per user and day
+    order_codes, orders = pd.factorize(window["order_id"])
+    user_codes, _ = pd.factorize(window["user_id"])
+    days = window["event_time"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    user_day = user_codes.astype(np.int64) * (int(days.max() - days.min()) + 1) + (days - days.min())
+    user_day_codes, _ = pd.factorize(user_day)
+    basket_codes = np.where(order_codes >= 0, order_codes, len(orders) + user_day_codes)
+    pairs = np.unique(np.stack([basket_codes, item_codes]), axis=1)
+    if pairs.size == 0:
+        return empty
+    sizes = np.bincount(pairs[0])
+    keep = (sizes[pairs[0]] >= 2) & (sizes[pairs[0]] <= config.max_basket_items)
+    pairs = pairs[:, keep]
+    if pairs.size == 0 or len(seed_users) == 0:
+        return empty
+    baskets = sparse.csr_matrix(
+        (np.ones(pairs.shape[1], np.float32), (pairs[0], pairs[1])),
+        shape=(int(basket_codes.max()) + 1, n_items),
+    )
+    co = (baskets.T @ baskets).tocsr()
+    co.setdiag(0)
+    co.eliminate_zeros()
+    degree = np.asarray(baskets.sum(axis=0)).ravel()
+    norm = 1.0 / np.sqrt(np.maximum(degree, 1.0))
+    co = sparse.diags(norm.astype(np.float32)) @ co @ sparse.diags(norm.astype(np.float32))
+    seeds = sparse.csr_matrix(
+        (seed_weights.astype(np.float32), (seed_users, seed_items)), shape=(n_users, n_items)
+    )
+    seeds.sum_duplicates()
+    out_u, out_i, out_s = [], [], []
+    n = config.copurchase
+    for start in range(0, n_users, config.batch_users):
+        block = (seeds[start:start + config.batch_users] @ co).toarray()
+        if n < block.shape[1]:
+            top = np.argpartition(-block, n - 1, axis=1)[:, :n]
+        else:
+            top = np.tile(np.arange(block.shape[1]), (block.shape[0], 1))
+        rows = np.repeat(np.arange(block.shape[0]), top.shape[1])
+        cols = top.ravel()
+        scores = block[rows, cols]
+        positive = scores > 0
+        out_u.append(rows[positive] + start)
+        out_i.append(cols[positive])
+        out_s.append(scores[positive].astype(np.float64))
+    return np.concatenate(out_u), np.concatenate(out_i), np.concatenate(out_s)
+
+
+def _category_items(window: pd.DataFrame, user_codes: np.ndarray, item_codes: np.ndarray,
+                    stats: WindowStats, config: CandidateConfig
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    known = (user_codes >= 0) & window["category_id"].notna().to_numpy()
+    if not known.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    counts = pd.DataFrame({"u": user_codes[known], "c": window["category_id"].to_numpy()[known]})
+    counts = counts.groupby(["u", "c"], sort=False).size().rename("n").reset_index()
+    counts["share"] = counts["n"] / counts.groupby("u")["n"].transform("sum")
+    counts = counts.sort_values(["u", "n", "c"], ascending=[True, False, True], kind="mergesort")
+    favourites = counts[counts.groupby("u").cumcount() < config.favourite_categories]
+    items = pd.DataFrame({"i": np.arange(len(stats.item_ids)), "c": stats.category,
+                          "p": stats.popularity, "id": stats.item_ids})
+    items = items[items["c"].notna()].sort_values(["c", "p", "id"], ascending=[True, False, True],
+                                                  kind="mergesort")
+    best = items[items.groupby("c").cumcount() < config.category][["c", "i"]]
+    joined = favourites.merge(best, on="c", how="inner")
+    return (joined["u"].to_numpy(np.int64), joined["i"].to_numpy(np.int64),
+            joined["share"].to_numpy(np.float64))
+
+
+def _union(parts: list[tuple[np.ndarray, np.ndarray, str, np.ndarray]]) -> pd.DataFrame:
+    """One row per (user, item) with a flag per source and the best score of each."""
+    import pandas as pd
+
+    frames = []
+    for users, items, source, scores in parts:
+        frame = pd.DataFrame({"u": users.astype(np.int64), "i": items.astype(np.int64)})
+        for s in SOURCES:
+            frame[f"src_{s}"] = 1.0 if s == source else 0.0
+        frame["cand_copurchase_score"] = scores if source == "copurchase" else 0.0
+        frame["cand_category_share"] = scores if source == "category" else 0.0
+        frames.append(frame)
+    stacked = pd.concat(frames, ignore_index=True)
+    return stacked.groupby(["u", "i"], sort=True, as_index=False).max()
+
+
+def candidate_recall(candidates: pd.DataFrame, labels: pd.DataFrame) -> dict[str, float]:
+    """Share of the items bought after each cutoff that the candidates contain.
+
+    Args:
+        candidates: ``user_id, item_id, cutoff_time`` rows.
+        labels: the bought items, ``user_id, item_id, cutoff_time`` (purchase_item_labels).
+
+    Returns:
+        ``recall_items`` (over all bought pairs), ``recall_users`` (mean over buyers),
+        ``candidates_per_user`` and the number of pairs and buyers measured.
+    """
+    keys = ["user_id", "item_id", "cutoff_time"]
+    sources = [c for c in candidates.columns if c.startswith("src_")]
+    found = labels[keys].merge(
+        candidates[keys + sources].drop_duplicates(keys).assign(_hit=1.0), on=keys, how="left"
+    )
+    found["_hit"] = found["_hit"].fillna(0.0)
+    per_user = found.groupby(["user_id", "cutoff_time"])["_hit"].mean()
+    per_cand = candidates.groupby(["user_id", "cutoff_time"]).size()
+    out = {
+        "recall_items": float(found["_hit"].mean()) if len(found) else float("nan"),
+        "recall_users": float(per_user.mean()) if len(per_user) else float("nan"),
+        "candidates_per_user": float(per_cand.mean()) if len(per_cand) else 0.0,
+        "bought_pairs": int(len(found)),
+        "buyers": int(len(per_user)),
+    }
+    for column in sources:  # what each source finds on its own
+        hits = found[column].fillna(0.0) > 0
+        out[f"recall_items:{column[4:]}"] = float(hits.mean()) if len(found) else float("nan")
+    return out

@@ -1,0 +1,93 @@
+"""Gate 2 for recommenders: challenger vs champion on ranking metrics, recorded in a ledger.
+
+The primary metric is NDCG@10 on the same held-out cutoffs for both models (the
+champion is re-scored on the challenger's rows, not compared by its old numbers). The
+challenger must beat the champion by ``settings.gate.min_improvement`` and must not lose
+more than the guard tolerance of Recall@10; with no champion it must beat the
+popularity baseline by the same margin.
+
+The decisions go to a ledger of their own: :class:`shopflow.ledger.Ledger` keeps one
+``production`` alias and reads every promotion as a move of it, so recommender
+promotions in the propensity ledger would break its rollback. ``recommender_ledger``
+opens the same kind of ledger next to it (a sibling SQLite file, or the
+``shopflow_recommender`` schema on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shopflow.recommend.metrics import PRIMARY_METRIC
+
+if TYPE_CHECKING:
+    from shopflow.ledger import Ledger
+    from shopflow.settings import Settings
+
+GUARDS: dict[str, float] = {"recall@10": 0.02}
+LEDGER_SCHEMA = "shopflow_recommender"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What gate 2 decided for a recommender challenger, and why."""
+
+    promote: bool
+    reason: str
+    primary: str
+    challenger: dict[str, float]
+    reference: dict[str, float]
+    reference_name: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def decide(
+    challenger: dict[str, float],
+    *,
+    champion: dict[str, float] | None,
+    baseline: dict[str, float],
+    primary: str = PRIMARY_METRIC,
+    min_improvement: float = 0.002,
+    guards: dict[str, float] | None = None,
+) -> GateDecision:
+    """Promote or reject a challenger by its metrics on the same rows as the reference."""
+    guards = GUARDS if guards is None else guards
+    reference, name = (champion, "champion") if champion is not None else (baseline, "baseline")
+    gain = challenger[primary] - reference[primary]
+    regressions = {
+        metric: round(reference[metric] - challenger[metric], 6)
+        for metric, tolerance in guards.items()
+        if metric in challenger and metric in reference
+        and reference[metric] - challenger[metric] > tolerance
+    }
+    details = {"gain": gain, "min_improvement": min_improvement, "guards": guards,
+               "regressions": regressions}
+    if gain < min_improvement:
+        return GateDecision(False, f"{primary} {challenger[primary]:.4f} does not beat the {name}'s "
+                            f"{reference[primary]:.4f} by {min_improvement}", primary, challenger,
+                            reference, name, details)
+    if regressions:
+        return GateDecision(False, f"guard metric(s) regressed beyond tolerance vs the {name}: "
+                            f"{regressions}", primary, challenger, reference, name, details)
+    return GateDecision(True, f"{primary} {challenger[primary]:.4f} beats the {name}'s "
+                        f"{reference[primary]:.4f} by {gain:.4f}", primary, challenger, reference,
+                        name, details)
+
+
+def recommender_ledger(settings: Settings) -> Ledger:
+    """The recommender's own ledger, beside the propensity ledger.
+
+    SQLite ``.../ledger.db`` -> ``.../ledger.recommender.db``; PostgreSQL -> the same
+    database, schema ``shopflow_recommender``.
+    """
+    import sqlalchemy as sa
+
+    from shopflow.ledger import Ledger
+
+    url = sa.make_url(settings.ledger_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        base = url.database[:-3] if url.database.endswith(".db") else url.database
+        return Ledger(url.set(database=f"{base}.recommender.db").render_as_string(hide_password=False))
+    if url.get_backend_name() == "sqlite":
+        return Ledger(settings.ledger_url)
+    return Ledger(settings.ledger_url, schema=LEDGER_SCHEMA)

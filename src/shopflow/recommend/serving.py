@@ -1,0 +1,203 @@
+"""Recommendations for one shopper in milliseconds, from a stored recommender.
+
+:class:`Recommender` loads a ranker's precomputed serving snapshot (see snapshot.py)
+into flat arrays, so ``recommend`` is a dictionary lookup plus a slice. Shoppers unknown
+to the snapshot get the popularity list, flagged ``cold_start``; never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from shopflow.recommend.snapshot import ServingSnapshot
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 100
+
+
+class RecommenderUnavailable(RuntimeError):
+    """No recommender can be loaded (nothing stored and no warehouse to fall back on)."""
+
+
+@dataclass(frozen=True)
+class RecommendedItem:
+    """One recommended item."""
+
+    item_id: str
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class RecommendationResult:
+    """The answer to one ``recommend`` call.
+
+    Attributes:
+        user_id: who it is for.
+        items: best first.
+        model_version: the recommender version (``popularity`` when none is stored).
+        family: ``lightgbm``, ``torch`` or ``popularity``.
+        cold_start: the user was unknown at the snapshot; items are the popular ones.
+        snapshot_time: the cutoff the lists were computed at (ISO 8601, UTC).
+    """
+
+    user_id: str
+    items: list[RecommendedItem]
+    model_version: str
+    family: str
+    cold_start: bool
+    snapshot_time: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for the HTTP response."""
+        return asdict(self)
+
+
+class Recommender:
+    """Serves a stored recommender's precomputed lists.
+
+    Build with :meth:`load` (from the store) or :meth:`from_snapshot` (tests, tools).
+    """
+
+    def __init__(self, snapshot: ServingSnapshot, *, model_version: str, family: str,
+                 metadata: dict[str, Any] | None = None) -> None:
+        self.model_version = model_version
+        self.family = family
+        self.metadata = dict(metadata or {})
+        cutoff = snapshot.cutoff
+        self.snapshot_time = (cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff).isoformat()
+        ranked = snapshot.ranked.sort_values(["user_id", "rank"], kind="mergesort")
+        users = ranked["user_id"].to_numpy(dtype=object)
+        self._items = ranked["item_id"].to_numpy(dtype=object)
+        self._scores = ranked["score"].to_numpy(dtype=np.float64)
+        if len(users):
+            starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+            ends = np.r_[starts[1:], len(users)]
+            self._spans = {str(users[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
+        else:
+            self._spans = {}
+        self._popular_items = snapshot.popular["item_id"].to_numpy(dtype=object)
+        self._popular_scores = snapshot.popular["score"].to_numpy(dtype=np.float64)
+        purchased: dict[str, set[str]] = {}
+        for user, item in zip(snapshot.purchased["user_id"], snapshot.purchased["item_id"],
+                              strict=True):
+            purchased.setdefault(str(user), set()).add(str(item))
+        self._purchased = {u: frozenset(s) for u, s in purchased.items()}
+
+    @classmethod
+    def from_snapshot(cls, snapshot: ServingSnapshot, *, model_version: str = "snapshot",
+                      family: str = "unknown") -> Recommender:
+        return cls(snapshot, model_version=model_version, family=family)
+
+    @classmethod
+    def load(cls, settings: Settings, version: str | None = None, *,
+             fallback: bool = True) -> Recommender:
+        """The named version; else the recommender ledger's production; else the newest.
+
+        With no stored recommender and ``fallback``, serves popularity computed from the
+        warehouse (version ``popularity``).
+
+        Raises:
+            RecommenderLoadError: the named version is missing or broken.
+            RecommenderUnavailable: nothing stored and no fallback possible.
+        """
+        from shopflow.recommend.store import list_recommenders, load_recommender
+
+        if version is None:
+            version = cls.production_version(settings)
+            if version is None:
+                stored = list_recommenders(settings)
+                version = stored[0].version if stored else None
+        if version is not None:
+            model, snapshot, metadata = load_recommender(settings, version)
+            logger.info("recommender %s (%s) loaded: %d users, snapshot %s", version,
+                        model.family, snapshot.ranked["user_id"].nunique(), snapshot.cutoff)
+            return cls(snapshot, model_version=version, family=model.family, metadata=metadata)
+        if not fallback:
+            raise RecommenderUnavailable(
+                f"no shopflow-recommender in the model store at {settings.bentoml_home}"
+            )
+        from shopflow.recommend.snapshot import popularity_snapshot
+
+        if settings.warehouse.backend == "duckdb" and not settings.warehouse_path.is_file():
+            raise RecommenderUnavailable(
+                f"no shopflow-recommender in the model store at {settings.bentoml_home} and no "
+                f"warehouse at {settings.warehouse_path} to serve popularity from"
+            )
+        try:
+            snapshot = popularity_snapshot(settings)
+        except Exception as exc:
+            raise RecommenderUnavailable(
+                "no recommender is stored and the warehouse cannot give a popularity list: "
+                f"{exc}"
+            ) from exc
+        return cls(snapshot, model_version="popularity", family="popularity")
+
+    @staticmethod
+    def production_version(settings: Settings) -> str | None:
+        """The recommender ledger's production version (poll it to hot swap)."""
+        from shopflow.recommend.gate import recommender_ledger
+
+        ledger = recommender_ledger(settings)
+        try:
+            production = ledger.production()
+        finally:
+            ledger.close()
+        return None if production is None else production.version
+
+    def known(self, user_id: str) -> bool:
+        """Whether the user has a personal list in the snapshot."""
+        return str(user_id) in self._spans
+
+    def recommend(self, user_id: str, k: int = 10, *,
+                  exclude_purchased: bool = False) -> RecommendationResult:
+        """The top ``k`` items for ``user_id``.
+
+        Args:
+            user_id: the shopper; unknown ids get the popularity list (``cold_start``).
+            k: how many items, 1 to 100.
+            exclude_purchased: leave out items the user already bought (the list is
+                filled up from the popular items).
+
+        Raises:
+            ValueError: ``user_id`` is empty or ``k`` is not an integer in [1, 100].
+        """
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ValueError("user_id must be a non-empty string")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
+            raise ValueError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        span = self._spans.get(user_id)
+        skip = self._purchased.get(user_id, frozenset()) if exclude_purchased else frozenset()
+        chosen: list[RecommendedItem] = []
+        seen: set[str] = set()
+        if span is not None:
+            start, end = span
+            for item, score in zip(self._items[start:end], self._scores[start:end], strict=True):
+                if item in skip:
+                    continue
+                chosen.append(RecommendedItem(str(item), float(score), len(chosen) + 1))
+                seen.add(item)
+                if len(chosen) == k:
+                    break
+        if len(chosen) < k:
+            # cold start, or a short list: popular items, scored below every ranked item
+            floor = min((c.score for c in chosen), default=0.0)
+            for item, score in zip(self._popular_items, self._popular_scores, strict=True):
+                if item in skip or item in seen:
+                    continue
+                value = float(score) if span is None else floor - 1.0 - len(chosen)
+                chosen.append(RecommendedItem(str(item), value, len(chosen) + 1))
+                if len(chosen) == k:
+                    break
+        return RecommendationResult(
+            user_id=user_id, items=chosen, model_version=self.model_version,
+            family=self.family if span is not None else "popularity",
+            cold_start=span is None, snapshot_time=self.snapshot_time,
+        )

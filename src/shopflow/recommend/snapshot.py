@@ -1,0 +1,153 @@
+"""The serving snapshot: every known user's ranked list at the newest cutoff, precomputed.
+
+Ranking a user's candidates needs their events, five marts and a model: far too slow
+for one HTTP request. So when a ranker is saved, its lists for every user active in the
+lookback before the newest event (the dbt serving cutoff) are computed once, together
+with the popularity list (cold start) and what each user already bought
+(``exclude_purchased``). A request is then a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from shopflow.recommend.candidates import CandidateConfig, generate_candidates
+from shopflow.recommend.dataset import feature_frame
+from shopflow.recommend.evaluate import top_k
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from shopflow.recommend.rankers import RankerModel
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEPTH = 100
+_FILES = ("ranked", "popular", "purchased")
+
+
+@dataclass
+class ServingSnapshot:
+    """Precomputed answers at ``cutoff``.
+
+    Attributes:
+        cutoff: the instant the lists were computed at (newest event).
+        ranked: ``user_id, item_id, score, rank``, up to ``DEPTH`` rows per known user.
+        popular: ``item_id, score``, best first: the cold-start list and the filler.
+        purchased: ``user_id, item_id`` bought at or before the cutoff.
+    """
+
+    cutoff: pd.Timestamp
+    ranked: pd.DataFrame
+    popular: pd.DataFrame
+    purchased: pd.DataFrame
+
+    def save(self, folder: Path) -> None:
+        import pandas as pd
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in _FILES:
+            getattr(self, name).to_parquet(folder / f"{name}.parquet", index=False)
+        pd.DataFrame({"cutoff": [self.cutoff]}).to_parquet(folder / "cutoff.parquet", index=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> ServingSnapshot:
+        import pandas as pd
+
+        frames = {name: pd.read_parquet(folder / f"{name}.parquet") for name in _FILES}
+        cutoff = pd.Timestamp(pd.read_parquet(folder / "cutoff.parquet")["cutoff"].iloc[0])
+        return cls(cutoff=cutoff, **frames)
+
+
+def serving_cutoff(settings: Settings) -> pd.Timestamp:
+    """The dbt serving snapshot's cutoff (newest event), else the newest training cutoff."""
+    from shopflow.recommend.data import load_cutoffs
+
+    cutoffs = load_cutoffs(settings)
+    if cutoffs.empty:
+        raise ValueError("int_cutoffs is empty: the warehouse holds no events")
+    serving = cutoffs.loc[~cutoffs["is_training_cutoff"], "cutoff_time"]
+    return (serving if len(serving) else cutoffs["cutoff_time"]).max()
+
+
+def build_snapshot(
+    settings: Settings,
+    model: RankerModel,
+    *,
+    events: pd.DataFrame | None = None,
+    config: CandidateConfig | None = None,
+    depth: int = DEPTH,
+    batch_users: int = 5000,
+) -> ServingSnapshot:
+    """Rank every known user's candidates at the serving cutoff with ``model``."""
+    import pandas as pd
+
+    from shopflow.recommend.data import load_events, load_mart
+
+    started = time.perf_counter()
+    events = load_events(settings) if events is None else events
+    cutoff = serving_cutoff(settings)
+    marts = {name: load_mart(settings, name, cutoffs=[cutoff]) for name in
+             ("user_features", "item_features", "user_item_features", "user_category_features")}
+    users = np.asarray(sorted(marts["user_features"]["user_id"].unique()), dtype=object)
+    lookback_days = settings.task.lookback.total_seconds() / 86_400
+    pieces = []
+    stats = None
+    for start in range(0, max(len(users), 1), batch_users):
+        chunk = users[start:start + batch_users]
+        candidates, stats = generate_candidates(events, cutoff=cutoff,
+                                                lookback=settings.task.lookback,
+                                                users=chunk, config=config)
+        if candidates.empty:
+            continue
+        frame = feature_frame(candidates, marts, lookback_days=lookback_days)
+        pieces.append(top_k(frame, model.score(frame), depth))
+        done = min(start + batch_users, len(users))
+        logger.info("snapshot: ranked %d/%d users (%.0f users/s)", done, len(users),
+                    done / max(time.perf_counter() - started, 1e-9))
+    if stats is None:
+        _, stats = generate_candidates(events, cutoff=cutoff, lookback=settings.task.lookback,
+                                       users=[], config=config)
+    ranked = (pd.concat(pieces, ignore_index=True) if pieces
+              else pd.DataFrame(columns=["user_id", "cutoff_time", "item_id", "score", "rank"]))
+    items, scores = stats.popular_items(depth)
+    history = events[(events["event_type"] == "purchase") & (events["event_time"] <= cutoff)]
+    snapshot = ServingSnapshot(
+        cutoff=cutoff,
+        ranked=ranked[["user_id", "item_id", "score", "rank"]].reset_index(drop=True),
+        popular=pd.DataFrame({"item_id": items, "score": scores}),
+        purchased=history[["user_id", "item_id"]].drop_duplicates().reset_index(drop=True),
+    )
+    logger.info("snapshot at %s: %d users, %d rows in %.1fs", cutoff, len(users),
+                len(snapshot.ranked), time.perf_counter() - started)
+    return snapshot
+
+
+def popularity_snapshot(settings: Settings, *, events: pd.DataFrame | None = None,
+                        depth: int = DEPTH) -> ServingSnapshot:
+    """A snapshot with no ranker: every user gets the popularity list (cold start)."""
+    import pandas as pd
+
+    from shopflow.recommend.data import load_events
+
+    events = load_events(settings) if events is None else events
+    cutoff = events["event_time"].max() if len(events) else pd.Timestamp("1970-01-01")
+    _, stats = generate_candidates(events, cutoff=cutoff, lookback=settings.task.lookback,
+                                   users=[])
+    items, scores = stats.popular_items(depth)
+    bought = events[events["event_type"] == "purchase"][["user_id", "item_id"]].drop_duplicates()
+    return ServingSnapshot(
+        cutoff=cutoff,
+        ranked=pd.DataFrame({"user_id": pd.Series(dtype=object), "item_id": pd.Series(dtype=object),
+                             "score": pd.Series(dtype="float64"), "rank": pd.Series(dtype="int64")}),
+        popular=pd.DataFrame({"item_id": items, "score": scores}),
+        purchased=bought.reset_index(drop=True),
+    )

@@ -1,0 +1,147 @@
+"""Recommenders in the BentoML model store, as ``shopflow-recommender:<version>``.
+
+The same store as the propensity models (``settings.bentoml_home``, set up by
+``shopflow.registry.use_model_store``), a different model name. A stored recommender is a
+folder with the pickled :class:`~shopflow.recommend.rankers.RankerModel` (``model.pkl``)
+and its serving snapshot (``snapshot/*.parquet``); the tag's version is the model
+version in the recommender ledger, responses and reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shopflow.recommend.rankers import RankerModel
+    from shopflow.recommend.snapshot import ServingSnapshot
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "shopflow-recommender"
+MODEL_FILE = "model.pkl"
+SNAPSHOT_DIR = "snapshot"
+
+
+class RecommenderLoadError(RuntimeError):
+    """A recommender version is missing from the store or its files cannot be read."""
+
+
+@dataclass(frozen=True)
+class StoredRecommender:
+    """A stored recommender, without loading it."""
+
+    version: str
+    family: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    path: Path
+
+
+def _clean(value: Any) -> Any:
+    """BentoML metadata takes basic types only, and no None or NaN."""
+    from shopflow.ledger import jsonable
+
+    value = jsonable(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_clean(v) for v in value if v is not None]
+    return value
+
+
+def save_recommender(settings: Settings, model: RankerModel, snapshot: ServingSnapshot, *,
+                     metadata: dict[str, Any]) -> str:
+    """Store a ranker and its serving snapshot; returns the new version."""
+    from shopflow.registry import code_version, use_model_store
+
+    use_model_store(settings)
+    import bentoml
+
+    meta = _clean({
+        "family": model.family,
+        "feature_names": list(model.feature_names),
+        "params": dict(model.params),
+        "trained_at": model.trained_at.isoformat(),
+        "snapshot_cutoff": str(snapshot.cutoff),
+        "code_version": code_version(),
+        **metadata,
+    })
+    with bentoml.models.create(MODEL_NAME, metadata=meta,
+                               labels={"family": model.family, "kind": "recommender"}) as ref:
+        with open(ref.path_of(MODEL_FILE), "wb") as handle:
+            pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        snapshot.save(Path(ref.path_of(SNAPSHOT_DIR)))
+        version = str(ref.tag.version)
+    logger.info("saved %s recommender as %s:%s", model.family, MODEL_NAME, version)
+    return version
+
+
+def _ref(settings: Settings, version: str) -> Any:
+    from shopflow.registry import use_model_store
+
+    use_model_store(settings)
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(f"{MODEL_NAME}:{version}")
+    except NotFound as exc:
+        raise RecommenderLoadError(
+            f"recommender {MODEL_NAME}:{version} is not in the model store at "
+            f"{settings.bentoml_home / 'models'}"
+        ) from exc
+
+
+def list_recommenders(settings: Settings) -> list[StoredRecommender]:
+    """Every stored recommender, newest first."""
+    from shopflow.registry import use_model_store
+
+    use_model_store(settings)
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        refs = bentoml.models.list(MODEL_NAME)
+    except NotFound:
+        return []
+    stored = [
+        StoredRecommender(version=str(r.tag.version), family=str((r.info.labels or {}).get("family")),
+                          metadata=dict(r.info.metadata or {}), created_at=r.info.creation_time,
+                          path=Path(r.path))
+        for r in refs
+    ]
+    return sorted(stored, key=lambda m: m.created_at, reverse=True)
+
+
+def load_recommender(settings: Settings, version: str
+                     ) -> tuple[RankerModel, ServingSnapshot, dict[str, Any]]:
+    """The ranker, its snapshot and its metadata.
+
+    Raises:
+        RecommenderLoadError: unknown version, or missing/corrupt files.
+    """
+    from shopflow.recommend.rankers import RankerModel
+    from shopflow.recommend.snapshot import ServingSnapshot
+
+    ref = _ref(settings, version)
+    path = Path(ref.path_of(MODEL_FILE))
+    try:
+        with open(path, "rb") as handle:
+            model = pickle.load(handle)
+        snapshot = ServingSnapshot.load(Path(ref.path_of(SNAPSHOT_DIR)))
+    except Exception as exc:  # unpickling and parquet raise nearly anything on bad files
+        raise RecommenderLoadError(
+            f"recommender {MODEL_NAME}:{version} could not be loaded from {ref.path}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(model, RankerModel):
+        raise RecommenderLoadError(
+            f"{MODEL_NAME}:{version} holds a {type(model).__name__}, not a RankerModel"
+        )
+    return model, snapshot, dict(ref.info.metadata or {})
