@@ -1,0 +1,63 @@
+"""
+### Shopflow monitoring
+
+Daily checks of the production model against what the shop does now:
+
+* **feature drift** — population stability index (PSI) of every feature at the latest
+  serving snapshot against the training reference of the production model;
+* **prediction drift** — PSI of the production model's scores, same reference;
+* **gate 4 (live)** — production and the previous model scored on the *same* labels that
+  matured since production was deployed; a drop of the primary metric beyond
+  `live_tolerance` rolls production back automatically (ledger row, alert in the log).
+
+Drift beyond the threshold emits `shopflow_drift_detected`, which triggers
+`shopflow_training`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import CronTriggerTimetable, dag, task
+
+from shopflow.orchestration.assets import DRIFT_DETECTED, PRODUCTION_MODEL
+from shopflow.orchestration.defaults import default_args
+from shopflow.orchestration.params import dag_params
+from shopflow.orchestration.runtime import stage
+
+
+@dag(
+    dag_id="shopflow_monitoring",
+    schedule=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=2),
+    default_args=default_args(timeout=timedelta(minutes=45)),
+    params=dag_params("shopflow_monitoring"),
+    doc_md=__doc__,
+    tags=["shopflow", "monitoring"],
+)
+def shopflow_monitoring() -> None:
+    @task
+    def feature_drift():
+        return stage("feature_drift")
+
+    @task
+    def prediction_drift():
+        return stage("prediction_drift")
+
+    @task(outlets=[DRIFT_DETECTED])
+    def signal_retraining(features: dict, predictions: dict):
+        """Emits the drift asset only when drift crossed the threshold (else: skipped)."""
+        return stage("drift_verdict", features=features, predictions=predictions)
+
+    @task(outlets=[PRODUCTION_MODEL], retries=0)
+    def live_gate():
+        return stage("live_gate")
+
+    signal_retraining(feature_drift(), prediction_drift())
+    live_gate()
+
+
+shopflow_monitoring()

@@ -1,0 +1,157 @@
+"""What monitoring compares against: the training reference and the deployment watermark.
+
+Both are kept per model version under ``SHOPFLOW_HOME/monitoring``:
+
+* ``reference/<version>.parquet`` — a sample of the feature rows the model was trained and
+  evaluated on, with the model's scores (feature and prediction drift compare with it);
+* ``deployments/<version>.json`` — the data watermark when the version went to production
+  (the latest event time then). Labels at cutoffs at or after it were unknown at
+  deployment, so gate 4 judges the model on exactly those.
+
+They are written by the training DAG's register/deploy stages; when missing (a model
+promoted by hand) they are rebuilt from the published marts and the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_SAMPLE_ROWS = 50_000
+KEYS = ("user_id", "cutoff_time")
+
+
+def monitoring_dir(settings: Settings) -> Path:
+    """``SHOPFLOW_HOME/monitoring``."""
+    return settings.home_dir / "monitoring"
+
+
+def _reference_path(settings: Settings, version: str) -> Path:
+    return monitoring_dir(settings) / "reference" / f"{version}.parquet"
+
+
+def _deployment_path(settings: Settings, version: str) -> Path:
+    return monitoring_dir(settings) / "deployments" / f"{version}.json"
+
+
+def read_mart_snapshot(settings: Settings, table: str) -> pd.DataFrame:
+    """A published mart snapshot (the gated copy Feast reads) as a frame.
+
+    Raises:
+        FileNotFoundError: the marts were never published (run the training DAG first).
+    """
+    import pandas as pd
+
+    from shopflow.transform.publish import marts_dir
+
+    path = marts_dir(settings) / f"{table}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"no published {table} snapshot at {path}; run shopflow_training")
+    return pd.read_parquet(path)
+
+
+def labelled_rows(settings: Settings) -> pd.DataFrame:
+    """Feature rows with their labels (training cutoffs only), newest cutoffs last."""
+    features = read_mart_snapshot(settings, "user_features")
+    labels = read_mart_snapshot(settings, "purchase_labels")
+    frame = features.merge(labels[["user_id", "cutoff_time", "label"]], on=list(KEYS),
+                           how="inner")
+    return frame.sort_values(list(KEYS)).reset_index(drop=True)
+
+
+def serving_snapshot(settings: Settings) -> pd.DataFrame:
+    """The feature rows at the latest cutoff: what the service scores now."""
+    features = read_mart_snapshot(settings, "user_features")
+    if features.empty:
+        return features
+    return features[features["cutoff_time"] == features["cutoff_time"].max()].reset_index(
+        drop=True
+    )
+
+
+def save_reference(settings: Settings, version: str, frame: pd.DataFrame,
+                   scores: Any | None = None, *, seed: int = 0) -> Path:
+    """Keep (a sample of) the rows a model was trained on, with its scores."""
+    sample = frame
+    if len(frame) > REFERENCE_SAMPLE_ROWS:
+        sample = frame.sample(n=REFERENCE_SAMPLE_ROWS, random_state=seed)
+    sample = sample.copy()
+    if scores is not None:
+        import numpy as np
+
+        score_array = np.asarray(scores, dtype="float64")
+        sample["__score__"] = score_array if len(sample) == len(frame) else score_array[
+            frame.index.get_indexer(sample.index)]
+    path = _reference_path(settings, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample.to_parquet(path, index=False)
+    return path
+
+
+def load_reference(settings: Settings, version: str) -> pd.DataFrame | None:
+    """The saved reference of a version, or None."""
+    import pandas as pd
+
+    path = _reference_path(settings, version)
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def reference_for(settings: Settings, version: str, *, data_end: str | None = None
+                  ) -> pd.DataFrame:
+    """The saved reference, or the labelled rows up to the model's data end, rebuilt.
+
+    Scores are not part of a rebuilt reference (the caller scores it if needed).
+    """
+    saved = load_reference(settings, version)
+    if saved is not None:
+        return saved
+    import pandas as pd
+
+    frame = labelled_rows(settings)
+    if data_end:
+        end = pd.Timestamp(data_end).tz_localize(None) if pd.Timestamp(data_end).tzinfo \
+            else pd.Timestamp(data_end)
+        frame = frame[frame["cutoff_time"] <= end]
+    return frame
+
+
+def record_deployment(settings: Settings, version: str, *, data_watermark: str | None,
+                      deployed_at: datetime | None = None) -> Path:
+    """Remember the data watermark at which ``version`` went to production."""
+    path = _deployment_path(settings, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "version": version,
+        "data_watermark": data_watermark,
+        "deployed_at": (deployed_at or datetime.now(UTC)).isoformat(),
+    }, indent=2))
+    return path
+
+
+def deployment_watermark(settings: Settings, version: str) -> str | None:
+    """The data watermark recorded when ``version`` was deployed (None if never recorded)."""
+    path = _deployment_path(settings, version)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("data_watermark")
+
+
+def current_watermark(settings: Settings) -> str | None:
+    """The latest cutoff in the published user features (the serving snapshot time)."""
+    try:
+        features = read_mart_snapshot(settings, "user_features")
+    except FileNotFoundError:
+        return None
+    if features.empty:
+        return None
+    return features["cutoff_time"].max().isoformat()

@@ -1,0 +1,105 @@
+"""The monitoring DAG's stages (called through :func:`shopflow.pipeline.tasks.run_stage`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shopflow.pipeline.stages import StageContext
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_NOT_FEATURES = {"user_id", "cutoff_time", "label", "label_window_end", "__score__",
+                 "event_timestamp", "created"}
+
+
+def _production(settings: Settings) -> tuple[Any, Any]:
+    from shopflow.ledger import Ledger
+
+    ledger = Ledger(settings.ledger_url)
+    try:
+        production = ledger.production()
+        candidate = ledger.candidate(production.version) if production else None
+    finally:
+        ledger.close()
+    return production, candidate
+
+
+def feature_drift(settings: Settings, context: StageContext) -> dict[str, Any]:
+    """PSI of each of production's features: serving snapshot vs training reference."""
+    from shopflow.monitoring.drift import frame_psi
+    from shopflow.monitoring.reference import reference_for, serving_snapshot
+    from shopflow.pipeline.stages import StageSkipped
+    from shopflow.registry import load_model
+
+    production, candidate = _production(settings)
+    if production is None:
+        raise StageSkipped("no production model yet")
+    model = load_model(settings, production.version)
+    reference = reference_for(settings, production.version,
+                              data_end=candidate.data_window[1] if candidate else None)
+    current = serving_snapshot(settings)
+    columns = [c for c in model.feature_names if c not in _NOT_FEATURES]
+    report = frame_psi(reference, current, columns=columns,
+                       threshold=settings.monitoring.drift_psi_threshold,
+                       bins=settings.quality.drift_bins
+                       if hasattr(settings.quality, "drift_bins") else 10)
+    logger.info("feature drift of %s: max PSI %.3f, drifted %s", production.version,
+                report.max_psi, report.drifted or "none")
+    return {"version": production.version, **report.to_dict()}
+
+
+def prediction_drift(settings: Settings, context: StageContext) -> dict[str, Any]:
+    """PSI of production's scores: serving snapshot vs its training reference."""
+    from shopflow.monitoring.drift import psi
+    from shopflow.monitoring.reference import reference_for, serving_snapshot
+    from shopflow.pipeline.stages import StageSkipped
+    from shopflow.registry import load_model
+
+    production, candidate = _production(settings)
+    if production is None:
+        raise StageSkipped("no production model yet")
+    model = load_model(settings, production.version)
+    reference = reference_for(settings, production.version,
+                              data_end=candidate.data_window[1] if candidate else None)
+    ref_scores = (reference["__score__"].to_numpy() if "__score__" in reference.columns
+                  else model.predict_proba(reference))
+    current = serving_snapshot(settings)
+    value = psi(ref_scores, model.predict_proba(current))
+    threshold = settings.monitoring.drift_psi_threshold
+    logger.info("prediction drift of %s: PSI %.3f", production.version, value)
+    return {"version": production.version, "psi": round(value, 6), "threshold": threshold,
+            "drifted": value > threshold, "reference_rows": len(reference),
+            "current_rows": len(current)}
+
+
+def drift_verdict(settings: Settings, context: StageContext, *,
+                  features: dict[str, Any] | None = None,
+                  predictions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Decide whether drift warrants retraining; skipped (no asset event) when it does not."""
+    from shopflow.pipeline.stages import StageSkipped
+
+    drifted_features = list((features or {}).get("drifted") or [])
+    prediction_drifted = bool((predictions or {}).get("drifted"))
+    if not drifted_features and not prediction_drifted:
+        raise StageSkipped("no drift beyond the threshold: no retraining")
+    reason = []
+    if drifted_features:
+        reason.append(f"features {', '.join(drifted_features[:5])}")
+    if prediction_drifted:
+        reason.append(f"predictions (PSI {predictions.get('psi')})")  # type: ignore[union-attr]
+    message = "drift beyond threshold in " + " and ".join(reason) + ": retraining triggered"
+    logger.warning(message)
+    return {"retrain": True, "reason": message, "drifted_features": drifted_features,
+            "prediction_drift": prediction_drifted}
+
+
+def live_gate(settings: Settings, context: StageContext) -> dict[str, Any]:
+    """Gate 4 (see :mod:`shopflow.monitoring.live`); rolls back on regression."""
+    from shopflow.monitoring.live import run_live_gate
+
+    auto = bool(context.resolved.get("auto_rollback", True))
+    result = run_live_gate(settings, auto_rollback=auto, actor=f"{context.actor}:gate4")
+    return result.to_dict()

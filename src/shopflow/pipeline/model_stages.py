@@ -1,0 +1,378 @@
+"""Model stages of the training DAG: training set, candidates, evaluation, gates 2 and 3.
+
+They wrap :mod:`shopflow.training.pipeline` (the same steps ``shopflow train`` runs in one
+call) and :mod:`shopflow.deploy`. Large things never travel through XCom: the training
+set is a Parquet file and the evaluation and gate-2 outcome are JSON files in the run's
+folder; XCom carries their paths, versions and a small leaderboard.
+
+A dry run trains and evaluates but writes nothing to the registry or ledger, so its
+models exist only in memory; to cross task boundaries they are pickled into the run's
+folder (``dry_models/``) and read back by the evaluation and gate tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shopflow.pipeline.runs import run_dir
+from shopflow.pipeline.stages import PipelineBlocked, StageSkipped, as_jsonable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shopflow.pipeline.stages import StageContext
+    from shopflow.settings import Settings
+    from shopflow.training.pipeline import EvaluationResult
+
+logger = logging.getLogger(__name__)
+
+LEADERBOARD_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "lift_top_decile", "ece")
+
+
+def _dry_run(context: StageContext) -> bool:
+    return bool(context.resolved.get("dry_run"))
+
+
+def _training_set_path(settings: Settings, context: StageContext, service: str) -> Path:
+    return run_dir(settings, context.run_id) / f"training_set-{service}.parquet"
+
+
+def build_training_frame(settings: Settings, service: str) -> pd.DataFrame:
+    """Point-in-time training rows of ``service`` for every labelled (user, cutoff)."""
+    from shopflow.features import build_training_set, load_label_entities
+
+    return build_training_set(settings, load_label_entities(settings), feature_service=service)
+
+
+def _frame_for(settings: Settings, context: StageContext) -> Callable[[str], pd.DataFrame]:
+    """``training_frame_for``: the run's saved set when it has it, else built via Feast."""
+    cache: dict[str, pd.DataFrame] = {}
+
+    def frame_for(service: str) -> pd.DataFrame:
+        import pandas as pd
+
+        if service not in cache:
+            path = _training_set_path(settings, context, service)
+            cache[service] = (pd.read_parquet(path) if path.is_file()
+                              else build_training_frame(settings, service))
+        return cache[service]
+
+    return frame_for
+
+
+def training_set(settings: Settings, context: StageContext) -> dict[str, Any]:
+    """Build the run's training set once and keep it as Parquet for the candidate tasks."""
+    service = settings.features.feature_service
+    frame = build_training_frame(settings, service)
+    path = _training_set_path(settings, context, service)
+    frame.to_parquet(path, index=False)
+    cutoffs = sorted({str(t) for t in frame["event_timestamp"]}) if len(frame) else []
+    return {
+        "path": str(path),
+        "feature_service": service,
+        "rows": len(frame),
+        "columns": len(frame.columns),
+        "positive_rate": round(float(frame["label"].mean()), 6) if len(frame) else None,
+        "cutoffs": len(cutoffs),
+        "first_cutoff": cutoffs[0] if cutoffs else None,
+        "last_cutoff": cutoffs[-1] if cutoffs else None,
+    }
+
+
+def _dry_model_path(settings: Settings, context: StageContext, version: str) -> Path:
+    folder = run_dir(settings, context.run_id) / "dry_models"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{version}.pkl"
+
+
+def train_candidate(settings: Settings, context: StageContext, *, family: str
+                    ) -> dict[str, Any]:
+    """Search, fit and save one family (registry + ledger candidate row).
+
+    Idempotent per run: a retried or cleared task whose family was already trained and
+    saved in this run returns that candidate instead of registering a second one.
+    """
+    from shopflow.training.pipeline import train_family
+
+    dry = _dry_run(context)
+    done = run_dir(settings, context.run_id) / "candidates" / f"{family}.json"
+    if not dry and done.is_file():
+        previous = json.loads(done.read_text())
+        if _in_registry(settings, previous["version"]):
+            logger.info("%s already trained in this run as %s: reusing it", family,
+                        previous["version"])
+            return previous
+    frame = _frame_for(settings, context)(settings.features.feature_service)
+    result = train_family(settings, family, frame, context.run_id,
+                          feature_service=settings.features.feature_service, dry_run=dry)
+    if dry and result.model is not None:
+        with _dry_model_path(settings, context, result.version).open("wb") as handle:
+            pickle.dump(result.model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    data = result.to_dict()  # small: metrics, params, trials; the model is in the registry
+    if not dry:
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps(data, default=str))
+    return data
+
+
+def _in_registry(settings: Settings, version: str) -> bool:
+    from shopflow.registry import ModelLoadError, model_info
+
+    try:
+        model_info(settings, version)
+    except ModelLoadError:
+        return False
+    return True
+
+
+def _with_dry_models(settings: Settings, context: StageContext, versions: list[str]
+                    ) -> dict[str, Any]:
+    models = {}
+    for version in versions:
+        path = _dry_model_path(settings, context, version)
+        if path.is_file():
+            with path.open("rb") as handle:
+                models[version] = pickle.load(handle)  # our own run folder, our own pickles
+    return models
+
+
+def _evaluation_path(settings: Settings, context: StageContext) -> Path:
+    return run_dir(settings, context.run_id) / "evaluation.json"
+
+
+def _gate_path(settings: Settings, context: StageContext) -> Path:
+    return run_dir(settings, context.run_id) / "gate2.json"
+
+
+def evaluate(settings: Settings, context: StageContext, *,
+             candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score every candidate on the same out-of-time rows; pick the winner on validation."""
+    from shopflow.training.pipeline import CandidateResult, evaluate_candidates
+
+    results = [CandidateResult.from_dict(c) for c in candidates if c]
+    if not results:
+        raise PipelineBlocked("no candidate was trained: every family failed")
+    dry = _dry_run(context)
+    if dry:
+        models = _with_dry_models(settings, context, [r.version for r in results])
+        for result in results:
+            result.model = models.get(result.version)
+    frame = _frame_for(settings, context)(settings.features.feature_service)
+    evaluation = evaluate_candidates(settings, results, frame, run_id=context.run_id,
+                                     dry_run=dry)
+    path = _evaluation_path(settings, context)
+    path.write_text(json.dumps(evaluation.to_dict(), default=str))
+    return {
+        "evaluation_path": str(path),
+        "winner": evaluation.winner,
+        "baseline": evaluation.baseline,
+        "leaderboard": leaderboard(evaluation),
+    }
+
+
+def leaderboard(evaluation: EvaluationResult) -> list[dict[str, Any]]:
+    """Candidates best first by the test primary metric, with the headline metrics."""
+    rows = []
+    for e in evaluation.evaluations:
+        rows.append({
+            "version": e.version,
+            "family": e.family,
+            "winner": e.version == evaluation.winner,
+            "metrics": {k: e.metrics.get(k) for k in LEADERBOARD_METRICS if k in e.metrics},
+            "validation_metrics": {k: v for k, v in (e.validation_metrics or {}).items()
+                                   if k in LEADERBOARD_METRICS},
+        })
+    rows.sort(key=lambda r: -(r["metrics"].get("roc_auc") or 0.0))
+    return as_jsonable(rows)
+
+
+def champion_gate(settings: Settings, context: StageContext, *,
+                  evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Gate 2: the winner vs production on identical rows; writes the run's HTML report."""
+    from shopflow.evaluation.report import write_report
+    from shopflow.training.pipeline import EvaluationResult, decide
+
+    resolved = context.resolved
+    loaded = EvaluationResult.from_dict(json.loads(Path(evaluation["evaluation_path"])
+                                                   .read_text()))
+    if _dry_run(context):
+        loaded.models = _with_dry_models(settings, context,
+                                         [e.version for e in loaded.evaluations])
+    outcome = decide(settings, loaded, training_frame_for=_frame_for(settings, context),
+                     actor=context.actor, force_promote=bool(resolved.get("force_promote")),
+                     force_reason=resolved.get("force_reason"))
+    _gate_path(settings, context).write_text(json.dumps(outcome.to_dict(), default=str))
+    evaluations = list(loaded.evaluations)
+    if outcome.champion is not None:
+        evaluations.append(outcome.champion)
+    report = write_report(settings, context.run_id, evaluations, winner=loaded.winner,
+                          decision=outcome.decision, split=loaded.split, trials=loaded.trials)
+    decision = outcome.decision
+    return {
+        "decision": {
+            "promote": decision.promote,
+            "forced": decision.forced,
+            "gate_passed": decision.gate_passed,
+            "version": decision.challenger_version,
+            "family": decision.challenger_family,
+            "reference_role": decision.reference_role,
+            "reference_version": decision.reference_version,
+            "primary_metric": decision.primary_metric,
+            "reason": decision.reason,
+        },
+        "gate_path": str(_gate_path(settings, context)),
+        "report": str(report),
+    }
+
+
+def register(settings: Settings, context: StageContext, *,
+             decision: dict[str, Any]) -> dict[str, Any]:
+    """Record gate 2's decision in the ledger (promotion moves the production alias).
+
+    On a promotion, also keeps what monitoring needs: the training reference (features and
+    scores) and the data watermark at which the model went to production.
+    """
+    from shopflow.training.pipeline import record_decision
+
+    if _dry_run(context):
+        raise StageSkipped("dry run: nothing registered, production untouched")
+    verdict = decision["decision"]
+    recorded = _recorded_decision(settings, context, verdict["version"])
+    if recorded is not None:  # a retry after the ledger write: do not decide twice
+        logger.info("decision on %s already recorded for this run", verdict["version"])
+        return recorded
+    outcome = json.loads(Path(decision["gate_path"]).read_text())
+    previous = record_decision(settings, outcome["decision"], run_id=context.run_id)
+    result = {"promoted": bool(verdict["promote"]), "version": verdict["version"],
+              "previous_version": previous, "reason": verdict["reason"]}
+    if verdict["promote"]:
+        result.update(_remember_for_monitoring(settings, verdict["version"]))
+    _registered_path(settings, context).write_text(json.dumps(result, default=str))
+    return result
+
+
+def _registered_path(settings: Settings, context: StageContext) -> Path:
+    return run_dir(settings, context.run_id) / "registered.json"
+
+
+def _recorded_decision(settings: Settings, context: StageContext, version: str
+                       ) -> dict[str, Any] | None:
+    """This run's register result, if its decision on ``version`` is already in the ledger."""
+    from shopflow.ledger import Ledger
+
+    ledger = Ledger(settings.ledger_url)
+    try:
+        events = [e for e in ledger.events(version=version)
+                  if e.kind in ("promotion", "rejection")
+                  and e.details.get("run_id") == context.run_id]
+    finally:
+        ledger.close()
+    if not events:
+        return None
+    path = _registered_path(settings, context)
+    if path.is_file():
+        return json.loads(path.read_text())
+    event = events[-1]
+    return {"promoted": event.kind == "promotion", "version": version,
+            "previous_version": event.previous_version, "reason": event.reason}
+
+
+def _remember_for_monitoring(settings: Settings, version: str) -> dict[str, Any]:
+    from shopflow.monitoring.reference import (
+        current_watermark,
+        labelled_rows,
+        record_deployment,
+        save_reference,
+    )
+    from shopflow.registry import load_model
+
+    watermark = current_watermark(settings)
+    record_deployment(settings, version, data_watermark=watermark)
+    try:
+        frame = labelled_rows(settings)
+        if watermark is not None:
+            import pandas as pd
+
+            frame = frame[frame["cutoff_time"] < pd.Timestamp(watermark)]
+        model = load_model(settings, version)
+        path = save_reference(settings, version, frame, model.predict_proba(frame))
+    except Exception as exc:  # monitoring rebuilds it; never fail a promotion for this
+        logger.warning("could not save the monitoring reference of %s: %s", version, exc)
+        return {"data_watermark": watermark, "reference": None}
+    return {"data_watermark": watermark, "reference": str(path)}
+
+
+def _service_reachable(settings: Settings) -> tuple[bool, str]:
+    import httpx
+
+    from shopflow.deploy.client import service_url
+
+    url = service_url(settings)
+    try:
+        httpx.get(f"{url}/healthz", timeout=2.0)
+    except httpx.HTTPError:
+        return False, url
+    return True, url
+
+
+def deploy(settings: Settings, context: StageContext, *,
+           registered: dict[str, Any]) -> dict[str, Any]:
+    """Hot swap: wait for the running service to serve the new model, then measure it.
+
+    Skipped when nothing was promoted, or when no service is running (a local run): the
+    production alias has moved, and a service started later loads that model.
+    """
+    from shopflow.deploy import DeployFailed
+    from shopflow.deploy import deploy as deploy_version
+
+    if not registered.get("promoted"):
+        raise StageSkipped(f"champion kept: {registered.get('reason') or 'not promoted'}")
+    reachable, url = _service_reachable(settings)
+    if not reachable:
+        raise StageSkipped(f"no model service at {url}; production is now "
+                           f"{registered['version']} and a service started later serves it")
+    try:
+        report = deploy_version(settings, registered["version"], actor=context.actor,
+                                reason=f"run {context.run_id}: {registered.get('reason')}",
+                                golden_user_ids=_golden_user_ids(settings))
+    except DeployFailed as exc:
+        return {"failed": True, "message": str(exc), "report": exc.report.asdict()}
+    return {"failed": False, "report": report.asdict()}
+
+
+def _golden_user_ids(settings: Settings, count: int = 5) -> list[str]:
+    """A few users of the serving snapshot: golden requests must score known users too."""
+    from shopflow.monitoring.reference import serving_snapshot
+
+    try:
+        snapshot = serving_snapshot(settings)
+    except FileNotFoundError:
+        return []
+    return snapshot["user_id"].astype(str).head(count).tolist()
+
+
+def post_deploy_check(settings: Settings, context: StageContext, *,
+                      deployed: dict[str, Any]) -> dict[str, Any]:
+    """Gate 3's verdict on the deploy's numbers (the rollback already happened on failure)."""
+    if deployed.get("failed"):
+        raise PipelineBlocked(f"gate 3: {deployed.get('message')}")
+    report = deployed.get("report") or {}
+    return {"status": "pass",
+            "summary": (f"{report.get('requests')} requests, error rate "
+                        f"{report.get('error_rate')}, p99 {report.get('p99_ms')} ms"),
+            "report": report}
+
+
+def rollback(settings: Settings, context: StageContext) -> dict[str, Any]:
+    """The rollback DAG: production back to a named or the previous version."""
+    from shopflow.deploy import rollback as roll_back
+
+    resolved = context.resolved
+    result = roll_back(settings, to_version=resolved.get("version") or None,
+                       reason=str(resolved["reason"]), actor=context.actor)
+    return as_jsonable(result)

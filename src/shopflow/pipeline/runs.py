@@ -1,0 +1,80 @@
+"""Where a pipeline run keeps its records: one JSON file per stage under the reports folder.
+
+Tasks hand each other paths and ids through XCom, never frames; what a stage did (rows,
+gate verdicts, leaderboard, decision, seconds) is written to
+``reports_dir/runs/<run_id>/stages/<stage>.json`` so the CLI summary, a failure callback and a
+person reading the folder all see the same record, whichever process ran the task.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id usable as a folder and model-version component (Airflow's has ``:`` and ``+``)."""
+    cleaned = _UNSAFE.sub("_", run_id).strip("._")
+    if not cleaned:
+        raise ValueError(f"run id {run_id!r} has no usable characters")
+    return cleaned[:200]
+
+
+def run_dir(settings: Settings, run_id: str) -> Path:
+    """The folder of one run's records (created)."""
+    path = settings.reports_dir / "runs" / safe_run_id(run_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class StageRecord:
+    """What one stage of a run did.
+
+    Attributes:
+        stage: stage name, e.g. ``dbt_marts`` or ``train_candidate[xgboost]``.
+        status: ``success``, ``failed`` or ``blocked`` (a gate said no).
+        seconds: wall time of the stage body.
+        result: the stage's JSON-able summary (rows, verdicts, versions...).
+        error: the error message when it did not succeed.
+        finished_at: ISO timestamp (UTC).
+    """
+
+    stage: str
+    status: str
+    seconds: float
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+def write_record(settings: Settings, run_id: str, record: StageRecord) -> Path:
+    """Write (or overwrite: a retried stage replaces its record) one stage record."""
+    folder = run_dir(settings, run_id) / "stages"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{_UNSAFE.sub('_', record.stage)}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(asdict(record), indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
+def read_records(settings: Settings, run_id: str) -> dict[str, StageRecord]:
+    """All stage records of a run, by stage name (empty if the run wrote none)."""
+    folder = settings.reports_dir / "runs" / safe_run_id(run_id) / "stages"
+    records: dict[str, StageRecord] = {}
+    if not folder.is_dir():
+        return records
+    for path in sorted(folder.glob("*.json")):
+        data = json.loads(path.read_text())
+        records[data["stage"]] = StageRecord(**data)
+    return records

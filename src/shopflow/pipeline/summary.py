@@ -1,0 +1,109 @@
+"""The end-of-run summary of ``shopflow pipeline run``: stages, gates, leaderboard, decision."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shopflow.pipeline.runner import PipelineRun
+
+GATE_STAGES = ("quality_gate", "champion_gate", "post_deploy_check")
+
+
+def summary_dict(run: PipelineRun) -> dict[str, Any]:
+    """The summary as JSON-able data (``--json``)."""
+    stages = []
+    for task in run.tasks:
+        record = task.record
+        stages.append({
+            "task": record.stage if record and task.map_index >= 0 else task.label,
+            "stage": record.stage if record else None,
+            "state": task.state,
+            "status": record.status if record else None,
+            "seconds": round(task.seconds, 3) if task.seconds is not None else None,
+            "error": record.error if record else None,
+        })
+    gates = {}
+    for task in run.tasks:  # in run order
+        record = task.record
+        if record is None or record.stage.split("[")[0] not in GATE_STAGES:
+            continue
+        verdict = {"success": "pass", "blocked": "blocked"}.get(record.status, record.status)
+        if record.stage == "champion_gate" and record.status == "success":
+            promote = ((record.result or {}).get("decision") or {}).get("promote")
+            verdict = "promote" if promote else "reject"
+        gates[record.stage] = {"status": verdict, "result": record.result,
+                               "error": record.error}
+    evaluation = run.records.get("evaluate")
+    decision = run.records.get("champion_gate")
+    return {
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "state": run.state,
+        "seconds": round(run.seconds, 1),
+        "stages": stages,
+        "gates": gates,
+        "leaderboard": (evaluation.result or {}).get("leaderboard", []) if evaluation else [],
+        "decision": (decision.result or {}).get("decision") if decision else None,
+        "blocked": [r.stage for r in run.blocked],
+        "failed_tasks": [t.label for t in run.failed_tasks],
+    }
+
+
+def format_summary(run: PipelineRun) -> str:
+    """A human-readable table of the run."""
+    data = summary_dict(run)
+    failed = run.failed_tasks
+    note = f" ({len(failed)} task(s) failed: {', '.join(t.label for t in failed)})" \
+        if failed and run.succeeded else ""
+    lines = [f"{run.dag_id} run {run.run_id}: {run.state.upper()}{note} in {run.seconds:.1f}s",
+             ""]
+    lines.append(f"{'stage':<32} {'state':<16} {'seconds':>8}  note")
+    for stage in data["stages"]:
+        seconds = f"{stage['seconds']:.1f}" if stage["seconds"] is not None else "-"
+        state = stage["status"] or stage["state"]
+        note = (stage["error"] or "")[:100]
+        lines.append(f"{stage['task']:<32} {state:<16} {seconds:>8}  {note}")
+    if data["gates"]:
+        lines += ["", "gates:"]
+        for label, gate in data["gates"].items():
+            lines.append(f"  {label:<30} {gate['status'].upper():<8} {_gate_note(gate)}")
+    if data["leaderboard"]:
+        lines += ["", "leaderboard (same out-of-time rows):"]
+        metric_names = sorted({m for row in data["leaderboard"]
+                               for m in (row.get("metrics") or {})
+                               if m in ("roc_auc", "pr_auc", "log_loss", "brier")})
+        header = f"  {'family':<10} {'version':<34}" + "".join(f" {m:>9}" for m in metric_names)
+        lines.append(header)
+        for row in data["leaderboard"]:
+            metrics = row.get("metrics") or {}
+            cells = "".join(f" {_fmt(metrics.get(m)):>9}" for m in metric_names)
+            lines.append(f"  {str(row.get('family')):<10} {str(row.get('version')):<34}{cells}")
+    decision = data["decision"]
+    if decision:
+        if decision.get("promote"):
+            verdict = "PROMOTED" + (" (forced)" if decision.get("forced") else "")
+        else:
+            verdict = "REJECTED (production unchanged)"
+        lines += ["", f"decision: {verdict}: {decision.get('family')} "
+                      f"{decision.get('version') or ''} — {decision.get('reason', '')}"]
+    if data["blocked"]:
+        lines += ["", "blocked by: " + ", ".join(data["blocked"])]
+    return "\n".join(lines)
+
+
+def _gate_note(gate: dict[str, Any]) -> str:
+    if gate.get("error"):
+        return str(gate["error"])[:120]
+    result = gate.get("result") or {}
+    for key in ("summary", "reason", "message"):
+        if result.get(key):
+            return str(result[key])[:120]
+    decision = result.get("decision")
+    if isinstance(decision, dict) and decision.get("reason"):
+        return str(decision["reason"])[:120]
+    return ""
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"

@@ -1,0 +1,231 @@
+"""``shopflow pipeline run`` end to end through Airflow, on small synthetic data.
+
+One SHOPFLOW_HOME for the module and a real ``shopflow serve`` (BentoML) on loopback: a
+good run (forced promotion, so production is known) that hot-swaps the service and passes
+gate 3, then a run whose source breaks the raw gate. Each run is a real ``shopflow``
+process (Airflow reads its configuration at import, so runs never share a Python
+process), with real dbt, GX, Feast, training, ledger and BentoML model store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from shopflow.ledger import Ledger
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SMALL_RUN = {
+    "generator": {"events": 30_000, "days": 70, "seed": 11},
+    "task": {"horizon": "7d", "lookback": "28d", "cutoff_every": "7d"},
+    "training": {"families": ["baseline", "xgboost"], "search_trials": 1, "search_seconds": 20},
+}
+UPSTREAM_OF_EVERYTHING = {"plan", "ingest", "gate_raw"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(home: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPFLOW_", "AIRFLOW"))}
+    env.update({"SHOPFLOW_HOME": str(home), "SHOPFLOW_SERVING__PORT": str(port),
+                "SHOPFLOW_SERVING__POST_DEPLOY_WINDOW": "1"})
+    return env
+
+
+def run_pipeline(home: Path, port: int, *args: str, timeout: int = 480
+                 ) -> tuple[int, dict[str, Any], str]:
+    """Run ``shopflow pipeline run --json``; returns exit code, summary and output."""
+    env = _env(home, port)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shopflow.cli", "pipeline", "run", "--json", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=home.parent,
+    )
+    start = proc.stdout.find("{\n")
+    assert start >= 0, f"no JSON summary (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n" \
+                       f"{proc.stderr[-4000:]}"
+    return proc.returncode, json.loads(proc.stdout[start:]), proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pipeline_e2e")
+    config = root / "run.yaml"
+    config.write_text(yaml.safe_dump(SMALL_RUN))
+    return {"home": root / "home", "config": config, "root": root}
+
+
+@pytest.fixture(scope="module")
+def service(workspace: dict[str, Path]) -> Iterator[dict[str, Any]]:
+    """``shopflow serve`` on a free loopback port, started before the first run.
+
+    It starts with nothing in production (alive, not ready) and must pick up the model
+    the run promotes: the deploy task waits for the hot swap and measures it (gate 3).
+    """
+    port = _free_port()
+    workspace["home"].mkdir(parents=True, exist_ok=True)
+    log_path = workspace["root"] / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shopflow.cli", "serve", "--port", str(port)],
+            env=_env(workspace["home"], port), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=workspace["root"],
+        )
+    try:
+        yield {"port": port, "url": f"http://127.0.0.1:{port}", "log": log_path,
+               "process": process}
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def good_run(workspace: dict[str, Path], service: dict[str, Any]) -> dict[str, Any]:
+    rc, summary, output = run_pipeline(
+        workspace["home"], service["port"], "--config", str(workspace["config"]),
+        "--param", "force_promote=true", "--param", "force_reason=e2e: first model")
+    return {"rc": rc, "summary": summary, "output": output}
+
+
+@pytest.fixture(scope="module")
+def blocked_run(workspace: dict[str, Path], service: dict[str, Any],
+                good_run: dict[str, Any]) -> dict[str, Any]:
+    """A second run on a file where most rows have no user id: gate 1 on raw must block."""
+    import pandas as pd
+
+    home = workspace["home"]
+    ledger = Ledger(f"sqlite:///{home / 'ledger.db'}")
+    before = {"production": ledger.production(), "candidates": len(ledger.candidates())}
+    ledger.close()
+    synthetic = next((home / "data" / "synthetic").glob("*.parquet"))
+    frame = pd.read_parquet(synthetic).head(3000).copy()
+    frame.loc[frame.index[: int(len(frame) * 0.6)], "user_id"] = None
+    bad = workspace["root"] / "no_user_ids.csv"
+    frame.to_csv(bad, index=False)
+    rc, summary, output = run_pipeline(
+        home, service["port"], "--config", str(workspace["config"]),
+        "--param", f"source_path={bad}")
+    return {"rc": rc, "summary": summary, "output": output, "before": before}
+
+
+def _tasks(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["task"]: t for t in summary["stages"]}
+
+
+def test_good_run_succeeds_with_every_stage(good_run: dict[str, Any],
+                                            service: dict[str, Any]) -> None:
+    summary = good_run["summary"]
+    assert good_run["rc"] == 0, good_run["output"][-4000:] + service["log"].read_text()[-3000:]
+    assert summary["state"] == "success"
+    tasks = _tasks(summary)
+    for name in ("plan", "ingest", "gate_raw", "dbt_staging", "gate_staging",
+                 "dbt_intermediate", "dbt_marts", "gate_marts", "publish_marts",
+                 "feast_apply", "feast_materialize", "training_set", "evaluate",
+                 "champion_gate", "register", "deploy", "post_deploy_check"):
+        assert tasks[name]["state"] == "success", (name, tasks[name])
+        assert tasks[name]["seconds"] is not None
+    # one mapped task per family
+    assert {"train_candidate[baseline]", "train_candidate[xgboost]"} <= set(tasks)
+
+
+def test_service_hot_swapped_to_the_promoted_model_and_gate_3_passed(
+        good_run: dict[str, Any], service: dict[str, Any], workspace: dict[str, Path]) -> None:
+    decision = good_run["summary"]["decision"]
+    gate3 = good_run["summary"]["gates"]["post_deploy_check"]
+    assert gate3["status"] == "pass"
+    report = gate3["result"]["report"]
+    assert report["version"] == decision["version"] and report["golden_ok"] is True
+    assert report["requests"] > 0 and report["error_rate"] <= 0.01
+    meta = httpx.get(f"{service['url']}/metadata", timeout=10).json()
+    assert meta["model_version"] == decision["version"]
+    ledger = Ledger(f"sqlite:///{workspace['home'] / 'ledger.db'}")
+    try:
+        deployment = ledger.events(kind="deployment")[-1]
+        assert deployment.version == decision["version"]
+    finally:
+        ledger.close()
+
+
+def test_good_run_reports_gates_leaderboard_and_decision(good_run: dict[str, Any]) -> None:
+    summary = good_run["summary"]
+    gates = summary["gates"]
+    for layer in ("raw", "staging", "marts"):
+        assert gates[f"quality_gate[{layer}]"]["status"] == "pass"
+    families = {row["family"] for row in summary["leaderboard"]}
+    assert families == {"baseline", "xgboost"}
+    for row in summary["leaderboard"]:
+        assert 0.5 < row["metrics"]["roc_auc"] <= 1.0, row
+    decision = summary["decision"]
+    assert decision["promote"] is True and decision["forced"] is True
+    assert gates["champion_gate"]["status"] == "promote"
+
+
+def test_forced_promotion_is_in_the_ledger_with_who_and_why(
+        good_run: dict[str, Any], workspace: dict[str, Path]) -> None:
+    decision = good_run["summary"]["decision"]
+    ledger = Ledger(f"sqlite:///{workspace['home'] / 'ledger.db'}")
+    try:
+        production = ledger.production()
+        assert production is not None and production.version == decision["version"]
+        promotion = ledger.events(kind="promotion")[-1]
+        assert promotion.version == decision["version"]
+        assert "e2e: first model" in promotion.reason or promotion.details.get("forced")
+        assert promotion.actor.startswith("airflow")
+        run_candidates = {c.family for c in ledger.candidates()}
+        assert run_candidates == {"baseline", "xgboost"}
+    finally:
+        ledger.close()
+    report = next((workspace["home"] / "reports" / "runs").glob("*/report.html"))
+    assert report.stat().st_size > 0
+    reference = workspace["home"] / "monitoring" / "reference" / f"{decision['version']}.parquet"
+    assert reference.is_file(), "promotion must leave monitoring its training reference"
+
+
+def test_blocked_gate_stops_the_run_and_leaves_the_model_alone(
+        blocked_run: dict[str, Any], workspace: dict[str, Path],
+        service: dict[str, Any]) -> None:
+    summary = blocked_run["summary"]
+    assert blocked_run["rc"] == 3, blocked_run["output"][-4000:]
+    assert summary["state"] == "failed"
+    assert summary["blocked"] == ["quality_gate[raw]"]
+    assert summary["gates"]["quality_gate[raw]"]["status"] == "blocked"
+    tasks = _tasks(summary)
+    assert tasks["gate_raw"]["state"] == "failed"
+    for name, task in tasks.items():
+        if name.split("[")[0] not in UPSTREAM_OF_EVERYTHING:
+            assert task["state"] in {"upstream_failed", "none", "skipped"}, (name, task)
+    ledger = Ledger(f"sqlite:///{workspace['home'] / 'ledger.db'}")
+    try:
+        before = blocked_run["before"]
+        assert ledger.production() is not None
+        assert ledger.production().version == before["production"].version
+        assert len(ledger.candidates()) == before["candidates"]
+        failure = ledger.events(kind="rejection")[-1]
+        assert failure.details.get("task_id") == "gate_raw"
+        assert failure.details.get("event") == "task_failed"
+    finally:
+        ledger.close()
+    served = httpx.get(f"{service['url']}/metadata", timeout=10).json()
+    assert served["model_version"] == blocked_run["before"]["production"].version

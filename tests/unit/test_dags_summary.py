@@ -1,0 +1,76 @@
+"""Run records and the end-of-run summary of ``shopflow pipeline run``."""
+
+from __future__ import annotations
+
+from shopflow.pipeline.runner import PipelineRun, TaskOutcome, _attach_records
+from shopflow.pipeline.runs import StageRecord, read_records, safe_run_id, write_record
+from shopflow.pipeline.summary import format_summary, summary_dict
+from shopflow.settings import Settings
+
+
+def test_safe_run_id_keeps_only_filesystem_characters() -> None:
+    assert safe_run_id("manual__2026-11-25T08:32:03.164019+00:00") == \
+        "manual__2026-11-25T08_32_03.164019_00_00"
+
+
+def test_records_round_trip_and_a_retry_overwrites(settings: Settings) -> None:
+    run = "scheduled__2026-01-01T00:00:00+00:00"
+    write_record(settings, run, StageRecord(stage="ingest", status="failed", seconds=1.0,
+                                            error="boom"))
+    write_record(settings, run, StageRecord(stage="ingest", status="success", seconds=2.0,
+                                            result={"rows_ingested": 10}))
+    write_record(settings, run, StageRecord(stage="train_candidate[xgboost]", status="success",
+                                            seconds=3.0))
+    records = read_records(settings, run)
+    assert set(records) == {"ingest", "train_candidate[xgboost]"}
+    assert records["ingest"].status == "success" and records["ingest"].error is None
+    assert read_records(settings, "never-ran") == {}
+
+
+def _run() -> PipelineRun:
+    records = {
+        "plan": StageRecord("plan", "success", 0.1, {"families": ["baseline", "xgboost"]}),
+        "quality_gate[raw]": StageRecord("quality_gate[raw]", "success", 5.0,
+                                         {"summary": "raw passed: 40 checks"}),
+        "train_candidate[baseline]": StageRecord("train_candidate[baseline]", "success", 2.0),
+        "train_candidate[xgboost]": StageRecord("train_candidate[xgboost]", "success", 3.0),
+        "evaluate": StageRecord("evaluate", "success", 1.0, {"leaderboard": [
+            {"family": "xgboost", "version": "v2", "metrics": {"roc_auc": 0.81, "log_loss": 0.3}},
+            {"family": "baseline", "version": "v1", "metrics": {"roc_auc": 0.78}},
+        ]}),
+        "champion_gate": StageRecord("champion_gate", "success", 1.5, {"decision": {
+            "promote": True, "forced": False, "version": "v2", "family": "xgboost",
+            "reason": "beats the baseline by 0.03 roc_auc"}}),
+        "quality_gate[marts]": StageRecord("quality_gate[marts]", "blocked", 4.0,
+                                           error="GateFailed: 2 checks failed"),
+    }
+    tasks = [TaskOutcome("plan", -1, "success", 12.0),
+             TaskOutcome("gate_raw", -1, "success", 5.5),
+             TaskOutcome("gate_marts", -1, "failed", 4.2),
+             TaskOutcome("train_candidate", 0, "success", 2.2),
+             TaskOutcome("train_candidate", 1, "success", 3.1),
+             TaskOutcome("evaluate", -1, "success", 1.2),
+             TaskOutcome("champion_gate", -1, "success", 1.6),
+             TaskOutcome("deploy", -1, "upstream_failed", None)]
+    _attach_records(tasks, records)
+    return PipelineRun("shopflow_training", "manual__x", "failed", 60.0, tasks, records)
+
+
+def test_mapped_tasks_get_their_family_and_gates_their_verdict() -> None:
+    data = summary_dict(_run())
+    labels = [s["task"] for s in data["stages"]]
+    assert "train_candidate[baseline]" in labels and "train_candidate[xgboost]" in labels
+    assert data["gates"]["quality_gate[raw]"]["status"] == "pass"
+    assert data["gates"]["quality_gate[marts]"]["status"] == "blocked"
+    assert data["gates"]["champion_gate"]["status"] == "promote"
+    assert data["blocked"] == ["quality_gate[marts]"]
+    assert data["decision"]["version"] == "v2"
+
+
+def test_text_summary_shows_stages_gates_leaderboard_and_decision() -> None:
+    text = format_summary(_run())
+    assert "FAILED in 60.0s" in text
+    assert "gate_marts" in text and "blocked" in text
+    assert "0.8100" in text and "0.7800" in text
+    assert "decision: PROMOTED: xgboost v2" in text
+    assert "blocked by: quality_gate[marts]" in text
