@@ -1,0 +1,75 @@
+"""``shopflow status``: what is in production, since when, why, and the history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from shopflow.cli.options import config_option, load
+
+HEADLINE = ("roc_auc", "pr_auc", "log_loss", "brier")
+
+
+@click.command(name="status")
+@config_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the DESIGN.md §4 object: production, candidates, events.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many recent candidates and events to show.")
+def status(*, config_path: str | None, as_json: bool, limit: int) -> None:
+    """Show the production model (since when, why, what it replaced) and recent history."""
+    from shopflow.ledger import Ledger
+
+    settings = load(config_path)
+    try:
+        with Ledger(settings.ledger_url) as ledger:
+            data = ledger.status(limit=limit)
+    except Exception as exc:  # an unreachable ledger is a clean CLI error, not a traceback
+        raise click.ClickException(
+            f"cannot read the ledger at {settings.ledger_url}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    click.echo(render(data))
+
+
+def _metrics(metrics: dict[str, Any]) -> str:
+    shown = [f"{m} {metrics[m]:.4f}" for m in HEADLINE if isinstance(metrics.get(m), int | float)]
+    return " · ".join(shown) or "no test metrics recorded"
+
+
+def render(data: dict[str, Any]) -> str:
+    """The human view of :meth:`Ledger.status`."""
+    lines: list[str] = []
+    production = data["production"]
+    if production is None:
+        lines.append("Production: none yet (no model has been promoted).")
+    else:
+        lines += [
+            f"Production: {production['version']} ({production.get('family') or 'unknown family'})",
+            f"  since:    {production['since']}",
+            f"  why:      {production.get('reason') or '-'}",
+            f"  replaced: {production.get('previous_version') or 'nothing (first model)'}",
+            f"  metrics:  {_metrics(production.get('metrics') or {})}",
+        ]
+    lines.append("")
+    lines.append(f"Events ({len(data['events'])} most recent, oldest first):")
+    if not data["events"]:
+        lines.append("  none")
+    for e in data["events"]:
+        arrow = (f"{e.get('previous_version') or '-'} -> {e['version']}"
+                 if e["kind"] in ("promotion", "rollback") else (e["version"] or "-"))
+        forced = " (forced)" if (e.get("details") or {}).get("forced") else ""
+        lines.append(f"  {e['at'][:19]}  {e['kind']:<10}{forced} {arrow}  by {e.get('actor')}: "
+                     f"{e['reason']}")
+    lines.append("")
+    lines.append(f"Candidates ({len(data['candidates'])} most recent):")
+    if not data["candidates"]:
+        lines.append("  none")
+    for c in data["candidates"]:
+        lines.append(f"  {c['version']:<22} {c['family']:<9} {_metrics(c.get('metrics') or {})}"
+                     f"  run {c.get('run_id') or '-'}")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Score one model on held-out rows: metrics, slices, calibration, curves, explanations.
+
+The result is plain JSON-able data (:meth:`ModelEvaluation.to_dict`), so the DAG can pass
+it between tasks and the report can be rendered from it without the models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shopflow.evaluation.explain import global_importance, top_reasons
+from shopflow.evaluation.metrics import classification_metrics, reliability, sliced_metrics
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shopflow.training.model import PropensityModel
+
+CURVE_POINTS = 101
+EXAMPLE_ROWS = 5
+
+
+@dataclass
+class ModelEvaluation:
+    """How one model did on the held-out rows."""
+
+    version: str
+    family: str
+    feature_service: str
+    role: str  # "candidate" or "champion"
+    metrics: dict[str, float]
+    slices: dict[str, dict[str, dict[str, float]]]
+    calibration: list[dict[str, Any]]
+    curves: dict[str, dict[str, list[float]]]
+    importance: list[dict[str, Any]] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    validation_metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelEvaluation:
+        return cls(**data)
+
+
+def _curves(y: np.ndarray, p: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """ROC and PR curves thinned to about ``CURVE_POINTS`` points (enough to plot)."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    if len(np.unique(y)) < 2:
+        return {}
+    fpr, tpr, _ = roc_curve(y, p)
+    precision, recall, _ = precision_recall_curve(y, p)
+
+    def thin(*arrays: np.ndarray) -> list[list[float]]:
+        index = np.unique(np.linspace(0, len(arrays[0]) - 1, CURVE_POINTS).astype(int))
+        return [np.round(a[index], 5).tolist() for a in arrays]
+
+    fpr_t, tpr_t = thin(fpr, tpr)
+    recall_t, precision_t = thin(recall, precision)
+    return {"roc": {"fpr": fpr_t, "tpr": tpr_t},
+            "pr": {"recall": recall_t, "precision": precision_t}}
+
+
+def evaluate_model(
+    model: PropensityModel,
+    frame: pd.DataFrame,
+    *,
+    version: str,
+    role: str = "candidate",
+    threshold: float = 0.5,
+    validation_metrics: dict[str, float] | None = None,
+    explain: bool = True,
+) -> ModelEvaluation:
+    """Score ``model`` on ``frame`` (held-out rows with ``label``) and describe the result."""
+    y = frame["label"].astype(int).to_numpy()
+    p = model.predict_proba(frame)
+    examples: list[dict[str, Any]] = []
+    importance: list[dict[str, Any]] = []
+    if explain:
+        importance = global_importance(model, frame)
+        top = np.argsort(-p, kind="mergesort")[:EXAMPLE_ROWS]
+        reasons = top_reasons(model, frame.iloc[top])
+        if reasons is not None:
+            examples = [
+                {"user_id": str(frame["user_id"].iloc[i]), "probability": float(p[i]),
+                 "label": int(y[i]), "reasons": r}
+                for i, r in zip(top, reasons, strict=True)
+            ]
+    return ModelEvaluation(
+        version=version,
+        family=model.family,
+        feature_service=model.feature_service,
+        role=role,
+        metrics=classification_metrics(y, p, threshold=threshold),
+        slices=sliced_metrics(frame, y, p, threshold=threshold),
+        calibration=reliability(y, p),
+        curves=_curves(y, p),
+        importance=importance,
+        examples=examples,
+        validation_metrics=dict(validation_metrics or {}),
+    )

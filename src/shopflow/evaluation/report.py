@@ -1,0 +1,206 @@
+"""The HTML report of a training run: leaderboard, plots, slices, the gate's decision.
+
+One self-contained file (PNG plots embedded as base64) at
+``settings.reports_dir / "runs" / <run_id> / report.html``, rendered from the JSON-able
+evaluations alone, so any DAG task can write it without the models.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shopflow.evaluation.evaluate import ModelEvaluation
+    from shopflow.evaluation.gate import GateDecision
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LEADERBOARD_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1",
+                       "lift_top_decile", "ece")
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Shopflow training run {{ run_id }}</title>
+<style>
+ body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1200px; }
+ table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+ th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }
+ th:first-child, td:first-child, td.l { text-align: left; }
+ tr.winner { background: #eef8ee; } tr.champion { background: #eef2fb; }
+ .decision { padding: 1rem; border-left: 6px solid {{ '#2a7' if decision and decision.promote else '#c33' }};
+             background: #fafafa; }
+ .pass { color: #2a7; } .fail { color: #c33; } .muted { color: #888; }
+ img { max-width: 48%; margin: 0.5%; border: 1px solid #eee; }
+</style></head><body>
+<h1>Training run {{ run_id }}</h1>
+<p class="muted">Written {{ written_at }} · primary metric <b>{{ primary_metric }}</b> ·
+ threshold {{ threshold }}{% if split %} · train {{ split.train.rows }} rows, validation
+ {{ split.validation.rows }} rows, test {{ split.test.rows }} rows (cutoffs
+ {{ split.test.cutoffs | join(', ') }}){% endif %}</p>
+
+<h2>Decision</h2>
+{% if decision %}
+<div class="decision"><p><b>{{ 'PROMOTED' if decision.promote else 'NOT PROMOTED' }}
+ {% if decision.forced %}(forced){% endif %}</b> — {{ decision.explanation }}</p></div>
+<table><tr><th>check</th><th>challenger</th><th>reference</th><th>limit</th><th>result</th><th>note</th></tr>
+{% for c in decision.checks %}<tr><td>{{ c.name }}</td><td>{{ fmt(c.challenger) }}</td>
+ <td>{{ fmt(c.reference) }}</td><td>{{ c.limit }}</td>
+ <td class="{{ 'pass' if c.passed else 'fail' }}">{{ 'pass' if c.passed else 'FAIL' }}{% if not c.blocking %} (info){% endif %}</td>
+ <td class="l">{{ c.note }}</td></tr>{% endfor %}
+</table>
+{% else %}<p class="muted">No gate decision (dry run or evaluation only).</p>{% endif %}
+
+<h2>Leaderboard (out-of-time test rows)</h2>
+<table><tr><th>model</th><th>version</th><th>role</th><th>validation {{ primary_metric }}</th>
+{% for m in metrics %}<th>{{ m }}</th>{% endfor %}</tr>
+{% for e in evaluations %}<tr class="{{ 'winner' if e.version == winner else ('champion' if e.role == 'champion' else '') }}">
+ <td>{{ e.family }}{% if e.version == winner %} ★{% endif %}</td><td class="l">{{ e.version }}</td>
+ <td class="l">{{ e.role }}</td><td>{{ fmt(e.validation_metrics.get(primary_metric)) }}</td>
+ {% for m in metrics %}<td>{{ fmt(e.metrics.get(m)) }}</td>{% endfor %}</tr>{% endfor %}
+</table>
+
+<h2>Plots</h2>
+{% for title, png in plots %}<img alt="{{ title }}" title="{{ title }}" src="data:image/png;base64,{{ png }}">{% endfor %}
+
+<h2>Slices</h2>
+{% for e in evaluations %}{% if e.slices %}
+<h3>{{ e.family }} {{ e.version }}</h3>
+<table><tr><th>slice</th><th>rows</th><th>positive rate</th><th>roc_auc</th><th>pr_auc</th><th>log_loss</th><th>lift_top_decile</th></tr>
+{% for column, values in e.slices.items() %}{% for value, m in values.items() %}
+<tr><td>{{ column }} = {{ value }}</td><td>{{ m.rows | int }}</td><td>{{ fmt(m.positive_rate) }}</td>
+<td>{{ fmt(m.roc_auc) }}</td><td>{{ fmt(m.pr_auc) }}</td><td>{{ fmt(m.log_loss) }}</td><td>{{ fmt(m.lift_top_decile) }}</td></tr>
+{% endfor %}{% endfor %}</table>{% endif %}{% endfor %}
+
+<h2>Why these scores (top predictions of the winner)</h2>
+{% if winner_eval and winner_eval.examples %}
+<table><tr><th>user</th><th>P(buy)</th><th>label</th><th>top reasons (SHAP, log-odds)</th></tr>
+{% for ex in winner_eval.examples %}<tr><td>{{ ex.user_id }}</td><td>{{ fmt(ex.probability) }}</td><td>{{ ex.label }}</td>
+<td class="l">{% for r in ex.reasons %}{{ r.feature }}={{ fmt(r.value) }} ({{ '%+.3f' % r.contribution }}){% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}
+</table>{% else %}<p class="muted">The winner's family has no built-in SHAP contributions.</p>{% endif %}
+
+{% if trials %}<h2>Search</h2>
+<table><tr><th>family</th><th>trial</th><th>validation {{ primary_metric }}</th><th>seconds</th><th>params</th></tr>
+{% for family, rows in trials.items() %}{% for t in rows %}<tr><td>{{ family }}</td><td>{{ t.trial }}</td>
+<td>{{ fmt(t.get(primary_metric)) }}</td><td>{{ t.seconds }}</td><td class="l"><code>{{ t.params }}</code></td></tr>{% endfor %}{% endfor %}
+</table>{% endif %}
+</body></html>
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return html.escape(str(value))
+    if number != number:  # NaN
+        return "–"
+    return f"{number:.4f}"
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plots(evaluations: list[ModelEvaluation], winner: str | None) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    def label(e: ModelEvaluation) -> str:
+        tag = " (champion)" if e.role == "champion" else (" ★" if e.version == winner else "")
+        return f"{e.family}{tag}"
+
+    plots: list[tuple[str, str]] = []
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for e in evaluations:
+        if "roc" in e.curves:
+            ax.plot(e.curves["roc"]["fpr"], e.curves["roc"]["tpr"],
+                    label=f"{label(e)} {_fmt(e.metrics.get('roc_auc'))}")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set(title="ROC", xlabel="false positive rate", ylabel="true positive rate")
+    ax.legend(fontsize=7)
+    plots.append(("ROC curves", _png(fig)))
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for e in evaluations:
+        if "pr" in e.curves:
+            ax.plot(e.curves["pr"]["recall"], e.curves["pr"]["precision"],
+                    label=f"{label(e)} {_fmt(e.metrics.get('pr_auc'))}")
+    ax.set(title="Precision-recall", xlabel="recall", ylabel="precision")
+    ax.legend(fontsize=7)
+    plots.append(("Precision-recall curves", _png(fig)))
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for e in evaluations:
+        points = [(b["mean_predicted"], b["observed_rate"]) for b in e.calibration if b["count"]]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o", ms=3, label=f"{label(e)} ECE {_fmt(e.metrics.get('ece'))}")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set(title="Calibration (reliability)", xlabel="mean predicted", ylabel="observed rate")
+    ax.legend(fontsize=7)
+    plots.append(("Calibration", _png(fig)))
+
+    chosen = next((e for e in evaluations if e.version == winner and e.importance), None)
+    chosen = chosen or next((e for e in evaluations if e.importance), None)
+    if chosen is not None:
+        top = chosen.importance[:15][::-1]
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.barh([t["feature"] for t in top], [t["mean_abs_shap"] for t in top])
+        ax.set(title=f"Importance: {chosen.family} (mean |SHAP|)", xlabel="mean |SHAP|")
+        ax.tick_params(axis="y", labelsize=7)
+        plots.append(("Feature importance", _png(fig)))
+    return plots
+
+
+def write_report(
+    settings: Settings,
+    run_id: str,
+    evaluations: list[ModelEvaluation],
+    *,
+    winner: str | None,
+    decision: GateDecision | None = None,
+    split: dict[str, Any] | None = None,
+    trials: dict[str, list[dict[str, Any]]] | None = None,
+) -> Path:
+    """Render the run's report; returns its path."""
+    import jinja2
+
+    safe_run = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in run_id)
+    path = settings.reports_dir / "runs" / safe_run / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(_TEMPLATE)
+    text = template.render(
+        run_id=run_id,
+        written_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        primary_metric=settings.gate.primary_metric,
+        threshold=settings.training.threshold,
+        split=split,
+        decision=decision,
+        evaluations=evaluations,
+        winner=winner,
+        winner_eval=next((e for e in evaluations if e.version == winner), None),
+        metrics=LEADERBOARD_METRICS,
+        plots=_plots(evaluations, winner),
+        trials=trials or {},
+        fmt=_fmt,
+    )
+    path.write_text(text, encoding="utf-8")
+    logger.info("run report written to %s", path)
+    return path

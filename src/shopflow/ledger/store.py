@@ -1,0 +1,600 @@
+"""The model ledger: every candidate, decision, deployment and rollback, in one database.
+
+SQLite (the default, ``settings.ledger_url``) or PostgreSQL (``SHOPFLOW_DATABASE_URL``).
+Two DAG runs, the serving process and the CLI may write at once, so:
+
+* SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
+  ``BEGIN IMMEDIATE`` (the write lock is taken up front, so two writers queue instead of
+  failing to upgrade a read lock);
+* on PostgreSQL the alias row is locked (``SELECT ... FOR UPDATE``) while it changes and
+  table creation is serialised by an advisory lock.
+
+Tables are created on first use; there is no migration step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from shopflow.ledger.schema import EVENT_KINDS, PRODUCTION_ALIAS, build_tables
+
+logger = logging.getLogger(__name__)
+
+_SQLITE_BUSY_MS = 30_000
+_PG_INIT_LOCK = 0x5F0F_1ED6  # advisory lock id serialising table creation
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot do what was asked (unknown kind, bad version, unreachable DB)."""
+
+
+class ProductionChangedError(LedgerError):
+    """The production alias moved since the caller decided (another run promoted first)."""
+
+
+_ANY = object()  # "expected_current" not given: move the alias whatever holds it
+
+
+@dataclass(frozen=True)
+class ProductionModel:
+    """Who holds the production alias, and why."""
+
+    version: str
+    family: str | None
+    metrics: dict[str, Any]
+    since: datetime
+    reason: str | None
+    previous_version: str | None
+    feature_service: str | None = None
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """One trained candidate as the ledger remembers it."""
+
+    version: str
+    family: str
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    feature_service: str | None
+    data_window: tuple[str | None, str | None]
+    data_fingerprint: str | None
+    config_hash: str | None
+    code_version: str | None
+    run_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One decision, deployment or rollback."""
+
+    id: int
+    kind: str
+    at: datetime
+    version: str | None
+    previous_version: str | None
+    reason: str
+    actor: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def utcnow() -> datetime:
+    """Naive UTC 'now' — the ledger stores naive UTC timestamps on every backend."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive_utc(value: datetime | None) -> datetime:
+    if value is None:
+        return utcnow()
+    if value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def isoformat(value: datetime | None) -> str | None:
+    """ISO 8601 with an explicit UTC offset, for JSON output."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC).isoformat()
+
+
+def jsonable(value: Any) -> Any:
+    """Make metrics and params safe for JSON columns (NaN/inf -> None, numpy -> Python)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # numpy scalar
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return isoformat(_naive_utc(value))
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+class Ledger:
+    """The ledger at a SQLAlchemy URL; tables are created on first use.
+
+    Args:
+        url: SQLAlchemy URL, usually ``settings.ledger_url``.
+        schema: PostgreSQL schema to hold the tables (created if missing); None for the
+            default search path. Lets tests share one database without colliding.
+    """
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = url
+        self.schema = schema
+        self._engine: sa.Engine | None = None
+        self._ready = False
+        self._metadata, self._candidates, self._events, self._aliases = build_tables(schema)
+
+    # ---- plumbing ----------------------------------------------------------------------
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    def _create_engine(self) -> sa.Engine:
+        if not self.is_sqlite:
+            return sa.create_engine(self.url, pool_pre_ping=True)
+        database = sa.make_url(self.url).database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(self.url, connect_args={"timeout": _SQLITE_BUSY_MS / 1000})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # let SQLAlchemy's "begin" hook below emit BEGIN, not the sqlite3 driver
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+
+    def close(self) -> None:
+        """Release pooled connections (a forked process should build its own Ledger)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """A write transaction that holds the write lock from its first statement."""
+        self._ensure_tables()
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        self._ensure_tables()
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _ensure_tables(self) -> None:
+        if self._ready:
+            return
+        engine = self.engine
+        with engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                if not self.is_sqlite:
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_INIT_LOCK)))
+                    if self.schema:
+                        conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
+                self._metadata.create_all(conn, checkfirst=True)
+                exists = conn.execute(
+                    sa.select(self._aliases.c.alias).where(
+                        self._aliases.c.alias == PRODUCTION_ALIAS
+                    )
+                ).first()
+                if exists is None:
+                    conn.execute(sa.insert(self._aliases).values(alias=PRODUCTION_ALIAS))
+        self._ready = True
+
+    # ---- writes ------------------------------------------------------------------------
+    def record_candidate(
+        self,
+        *,
+        version: str,
+        family: str,
+        metrics: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+        feature_service: str | None = None,
+        data_window: tuple[Any, Any] | None = None,
+        data_fingerprint: str | None = None,
+        config_hash: str | None = None,
+        code_version: str | None = None,
+        run_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> None:
+        """Record (or update, when the version is already known) a trained candidate."""
+        start, end = data_window if data_window is not None else (None, None)
+        values = {
+            "family": family,
+            "metrics": jsonable(dict(metrics)),
+            "params": jsonable(dict(params or {})),
+            "feature_service": feature_service,
+            "data_window_start": None if start is None else str(jsonable(start)),
+            "data_window_end": None if end is None else str(jsonable(end)),
+            "data_fingerprint": data_fingerprint,
+            "config_hash": config_hash,
+            "code_version": code_version,
+            "run_id": run_id,
+        }
+        table = self._candidates
+        with self._write() as conn:
+            if not self.is_sqlite:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_INIT_LOCK + 1)))
+            known = conn.execute(
+                sa.select(table.c.id).where(table.c.version == version)
+            ).first()
+            if known is None:
+                conn.execute(
+                    sa.insert(table).values(
+                        version=version, created_at=_naive_utc(created_at), **values
+                    )
+                )
+            else:
+                conn.execute(sa.update(table).where(table.c.version == version).values(**values))
+
+    def update_candidate_metrics(self, version: str, metrics: Mapping[str, Any]) -> None:
+        """Merge metrics into a recorded candidate (e.g. test-set metrics after evaluation)."""
+        table = self._candidates
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(table.c.metrics).where(table.c.version == version)
+            ).first()
+            if row is None:
+                raise LedgerError(f"no candidate with version {version!r} in the ledger")
+            merged = {**(row.metrics or {}), **jsonable(dict(metrics))}
+            conn.execute(sa.update(table).where(table.c.version == version).values(metrics=merged))
+
+    def record_event(
+        self,
+        *,
+        kind: str,
+        version: str | None,
+        reason: str,
+        actor: str = "shopflow",
+        previous_version: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> int:
+        """Append a decision/deployment/rollback row; returns its id.
+
+        Raises:
+            LedgerError: ``kind`` is not one of promotion, rejection, deployment, rollback.
+        """
+        with self._write() as conn:
+            return self._insert_event(
+                conn,
+                kind=kind,
+                version=version,
+                reason=reason,
+                actor=actor,
+                previous_version=previous_version,
+                details=details,
+                at=at,
+            )
+
+    def _insert_event(
+        self,
+        conn: sa.Connection,
+        *,
+        kind: str,
+        version: str | None,
+        reason: str,
+        actor: str,
+        previous_version: str | None,
+        details: Mapping[str, Any] | None,
+        at: datetime | None,
+    ) -> int:
+        if kind not in EVENT_KINDS:
+            raise LedgerError(f"unknown ledger event kind {kind!r}; expected one of {EVENT_KINDS}")
+        if not reason or not reason.strip():
+            raise LedgerError(f"a {kind} event needs a reason")
+        result = conn.execute(
+            sa.insert(self._events)
+            .values(
+                kind=kind,
+                at=_naive_utc(at),
+                version=version,
+                previous_version=previous_version,
+                reason=reason,
+                actor=actor,
+                details=jsonable(dict(details or {})),
+            )
+            .returning(self._events.c.id)
+        )
+        return int(result.scalar_one())
+
+    def _move_alias(
+        self,
+        version: str,
+        *,
+        kind: str,
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None,
+        expected_current: Any = _ANY,
+    ) -> str | None:
+        if not version:
+            raise LedgerError("a version is required to move the production alias")
+        aliases = self._aliases
+        with self._write() as conn:
+            current = conn.execute(
+                sa.select(aliases.c.version)
+                .where(aliases.c.alias == PRODUCTION_ALIAS)
+                .with_for_update()
+            ).scalar_one_or_none()
+            if expected_current is not _ANY and current != expected_current:
+                raise ProductionChangedError(
+                    f"production is {current!r}, not {expected_current!r} as when the decision "
+                    f"to {kind} {version!r} was made (another run moved it); decide again"
+                )
+            now = utcnow()
+            event_id = self._insert_event(
+                conn,
+                kind=kind,
+                version=version,
+                reason=reason,
+                actor=actor,
+                previous_version=current,
+                details=details,
+                at=now,
+            )
+            conn.execute(
+                sa.update(aliases)
+                .where(aliases.c.alias == PRODUCTION_ALIAS)
+                .values(
+                    version=version,
+                    since=now,
+                    reason=reason,
+                    previous_version=current,
+                    event_id=event_id,
+                )
+            )
+        logger.info("ledger: %s %s -> %s (%s, by %s)", kind, current, version, reason, actor)
+        return current
+
+    def promote(
+        self,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
+        expected_current: Any = _ANY,
+    ) -> str | None:
+        """Make ``version`` production and record the promotion; returns the replaced version.
+
+        A forced promotion is a promotion with ``details={"forced": True, ...}``.
+
+        Args:
+            expected_current: when given (a version or None), promote only if production is
+                still that version — the check and the move are one transaction, so two runs
+                that both beat the same champion cannot silently overwrite each other.
+
+        Raises:
+            ProductionChangedError: production is no longer ``expected_current``.
+        """
+        return self._move_alias(
+            version, kind="promotion", actor=actor, reason=reason, details=details,
+            expected_current=expected_current,
+        )
+
+    def record_rollback(
+        self,
+        *,
+        to_version: str,
+        reason: str,
+        actor: str = "shopflow",
+        details: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Point production back at ``to_version`` and record why; returns the version left."""
+        return self._move_alias(
+            to_version, kind="rollback", actor=actor, reason=reason, details=details
+        )
+
+    # ---- reads -------------------------------------------------------------------------
+    def production(self) -> ProductionModel | None:
+        """The current production model, or None before the first promotion."""
+        aliases, candidates = self._aliases, self._candidates
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(
+                    aliases.c.version,
+                    aliases.c.since,
+                    aliases.c.reason,
+                    aliases.c.previous_version,
+                    candidates.c.family,
+                    candidates.c.metrics,
+                    candidates.c.feature_service,
+                )
+                .select_from(
+                    aliases.outerjoin(candidates, candidates.c.version == aliases.c.version)
+                )
+                .where(aliases.c.alias == PRODUCTION_ALIAS)
+            ).first()
+        if row is None or row.version is None:
+            return None
+        return ProductionModel(
+            version=row.version,
+            family=row.family,
+            metrics=dict(row.metrics or {}),
+            since=row.since,
+            reason=row.reason,
+            previous_version=row.previous_version,
+            feature_service=row.feature_service,
+        )
+
+    def production_history(self) -> list[LedgerEvent]:
+        """Every event that moved the production alias, oldest first."""
+        return [e for e in self.events() if e.kind in ("promotion", "rollback")]
+
+    def production_at(self, when: datetime) -> str | None:
+        """The version that held the production alias at ``when`` (None before any)."""
+        when = _naive_utc(when)
+        holder: str | None = None
+        for event in self.production_history():
+            if event.at > when:
+                break
+            holder = event.version
+        return holder
+
+    def previous_production(self, *, exclude: set[str] | None = None) -> str | None:
+        """The version to roll back to: the latest earlier holder of production.
+
+        Skips the current version, anything in ``exclude`` and any version production was
+        already rolled back away from (so two rollbacks never bounce between bad models).
+        """
+        history = self.production_history()
+        current = self.production()
+        skip = set(exclude or ())
+        if current is not None:
+            skip.add(current.version)
+        skip |= {e.previous_version for e in history if e.kind == "rollback" and e.previous_version}
+        for event in reversed(history):
+            if event.version and event.version not in skip:
+                return event.version
+        return None
+
+    def candidate(self, version: str) -> CandidateRecord | None:
+        """One candidate by version."""
+        found = self.candidates(version=version)
+        return found[0] if found else None
+
+    def candidates(
+        self, *, run_id: str | None = None, version: str | None = None, limit: int | None = None
+    ) -> list[CandidateRecord]:
+        """Candidates, newest first."""
+        table = self._candidates
+        query = sa.select(table).order_by(table.c.id.desc())
+        if run_id is not None:
+            query = query.where(table.c.run_id == run_id)
+        if version is not None:
+            query = query.where(table.c.version == version)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            CandidateRecord(
+                version=r.version,
+                family=r.family,
+                metrics=dict(r.metrics or {}),
+                params=dict(r.params or {}),
+                feature_service=r.feature_service,
+                data_window=(r.data_window_start, r.data_window_end),
+                data_fingerprint=r.data_fingerprint,
+                config_hash=r.config_hash,
+                code_version=r.code_version,
+                run_id=r.run_id,
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
+
+    def events(
+        self, *, kind: str | None = None, version: str | None = None, limit: int | None = None
+    ) -> list[LedgerEvent]:
+        """Events oldest first (with ``limit``: the latest ``limit``, still oldest first)."""
+        table = self._events
+        query = sa.select(table).order_by(table.c.id.desc())
+        if kind is not None:
+            query = query.where(table.c.kind == kind)
+        if version is not None:
+            query = query.where(table.c.version == version)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            LedgerEvent(
+                id=r.id,
+                kind=r.kind,
+                at=r.at,
+                version=r.version,
+                previous_version=r.previous_version,
+                reason=r.reason,
+                actor=r.actor,
+                details=dict(r.details or {}),
+            )
+            for r in reversed(rows)
+        ]
+
+    def status(self, *, limit: int = 50) -> dict[str, Any]:
+        """The DESIGN.md §4 object printed by ``shopflow status --json``."""
+        production = self.production()
+        return {
+            "production": None
+            if production is None
+            else {
+                "version": production.version,
+                "family": production.family,
+                "metrics": production.metrics,
+                "since": isoformat(production.since),
+                "reason": production.reason,
+                "previous_version": production.previous_version,
+                "feature_service": production.feature_service,
+            },
+            "candidates": [
+                {
+                    "version": c.version,
+                    "family": c.family,
+                    "metrics": c.metrics,
+                    "feature_service": c.feature_service,
+                    "run_id": c.run_id,
+                    "created_at": isoformat(c.created_at),
+                }
+                for c in self.candidates(limit=limit)
+            ],
+            "events": [
+                {
+                    "kind": e.kind,
+                    "at": isoformat(e.at),
+                    "version": e.version,
+                    "previous_version": e.previous_version,
+                    "reason": e.reason,
+                    "actor": e.actor,
+                    "details": e.details,
+                }
+                for e in self.events(limit=limit)
+            ],
+        }

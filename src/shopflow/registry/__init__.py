@@ -1,0 +1,34 @@
+"""The model registry: Shopflow models in the BentoML model store.
+
+``save_model(settings, model, metadata=...) -> version``, ``load_model(settings, version)``
+and ``list_models(settings)``; ``use_model_store(settings)`` points BentoML at
+``settings.bentoml_home`` (call it before any other BentoML store access).
+"""
+
+from __future__ import annotations
+
+from shopflow.registry.store import (
+    MODEL_FILE,
+    MODEL_NAME,
+    ModelLoadError,
+    StoredModel,
+    code_version,
+    list_models,
+    load_model,
+    model_info,
+    save_model,
+    use_model_store,
+)
+
+__all__ = [
+    "MODEL_FILE",
+    "MODEL_NAME",
+    "ModelLoadError",
+    "StoredModel",
+    "code_version",
+    "list_models",
+    "load_model",
+    "model_info",
+    "save_model",
+    "use_model_store",
+]

@@ -1,0 +1,224 @@
+"""Models in the BentoML model store under ``settings.bentoml_home``.
+
+Every model is saved with BentoML 1.4's ``bentoml.models.create`` context manager as
+``shopflow-propensity:<version>``; the pickled :class:`PropensityModel` is the file
+``model.pkl`` in the model's folder. The tag's version is the model version everywhere
+(ledger, responses, reports).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
+    from shopflow.training.model import PropensityModel
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "shopflow-propensity"
+MODEL_FILE = "model.pkl"
+
+
+class ModelLoadError(RuntimeError):
+    """A model version is missing from the store or its file cannot be unpickled."""
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model in the store, without loading its pickle."""
+
+    version: str
+    tag: str
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+    created_at: datetime
+    path: Path
+
+
+def use_model_store(settings: Settings) -> Path:
+    """Point BentoML at ``settings.bentoml_home`` (and keep it from phoning home).
+
+    BentoML caches its home and stores in process-wide singletons; setting only
+    ``BENTOML_HOME`` after the first use would silently keep the old store. This sets the
+    variable (for subprocesses such as ``bentoml serve``) and overrides the singletons, so
+    it is safe to call before every store access, also when the home changes in-process.
+
+    Returns:
+        The store's home folder.
+    """
+    home = settings.bentoml_home
+    for sub in ("models", "bentos", "envs", "tmp"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    os.environ["BENTOML_HOME"] = str(home)
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+    from bentoml._internal.bento import BentoStore
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    # compare with the override only: .get() would build the default ~/bentoml store
+    if getattr(BentoMLContainer.bentoml_home, "_override", None) != str(home):
+        BentoMLContainer.bentoml_home.set(str(home))
+        BentoMLContainer.model_store_dir.set(str(home / "models"))
+        BentoMLContainer.bento_store_dir.set(str(home / "bentos"))
+        BentoMLContainer.tmp_bento_store_dir.set(str(home / "tmp"))
+        BentoMLContainer.env_store_dir.set(str(home / "envs"))
+        BentoMLContainer.model_store.set(ModelStore(str(home / "models")))
+        BentoMLContainer.bento_store.set(BentoStore(str(home / "bentos")))
+    return home
+
+
+def code_version() -> str:
+    """The git commit of the code (short sha, ``+dirty`` if modified), else the package version."""
+    import shopflow
+
+    here = Path(shopflow.__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"shopflow-{shopflow.__version__}"
+    return f"{sha}+dirty" if dirty else sha or f"shopflow-{shopflow.__version__}"
+
+
+def _metadata_value(value: Any) -> Any:
+    """BentoML metadata accepts basic types only and no None: drop Nones, stringify rest."""
+    from shopflow.ledger import jsonable
+
+    value = jsonable(value)
+    if isinstance(value, dict):
+        return {k: _metadata_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_metadata_value(v) for v in value if v is not None]
+    return value
+
+
+def save_model(settings: Settings, model: PropensityModel, *, metadata: dict[str, Any]) -> str:
+    """Save ``model`` to the store; returns its new version (the BentoML tag's version).
+
+    Args:
+        settings: gives the store's location.
+        model: the trained model.
+        metadata: metrics, hyperparameters, data window and fingerprint, config hash, run
+            id... (``family``, ``feature_service``, ``feature_names`` and ``code_version``
+            are added when missing).
+    """
+    use_model_store(settings)
+    import bentoml
+
+    meta = {
+        "family": model.family,
+        "feature_service": model.feature_service,
+        "feature_names": list(model.feature_names),
+        "params": dict(model.params),
+        "trained_at": model.trained_at.isoformat(),
+        "code_version": code_version(),
+        **metadata,
+    }
+    meta = _metadata_value(meta)
+    labels = {
+        "family": model.family,
+        "feature_service": model.feature_service,
+        "run_id": str(metadata.get("run_id") or "")[:63],
+    }
+    with bentoml.models.create(MODEL_NAME, metadata=meta, labels=labels) as ref:
+        with open(ref.path_of(MODEL_FILE), "wb") as handle:
+            pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        version = str(ref.tag.version)
+    logger.info("saved %s model as %s:%s", model.family, MODEL_NAME, version)
+    return version
+
+
+def _get(settings: Settings, version: str) -> Any:
+    use_model_store(settings)
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(f"{MODEL_NAME}:{version}")
+    except NotFound as exc:
+        raise ModelLoadError(
+            f"model {MODEL_NAME}:{version} is not in the model store at "
+            f"{settings.bentoml_home / 'models'}"
+        ) from exc
+
+
+def model_info(settings: Settings, version: str) -> StoredModel:
+    """Labels and metadata of a stored version, without unpickling it."""
+    return _stored(_get(settings, version))
+
+
+def load_model(settings: Settings, version: str) -> PropensityModel:
+    """Load a stored model and check that it is one.
+
+    Raises:
+        ModelLoadError: the version is not in the store, its file is missing or corrupt,
+            or it does not hold a PropensityModel.
+    """
+    from shopflow.training.model import PropensityModel
+
+    ref = _get(settings, version)
+    path = Path(ref.path_of(MODEL_FILE))
+    if not path.is_file():
+        raise ModelLoadError(f"model {MODEL_NAME}:{version} has no {MODEL_FILE} at {path}")
+    try:
+        with open(path, "rb") as handle:
+            model = pickle.load(handle)
+    except Exception as exc:  # unpickling raises nearly anything on corrupt bytes
+        raise ModelLoadError(
+            f"model {MODEL_NAME}:{version} could not be loaded from {path}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(model, PropensityModel):
+        raise ModelLoadError(
+            f"model {MODEL_NAME}:{version} holds a {type(model).__name__}, not a PropensityModel"
+        )
+    return model
+
+
+def list_models(settings: Settings) -> list[StoredModel]:
+    """Every stored Shopflow model, newest first."""
+    use_model_store(settings)
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        refs = bentoml.models.list(MODEL_NAME)
+    except NotFound:
+        return []
+    stored = [_stored(ref) for ref in refs]
+    return sorted(stored, key=lambda m: m.created_at, reverse=True)
+
+
+def _stored(ref: Any) -> StoredModel:
+    info = ref.info
+    return StoredModel(
+        version=str(ref.tag.version),
+        tag=str(ref.tag),
+        labels=dict(info.labels or {}),
+        metadata=dict(info.metadata or {}),
+        created_at=info.creation_time,
+        path=Path(ref.path),
+    )

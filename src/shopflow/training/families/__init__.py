@@ -1,0 +1,24 @@
+"""Candidate model families, one module each, behind one small interface.
+
+Each family module offers ``default_params(ctx)``, ``sample_params(rng, ctx)`` and
+``fit(data, params, ctx) -> Fitted``; :mod:`shopflow.training.search` drives them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FAMILY_MODULES = {
+    "baseline": "shopflow.training.families.baseline",
+    "xgboost": "shopflow.training.families.xgb",
+    "lightgbm": "shopflow.training.families.lgbm",
+    "torch": "shopflow.training.families.mlp",
+}
+
+
+def family_module(family: str) -> ModuleType:
+    """The module implementing ``family`` (imported on demand: torch is heavy)."""
+    if family not in FAMILY_MODULES:
+        raise ValueError(f"unknown model family {family!r}; expected one of {list(FAMILY_MODULES)}")
+    return importlib.import_module(FAMILY_MODULES[family])

@@ -1,0 +1,78 @@
+"""Baseline: scaled logistic regression on recency / frequency / monetary features.
+
+The bar every other family must clear on the first run (DESIGN.md §6): if a boosted tree
+cannot beat RFM + logistic regression, something is wrong with the data or the features.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from shopflow.training.families.base import FitContext, FitData, Fitted
+
+# RFM-style columns of marts.user_features, best first; any subset present is used
+RFM_FEATURES = (
+    "recency_days",
+    "days_since_last_purchase",
+    "tenure_days",
+    "events_30d",
+    "events_lookback",
+    "purchases_30d",
+    "purchases_lookback",
+    "orders_lookback",
+    "monetary_30d",
+    "monetary_lookback",
+    "avg_order_value",
+)
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    """Tames heavy-tailed counts and money so a linear model is not ruled by outliers."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+class LogisticPredictor:
+    """A fitted sklearn pipeline over a subset of the model's columns."""
+
+    def __init__(self, pipeline: Any, columns: list[int]) -> None:
+        self.pipeline = pipeline
+        self.columns = columns
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        return self.pipeline.predict_proba(matrix[:, self.columns])[:, 1]
+
+
+def select_features(feature_names: list[str]) -> list[str]:
+    """The RFM columns present, or every column when the frame has none of them."""
+    chosen = [name for name in RFM_FEATURES if name in feature_names]
+    return chosen or list(feature_names)
+
+
+def default_params(data: FitData, ctx: FitContext) -> dict[str, Any]:
+    return {"C": 1.0}
+
+
+def sample_params(rng: np.random.Generator, data: FitData, ctx: FitContext) -> dict[str, Any]:
+    return {"C": float(10 ** rng.uniform(-2.5, 1.5))}
+
+
+def fit(data: FitData, params: dict[str, Any], ctx: FitContext) -> Fitted:
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    names = select_features(data.feature_names)
+    columns = [data.feature_names.index(n) for n in names]
+    pipeline = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        FunctionTransformer(_signed_log1p),
+        StandardScaler(),
+        LogisticRegression(C=params["C"], max_iter=500, random_state=ctx.seed),
+    )
+    pipeline.fit(data.x_train[:, columns], data.y_train)
+    predictor = LogisticPredictor(pipeline, list(range(len(names))))
+    return Fitted(predictor=predictor, feature_names=names, params=dict(params),
+                  info={"features_used": names})

@@ -1,0 +1,107 @@
+"""The one model object every part of Shopflow passes around.
+
+A :class:`PropensityModel` wraps a family-specific predictor (logistic baseline, XGBoost,
+LightGBM or a PyTorch MLP) behind one interface: a frame of features in, P(buy) out. It
+aligns columns by name, so the caller's column order and extra columns never matter, and
+missing columns or values become NaN, which every predictor handles. It pickles with
+plain ``pickle`` (the torch predictor stores a CPU state dict plus its architecture), so
+the registry and the serving process need nothing but ``shopflow`` to load it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class Predictor(Protocol):
+    """What a family's fitted model must offer (on a float64 matrix, NaN for missing)."""
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """P(label = 1) per row."""
+        ...
+
+
+class MissingFeaturesError(ValueError):
+    """The frame lacks every feature the model needs — almost certainly the wrong input."""
+
+
+@dataclass
+class PropensityModel:
+    """A trained purchase-propensity model, ready to score a frame of features.
+
+    Attributes:
+        family: ``baseline``, ``xgboost``, ``lightgbm`` or ``torch``.
+        feature_names: the columns the predictor reads, in its order.
+        feature_service: the Feast feature service that produces those columns.
+        params: the hyperparameters it was trained with (for the ledger and report).
+        predictor: the fitted family-specific model.
+        trained_at: when training finished (UTC).
+    """
+
+    family: str
+    feature_names: list[str]
+    feature_service: str
+    params: dict[str, Any]
+    predictor: Predictor
+    trained_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The frame's features as a float64 matrix in the model's column order.
+
+        Raises:
+            MissingFeaturesError: none of the model's features is in the frame.
+        """
+        present = [name for name in self.feature_names if name in frame.columns]
+        if self.feature_names and not present and len(frame):
+            raise MissingFeaturesError(
+                f"the frame has none of the {len(self.feature_names)} features of this "
+                f"{self.family} model (feature service {self.feature_service!r}), e.g. "
+                f"{self.feature_names[:3]}; got columns {list(frame.columns)[:8]}"
+            )
+        aligned = frame.reindex(columns=self.feature_names)
+        out = np.empty((len(frame), len(self.feature_names)), dtype=np.float64)
+        for j, name in enumerate(self.feature_names):
+            column = aligned[name]
+            if column.dtype == bool or str(column.dtype) == "boolean":
+                column = column.astype("float64")
+            out[:, j] = np.asarray(
+                _to_numeric(column), dtype=np.float64
+            )
+        return out
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(buy within the horizon) for each row of ``frame``, in row order."""
+        if len(frame) == 0:
+            return np.zeros(0, dtype=np.float64)
+        probabilities = np.asarray(self.predictor.predict(self.matrix(frame)), dtype=np.float64)
+        return np.clip(probabilities.reshape(-1), 0.0, 1.0)
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """Per-feature SHAP contributions (log-odds, last column = bias) where supported."""
+        explain = getattr(self.predictor, "contributions", None)
+        if explain is None:
+            return None
+        return np.asarray(explain(self.matrix(frame)), dtype=np.float64)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain facts for metadata and reports."""
+        return {
+            "family": self.family,
+            "feature_service": self.feature_service,
+            "feature_names": list(self.feature_names),
+            "params": dict(self.params),
+            "trained_at": self.trained_at.isoformat(),
+        }
+
+
+def _to_numeric(column: Any) -> Any:
+    import pandas as pd
+
+    return pd.to_numeric(column, errors="coerce").astype("float64").to_numpy(na_value=np.nan)

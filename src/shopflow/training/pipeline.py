@@ -1,0 +1,674 @@
+"""The training step of the pipeline: candidates -> evaluation -> gate 2 -> ledger.
+
+:func:`run_training` does it all in one call (``shopflow train``); the DAG runs the same
+work as separate tasks with JSON-able hand-offs:
+
+1. :func:`train_family` — search, fit and save one family (registry + ledger candidate);
+2. :func:`evaluate_candidates` — score every candidate on the same out-of-time test rows,
+   pick the winner by the primary metric on *validation* (the test rows only report);
+3. :func:`decide` — gate 2: winner vs the ledger's production model, each scored through
+   its own feature service on identical test rows;
+4. :func:`record_decision` — promotion or rejection in the ledger;
+5. :func:`shopflow.evaluation.report.write_report` — the run's HTML report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shopflow.evaluation.evaluate import ModelEvaluation, evaluate_model
+from shopflow.evaluation.gate import ForcedPromotionError, GateDecision, gate_decision
+from shopflow.evaluation.metrics import flat_slice_metric, higher_is_better
+from shopflow.training.families.base import FitContext, FitData
+from shopflow.training.model import PropensityModel
+from shopflow.training.split import (
+    KEY_COLUMNS,
+    Split,
+    TrainingDataError,
+    feature_columns,
+    frame_fingerprint,
+    split_by_cutoff,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shopflow.ledger import Ledger
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TrainingFrameFor = Callable[[str], "pd.DataFrame"]
+DRY_RUN_PREFIX = "dryrun-"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (no candidates, unknown family, unusable device)."""
+
+
+# ---- results ---------------------------------------------------------------------------
+@dataclass
+class CandidateResult:
+    """A trained, saved candidate (the model itself is kept only in-process)."""
+
+    version: str
+    family: str
+    feature_service: str
+    validation_metrics: dict[str, float]
+    params: dict[str, Any]
+    run_id: str
+    seconds: float
+    data_fingerprint: str
+    split: dict[str, Any]
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    model: PropensityModel | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (for Airflow XCom); the model stays in the registry."""
+        from shopflow.ledger import jsonable
+
+        data = {k: v for k, v in asdict(self).items() if k != "model"}
+        return jsonable(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CandidateResult:
+        return cls(**{k: v for k, v in data.items() if k != "model"})
+
+
+@dataclass
+class EvaluationResult:
+    """Every candidate scored on the same test rows, and the winner."""
+
+    run_id: str
+    feature_service: str
+    evaluations: list[ModelEvaluation]
+    winner: str | None
+    baseline: str | None
+    split: dict[str, Any]
+    trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    models: dict[str, PropensityModel] = field(default_factory=dict, repr=False, compare=False)
+
+    def evaluation(self, version: str | None) -> ModelEvaluation | None:
+        return next((e for e in self.evaluations if e.version == version), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        from shopflow.ledger import jsonable
+
+        return jsonable({
+            "run_id": self.run_id,
+            "feature_service": self.feature_service,
+            "evaluations": [e.to_dict() for e in self.evaluations],
+            "winner": self.winner,
+            "baseline": self.baseline,
+            "split": self.split,
+            "trials": self.trials,
+        })
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationResult:
+        return cls(
+            run_id=data["run_id"],
+            feature_service=data["feature_service"],
+            evaluations=[ModelEvaluation.from_dict(e) for e in data["evaluations"]],
+            winner=data.get("winner"),
+            baseline=data.get("baseline"),
+            split=data.get("split", {}),
+            trials=data.get("trials", {}),
+        )
+
+
+@dataclass
+class GateOutcome:
+    """Gate 2's decision and the evaluations it compared."""
+
+    decision: GateDecision
+    challenger: ModelEvaluation
+    champion: ModelEvaluation | None
+    baseline: ModelEvaluation | None
+
+    def to_dict(self) -> dict[str, Any]:
+        from shopflow.ledger import jsonable
+
+        return jsonable({
+            "decision": self.decision.to_dict(),
+            "challenger": self.challenger.to_dict(),
+            "champion": self.champion.to_dict() if self.champion else None,
+            "baseline": self.baseline.to_dict() if self.baseline else None,
+        })
+
+
+@dataclass
+class TrainingOutcome:
+    """What :func:`run_training` did."""
+
+    run_id: str
+    candidates: list[CandidateResult]
+    evaluation: EvaluationResult
+    gate: GateOutcome | None
+    report_path: Path
+    promoted_version: str | None
+    previous_version: str | None
+    dry_run: bool
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def winner(self) -> str | None:
+        return self.evaluation.winner
+
+    @property
+    def decision(self) -> GateDecision | None:
+        return self.gate.decision if self.gate else None
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-able summary for the CLI and the DAG."""
+        from shopflow.ledger import jsonable
+
+        decision = self.decision
+        tested = {e.version: e.metrics for e in self.evaluation.evaluations}
+        return jsonable({
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "candidates": [
+                {"version": c.version, "family": c.family,
+                 "validation": c.validation_metrics, "test": tested.get(c.version, {})}
+                for c in self.candidates
+            ],
+            "winner": self.winner,
+            "decision": None if decision is None else {
+                "promote": decision.promote, "forced": decision.forced,
+                "reason": decision.reason, "explanation": decision.explanation,
+            },
+            "promoted_version": self.promoted_version,
+            "previous_version": self.previous_version,
+            "failed_families": self.failures,
+            "report": str(self.report_path),
+        })
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def _threads() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def resolve_device(settings: Settings, family: str) -> str:
+    """``cpu`` or ``cuda`` for ``family`` (only the torch family uses a GPU).
+
+    Raises:
+        TrainingError: ``training.device`` is ``cuda`` but no CUDA device is visible.
+    """
+    wanted = settings.training.device
+    if family != "torch" or wanted == "cpu":
+        return "cpu"
+    import torch
+
+    available = torch.cuda.is_available()
+    if wanted == "cuda" and not available:
+        raise TrainingError("training.device is 'cuda' but torch sees no CUDA device")
+    return "cuda" if available else "cpu"
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """A canonical row order, so the same data in any order trains the same model."""
+    return frame.sort_values(list(KEY_COLUMNS), kind="mergesort").reset_index(drop=True)
+
+
+def feature_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """float64 matrix of ``columns`` (NaN for missing or non-numeric values)."""
+    import pandas as pd
+
+    return np.column_stack([
+        pd.to_numeric(frame[c].astype("float64") if frame[c].dtype == bool else frame[c],
+                      errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+        for c in columns
+    ]) if columns else np.zeros((len(frame), 0))
+
+
+def _split(settings: Settings, frame: pd.DataFrame) -> Split:
+    return split_by_cutoff(frame, validation_cutoffs=settings.training.validation_cutoffs,
+                           test_cutoffs=settings.training.test_cutoffs)
+
+
+def _data_window(split: Split) -> tuple[str, str]:
+    first = split.train_cutoffs[0]
+    last = split.test_cutoffs[-1]
+    return first.isoformat(), last.isoformat()
+
+
+# ---- step 1: one family ----------------------------------------------------------------
+def train_family(
+    settings: Settings,
+    family: str,
+    frame: pd.DataFrame,
+    run_id: str,
+    *,
+    feature_service: str | None = None,
+    dry_run: bool = False,
+    ledger: Ledger | None = None,
+) -> CandidateResult:
+    """Search and fit one family on the train cutoffs; save it as a candidate.
+
+    Unless ``dry_run``, the model goes to the registry and a candidate row (validation
+    metrics under ``validation_<name>``) to the ledger.
+
+    Raises:
+        TrainingDataError: the frame cannot be split out of time (see the message).
+        TrainingError: unknown family or unusable device.
+    """
+    from shopflow.settings import MODEL_FAMILIES, settings_fingerprint
+    from shopflow.training.search import search
+
+    if family not in MODEL_FAMILIES:
+        raise TrainingError(f"unknown model family {family!r}; expected one of {MODEL_FAMILIES}")
+    service = feature_service or settings.features.feature_service
+    frame = _ordered(frame)
+    split = _split(settings, frame)
+    columns = feature_columns(frame)
+    matrix = feature_matrix(frame, columns)
+    labels = frame["label"].astype(int).to_numpy()
+    data = FitData(
+        x_train=matrix[split.train], y_train=labels[split.train],
+        x_val=matrix[split.validation], y_val=labels[split.validation],
+        feature_names=columns,
+    )
+    ctx = FitContext(seed=settings.training.seed, threads=_threads(),
+                     device=resolve_device(settings, family))
+    started = time.perf_counter()
+    logger.info("training %s on %d rows x %d features (%d train cutoffs), device %s",
+                family, len(split.train), len(columns), len(split.train_cutoffs), ctx.device)
+    result = search(family, data, ctx, trials=settings.training.search_trials,
+                    seconds=settings.training.search_seconds,
+                    primary_metric=settings.gate.primary_metric,
+                    threshold=settings.training.threshold)
+    seconds = time.perf_counter() - started
+    fitted = result.fitted
+    model = PropensityModel(family=family, feature_names=list(fitted.feature_names),
+                            feature_service=service, params=dict(fitted.params),
+                            predictor=fitted.predictor)
+    # the fingerprint goes to the registry and ledger; a dry run records nothing
+    fingerprint = "" if dry_run else frame_fingerprint(frame)
+    window = _data_window(split)
+    logger.info("%s: best validation %s=%.4f after %d trial(s) in %.1fs (%s rows/s)", family,
+                settings.gate.primary_metric,
+                result.validation_metrics.get(settings.gate.primary_metric, float("nan")),
+                len(result.trials), seconds, f"{len(split.train) * len(result.trials) / max(seconds, 1e-9):,.0f}")
+    version = f"{DRY_RUN_PREFIX}{family}"
+    if not dry_run:
+        from shopflow.ledger import Ledger
+        from shopflow.registry import code_version, save_model
+
+        config_hash = settings_fingerprint(settings)
+        code = code_version()
+        version = save_model(settings, model, metadata={
+            "metrics": {f"validation_{k}": v for k, v in result.validation_metrics.items()},
+            "hyperparameters": fitted.params,
+            "feature_service": service,
+            "data_window": list(window),
+            "data_fingerprint": fingerprint,
+            "config_hash": config_hash,
+            "code_version": code,
+            "run_id": run_id,
+            "airflow_run_id": run_id,
+            "fit_info": fitted.info,
+        })
+        owned = ledger is None
+        ledger = ledger or Ledger(settings.ledger_url)
+        try:
+            ledger.record_candidate(
+                version=version, family=family,
+                metrics={f"validation_{k}": v for k, v in result.validation_metrics.items()},
+                params=fitted.params, feature_service=service, data_window=window,
+                data_fingerprint=fingerprint, config_hash=config_hash, code_version=code,
+                run_id=run_id,
+            )
+        finally:
+            if owned:
+                ledger.close()
+    return CandidateResult(
+        version=version, family=family, feature_service=service,
+        validation_metrics=result.validation_metrics, params=dict(fitted.params),
+        run_id=run_id, seconds=round(seconds, 3), data_fingerprint=fingerprint,
+        split=split.describe(), trials=result.trials, info=dict(fitted.info), model=model,
+    )
+
+
+# ---- step 2: evaluate and select -------------------------------------------------------
+def _model_for(settings: Settings, candidate: CandidateResult) -> PropensityModel:
+    if candidate.model is not None:
+        return candidate.model
+    from shopflow.registry import load_model
+
+    return load_model(settings, candidate.version)
+
+
+def _primary_score(metrics: dict[str, Any], metric: str) -> float:
+    value = metrics.get(metric)
+    if value is None or not np.isfinite(value):
+        return -np.inf
+    return float(value) if higher_is_better(metric) else -float(value)
+
+
+def evaluate_candidates(
+    settings: Settings,
+    candidates: Sequence[CandidateResult | dict[str, Any]],
+    frame: pd.DataFrame,
+    *,
+    run_id: str,
+    dry_run: bool = False,
+    ledger: Ledger | None = None,
+) -> EvaluationResult:
+    """Score every candidate on the same out-of-time test rows; choose the winner.
+
+    The winner is the best candidate by the primary metric on the *validation* cutoffs,
+    so the test rows stay an unbiased estimate for the report and gate 2. Test metrics
+    (and per-slice ROC AUC) are merged into each candidate's ledger row.
+    """
+    results = [c if isinstance(c, CandidateResult) else CandidateResult.from_dict(c)
+               for c in candidates]
+    if not results:
+        raise TrainingError("no candidates to evaluate: every family failed or none was asked for")
+    frame = _ordered(frame)
+    split = _split(settings, frame)
+    test = frame.iloc[split.test].reset_index(drop=True)
+    metric = settings.gate.primary_metric
+    evaluations: list[ModelEvaluation] = []
+    models: dict[str, PropensityModel] = {}
+    for candidate in results:
+        model = _model_for(settings, candidate)
+        models[candidate.version] = model
+        evaluations.append(evaluate_model(
+            model, test, version=candidate.version, threshold=settings.training.threshold,
+            validation_metrics=candidate.validation_metrics,
+        ))
+    winner = max(results, key=lambda c: _primary_score(c.validation_metrics, metric))
+    baseline = next((c.version for c in results if c.family == "baseline"), None)
+    if not dry_run:
+        from shopflow.ledger import Ledger
+
+        owned = ledger is None
+        ledger = ledger or Ledger(settings.ledger_url)
+        try:
+            for e in evaluations:
+                ledger.update_candidate_metrics(e.version, {
+                    **{k: v for k, v in e.metrics.items()},
+                    **flat_slice_metric(e.slices, "roc_auc"),
+                })
+        finally:
+            if owned:
+                ledger.close()
+    logger.info("winner on validation %s: %s (%s)", metric, winner.family, winner.version)
+    return EvaluationResult(
+        run_id=run_id, feature_service=results[0].feature_service, evaluations=evaluations,
+        winner=winner.version, baseline=baseline, split=split.describe(),
+        trials={c.family: c.trials for c in results}, models=models,
+    )
+
+
+# ---- step 3: gate 2 --------------------------------------------------------------------
+def _keys(frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({
+        "user_id": frame["user_id"].astype(str).to_numpy(),
+        "event_timestamp": pd.to_datetime(frame["event_timestamp"], utc=True).to_numpy(),
+    })
+
+
+def _restrict(frame: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``frame`` whose (user_id, cutoff) is in ``keys``, in ``keys`` order."""
+    indexed = _keys(frame).assign(_row=np.arange(len(frame)))
+    matched = keys.merge(indexed, on=list(KEY_COLUMNS), how="inner")
+    return frame.iloc[matched["_row"].to_numpy()].reset_index(drop=True)
+
+
+def decide(
+    settings: Settings,
+    evaluation: EvaluationResult | dict[str, Any],
+    *,
+    training_frame_for: TrainingFrameFor,
+    actor: str = "shopflow",
+    force_promote: bool = False,
+    force_reason: str | None = None,
+    ledger: Ledger | None = None,
+) -> GateOutcome:
+    """Gate 2: the winner vs the production model on identical out-of-time test rows.
+
+    The champion is loaded from the registry and scored through its *own* feature service
+    (``training_frame_for(champion.feature_service)``), restricted to the challenger's test
+    rows; rows only one side has are dropped from both, so the comparison is like for like.
+
+    Raises:
+        ForcedPromotionError: ``force_promote`` without ``force_reason``.
+    """
+    from shopflow.ledger import Ledger
+    from shopflow.registry import ModelLoadError, load_model
+
+    if force_promote and not (force_reason or "").strip():
+        raise ForcedPromotionError(
+            "a forced promotion needs a reason (--reason TEXT / force_reason)")
+    if isinstance(evaluation, dict):
+        evaluation = EvaluationResult.from_dict(evaluation)
+    if evaluation.winner is None:
+        raise TrainingError("the evaluation has no winner to put through gate 2")
+    owned = ledger is None
+    ledger = ledger or Ledger(settings.ledger_url)
+    try:
+        production = ledger.production()
+    finally:
+        if owned:
+            ledger.close()
+
+    def model(version: str) -> PropensityModel:
+        return evaluation.models.get(version) or load_model(settings, version)
+
+    challenger_model = model(evaluation.winner)
+    frames: dict[str, pd.DataFrame] = {}
+
+    def frame_for(service: str) -> pd.DataFrame:
+        if service not in frames:
+            frames[service] = _ordered(training_frame_for(service))
+        return frames[service]
+
+    own = frame_for(challenger_model.feature_service)
+    split = _split(settings, own)
+    test = own.iloc[split.test].reset_index(drop=True)
+    keys = _keys(test)
+    notes: list[str] = []
+    champion_model: PropensityModel | None = None
+    champion_test: pd.DataFrame | None = None
+    if production is not None:
+        try:
+            champion_model = model(production.version)
+        except ModelLoadError as exc:
+            notes.append(f"The production model {production.version} could not be loaded "
+                         f"({exc}), so the first-run rule (beat the baseline) applied.")
+            logger.warning("champion %s not loadable: %s", production.version, exc)
+    if champion_model is not None:
+        champion_test = _restrict(frame_for(champion_model.feature_service), keys)
+        keys = _keys(champion_test)
+        test = _restrict(test, keys)
+        champion_test = _restrict(champion_test, _keys(test))
+        # same rows, same truth: the labels come from one frame for both models
+        champion_test = champion_test.assign(label=test["label"].to_numpy())
+        if test.empty:
+            notes.append(f"The champion's feature service {champion_model.feature_service!r} "
+                         "has none of the challenger's test rows, so the two cannot be "
+                         "compared; the gate does not promote without a comparison.")
+        if champion_model.feature_service != challenger_model.feature_service:
+            notes.append(f"The champion was scored through its own feature service "
+                         f"{champion_model.feature_service!r}, the challenger through "
+                         f"{challenger_model.feature_service!r}.")
+    threshold = settings.training.threshold
+    challenger_eval = evaluate_model(challenger_model, test, version=evaluation.winner,
+                                     threshold=threshold, explain=False)
+    champion_eval = None
+    if champion_model is not None and production is not None and champion_test is not None:
+        champion_eval = evaluate_model(champion_model, champion_test, version=production.version,
+                                       role="champion", threshold=threshold, explain=False)
+    baseline_eval = None
+    if evaluation.baseline is not None:
+        baseline_eval = (challenger_eval if evaluation.baseline == evaluation.winner else
+                         evaluate_model(model(evaluation.baseline), test,
+                                        version=evaluation.baseline, threshold=threshold,
+                                        explain=False))
+    cutoffs = ", ".join(str(c)[:10] for c in split.test_cutoffs)
+    context = (f"Compared on {len(test)} identical out-of-time rows (test cutoff(s) {cutoffs}).")
+    if notes:
+        context = " ".join([context, *notes])
+    decision = gate_decision(
+        challenger_eval, champion=champion_eval, baseline=baseline_eval, gate=settings.gate,
+        force_promote=force_promote, force_reason=force_reason, actor=actor, context=context,
+    )
+    decision.production_version = production.version if production is not None else None
+    logger.info("gate 2: %s", decision.explanation)
+    return GateOutcome(decision=decision, challenger=challenger_eval, champion=champion_eval,
+                       baseline=baseline_eval)
+
+
+# ---- step 4: record --------------------------------------------------------------------
+def record_decision(
+    settings: Settings,
+    decision: GateDecision | dict[str, Any],
+    *,
+    run_id: str,
+    ledger: Ledger | None = None,
+) -> str | None:
+    """Write the gate's decision to the ledger; returns the replaced version on promotion.
+
+    A promotion only happens if production is still the model the gate compared with; if
+    another run promoted meanwhile, the decision is recorded as a rejection (stale) instead.
+    """
+    from shopflow.ledger import Ledger, ProductionChangedError
+
+    if isinstance(decision, dict):
+        decision = GateDecision.from_dict(decision)
+    details = {"run_id": run_id, "forced": decision.forced, "gate_passed": decision.gate_passed,
+               "explanation": decision.explanation,
+               "reference": {"role": decision.reference_role,
+                             "version": decision.reference_version},
+               "checks": [asdict(c) for c in decision.checks]}
+    owned = ledger is None
+    ledger = ledger or Ledger(settings.ledger_url)
+    try:
+        if decision.promote:
+            # promote only if production is still what it was when the gate decided
+            expected = decision.production_version
+            if decision.forced:
+                return ledger.promote(decision.challenger_version, actor=decision.actor,
+                                      reason=decision.reason, details=details)
+            try:
+                return ledger.promote(decision.challenger_version, actor=decision.actor,
+                                      reason=decision.reason, details=details,
+                                      expected_current=expected)
+            except ProductionChangedError as exc:
+                logger.warning("gate 2 decision is stale: %s", exc)
+                ledger.record_event(
+                    kind="rejection", version=decision.challenger_version, actor=decision.actor,
+                    reason=f"{decision.challenger_family} candidate {decision.challenger_version} "
+                    f"not promoted: {exc}",
+                    details={**details, "stale_decision": True})
+                return None
+        ledger.record_event(kind="rejection", version=decision.challenger_version,
+                            reason=decision.reason, actor=decision.actor, details=details)
+        return None
+    finally:
+        if owned:
+            ledger.close()
+
+
+# ---- everything ------------------------------------------------------------------------
+def run_training(
+    settings: Settings,
+    *,
+    training_frame_for: TrainingFrameFor,
+    run_id: str,
+    actor: str = "shopflow",
+    force_promote: bool = False,
+    force_reason: str | None = None,
+    families: list[str] | None = None,
+    dry_run: bool = False,
+) -> TrainingOutcome:
+    """Train every family, evaluate, run gate 2, record it and write the report.
+
+    Args:
+        settings: the run's settings.
+        training_frame_for: feature service name -> training frame (``user_id``,
+            ``event_timestamp`` = cutoff, ``label``, features), e.g. via
+            ``shopflow.features.build_training_set``.
+        run_id: the Airflow run id (or any unique id), recorded everywhere.
+        actor: who triggered the run (recorded with the decision).
+        force_promote: promote the winner whatever the gate says (needs ``force_reason``).
+        force_reason: why.
+        families: families to train (default ``settings.training.families``).
+        dry_run: train, evaluate and report, but write nothing to the registry or ledger.
+
+    Raises:
+        ForcedPromotionError: ``force_promote`` without a reason (checked before training).
+        TrainingDataError: the frame cannot be split out of time.
+    """
+    from shopflow.evaluation.report import write_report
+    from shopflow.ledger import Ledger
+
+    if force_promote and not (force_reason or "").strip():
+        raise ForcedPromotionError(
+            "a forced promotion needs a reason (--reason TEXT / force_reason): it is recorded "
+            "in the ledger with who forced it")
+    chosen = list(families or settings.training.families)
+    service = settings.features.feature_service
+    ledger = Ledger(settings.ledger_url)
+    try:
+        if "baseline" not in chosen and ledger.production() is None:
+            logger.info("no production model yet: training the baseline too (first-run rule)")
+            chosen.insert(0, "baseline")
+        frame = training_frame_for(service)
+        started = time.perf_counter()
+        candidates: list[CandidateResult] = []
+        failures: dict[str, str] = {}
+        for family in chosen:
+            try:
+                candidates.append(train_family(settings, family, frame, run_id,
+                                               feature_service=service, dry_run=dry_run,
+                                               ledger=ledger))
+            except (TrainingDataError, ForcedPromotionError):
+                raise  # the data is unusable for every family
+            except Exception as exc:  # one broken family must not sink the others
+                logger.exception("training %s failed; going on without it", family)
+                failures[family] = f"{type(exc).__name__}: {exc}"
+        if not candidates:
+            raise TrainingError(f"every family failed: {failures}")
+        logger.info("trained %d candidate(s) in %.1fs", len(candidates),
+                    time.perf_counter() - started)
+        evaluation = evaluate_candidates(settings, candidates, frame, run_id=run_id,
+                                         dry_run=dry_run, ledger=ledger)
+        frames = {service: frame}
+
+        def cached_frame_for(name: str) -> pd.DataFrame:
+            if name not in frames:
+                frames[name] = training_frame_for(name)
+            return frames[name]
+
+        gate = decide(settings, evaluation, training_frame_for=cached_frame_for, actor=actor,
+                      force_promote=force_promote, force_reason=force_reason, ledger=ledger)
+        promoted = previous = None
+        if not dry_run:
+            previous = record_decision(settings, gate.decision, run_id=run_id, ledger=ledger)
+            promoted = gate.decision.challenger_version if gate.decision.promote else None
+        evaluations = list(evaluation.evaluations)
+        if gate.champion is not None:
+            evaluations.append(gate.champion)
+        report = write_report(settings, run_id, evaluations, winner=evaluation.winner,
+                              decision=gate.decision, split=evaluation.split,
+                              trials=evaluation.trials)
+    finally:
+        ledger.close()
+    return TrainingOutcome(run_id=run_id, candidates=candidates, evaluation=evaluation,
+                           gate=gate, report_path=report, promoted_version=promoted,
+                           previous_version=previous, dry_run=dry_run, failures=failures)

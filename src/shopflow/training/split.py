@@ -1,0 +1,144 @@
+"""Out-of-time split of a training frame by cutoff, and the frame's feature columns.
+
+A propensity model is used on *future* cutoffs, so it must be chosen on future cutoffs:
+train on the earlier cutoffs, validate (early stopping, search, selection) on the next
+``validation_cutoffs`` and test (report, gate 2) on the latest ``test_cutoffs``. A random
+split would leak a user's future behaviour into training and flatter every model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+KEY_COLUMNS = ("user_id", "event_timestamp")
+LABEL_COLUMN = "label"
+# columns a training frame may carry that are never features
+NON_FEATURE_COLUMNS = frozenset(
+    {"user_id", "item_id", "event_timestamp", "label", "cutoff_time", "label_window_end",
+     "created", "created_at", "created_timestamp"}
+)
+
+
+class TrainingDataError(ValueError):
+    """The training frame cannot support an honest out-of-time evaluation."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row positions of each part of the frame, and the cutoffs each part covers."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    train_cutoffs: list[pd.Timestamp]
+    validation_cutoffs: list[pd.Timestamp]
+    test_cutoffs: list[pd.Timestamp]
+
+    def describe(self) -> dict[str, object]:
+        """Sizes and cutoffs of each part, for the report and the ledger."""
+        return {
+            part: {
+                "rows": int(len(getattr(self, part))),
+                "cutoffs": [str(c) for c in getattr(self, f"{part}_cutoffs")],
+            }
+            for part in ("train", "validation", "test")
+        }
+
+
+def validate_frame(frame: pd.DataFrame) -> None:
+    """Fail early, naming the problem, on a frame no model should be trained on."""
+    missing = [c for c in (*KEY_COLUMNS, LABEL_COLUMN) if c not in frame.columns]
+    if missing:
+        raise TrainingDataError(
+            f"training frame lacks column(s) {missing}; it needs user_id, event_timestamp "
+            f"(the cutoff), label and feature columns; got {list(frame.columns)[:10]}"
+        )
+    if frame.empty:
+        raise TrainingDataError("training frame is empty")
+    labels = frame[LABEL_COLUMN]
+    if labels.isna().any():
+        raise TrainingDataError(f"label has {int(labels.isna().sum())} missing value(s)")
+    bad = sorted(set(labels.unique().tolist()) - {0, 1})  # True/False compare equal to 1/0
+    if bad:
+        raise TrainingDataError(f"label must be 0/1; found values {bad[:5]}")
+    if not feature_columns(frame):
+        raise TrainingDataError("training frame has no numeric feature columns")
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """Numeric (or boolean) columns that are not keys, labels or timestamps, in frame order."""
+    import pandas as pd
+
+    return [
+        c
+        for c in frame.columns
+        if c not in NON_FEATURE_COLUMNS
+        and (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
+        and not pd.api.types.is_datetime64_any_dtype(frame[c])
+    ]
+
+
+def split_by_cutoff(
+    frame: pd.DataFrame, *, validation_cutoffs: int = 1, test_cutoffs: int = 1
+) -> Split:
+    """Split rows by their cutoff (``event_timestamp``): train < validation < test.
+
+    Raises:
+        TrainingDataError: too few cutoffs for the three parts, or a part lacks a class.
+    """
+    import pandas as pd
+
+    validate_frame(frame)
+    # numpy datetime64 throughout: iterating pandas Timestamps is slow on large frames
+    values = pd.to_datetime(frame["event_timestamp"], utc=True).dt.tz_localize(None).to_numpy()
+    cutoffs = np.unique(values)
+    needed = validation_cutoffs + test_cutoffs + 1
+    if len(cutoffs) < needed:
+        raise TrainingDataError(
+            f"training frame has {len(cutoffs)} cutoff(s) but an out-of-time split needs at "
+            f"least {needed} ({validation_cutoffs} validation + {test_cutoffs} test + 1 train); "
+            "use a longer event history or a shorter task.cutoff_every"
+        )
+    test_set = cutoffs[-test_cutoffs:]
+    validation_set = cutoffs[-(test_cutoffs + validation_cutoffs) : -test_cutoffs]
+    train_set = cutoffs[: -(test_cutoffs + validation_cutoffs)]
+    parts = {
+        "train": np.flatnonzero(values <= train_set[-1]),
+        "validation": np.flatnonzero((values > train_set[-1]) & (values <= validation_set[-1])),
+        "test": np.flatnonzero(values > validation_set[-1]),
+    }
+    labels = frame[LABEL_COLUMN].astype(int).to_numpy()
+    for part, rows in parts.items():
+        classes = set(np.unique(labels[rows]).tolist())
+        if classes != {0, 1}:
+            raise TrainingDataError(
+                f"the {part} part ({len(rows)} rows) has only label value(s) {sorted(classes)}; "
+                "every part needs buyers and non-buyers"
+            )
+    return Split(
+        train=parts["train"],
+        validation=parts["validation"],
+        test=parts["test"],
+        train_cutoffs=[pd.Timestamp(c, tz="UTC") for c in train_set],
+        validation_cutoffs=[pd.Timestamp(c, tz="UTC") for c in validation_set],
+        test_cutoffs=[pd.Timestamp(c, tz="UTC") for c in test_set],
+    )
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of the frame, independent of row order (recorded with every model)."""
+    import pandas as pd
+
+    ordered = frame.sort_values(list(KEY_COLUMNS), kind="mergesort").reset_index(drop=True)
+    ordered = ordered[sorted(ordered.columns)]
+    row_hashes = pd.util.hash_pandas_object(ordered, index=False).to_numpy()
+    digest = hashlib.sha256(row_hashes.tobytes())
+    digest.update(",".join(ordered.columns).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,137 @@
+"""Gate 2 end to end: real model store (BentoML), real ledger (SQLite), real training.
+
+Frames come from the synthetic generator (known signal), so no Feast is needed; the
+``training_frame_for`` callable stands in for Feast's feature services.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shopflow.evaluation.gate import ForcedPromotionError
+from shopflow.ledger import Ledger
+from shopflow.registry import list_models, load_model
+from shopflow.settings import Settings, load_settings
+from shopflow.training.pipeline import run_training
+from shopflow.training.split import split_by_cutoff
+from shopflow.training.synthetic import synthetic_training_frame
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FAMILIES = ["baseline", "lightgbm"]
+
+
+def _settings(service: str = "propensity_v1") -> Settings:
+    return load_settings(training={"search_trials": 1, "families": FAMILIES},
+                         features={"feature_service": service})
+
+
+@pytest.fixture(scope="module")
+def strong() -> pd.DataFrame:
+    return synthetic_training_frame(rows=2500, cutoffs=5, seed=21)
+
+
+def _shuffle_before_test(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Labels of the train/validation cutoffs shuffled; the test cutoff keeps the truth."""
+    split = split_by_cutoff(frame)
+    labels = frame["label"].to_numpy().copy()
+    head = np.concatenate([split.train, split.validation])
+    labels[head] = np.random.default_rng(seed).permutation(labels[head])
+    return frame.assign(label=labels)
+
+
+def _weak(frame: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """Same rows and labels, but every feature except tenure permuted (little signal)."""
+    rng = np.random.default_rng(seed)
+    weak = frame.copy()
+    for column in frame.columns:
+        if column not in ("user_id", "event_timestamp", "label", "tenure_days"):
+            weak[column] = rng.permutation(weak[column].to_numpy())
+    return weak
+
+
+def test_first_run_promotes_and_a_shuffled_label_challenger_is_rejected(
+    settings: Settings, strong: pd.DataFrame
+) -> None:
+    config = _settings()
+    first = run_training(config, training_frame_for=lambda _s: strong, run_id="run-1",
+                         actor="tester")
+    assert first.decision.promote and first.decision.reference_role == "baseline"
+    assert first.winner != first.evaluation.baseline
+    assert first.promoted_version == first.winner and first.previous_version is None
+
+    with Ledger(config.ledger_url) as ledger:
+        production = ledger.production()
+        assert production.version == first.winner
+        assert production.metrics["roc_auc"] > 0.7  # test-set metric merged in
+        assert production.metrics["validation_roc_auc"] > 0.7
+    assert {m.version for m in list_models(config)} == {c.version for c in first.candidates}
+    report = first.report_path.read_text()
+    assert "PROMOTED" in report and "data:image/png;base64" in report
+    assert first.report_path == config.reports_dir / "runs" / "run-1" / "report.html"
+
+    noisy = _shuffle_before_test(strong)
+    second = run_training(config, training_frame_for=lambda _s: noisy, run_id="run-2",
+                          actor="tester")
+    decision = second.decision
+    assert not decision.promote and decision.reference_role == "champion"
+    assert decision.reference_version == first.winner
+    assert "roc_auc beats champion" in decision.reason and "failed" in decision.reason
+    with Ledger(config.ledger_url) as ledger:
+        assert ledger.production().version == first.winner  # untouched
+        rejection = ledger.events(kind="rejection")[-1]
+        assert rejection.version == second.winner and rejection.actor == "tester"
+        assert rejection.details["run_id"] == "run-2"
+        assert "not promoted" in rejection.details["explanation"]
+        status = ledger.status()
+    assert status["production"]["version"] == first.winner
+    assert [e["kind"] for e in status["events"]] == ["promotion", "rejection"]
+
+
+def test_forced_promotion_is_recorded_and_a_better_model_replaces_it(
+    settings: Settings, strong: pd.DataFrame
+) -> None:
+    weak = _weak(strong)
+    frames = {"propensity_weak": weak, "propensity_v2": strong}
+    weak_config = _settings("propensity_weak")
+    with pytest.raises(ForcedPromotionError, match="reason"):
+        run_training(weak_config, training_frame_for=frames.__getitem__, run_id="run-0",
+                     force_promote=True, force_reason="  ")
+    with Ledger(weak_config.ledger_url) as ledger:
+        assert ledger.candidates() == []  # refused before any training
+
+    forced = run_training(weak_config, training_frame_for=frames.__getitem__, run_id="run-1",
+                          actor="alice", force_promote=True, force_reason="demo of a weak model")
+    assert forced.decision.promote and forced.decision.forced
+    with Ledger(weak_config.ledger_url) as ledger:
+        event = ledger.events(kind="promotion")[-1]
+        assert event.actor == "alice" and event.details["forced"] is True
+        assert "demo of a weak model" in event.reason
+        champion = ledger.production()
+    assert champion.feature_service == "propensity_weak"
+
+    better = run_training(_settings("propensity_v2"), training_frame_for=frames.__getitem__,
+                          run_id="run-2", actor="bob")
+    decision = better.decision
+    assert decision.promote and not decision.forced, decision.explanation
+    assert decision.reference_role == "champion" and decision.reference_version == champion.version
+    assert better.previous_version == champion.version
+    assert "own feature service 'propensity_weak'" in decision.explanation
+    # both were scored on the same rows
+    assert better.gate.champion.metrics["rows"] == better.gate.challenger.metrics["rows"]
+    with Ledger(weak_config.ledger_url) as ledger:
+        assert ledger.production().version == better.winner
+        assert ledger.previous_production() == champion.version
+    assert load_model(weak_config, better.winner).feature_service == "propensity_v2"
+
+
+def test_dry_run_writes_nothing_but_the_report(settings: Settings, strong: pd.DataFrame) -> None:
+    config = _settings()
+    outcome = run_training(config, training_frame_for=lambda _s: strong, run_id="dry",
+                           dry_run=True, families=["lightgbm"])
+    assert outcome.dry_run and outcome.report_path.is_file()
+    assert {c.family for c in outcome.candidates} == {"baseline", "lightgbm"}  # first-run rule
+    assert list_models(config) == []
+    with Ledger(config.ledger_url) as ledger:
+        assert ledger.status() == {"production": None, "candidates": [], "events": []}

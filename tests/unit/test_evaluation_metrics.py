@@ -1,0 +1,77 @@
+"""Metrics, calibration and slices on rows with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shopflow.evaluation.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    flat_slice_metric,
+    higher_is_better,
+    lift_top_decile,
+    reliability,
+    sliced_metrics,
+)
+
+
+def test_perfect_and_inverted_rankings() -> None:
+    y = np.array([0, 0, 0, 1, 1] * 20)
+    p = np.where(y == 1, 0.9, 0.1)
+    good = classification_metrics(y, p)
+    assert good["roc_auc"] == pytest.approx(1.0) and good["pr_auc"] == pytest.approx(1.0)
+    assert good["precision"] == good["recall"] == good["f1"] == pytest.approx(1.0)
+    assert good["lift_top_decile"] == pytest.approx(1 / y.mean())
+    bad = classification_metrics(y, 1 - p)
+    assert bad["roc_auc"] == pytest.approx(0.0)
+    assert bad["log_loss"] > good["log_loss"] and bad["brier"] > good["brier"]
+
+
+def test_calibrated_scores_have_small_ece_and_miscalibrated_large() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 20_000)
+    y = (rng.uniform(0, 1, p.size) < p).astype(int)
+    assert expected_calibration_error(reliability(y, p)) < 0.02
+    assert expected_calibration_error(reliability(y, p**3)) > 0.1
+    bins = reliability(y, p)
+    assert len(bins) == 10 and sum(b["count"] for b in bins) == p.size
+
+
+def test_one_class_rows_give_nan_auc_not_an_error() -> None:
+    metrics = classification_metrics(np.zeros(10, dtype=int), np.linspace(0, 1, 10))
+    assert np.isnan(metrics["roc_auc"]) and np.isnan(metrics["lift_top_decile"])
+    assert np.isfinite(metrics["log_loss"])
+
+
+def test_lift_counts_the_top_tenth() -> None:
+    y = np.array([1] * 10 + [0] * 90)
+    p = np.linspace(1, 0, 100)
+    assert lift_top_decile(y, p) == pytest.approx(10.0)
+
+
+def test_slices_split_new_and_returning_and_categorical_columns() -> None:
+    frame = pd.DataFrame({
+        "user_id": [str(i) for i in range(80)],
+        "is_returning_buyer": [0.0, 1.0] * 40,
+        "segment": ["a"] * 40 + ["b"] * 40,
+    })
+    y = np.array([0, 1, 1, 0] * 20)
+    p = np.array([0.2, 0.8, 0.6, 0.4] * 20)
+    slices = sliced_metrics(frame, y, p)
+    assert set(slices) == {"is_returning_buyer", "segment"}
+    assert set(slices["is_returning_buyer"]) == {"new", "returning"}
+    assert slices["segment"]["a"]["rows"] == 40
+    flat = flat_slice_metric(slices, "roc_auc")
+    assert "slice_roc_auc:is_returning_buyer=new" in flat
+
+
+def test_metric_directions() -> None:
+    assert higher_is_better("roc_auc") and not higher_is_better("log_loss")
+    assert not higher_is_better("ece")
+
+
+def test_no_rows_means_undefined_metrics_not_an_error() -> None:
+    metrics = classification_metrics(np.array([], dtype=int), np.array([]))
+    assert metrics["rows"] == 0 and np.isnan(metrics["roc_auc"]) and np.isnan(metrics["f1"])
