@@ -1,0 +1,344 @@
+"""Serving benchmark: ``/predict`` beside the floors it cannot beat, in one run.
+
+Servers, each a real process on a loopback port, measured one after another:
+
+* ``starlette`` — a bare Starlette app on uvicorn answering a fixed body (the ASGI floor);
+* ``bentoml-noop-default`` — a BentoML no-op endpoint with BentoML's defaults;
+* ``bentoml-noop`` — a no-op twin of the propensity service: same BentoML options,
+  middleware and IO spec, nothing behind it (the floor of the service as configured);
+* ``propensity`` — the real service: Feast online store (SQLite), a baseline model, the
+  ledger, with micro-batching on; ``propensity-nobatch`` the same with it off.
+
+Load: ``wrk`` (Debian's package) for a fixed duration per cell, 1 or 100 user ids per
+request, 1 or 16 connections; an httpx-based async generator when wrk is missing. All
+servers run at once and each cell is measured on every server in turn, so background load
+on a shared machine drifts less between the servers being compared.
+Results: a Markdown table and ``SHOPFLOW_HOME/bench/serving.json``.
+
+Run: ``python -m benchmarks.bench_serving [--duration 10] [--users 2000] [--only NAME...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.machine import print_table, write_json
+
+logger = logging.getLogger("benchmarks.bench_serving")
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_P99_MS = 15.0
+TARGET_NOOP_SHARE = 0.60
+
+
+def make_bare_app() -> Any:
+    """The ASGI floor: Starlette, one route, a fixed JSON body (uvicorn ``--factory``)."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    body = b'{"model_version":"noop","predictions":[]}'
+
+    async def predict(request: Any) -> Response:
+        await request.body()
+        return Response(body, media_type="application/json")
+
+    async def healthz(request: Any) -> Response:
+        return Response(b"\n")
+
+    return Starlette(routes=[Route("/predict", predict, methods=["POST"]),
+                             Route("/healthz", healthz)])
+
+
+@dataclass
+class Cell:
+    """One measured combination."""
+
+    server: str
+    users: int
+    connections: int
+    seconds: float
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    tool: str
+
+
+# ---- load generators -----------------------------------------------------------------
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"unparseable wrk latency {text!r}")
+    return round(float(match.group(1)) * _UNIT_MS[match.group(2)], 3)
+
+
+def run_wrk(url: str, body: bytes, *, connections: int, seconds: float,
+            headers: dict[str, str]) -> dict[str, Any]:
+    """One wrk run; returns requests, errors, rps and latency percentiles."""
+    script_lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body.decode())}"]
+    script_lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write("\n".join(script_lines) + "\n")
+        script = handle.name
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+             "-s", script, url],
+            capture_output=True, text=True, timeout=seconds + 60, check=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    percentiles = {int(p): _ms(v) for p, v in re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M)}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return {
+        "requests": requests,
+        "errors": errors,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": percentiles.get(50),
+        "p90_ms": percentiles.get(90),
+        "p99_ms": percentiles.get(99),
+        "tool": "wrk",
+    }
+
+
+def run_httpx(url: str, body: bytes, *, connections: int, seconds: float,
+              headers: dict[str, str]) -> dict[str, Any]:
+    """Fallback load generator: ``connections`` async callers for ``seconds``."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+
+    async def caller(client: httpx.AsyncClient, deadline: float) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                response = await client.post(url, content=body, headers=headers)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - started)
+            errors += not ok
+
+    async def main() -> float:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            started = time.perf_counter()
+            deadline = started + seconds
+            await asyncio.gather(*(caller(client, deadline) for _ in range(connections)))
+            return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    ordered = sorted(latencies)
+
+    def q(p: float) -> float | None:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else None
+
+    return {"requests": len(ordered), "errors": errors, "rps": len(ordered) / elapsed,
+            "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99), "tool": "httpx"}
+
+
+# ---- servers ---------------------------------------------------------------------------
+class Server:
+    """A server process on a free loopback port, stopped on exit."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], cwd: Path,
+                 port: int, log: Path) -> None:
+        self.name, self.command, self.env, self.cwd, self.port, self.log = (
+            name, command, env, cwd, port, log)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> Server:
+        from shopflow.serving.process import ServiceProcess
+
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.log, "ab")  # noqa: SIM115 - owned by the child's lifetime
+        self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
+                                        stdout=handle, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        handle.close()
+        waiter = ServiceProcess.__new__(ServiceProcess)  # reuse its bounded health wait
+        waiter.process, waiter.host, waiter.port, waiter.log_path = (
+            self.process, "127.0.0.1", self.port, self.log)
+        try:
+            waiter.wait_healthy(timeout=300)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self.process = None
+
+
+def _ready(url: str, headers: dict[str, str], timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", headers=headers, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} never became ready")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per cell")
+    parser.add_argument("--users", type=int, default=2000, help="users in the online store")
+    parser.add_argument("--only", nargs="*", default=None, help="server names to run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    from shopflow.serving.process import free_port, serve_command, service_env
+    from shopflow.serving.sandbox import build_sandbox
+    from shopflow.settings import load_settings
+
+    outer = load_settings()
+    bench_dir = outer.home_dir / "bench"
+    work = bench_dir / "serving_state"
+    shutil.rmtree(work, ignore_errors=True)
+    settings = load_settings(home=work)
+    started = time.monotonic()
+    sandbox = build_sandbox(settings, users=args.users, models=1)
+    logger.info("sandbox (%d users, model %s) in %.0f s", args.users, sandbox.versions[0],
+                time.monotonic() - started)
+    generator = run_wrk if shutil.which("wrk") else run_httpx
+    if generator is run_httpx:
+        logger.warning("wrk not found (apt-get install -y wrk): using the slower httpx generator")
+
+    base_env = service_env(settings, inherit_shopflow_env=False)
+    base_env["PYTHONPATH"] = os.pathsep.join([str(REPO), base_env.get("PYTHONPATH", "")])
+    bodies = {n: json.dumps({"user_ids": (sandbox.user_ids * 2)[:n]}).encode() for n in (1, 100)}
+
+    def bento(target: str, extra: dict[str, str] | None = None) -> tuple[list[str], dict[str, str], Path]:
+        port = free_port()
+        env = {**base_env, **(extra or {})}
+        return serve_command(host="127.0.0.1", port=port, target=target,
+                             working_dir=REPO / "services"), env, REPO / "services"
+
+    servers: list[tuple[str, Any]] = [
+        ("starlette", lambda: ([sys.executable, "-m", "uvicorn", "--factory",
+                                "benchmarks.bench_serving:make_bare_app", "--host", "127.0.0.1",
+                                "--port", "{port}", "--no-access-log", "--log-level", "warning"],
+                               base_env, REPO)),
+        ("bentoml-noop-default", lambda: bento("bench_noop_service:NoopDefaultService")),
+        ("bentoml-noop", lambda: bento("bench_noop_service:NoopService")),
+        ("propensity", lambda: bento("propensity_service:PropensityService")),
+        ("propensity-nobatch", lambda: bento("propensity_service:PropensityService",
+                                             {"SHOPFLOW_SERVING__BATCHING": "false"})),
+    ]
+    cells: list[Cell] = []
+    with contextlib.ExitStack() as stack:
+        running: list[Server] = []
+        for name, spec in servers:  # all up front, so the cells can interleave servers
+            if args.only and name not in args.only:
+                continue
+            command, env, cwd = spec()
+            port = free_port() if "{port}" in command else int(command[command.index("--port") + 1])
+            command = [c.replace("{port}", str(port)) for c in command]
+            logger.info("starting %s", name)
+            server = stack.enter_context(
+                Server(name, command, env, cwd, port, bench_dir / "logs" / f"{name}.log"))
+            if name.startswith("propensity"):
+                _ready(server.url, {})
+            running.append(server)
+        # The machine is shared: measuring every server for one cell before moving on keeps
+        # slow drifts in background load from masquerading as differences between servers.
+        for users in (1, 100):
+            for connections in (1, 16):
+                for server in running:
+                    url = f"{server.url}/predict"
+                    headers = {"Content-Type": "application/json"}
+                    generator(url, bodies[users], connections=connections, seconds=1,
+                              headers=headers)  # warm-up
+                    result = generator(url, bodies[users], connections=connections,
+                                       seconds=args.duration, headers=headers)
+                    cell = Cell(server=server.name, users=users, connections=connections,
+                                seconds=args.duration, **result)
+                    logger.info("%s", cell)
+                    cells.append(cell)
+    cells.sort(key=lambda c: ([s for s, _ in servers].index(c.server), c.users, c.connections))
+
+    rows = [[c.server, c.users, c.connections, c.rps, c.p50_ms, c.p90_ms, c.p99_ms,
+             c.errors, c.tool] for c in cells]
+    print_table("Serving: /predict (loopback, fixed duration per cell)",
+                ["server", "users/req", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms",
+                 "errors", "tool"], rows)
+    verdict = _targets(cells)
+    for line in verdict["lines"]:
+        print(line)
+    path = write_json(bench_dir, "serving", {
+        "duration_s": args.duration, "online_users": args.users,
+        "cells": [asdict(c) for c in cells], "targets": verdict,
+    })
+    print(f"\nJSON: {path}")
+    return 0
+
+
+def _targets(cells: list[Cell]) -> dict[str, Any]:
+    """Check the issue's targets on the 1-user, 16-connection cells."""
+    def find(server: str) -> Cell | None:
+        return next((c for c in cells if c.server == server and c.users == 1
+                     and c.connections == 16), None)
+
+    service, noop = find("propensity"), find("bentoml-noop")
+    result: dict[str, Any] = {"p99_target_ms": TARGET_P99_MS, "noop_share_target": TARGET_NOOP_SHARE,
+                              "lines": []}
+    if service is None or noop is None:
+        result["lines"].append("targets: not evaluated (need propensity and bentoml-noop)")
+        return result
+    share = service.rps / noop.rps if noop.rps else 0.0
+    result.update(p99_ms=service.p99_ms, noop_share=round(share, 3),
+                  p99_ok=service.p99_ms is not None and service.p99_ms <= TARGET_P99_MS,
+                  share_ok=share >= TARGET_NOOP_SHARE)
+    result["lines"].append(
+        f"target p99 <= {TARGET_P99_MS} ms at 1 user x 16 conns: {service.p99_ms} ms "
+        f"({'met' if result['p99_ok'] else 'NOT met'})")
+    result["lines"].append(
+        f"target >= {TARGET_NOOP_SHARE:.0%} of no-op req/s: {share:.0%} "
+        f"({service.rps:,.0f} vs {noop.rps:,.0f}; {'met' if result['share_ok'] else 'NOT met'})")
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,35 @@
+"""Serving: the BentoML propensity service's runtime (hot swap, shadow mode, front door).
+
+The service itself is ``services/propensity_service.py``; this package holds what it is
+made of, importable without BentoML's server:
+
+* :class:`shopflow.serving.runtime.ServingRuntime` — the served model and the hot swap;
+* :class:`shopflow.serving.served.ServedModel` / ``load_served_model`` — a loaded model;
+* :class:`shopflow.serving.process.ServiceProcess` — ``bentoml serve`` as a child process;
+* :func:`shopflow.serving.shadow.read_shadow_log` — shadow-mode records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "ServingRuntime": "shopflow.serving.runtime",
+    "NoProductionModel": "shopflow.serving.runtime",
+    "ServedModel": "shopflow.serving.served",
+    "ModelRefused": "shopflow.serving.served",
+    "load_served_model": "shopflow.serving.served",
+    "ServiceProcess": "shopflow.serving.process",
+    "ServiceStartError": "shopflow.serving.process",
+    "read_shadow_log": "shopflow.serving.shadow",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'shopflow.serving' has no attribute {name!r}")

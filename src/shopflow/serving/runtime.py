@@ -1,0 +1,396 @@
+"""The serving runtime: which model answers, and the hot swap that changes it.
+
+One :class:`ServingRuntime` lives in each service worker. A background thread polls the
+ledger's production alias every ``serving.reload_interval`` seconds; when the alias names a
+new version it loads that model *beside* the current one, checks it (it loads, Feast serves
+its feature service with all its columns, golden requests give finite probabilities in
+[0, 1]) and only then swaps, by assigning one attribute. Requests read that attribute once
+and keep the model object they started with, so a swap never mixes two models in one
+answer and never fails a request. A model that fails its check is refused: the old one
+keeps serving, and the refusal is logged, shown by ``/metadata`` and written to the ledger
+(a ``rejection`` event with ``details.stage = "serving"``) so gate 3 can roll back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shopflow.serving.online import OnlineFeatures
+from shopflow.serving.privacy import IdHasher
+from shopflow.serving.served import ModelRefused, ServedModel, load_served_model
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from shopflow.serving.shadow import ShadowScorer
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+GOLDEN_UNKNOWN_ID = "__shopflow_golden_unknown__"
+SERVING_ACTOR = "shopflow-serving"
+
+
+class NoProductionModel(RuntimeError):
+    """Nothing to serve: the ledger names no production model, or it was refused."""
+
+
+@dataclass
+class Refusal:
+    """A production version this process would not serve, and why."""
+
+    version: str
+    reason: str
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def asdict(self) -> dict[str, str]:
+        return {"version": self.version, "reason": self.reason, "at": self.at}
+
+
+class ServingRuntime:
+    """Holds the served model, swaps it when the ledger's production alias moves.
+
+    Args:
+        settings: Shopflow settings (ledger URL, model store, Feast, serving knobs).
+        features: online feature reader (default: the Feast part's).
+        poll: start the background alias poller in :meth:`start`.
+        freeze_heap: ``gc.freeze()`` after each hot swap (the service process; see
+            ``shopflow.serving.options.settle_heap``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        features: OnlineFeatures | None = None,
+        poll: bool = True,
+        freeze_heap: bool = False,
+    ) -> None:
+        from shopflow.ledger import Ledger
+
+        self.settings = settings
+        self.features = features or OnlineFeatures(settings)
+        self.hash_id = IdHasher(settings.home_dir)
+        self.current: ServedModel | None = None
+        self.alias_version: str | None = None
+        self.refusals: deque[Refusal] = deque(maxlen=20)
+        self.recent_known_ids: deque[str] = deque(maxlen=16)
+        self.swaps = 0
+        self.shadow: ShadowScorer | None = None
+        self._poll = poll
+        self._ledger = Ledger(settings.ledger_url)
+        self._refused_target: str | None = None
+        self._unusable_challengers: set[str] = set()
+        self._snapshot_ids: list[str] | None = None
+        self._started = False
+        self._freeze_heap = freeze_heap
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one poll at a time (thread vs. an explicit poll_once)
+        self.last_poll_error: str | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the production model now (if any), then keep polling in the background."""
+        if self.settings.serving.shadow:
+            from shopflow.serving.shadow import ShadowScorer, shadow_dir
+
+            self.shadow = ShadowScorer(
+                directory=shadow_dir(self.settings.reports_dir),
+                score=self.score,
+                hash_id=self.hash_id,
+            )
+            self.shadow.start()
+        self.poll_once()
+        self._started = True
+        if self._poll and self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="shopflow-alias-poller", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling and shadow scoring (bounded waits)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(5.0, self.settings.serving.reload_interval * 2))
+            self._thread = None
+        if self.shadow is not None:
+            self.shadow.stop()
+        self._ledger.close()
+
+    def _run(self) -> None:
+        interval = self.settings.serving.reload_interval
+        while not self._stop.wait(interval):
+            try:
+                self.poll_once()
+            except Exception:  # the poller must outlive any one bad poll
+                logger.exception("alias poll failed; trying again in %.1f s", interval)
+
+    # ---- the hot swap ------------------------------------------------------------------
+    def poll_once(self) -> None:
+        """Read the production alias once; load, check and swap when it moved."""
+        with self._lock:
+            try:
+                production = self._ledger.production()
+            except Exception as exc:  # an unreachable ledger must not stop serving
+                self.last_poll_error = f"ledger unreachable: {type(exc).__name__}: {exc}"
+                logger.warning("alias poll failed, keeping %s: %s", self._version(), exc)
+                return
+            self.last_poll_error = None
+            target = production.version if production is not None else None
+            self.alias_version = target
+            if target is not None and target != self._version():
+                if target != self._refused_target:
+                    self._swap_to(target)
+            elif target == self._version():
+                self._refused_target = None
+            if self.shadow is not None:
+                self._refresh_challenger()
+
+    def _version(self) -> str | None:
+        current = self.current
+        return current.version if current is not None else None
+
+    def _swap_to(self, version: str) -> None:
+        started = time.perf_counter()
+        previous = self._version()
+        try:
+            candidate = load_served_model(self.settings, version)
+            if self.check(candidate):
+                candidate = dataclasses.replace(candidate, fast_path=True)
+        except ModelRefused as exc:
+            self._refuse(version, str(exc), previous)
+            return
+        except Exception as exc:  # anything unexpected is a refusal too, never a crash
+            self._refuse(version, f"{type(exc).__name__}: {exc}", previous)
+            return
+        self.current = candidate  # the swap: one reference assignment
+        self._refused_target = None
+        self.swaps += 1
+        if self._started and self._freeze_heap:
+            from shopflow.serving.options import settle_heap
+
+            settle_heap(collect=False)  # keep the new model out of full GC walks
+        logger.info(
+            "now serving model %s (%s, feature service %s; was %s; loaded and checked in %.0f ms)",
+            version, candidate.family, candidate.feature_service, previous,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _refuse(self, version: str, reason: str, serving: str | None) -> None:
+        self._refused_target = version
+        self.refusals.append(Refusal(version=version, reason=reason))
+        logger.error("refused to serve model %s, still serving %s: %s", version, serving, reason)
+        try:
+            self._ledger.record_event(
+                kind="rejection",
+                version=version,
+                reason=f"hot swap refused: {reason}",
+                actor=SERVING_ACTOR,
+                previous_version=serving,
+                details={"stage": "serving", "serving_version": serving},
+            )
+        except Exception:
+            logger.exception("could not record the refusal of %s in the ledger", version)
+
+    def golden_user_ids(self) -> list[str]:
+        """Ids for the swap check: recently served known users (else a few from the
+        offline feature snapshot) plus one unknown id."""
+        known = list(dict.fromkeys(self.recent_known_ids))
+        if not known:
+            if self._snapshot_ids is None:
+                self._snapshot_ids = _snapshot_user_ids(self.settings, 5)
+            known = self._snapshot_ids
+        return [*known, GOLDEN_UNKNOWN_ID]
+
+    def check(self, candidate: ServedModel) -> bool:
+        """Prove ``candidate`` can serve before it takes traffic.
+
+        Returns:
+            Whether the fast matrix path may serve it (it gave identical golden scores).
+
+        Raises:
+            ModelRefused: Feast lacks its feature service or columns, or golden requests
+                fail or give a probability that is not finite or outside [0, 1].
+        """
+        self.features.check_service(candidate.feature_service, candidate.feature_names)
+        ids = self.golden_user_ids()
+        try:
+            frame = self.features.get(ids, candidate.feature_service)
+            raw = np.asarray(candidate.model.predict_proba(frame), dtype=np.float64)
+            probabilities, _ = candidate.score(frame)
+        except Exception as exc:
+            raise ModelRefused(f"golden request failed: {type(exc).__name__}: {exc}") from exc
+        for values, what in ((raw, "raw scores"), (probabilities, "served scores")):
+            if values.shape != (len(ids),):
+                raise ModelRefused(
+                    f"golden request: {what} have shape {values.shape} for {len(ids)} users"
+                )
+            if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+                raise ModelRefused(
+                    f"golden request: {what} are not finite probabilities in [0, 1]: "
+                    f"{values[:5].tolist()}"
+                )
+        if not math.isfinite(candidate.cold_start_probability):
+            raise ModelRefused("cold-start probability is not finite")
+        return self._fast_path_agrees(candidate, ids, probabilities)
+
+    def _fast_path_agrees(self, candidate: ServedModel, ids: list[str],
+                          reference: np.ndarray) -> bool:
+        """Whether the matrix path gives exactly the reference path's scores for this model."""
+        try:
+            matrix, known = self.features.matrix(ids, candidate.feature_service,
+                                                 candidate.feature_names)
+            fast = candidate.score_matrix(matrix, known)
+        except Exception as exc:
+            logger.info("fast path unavailable for %s: %s", candidate.version, exc)
+            return False
+        # also the model call alone, on rows with values and gaps, known or not
+        rng = np.random.default_rng(0)
+        synthetic = rng.gamma(1.5, 5.0, size=(8, len(candidate.feature_names)))
+        synthetic[::3, 0] = np.nan
+        try:
+            import pandas as pd
+
+            expected = np.clip(np.asarray(candidate.model.predict_proba(
+                pd.DataFrame(synthetic, columns=list(candidate.feature_names))),
+                dtype=np.float64), 0.0, 1.0)
+            matches = np.array_equal(
+                candidate.score_matrix(synthetic, np.ones(len(synthetic), dtype=bool)), expected)
+        except Exception as exc:
+            logger.info("fast path unavailable for %s: %s", candidate.version, exc)
+            return False
+        if not matches or not np.array_equal(fast, reference):
+            logger.warning("fast path disagrees with predict_proba for %s; using the frame path",
+                           candidate.version)
+            return False
+        return True
+
+    def _refresh_challenger(self) -> None:
+        assert self.shadow is not None
+        version = self.settings.serving.shadow_version or self._newest_challenger()
+        current = self.shadow.challenger
+        if version is None or version == self._version():
+            self.shadow.challenger = None
+            return
+        if current is not None and current.version == version:
+            return
+        if version in self._unusable_challengers:
+            return
+        try:
+            challenger = load_served_model(self.settings, version)
+            if self.check(challenger):
+                challenger = dataclasses.replace(challenger, fast_path=True)
+        except Exception as exc:
+            logger.warning("shadow challenger %s not usable: %s", version, exc)
+            self._unusable_challengers.add(version)
+            self.shadow.challenger = None
+            return
+        self.shadow.challenger = challenger
+        logger.info("shadow mode: scoring challenger %s beside %s", version, self._version())
+
+    def _newest_challenger(self) -> str | None:
+        production = self._version()
+        for record in self._ledger.candidates(limit=20):
+            if record.version != production and record.version not in self._unusable_challengers:
+                return record.version
+        return None
+
+    # ---- requests ----------------------------------------------------------------------
+    def predict(self, user_ids: Sequence[str]) -> tuple[ServedModel, np.ndarray, np.ndarray]:
+        """Score ``user_ids`` with the model being served when the call starts.
+
+        Returns:
+            ``(model, probabilities, known)``.
+
+        Raises:
+            NoProductionModel: nothing to serve yet.
+        """
+        served = self.current  # read once: a concurrent swap cannot change this request
+        if served is None:
+            raise NoProductionModel(self.unavailable_reason())
+        probabilities, known = self.score(served, user_ids)
+        if known.any() and len(self.recent_known_ids) < self.recent_known_ids.maxlen:
+            self.recent_known_ids.append(user_ids[int(np.argmax(known))])
+        if self.shadow is not None:
+            self.shadow.submit(user_ids, served, probabilities.tolist(), known.tolist())
+        return served, probabilities, known
+
+    def score(self, served: ServedModel, user_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(probabilities, known)`` of ``user_ids`` under ``served`` (fast path if verified)."""
+        if served.fast_path:
+            matrix, known = self.features.matrix(user_ids, served.feature_service,
+                                                 served.feature_names)
+            return served.score_matrix(matrix, known), known
+        frame = self.features.get(user_ids, served.feature_service)
+        return served.score(frame)
+
+    def unavailable_reason(self) -> str:
+        """Why there is no model to serve, for 503 answers."""
+        if self.last_poll_error and self.current is None:
+            return f"no model loaded: {self.last_poll_error}"
+        if self.alias_version is None:
+            return "no model in production: the ledger's production alias is empty (train and promote one)"
+        refusal = self.refusals[-1] if self.refusals else None
+        if refusal is not None and refusal.version == self.alias_version:
+            return f"production model {refusal.version} was refused: {refusal.reason}"
+        return f"production model {self.alias_version} is not loaded yet"
+
+    def ready(self) -> tuple[bool, str]:
+        """Model loaded and its online features reachable (for /readyz)."""
+        served = self.current
+        if served is None:
+            return False, self.unavailable_reason()
+        return self.features.reachable(served.feature_service, served.feature_names)
+
+    def metadata(self) -> dict[str, Any]:
+        """The ``GET /metadata`` object."""
+        served = self.current
+        shadow = self.shadow
+        return {
+            "model_version": served.version if served else None,
+            "model": served.describe() if served else None,
+            "production_alias": self.alias_version,
+            "refused": [r.asdict() for r in self.refusals],
+            "swaps": self.swaps,
+            "reload_interval": self.settings.serving.reload_interval,
+            "max_batch": self.settings.serving.max_batch,
+            "ledger_error": self.last_poll_error,
+            "shadow": None
+            if shadow is None
+            else {
+                "challenger_version": shadow.challenger.version if shadow.challenger else None,
+                "logged": shadow.logged,
+                "dropped": shadow.dropped,
+                "failed": shadow.failed,
+            },
+        }
+
+
+def _snapshot_user_ids(settings: Settings, n: int) -> list[str]:
+    """A few user ids from the Feast offline snapshot, when there is one (best effort)."""
+    try:
+        import pyarrow.parquet as pq
+
+        from shopflow.features.schema import USER_TABLE
+
+        path = USER_TABLE.offline_path(settings)
+        if not path.is_file():
+            return []
+        table = pq.read_table(path, columns=[USER_TABLE.join_key])
+        ids = table.column(0).to_pylist()
+        return [str(i) for i in dict.fromkeys(reversed(ids)) if i is not None][:n]
+    except Exception as exc:  # golden ids are a nicety, never a reason to fail
+        logger.info("no golden ids from the offline snapshot: %s", exc)
+        return []

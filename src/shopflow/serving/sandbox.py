@@ -1,0 +1,151 @@
+"""A tiny but real production setup, for the serving tests, the benchmark and demos.
+
+Everything is the real thing at a small size: user features written to the Feast online
+store through the Feast part's definitions, a :class:`PropensityModel` (the baseline
+family's logistic pipeline) fitted on a few hundred synthetic rows, saved with
+``shopflow.registry.save_model``, recorded and promoted in the ledger. Nothing here is
+used by the service itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shopflow.settings import Settings
+    from shopflow.training.model import PropensityModel
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_FEATURES = (
+    "recency_days",
+    "tenure_days",
+    "events_30d",
+    "purchases_30d",
+    "monetary_30d",
+)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What :func:`build_sandbox` set up."""
+
+    user_ids: list[str]
+    versions: list[str]
+
+
+def synthetic_user_features(n_users: int, *, seed: int = 0, prefix: str = "") -> pd.DataFrame:
+    """One row of every user feature per user, at one cutoff (now), plausibly distributed."""
+    import pandas as pd
+
+    from shopflow.features.schema import USER_FEATURES
+
+    rng = np.random.default_rng(seed)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    frame = pd.DataFrame({"user_id": [f"{prefix}{10_000 + i}" for i in range(n_users)]})
+    for name in USER_FEATURES:
+        frame[name] = rng.gamma(shape=1.5, scale=5.0, size=n_users).round(3)
+    frame["is_returning_buyer"] = (rng.random(n_users) < 0.4).astype(float)
+    frame["cutoff_time"] = now
+    frame["created_at"] = now
+    return frame
+
+
+def write_online_features(settings: Settings, frame: pd.DataFrame) -> None:
+    """Register Shopflow's Feast objects, write ``frame`` online and as the offline snapshot."""
+    from shopflow.features.schema import USER_TABLE
+    from shopflow.features.store import apply_definitions, get_store
+
+    store = get_store(settings)
+    apply_definitions(settings, store=store)
+    store.write_to_online_store(USER_TABLE.view_name, frame)
+    # the offline snapshot too, as after a pipeline run (the service takes golden ids there)
+    path = USER_TABLE.offline_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    logger.info("wrote %d users to the online store", len(frame))
+
+
+def train_tiny_model(
+    frame: pd.DataFrame,
+    *,
+    seed: int = 0,
+    c: float = 1.0,
+    feature_service: str = "propensity_v1",
+    feature_names: tuple[str, ...] = SANDBOX_FEATURES,
+) -> tuple[PropensityModel, float]:
+    """Fit the baseline family's pipeline on synthetic labels; returns (model, base rate)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from shopflow.training.families.baseline import LogisticPredictor
+    from shopflow.training.model import PropensityModel
+
+    rng = np.random.default_rng(seed)
+    names = list(feature_names)
+    x = frame.reindex(columns=names).to_numpy(dtype=np.float64)
+    centred = np.nan_to_num(x - np.nanmean(np.where(np.isnan(x), 0.0, x), axis=0))
+    logits = centred @ rng.normal(0, 0.3, len(names)) - 0.5
+    logits[:2] = (-5.0, 5.0)  # both classes, whatever the features
+    y = (rng.random(len(x)) < 1 / (1 + np.exp(-logits))).astype(int)
+    pipeline = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(C=c, max_iter=300, random_state=seed),
+    )
+    pipeline.fit(x, y)
+    model = PropensityModel(
+        family="baseline",
+        feature_names=names,
+        feature_service=feature_service,
+        params={"C": c, "seed": seed},
+        predictor=LogisticPredictor(pipeline, list(range(len(names)))),
+    )
+    return model, float(y.mean())
+
+
+def publish_model(
+    settings: Settings,
+    model: PropensityModel,
+    *,
+    base_rate: float,
+    promote: bool = True,
+    actor: str = "sandbox",
+    reason: str = "sandbox model",
+    metrics: dict[str, Any] | None = None,
+) -> str:
+    """Save to the model store, record as a candidate, and (optionally) promote it."""
+    from shopflow.ledger import Ledger
+    from shopflow.registry import save_model
+
+    metrics = {"roc_auc": 0.5, "log_loss": 0.69, **(metrics or {})}
+    version = save_model(settings, model, metadata={"base_rate": base_rate, "metrics": metrics})
+    with Ledger(settings.ledger_url) as ledger:
+        ledger.record_candidate(version=version, family=model.family, metrics=metrics,
+                                params=model.params, feature_service=model.feature_service)
+        if promote:
+            ledger.promote(version, actor=actor, reason=reason)
+    return version
+
+
+def build_sandbox(settings: Settings, *, users: int = 200, models: int = 1,
+                  seed: int = 0) -> Sandbox:
+    """Online features for ``users`` users and ``models`` models (the last one promoted)."""
+    settings.ensure_dirs()
+    frame = synthetic_user_features(users, seed=seed)
+    write_online_features(settings, frame)
+    versions = []
+    for i in range(models):
+        model, base_rate = train_tiny_model(frame, seed=seed + i, c=0.1 * (i + 1))
+        versions.append(publish_model(settings, model, base_rate=base_rate,
+                                      promote=i == models - 1, reason=f"sandbox model {i}"))
+    return Sandbox(user_ids=frame["user_id"].tolist(), versions=versions)
