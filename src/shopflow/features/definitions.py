@@ -1,0 +1,181 @@
+"""The Feast objects of Shopflow, built from settings by one function.
+
+Both entry points use :func:`build_definitions`: the Python API
+(:func:`shopflow.features.store.apply_definitions`) and ``feast apply`` in
+``feature_repo/`` (whose modules pick attributes of :func:`repo_definitions`). So the
+registry holds the same entities, sources, views and services whichever way they were
+applied, and the TTL and file paths always follow the run's settings.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shopflow.features.schema import (
+    CREATED_FIELD,
+    ITEM_TABLE,
+    TIMESTAMP_FIELD,
+    USER_TABLE,
+    FeatureTable,
+)
+
+if TYPE_CHECKING:
+    from feast import Entity, FeatureService, FeatureView, FileSource
+
+    from shopflow.settings import Settings
+
+OWNER = "shopflow"
+PROPENSITY_SERVICE = "propensity_v1"
+"""All user features: the feature service the propensity models record."""
+ITEM_SERVICE = "item_ranking_v1"
+"""All item features: for ranking items in ``/recommend``."""
+
+
+@dataclass(frozen=True)
+class FeatureDefinitions:
+    """Every Feast object of the project, by role."""
+
+    user: Entity
+    item: Entity
+    user_features_source: FileSource
+    item_features_source: FileSource
+    user_features_fv: FeatureView
+    item_features_fv: FeatureView
+    propensity_v1: FeatureService
+    item_ranking_v1: FeatureService
+
+    def objects(self) -> list[Any]:
+        """All objects, in the order ``FeatureStore.apply`` takes them."""
+        return [
+            self.user,
+            self.item,
+            self.user_features_source,
+            self.item_features_source,
+            self.user_features_fv,
+            self.item_features_fv,
+            self.propensity_v1,
+            self.item_ranking_v1,
+        ]
+
+    def view_for(self, table: FeatureTable) -> FeatureView:
+        """The feature view that serves a mart."""
+        return self.user_features_fv if table is USER_TABLE else self.item_features_fv
+
+
+def _entity(table: FeatureTable, description: str) -> Entity:
+    from feast import Entity, ValueType
+
+    return Entity(
+        name=table.entity,
+        join_keys=[table.join_key],
+        value_type=ValueType.STRING,
+        description=description,
+        tags={"owner": OWNER, "id_type": "text"},
+        owner=OWNER,
+    )
+
+
+def _source(settings: Settings, table: FeatureTable) -> FileSource:
+    from feast import FileSource
+    from feast.data_format import ParquetFormat
+
+    return FileSource(
+        name=f"{table.name}_source",
+        path=str(table.offline_path(settings)),
+        file_format=ParquetFormat(),
+        timestamp_field=TIMESTAMP_FIELD,
+        created_timestamp_column=CREATED_FIELD,
+        description=(
+            f"Validated Parquet snapshot of marts.{table.name} (written by "
+            "shopflow.features.export_marts); one row per entity and cutoff."
+        ),
+        tags={"owner": OWNER, "mart": table.name, "layer": "marts"},
+        owner=OWNER,
+    )
+
+
+def _view(settings: Settings, table: FeatureTable, entity: Entity, source: FileSource) -> FeatureView:
+    from feast import FeatureView, Field
+    from feast.types import Float64
+
+    lookback_days = settings.task.lookback.total_seconds() / 86_400
+    return FeatureView(
+        name=table.view_name,
+        entities=[entity],
+        ttl=settings.task.lookback,
+        schema=[
+            Field(
+                name=name,
+                dtype=Float64,
+                description=description,
+                tags={"mart": table.name, "entity": table.entity},
+            )
+            for name, description in table.features.items()
+        ],
+        source=source,
+        online=True,
+        description=(
+            f"{table.description} A value is valid for the lookback "
+            f"({lookback_days:g} days) after its cutoff: the view's TTL."
+        ),
+        tags={"owner": OWNER, "mart": table.name, "entity": table.entity},
+        owner=OWNER,
+    )
+
+
+def build_definitions(settings: Settings) -> FeatureDefinitions:
+    """Build the entities, sources, feature views and services for a run's settings.
+
+    Args:
+        settings: the run's settings; the views' TTL is ``settings.task.lookback`` and
+            the sources read ``settings.feast_dir / "data"``.
+
+    Returns:
+        Fresh Feast objects (safe to apply to any store of this project).
+    """
+    from feast import FeatureService
+
+    user = _entity(USER_TABLE, "A shopper (raw_events.user_id, always text).")
+    item = _entity(ITEM_TABLE, "A product (raw_events.item_id, always text).")
+    user_source = _source(settings, USER_TABLE)
+    item_source = _source(settings, ITEM_TABLE)
+    user_fv = _view(settings, USER_TABLE, user, user_source)
+    item_fv = _view(settings, ITEM_TABLE, item, item_source)
+    propensity = FeatureService(
+        name=PROPENSITY_SERVICE,
+        features=[user_fv],
+        description="Inputs of the purchase-propensity models (v1: every user feature).",
+        tags={"owner": OWNER, "model": "propensity", "version": "1"},
+        owner=OWNER,
+    )
+    item_ranking = FeatureService(
+        name=ITEM_SERVICE,
+        features=[item_fv],
+        description="Item features for ranking recommendations (v1: every item feature).",
+        tags={"owner": OWNER, "model": "item_ranking", "version": "1"},
+        owner=OWNER,
+    )
+    return FeatureDefinitions(
+        user=user,
+        item=item,
+        user_features_source=user_source,
+        item_features_source=item_source,
+        user_features_fv=user_fv,
+        item_features_fv=item_fv,
+        propensity_v1=propensity,
+        item_ranking_v1=item_ranking,
+    )
+
+
+@functools.cache
+def repo_definitions() -> FeatureDefinitions:
+    """The definitions for ``feast apply`` in ``feature_repo/`` (settings from the environment).
+
+    Cached so that every module of the repo hands Feast the *same* objects: Feast drops
+    duplicates by identity, and would otherwise see each object once per module.
+    """
+    from shopflow.settings import load_settings
+
+    return build_definitions(load_settings())

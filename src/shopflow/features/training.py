@@ -1,0 +1,160 @@
+"""Point-in-time training sets from Feast's offline store.
+
+A training row asks: what did we know about this user at this cutoff? Feast's join takes,
+per entity row, the feature row with the latest ``cutoff_time`` at or before the row's
+``event_timestamp`` and within the view's TTL (the lookback). Shopflow also asks Feast to
+drop feature rows *created* after the entity row's timestamp
+(``filter_by_created_timestamp=True``): a backfill that recomputed an old cutoff later
+was not known at that cutoff, so using it would leak the future into training. Among
+rows known in time, the latest ``created_at`` wins (a correction made before the cutoff).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from shopflow.features.schema import LABELS_TABLE, USER_TABLE
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
+
+    from shopflow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ENTITY_TIMESTAMP = "event_timestamp"
+_ROW = "__shopflow_row"
+
+
+class EntityFrameError(ValueError):
+    """The entity frame cannot be joined as given (missing columns, nulls, duplicates)."""
+
+
+def _validate_entity_df(entity_df: pd.DataFrame, join_key: str) -> pd.DataFrame:
+    """A typed copy of the entity frame: text ids, tz-aware UTC timestamps, row order."""
+    import pandas as pd
+
+    missing = [c for c in (join_key, ENTITY_TIMESTAMP) if c not in entity_df.columns]
+    if missing:
+        raise EntityFrameError(
+            f"entity_df lacks column(s) {missing}; it needs {join_key}, {ENTITY_TIMESTAMP}"
+            " and optionally label"
+        )
+    if _ROW in entity_df.columns:
+        raise EntityFrameError(f"entity_df must not have a column named {_ROW}")
+    frame = entity_df.copy()
+    if frame[join_key].isna().any() or frame[ENTITY_TIMESTAMP].isna().any():
+        raise EntityFrameError(
+            f"entity_df has {int(frame[join_key].isna().sum())} null {join_key} and "
+            f"{int(frame[ENTITY_TIMESTAMP].isna().sum())} null {ENTITY_TIMESTAMP} value(s)"
+        )
+    frame[join_key] = frame[join_key].astype(str)
+    stamps = pd.to_datetime(frame[ENTITY_TIMESTAMP])
+    frame[ENTITY_TIMESTAMP] = (
+        stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
+    )
+    duplicated = frame.duplicated([join_key, ENTITY_TIMESTAMP], keep=False)
+    if duplicated.any():
+        examples = (
+            frame.loc[duplicated, [join_key, ENTITY_TIMESTAMP]]
+            .drop_duplicates()
+            .head(5)
+            .astype(str)
+            .agg(" @ ".join, axis=1)
+            .tolist()
+        )
+        raise EntityFrameError(
+            f"entity_df has {int(duplicated.sum())} rows sharing a ({join_key}, "
+            f"{ENTITY_TIMESTAMP}) with another row, e.g. {examples}; each pair must be "
+            "unique (a duplicate would be joined twice and weigh double in training)"
+        )
+    frame[_ROW] = range(len(frame))
+    return frame
+
+
+def build_training_set(
+    settings: Settings,
+    entity_df: pd.DataFrame,
+    *,
+    feature_service: str | None = None,
+    store: FeatureStore | None = None,
+) -> pd.DataFrame:
+    """Join point-in-time-correct features onto labelled entity rows.
+
+    Args:
+        settings: the run's settings.
+        entity_df: ``user_id, event_timestamp[, label, ...]``; extra columns pass through.
+            Naive timestamps are taken as UTC.
+        feature_service: Feast feature service; default ``settings.features.feature_service``.
+        store: a FeatureStore to reuse; default a new one for ``settings``.
+
+    Returns:
+        One row per entity row, in the input order: the input columns (timestamps as
+        tz-aware UTC) followed by the service's features (null where nothing was known
+        within the lookback).
+
+    Raises:
+        EntityFrameError: missing columns, nulls, or duplicate (user_id, event_timestamp).
+    """
+    from shopflow.features.store import get_store
+
+    started = time.perf_counter()
+    join_key = USER_TABLE.join_key
+    frame = _validate_entity_df(entity_df, join_key)
+    store = store or get_store(settings)
+    service_name = feature_service or settings.features.feature_service
+    service = store.get_feature_service(service_name)
+    job = store.get_historical_features(
+        entity_df=frame,
+        features=service,
+        filter_by_created_timestamp=True,
+    )
+    result = job.to_df()
+    if len(result) != len(frame):
+        raise RuntimeError(
+            f"Feast returned {len(result)} rows for {len(frame)} entity rows; "
+            "the point-in-time join must keep one row per entity row"
+        )
+    result = result.sort_values(_ROW, kind="stable").reset_index(drop=True)
+    feature_names = [
+        feature.name for projection in service.feature_view_projections
+        for feature in projection.features
+    ]
+    out = frame.drop(columns=[_ROW]).reset_index(drop=True)
+    for name in feature_names:
+        out[name] = result[name].astype("float64").to_numpy()
+    seconds = time.perf_counter() - started
+    logger.info(
+        "training set via %s: %d rows x %d features in %.2fs (%.0f rows/s)",
+        service_name, len(out), len(feature_names), seconds, len(out) / seconds if seconds else 0,
+    )
+    return out
+
+
+def load_label_entities(settings: Settings) -> pd.DataFrame:
+    """The labelled entity rows from the published ``purchase_labels`` mart.
+
+    Returns:
+        ``user_id, event_timestamp (tz-aware UTC), label (int)``, one row per user and
+        training cutoff: ready for :func:`build_training_set`.
+    """
+    import pandas as pd
+
+    path = settings.data_dir / "marts" / f"{LABELS_TABLE}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"label mart {path} not found; publish the marts first (`shopflow transform`)"
+        )
+    labels = pd.read_parquet(path, columns=["user_id", "cutoff_time", "label"])
+    stamps = pd.to_datetime(labels["cutoff_time"])
+    stamps = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
+    return pd.DataFrame(
+        {
+            "user_id": labels["user_id"].astype(str),
+            ENTITY_TIMESTAMP: stamps,
+            "label": labels["label"].astype("int64"),
+        }
+    )

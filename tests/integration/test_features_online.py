@@ -1,0 +1,193 @@
+"""Online reads for batches of ids, on SQLite and the real Redis, and Feast's own server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from shopflow.features import (
+    apply,
+    get_online_item_features,
+    get_online_user_features,
+    get_store,
+    materialize,
+)
+from shopflow.features.schema import ITEM_TABLE, USER_TABLE
+from shopflow.features.store import clear_shared_stores
+from shopflow.features.synthetic import feature_row, write_mart
+from shopflow.settings import Settings, load_settings
+
+pytestmark = pytest.mark.integration
+
+FIRST = USER_TABLE.feature_names[0]
+
+
+def _fill(settings: Settings) -> None:
+    write_mart(
+        settings,
+        USER_TABLE,
+        [
+            feature_row(USER_TABLE, "u1", "2024-01-07", 1.0),
+            feature_row(USER_TABLE, "u1", "2024-01-14", 2.0),
+            feature_row(USER_TABLE, "17850", "2024-01-14", 5.0, overrides={"tenure_days": None}),
+        ],
+    )
+    write_mart(settings, ITEM_TABLE, [feature_row(ITEM_TABLE, "i1", "2024-01-14", 7.0)])
+    apply(settings)
+    materialize(settings)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def served(request: pytest.FixtureRequest, shopflow_home) -> Iterator[Settings]:
+    project = f"t{uuid.uuid4().hex[:10]}"
+    overrides: dict = {"project": project, "online_store": request.param}
+    if request.param == "redis":
+        overrides["redis_url"] = request.getfixturevalue("redis_url")
+    settings = load_settings(features=overrides)
+    settings.ensure_dirs()
+    _fill(settings)
+    yield settings
+    clear_shared_stores()
+    if request.param == "redis":
+        import redis
+
+        host, port = overrides["redis_url"].split(":")
+        client = redis.Redis(host=host, port=int(port))
+        keys = list(client.scan_iter(match=b"*" + project.encode(), count=5000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def test_batch_read_keeps_order_and_flags_unknown_ids(served: Settings) -> None:
+    frame = get_online_user_features(served, ["17850", "ghost", "u1", 17850, "u1"])
+    assert frame["user_id"].tolist() == ["17850", "ghost", "u1", "17850", "u1"]
+    assert frame["known"].tolist() == [True, False, True, True, True]
+    assert list(frame.columns) == ["user_id", "known", *USER_TABLE.feature_names]
+    assert frame[FIRST].tolist()[::2] == [5.0, 2.0, 2.0]
+    assert frame.loc[1, USER_TABLE.feature_names].isna().all()
+    assert frame["tenure_days"].isna().tolist() == [True, True, False, True, False]
+    assert frame[USER_TABLE.feature_names].dtypes.eq("float64").all()
+
+
+def test_all_unknown_and_empty_requests_never_raise(served: Settings) -> None:
+    frame = get_online_user_features(served, ["a", "b"])
+    assert frame["known"].tolist() == [False, False]
+    assert frame[USER_TABLE.feature_names].isna().all().all()
+    empty = get_online_user_features(served, [])
+    assert len(empty) == 0 and list(empty.columns) == ["user_id", "known", *USER_TABLE.feature_names]
+
+
+def test_bad_ids_are_clear_errors(served: Settings) -> None:
+    with pytest.raises(ValueError, match=r"user_ids\[1\] is null"):
+        get_online_user_features(served, ["u1", None])
+    with pytest.raises(TypeError, match="not a single string"):
+        get_online_user_features(served, "u1")
+
+
+def test_item_features(served: Settings) -> None:
+    frame = get_online_item_features(served, ["i1", "nope"])
+    assert frame["known"].tolist() == [True, False]
+    assert frame[ITEM_TABLE.feature_names[0]].tolist()[0] == 7.0
+
+
+def test_a_held_store_does_not_reread_the_registry(served: Settings) -> None:
+    """The service holds one FeatureStore; reads must not query the registry database."""
+    from sqlalchemy import event
+
+    store = get_store(served)
+    get_online_user_features(served, ["u1"], store=store)  # warm the registry cache
+    statements: list[str] = []
+    engines = {store.registry.read_engine, store.registry.write_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    for _ in range(25):
+        frame = get_online_user_features(served, ["u1", "17850", "ghost"], store=store)
+    assert frame["known"].tolist() == [True, True, False]
+    assert statements == []
+
+
+def test_reads_by_settings_reuse_one_store(served: Settings) -> None:
+    from shopflow.features.store import shared_store
+
+    first = shared_store(served)
+    get_online_user_features(served, ["u1"])
+    assert shared_store(served) is first
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_feast_feature_server_answers_http(settings: Settings) -> None:
+    """`shopflow features serve` runs Feast's own HTTP server over the same store."""
+    _fill(settings)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "shopflow.cli", "features", "serve", "--port", str(port)],
+        env={**os.environ, "SHOPFLOW_HOME": str(settings.home_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        response = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/get-online-features",
+                    json={"feature_service": "propensity_v1", "entities": {"user_id": ["u1", "ghost"]}},
+                    timeout=10,
+                )
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert response is not None, server.stderr.read().decode()[-2000:] if server.poll() is not None else "no answer"
+        assert response.status_code == 200, response.text
+        body = response.json()
+        names = body["metadata"]["feature_names"]
+        first = body["results"][names.index(FIRST)]
+        assert first["values"] == [2.0, None]
+        assert first["statuses"] == ["PRESENT", "NOT_FOUND"]
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+        assert health.status_code == 200
+        assert json.loads(response.text)["metadata"]["feature_names"][0] == "user_id"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+
+
+def test_direct_reads_equal_feast_reads(served: Settings) -> None:
+    """The direct SQLite/Redis reader and Feast's get_online_features agree value for value."""
+    import pandas as pd
+
+    from shopflow.features.synthetic import random_feature_frame
+
+    frame = random_feature_frame(USER_TABLE, 150, entities=60, cutoffs=3, null_rate=0.2, seed=11)
+    write_mart(served, USER_TABLE, frame)
+    apply(served)
+    materialize(served, start=datetime(2000, 1, 1, tzinfo=UTC))
+    ids = [*sorted(frame["user_id"].unique()), "ghost", "u1", "17850", "u0"]
+    store = get_store(served)
+    direct = get_online_user_features(served, ids, store=store)
+    stock = get_online_user_features(served, ids, store=store, direct=False)
+    pd.testing.assert_frame_equal(direct, stock)
+    assert direct["known"].sum() == 60 + 3  # 60 random users, u1, 17850 and u0 again
+    assert direct[USER_TABLE.feature_names].isna().to_numpy().any()
