@@ -9,7 +9,9 @@ On a shared, busy host the head-to-head ratio swings with other processes' load,
 step is also compared with its *own* library call, timed inside the same run ("step / own
 library call"): everything Shopflow adds (ordering, split, matrix, validation metrics,
 model wrapper) over the fit itself.
-Also times every family's training step on the same frame (CPU CPU-time and wall time).
+Also times every family's training step on the same frame (CPU CPU-time and wall time),
+with its calibration map (fitted inside the step on the validation rows) and the
+calibrated validation Brier score. Fits use one thread (``FitContext.threads``).
 Writes JSON to ``SHOPFLOW_HOME/bench/training.json``.
 
     python -m benchmarks.bench_training                       # 50k rows x 25 features
@@ -133,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         families[family] = {"wall_s": min(walls), "cpu_s": min(cpus),
                             "wall_s_median": statistics.median(walls),
                             "validation_roc_auc": result.validation_metrics["roc_auc"],
+                            "validation_brier": result.validation_metrics["brier"],
                             "info": result.info}
         family_rows.append([family, min(walls), min(cpus), result.validation_metrics["roc_auc"],
+                            result.validation_metrics["brier"],
+                            result.info.get("calibration", {}).get("method", "-"),
                             len(split.train) / min(walls)])
         if compare:
             # best of N: the run least disturbed by other processes (usual for noisy hosts)
@@ -156,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "yes" if same_run <= 1.2 else "NO"])
 
     print_table(f"Training step per family (dry run, 1 search trial, best of {args.repeats})",
-                ["family", "wall s", "cpu s", "validation roc_auc", "train rows/s"], family_rows)
+                ["family", "wall s", "cpu s", "validation roc_auc", "validation brier",
+                 "calibration", "train rows/s"], family_rows)
     if overhead_rows:
         print_table("Shopflow training step vs direct library call (same matrix)",
                     ["family", "shopflow wall s", "direct wall s", "wall ratio",

@@ -75,3 +75,31 @@ def test_metric_directions() -> None:
 def test_no_rows_means_undefined_metrics_not_an_error() -> None:
     metrics = classification_metrics(np.array([], dtype=int), np.array([]))
     assert metrics["rows"] == 0 and np.isnan(metrics["roc_auc"]) and np.isnan(metrics["f1"])
+
+
+def test_counting_and_loss_metrics_match_sklearn() -> None:
+    from sklearn.metrics import (
+        brier_score_loss,
+        f1_score,
+        log_loss,
+        precision_score,
+        recall_score,
+    )
+
+    rng = np.random.default_rng(3)
+    for n in (1, 3, 50, 2000):
+        for _ in range(10):
+            y = (rng.uniform(size=n) < rng.uniform()).astype(int)
+            p = rng.uniform(size=n) ** rng.uniform(0.2, 3.0)
+            ours = classification_metrics(y, p, threshold=0.4)
+            clipped = np.clip(p, 1e-7, 1 - 1e-7)
+            predicted = (clipped >= 0.4).astype(int)
+            reference = {
+                "log_loss": log_loss(y, clipped, labels=[0, 1]),
+                "brier": brier_score_loss(y, clipped),
+                "precision": precision_score(y, predicted, zero_division=0),
+                "recall": recall_score(y, predicted, zero_division=0),
+                "f1": f1_score(y, predicted, zero_division=0),
+            }
+            for name, value in reference.items():
+                assert ours[name] == pytest.approx(value, abs=1e-12), (name, n)

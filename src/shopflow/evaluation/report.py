@@ -86,9 +86,11 @@ _TEMPLATE = """<!doctype html>
 </table>{% else %}<p class="muted">The winner's family has no built-in SHAP contributions.</p>{% endif %}
 
 {% if trials %}<h2>Search</h2>
-<table><tr><th>family</th><th>trial</th><th>validation {{ primary_metric }}</th><th>seconds</th><th>params</th></tr>
+<table><tr><th>family</th><th>trial</th><th>validation {{ primary_metric }}</th><th>seconds</th><th>calibration</th><th>params</th></tr>
 {% for family, rows in trials.items() %}{% for t in rows %}<tr><td>{{ family }}</td><td>{{ t.trial }}</td>
-<td>{{ fmt(t.get(primary_metric)) }}</td><td>{{ t.seconds }}</td><td class="l"><code>{{ t.params }}</code></td></tr>{% endfor %}{% endfor %}
+<td>{{ fmt(t.get(primary_metric)) }}</td><td>{{ t.seconds }}</td>
+<td class="l">{{ ((t.get('info') or {}).get('calibration') or {}).get('method', '–') }}</td>
+<td class="l"><code>{{ t.params }}</code></td></tr>{% endfor %}{% endfor %}
 </table>{% endif %}
 </body></html>
 """

@@ -6,6 +6,11 @@ aligns columns by name, so the caller's column order and extra columns never mat
 missing columns or values become NaN, which every predictor handles. It pickles with
 plain ``pickle`` (the torch predictor stores a CPU state dict plus its architecture), so
 the registry and the serving process need nothing but ``shopflow`` to load it.
+
+Trained candidates hold a :class:`~shopflow.training.calibration.CalibratedPredictor`:
+the family's predictor followed by a calibration map fitted on the validation cutoffs, so
+both :meth:`PropensityModel.predict_proba` and ``model.predictor.predict`` (the serving
+fast path) return calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -84,11 +89,22 @@ class PropensityModel:
         return np.clip(probabilities.reshape(-1), 0.0, 1.0)
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray | None:
-        """Per-feature SHAP contributions (log-odds, last column = bias) where supported."""
+        """Per-feature SHAP contributions (log-odds, last column = bias) where supported.
+
+        For a calibrated model they explain the family's raw log-odds; the calibration map
+        is monotone, so they rank the reasons for the calibrated score the same way.
+        """
         explain = getattr(self.predictor, "contributions", None)
         if explain is None:
             return None
-        return np.asarray(explain(self.matrix(frame)), dtype=np.float64)
+        values = explain(self.matrix(frame))
+        return None if values is None else np.asarray(values, dtype=np.float64)
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The calibration map's facts (method, parameters), or None for a raw predictor."""
+        calibrator = getattr(self.predictor, "calibrator", None)
+        return None if calibrator is None else calibrator.describe()
 
     def describe(self) -> dict[str, Any]:
         """Plain facts for metadata and reports."""
@@ -97,6 +113,7 @@ class PropensityModel:
             "feature_service": self.feature_service,
             "feature_names": list(self.feature_names),
             "params": dict(self.params),
+            "calibration": self.calibration,
             "trained_at": self.trained_at.isoformat(),
         }
 

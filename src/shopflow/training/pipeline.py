@@ -15,7 +15,6 @@ work as separate tasks with JSON-able hand-offs:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -196,7 +195,13 @@ class TrainingOutcome:
 
 # ---- helpers ---------------------------------------------------------------------------
 def _threads() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+    """Threads per fit: one (see :class:`~shopflow.training.families.base.FitContext`).
+
+    Two OpenMP threads per fit measured 2-5x slower than one on the shared 2-core hosts
+    Shopflow runs on (threads spin at barriers while other work holds the cores), and the
+    families already train as parallel tasks.
+    """
+    return 1
 
 
 def resolve_device(settings: Settings, family: str) -> str:
@@ -218,7 +223,7 @@ def resolve_device(settings: Settings, family: str) -> str:
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     """A canonical row order, so the same data in any order trains the same model."""
-    return frame.sort_values(list(KEY_COLUMNS), kind="mergesort").reset_index(drop=True)
+    return frame.sort_values(list(KEY_COLUMNS), kind="mergesort", ignore_index=True)
 
 
 def feature_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:

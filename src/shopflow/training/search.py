@@ -5,6 +5,11 @@ later trials sample from a seeded generator, so the same seed proposes the same 
 The search stops after ``search_trials`` trials or once ``search_seconds`` have passed
 (checked between trials — a trial is never cut short), and keeps the best trial by the
 gate's primary metric on validation.
+
+Every trial's predictor is wrapped with a calibration map fitted on the validation rows
+(:mod:`shopflow.training.calibration`), and the trial is scored on its *calibrated*
+validation probabilities, so a search on log loss or Brier compares what the service
+would return. (The map is monotone: ROC/PR AUC are those of the raw scores.)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from shopflow.evaluation.metrics import classification_metrics, higher_is_better
+from shopflow.training.calibration import CalibratedPredictor, fit_calibrator
 from shopflow.training.families import family_module
 from shopflow.training.families.base import FitContext, FitData, Fitted
 
@@ -65,10 +71,9 @@ def search(
         params = (module.default_params(data, ctx) if trial == 0
                   else module.sample_params(rng, data, ctx))
         trial_started = time.perf_counter()
-        fitted = module.fit(data, params, ctx)
-        metrics = classification_metrics(
-            data.y_val, fitted.predictor.predict(_columns(data, fitted)), threshold=threshold
-        )
+        fitted, calibrated = calibrate(module.fit(data, params, ctx), data,
+                                       method=ctx.calibration)
+        metrics = classification_metrics(data.y_val, calibrated, threshold=threshold)
         score = _score(metrics, primary_metric)
         elapsed = time.perf_counter() - trial_started
         history.append({"trial": trial, "params": params, "info": fitted.info,
@@ -81,6 +86,21 @@ def search(
     assert best is not None
     return SearchResult(fitted=best[1], validation_metrics=best[2], trials=history,
                         seconds=time.perf_counter() - started)
+
+
+def calibrate(fitted: Fitted, data: FitData, *, method: str = "auto"
+              ) -> tuple[Fitted, np.ndarray]:
+    """``fitted`` with its predictor wrapped in a map fitted on the validation rows.
+
+    The fit used the validation rows only for early stopping, never for its weights, so
+    its scores there are honest; the map's facts go to ``info["calibration"]``. Also
+    returns the calibrated validation probabilities (the validation rows are scored once).
+    """
+    raw = np.asarray(fitted.predictor.predict(_columns(data, fitted)), dtype=np.float64)
+    calibrator = fit_calibrator(raw, data.y_val, method=method)
+    fitted.predictor = CalibratedPredictor(fitted.predictor, calibrator)
+    fitted.info = {**fitted.info, "calibration": calibrator.describe()}
+    return fitted, calibrator.transform(raw)
 
 
 def _columns(data: FitData, fitted: Fitted) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""LightGBM: leaf-wise trees, early stopping on the validation cutoffs, deterministic mode."""
+"""LightGBM: leaf-wise trees, early stopping on the validation cutoffs, deterministic mode.
+
+No class reweighting (``scale_pos_weight`` 1): it inflated probabilities without helping
+ranking; calibration is fitted afterwards by the search (see ``families/base.py``).
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,6 @@ def default_params(data: FitData, ctx: FitContext) -> dict[str, Any]:
         "bagging_fraction": 0.9,
         "bagging_freq": 1,
         "lambda_l2": 1.0,
-        "scale_pos_weight": round(data.positive_weight, 4),
     }
 
 
@@ -52,7 +55,6 @@ def sample_params(rng: np.random.Generator, data: FitData, ctx: FitContext) -> d
         "bagging_fraction": float(rng.uniform(0.7, 1.0)),
         "bagging_freq": 1,
         "lambda_l2": float(10 ** rng.uniform(-1, 1)),
-        "scale_pos_weight": round(data.positive_weight, 4),
     }
 
 

@@ -185,9 +185,8 @@ def fit(data: FitData, params: dict[str, Any], ctx: FitContext) -> Fitted:
         module = build_module(arch).to(device)
         optimizer = torch.optim.Adam(module.parameters(), lr=params["lr"],
                                      weight_decay=params["weight_decay"])
-        loss_fn = torch.nn.BCEWithLogitsLoss(
-            pos_weight=torch.tensor(data.positive_weight, dtype=torch.float32, device=device)
-        )
+        # unweighted: a pos_weight inflated every probability (see families/base.py)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
         x_num, x_bucket = (torch.from_numpy(a).to(device)
                            for a in preprocessor.transform(data.x_train))
         y = torch.from_numpy(data.y_train.astype(np.float32)).to(device)

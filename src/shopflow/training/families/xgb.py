@@ -1,4 +1,8 @@
-"""XGBoost: histogram trees, early stopping on the validation cutoffs."""
+"""XGBoost: histogram trees, early stopping on the validation cutoffs.
+
+No class reweighting (``scale_pos_weight`` 1): it inflated probabilities without helping
+ranking; calibration is fitted afterwards by the search (see ``families/base.py``).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ class XGBoostPredictor:
         return xgb.DMatrix(matrix, missing=np.nan)
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return self.booster.predict(self._dmatrix(matrix), iteration_range=(0, self.rounds))
+        # in-place prediction skips building a DMatrix: same values, ~4x faster on 20k rows
+        return self.booster.inplace_predict(matrix, iteration_range=(0, self.rounds),
+                                            missing=np.nan)
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Exact TreeSHAP values in log-odds; the last column is the bias."""
@@ -45,7 +51,6 @@ def default_params(data: FitData, ctx: FitContext) -> dict[str, Any]:
         "subsample": 0.9,
         "colsample_bytree": 0.8,
         "lambda": 1.0,
-        "scale_pos_weight": round(data.positive_weight, 4),
     }
 
 
@@ -57,7 +62,6 @@ def sample_params(rng: np.random.Generator, data: FitData, ctx: FitContext) -> d
         "subsample": float(rng.uniform(0.7, 1.0)),
         "colsample_bytree": float(rng.uniform(0.6, 1.0)),
         "lambda": float(10 ** rng.uniform(-1, 1)),
-        "scale_pos_weight": round(data.positive_weight, 4),
     }
 
 

@@ -1,0 +1,56 @@
+"""Evaluation work is bounded: SHAP on a fixed sample, metrics on every held-out row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shopflow.evaluation.evaluate import SHAP_SAMPLE_ROWS, evaluate_model, shap_sample
+from shopflow.evaluation.explain import global_importance
+from shopflow.settings import load_settings
+from shopflow.training.model import PropensityModel
+from shopflow.training.pipeline import train_family
+from shopflow.training.split import split_by_cutoff
+from shopflow.training.synthetic import synthetic_training_frame
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    # two cutoffs of ~1,500 rows at the end, so the held-out part is larger than the sample
+    return synthetic_training_frame(rows=6000, cutoffs=4, seed=9)
+
+
+@pytest.fixture(scope="module")
+def model(frame: pd.DataFrame) -> PropensityModel:
+    quick = load_settings(training={"search_trials": 1})
+    result = train_family(quick, "lightgbm", frame, "explain", dry_run=True)
+    assert result.model is not None
+    return result.model
+
+
+def test_shap_sample_is_bounded_deterministic_and_in_frame_order(frame: pd.DataFrame) -> None:
+    sample = shap_sample(frame)
+    assert len(sample) == SHAP_SAMPLE_ROWS
+    pd.testing.assert_frame_equal(sample, shap_sample(frame))
+    assert sample.index.is_monotonic_increasing and sample.index.is_unique
+    small = frame.head(50)
+    assert shap_sample(small) is small  # nothing to bound
+
+
+def test_metrics_use_every_row_and_importance_the_sample(frame: pd.DataFrame,
+                                                         model: PropensityModel) -> None:
+    held_out = frame.iloc[split_by_cutoff(frame, validation_cutoffs=1, test_cutoffs=2).test]
+    held_out = held_out.reset_index(drop=True)
+    assert len(held_out) > SHAP_SAMPLE_ROWS
+    evaluation = evaluate_model(model, held_out, version="v1")
+    assert evaluation.metrics["rows"] == len(held_out)
+    assert sum(b["count"] for b in evaluation.calibration) == len(held_out)
+    expected = global_importance(model, shap_sample(held_out))
+    assert evaluation.importance == expected and len(expected) > 0
+    # the sample's ranking agrees with the full one on the strongest features
+    full = global_importance(model, held_out)
+    assert {r["feature"] for r in expected[:3]} & {r["feature"] for r in full[:3]}
+    assert len(evaluation.examples) == 5
+    top = np.sort(model.predict_proba(held_out))[::-1][:5]
+    np.testing.assert_allclose([e["probability"] for e in evaluation.examples], top)

@@ -1,0 +1,27 @@
+"""The run report shows each search trial's calibration map."""
+
+from __future__ import annotations
+
+from shopflow.evaluation.evaluate import evaluate_model
+from shopflow.evaluation.report import write_report
+from shopflow.settings import Settings, load_settings
+from shopflow.training.pipeline import train_family
+from shopflow.training.split import split_by_cutoff
+from shopflow.training.synthetic import synthetic_training_frame
+
+
+def test_report_lists_the_calibration_of_every_trial(settings: Settings) -> None:
+    quick = load_settings(training={"search_trials": 2})
+    frame = synthetic_training_frame(rows=1500, cutoffs=5, seed=17)
+    result = train_family(quick, "baseline", frame, "report", dry_run=True)
+    assert result.model is not None
+    test = frame.iloc[split_by_cutoff(frame).test].reset_index(drop=True)
+    evaluation = evaluate_model(result.model, test, version=result.version)
+    # an old run's trials (before calibration) carry no calibration facts: shown as a dash
+    trials = {"baseline": result.trials,
+              "old": [{"trial": 0, "params": {"C": 1.0}, "seconds": 0.1, "roc_auc": 0.7}]}
+    path = write_report(quick, "run-cal", [evaluation], winner=result.version, trials=trials)
+    text = path.read_text()
+    method = result.info["calibration"]["method"]
+    assert text.count(f'<td class="l">{method}</td>') == len(result.trials) == 2
+    assert '<td class="l">–</td>' in text
