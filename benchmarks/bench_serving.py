@@ -1,4 +1,4 @@
-"""Serving benchmark: ``/predict`` beside the floors it cannot beat, in one run.
+"""Serving benchmark: ``/predict`` and ``/recommend`` beside the floors they cannot beat.
 
 Servers, each a real process on a loopback port, measured one after another:
 
@@ -7,10 +7,12 @@ Servers, each a real process on a loopback port, measured one after another:
 * ``bentoml-noop`` — a no-op twin of the propensity service: same BentoML options,
   middleware and IO spec, nothing behind it (the floor of the service as configured);
 * ``propensity`` — the real service: Feast online store (SQLite), a baseline model, the
-  ledger, with micro-batching on; ``propensity-nobatch`` the same with it off.
+  ledger, with micro-batching on; ``propensity-nobatch`` the same with it off. The
+  ``propensity`` server also answers ``POST /recommend`` (k=10, a known user) from a
+  stored sandbox recommender with a 30-item precomputed list per user.
 
 Load: ``wrk`` (Debian's package) for a fixed duration per cell, 1 or 100 user ids per
-request, 1 or 16 connections; an httpx-based async generator when wrk is missing. All
+request (``/recommend``: one user, k=10), 1 or 16 connections; an httpx-based async generator when wrk is missing. All
 servers run at once and each cell is measured on every server in turn, so background load
 on a shared machine drifts less between the servers being compared.
 Results: a Markdown table and ``SHOPFLOW_HOME/bench/serving.json``.
@@ -79,6 +81,7 @@ class Cell:
     p90_ms: float | None
     p99_ms: float | None
     tool: str
+    endpoint: str = "/predict"
 
 
 # ---- load generators -----------------------------------------------------------------
@@ -230,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     from shopflow.serving.process import free_port, serve_command, service_env
-    from shopflow.serving.sandbox import build_sandbox
+    from shopflow.serving.sandbox import build_recommender_sandbox, build_sandbox
     from shopflow.settings import load_settings
 
     outer = load_settings()
@@ -240,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(home=work)
     started = time.monotonic()
     sandbox = build_sandbox(settings, users=args.users, models=1)
-    logger.info("sandbox (%d users, model %s) in %.0f s", args.users, sandbox.versions[0],
-                time.monotonic() - started)
+    recommender = build_recommender_sandbox(settings, sandbox.user_ids)
+    logger.info("sandbox (%d users, model %s, recommender %s) in %.0f s", args.users,
+                sandbox.versions[0], recommender.versions[0], time.monotonic() - started)
     generator = run_wrk if shutil.which("wrk") else run_httpx
     if generator is run_httpx:
         logger.warning("wrk not found (apt-get install -y wrk): using the slower httpx generator")
@@ -249,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     base_env = service_env(settings, inherit_shopflow_env=False)
     base_env["PYTHONPATH"] = os.pathsep.join([str(REPO), base_env.get("PYTHONPATH", "")])
     bodies = {n: json.dumps({"user_ids": (sandbox.user_ids * 2)[:n]}).encode() for n in (1, 100)}
+    recommend_body = json.dumps({"user_id": recommender.user_ids[len(recommender.user_ids) // 2],
+                                 "k": 10}).encode()
 
     def bento(target: str, extra: dict[str, str] | None = None) -> tuple[list[str], dict[str, str], Path]:
         port = free_port()
@@ -297,13 +303,29 @@ def main(argv: list[str] | None = None) -> int:
                                 seconds=args.duration, **result)
                     logger.info("%s", cell)
                     cells.append(cell)
-    cells.sort(key=lambda c: ([s for s, _ in servers].index(c.server), c.users, c.connections))
+        # /recommend k=10: a dictionary lookup and a slice behind the same front door
+        for connections in (1, 16):
+            for server in running:
+                if server.name != "propensity":
+                    continue
+                url = f"{server.url}/recommend"
+                headers = {"Content-Type": "application/json"}
+                generator(url, recommend_body, connections=connections, seconds=1,
+                          headers=headers)  # warm-up
+                result = generator(url, recommend_body, connections=connections,
+                                   seconds=args.duration, headers=headers)
+                cell = Cell(server=server.name, users=1, connections=connections,
+                            seconds=args.duration, endpoint="/recommend", **result)
+                logger.info("%s", cell)
+                cells.append(cell)
+    cells.sort(key=lambda c: (c.endpoint != "/predict", [s for s, _ in servers].index(c.server),
+                              c.users, c.connections))
 
-    rows = [[c.server, c.users, c.connections, c.rps, c.p50_ms, c.p90_ms, c.p99_ms,
+    rows = [[c.server, c.endpoint, c.users, c.connections, c.rps, c.p50_ms, c.p90_ms, c.p99_ms,
              c.errors, c.tool] for c in cells]
-    print_table("Serving: /predict (loopback, fixed duration per cell)",
-                ["server", "users/req", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms",
-                 "errors", "tool"], rows)
+    print_table("Serving: /predict and /recommend k=10 (loopback, fixed duration per cell)",
+                ["server", "endpoint", "users/req", "conns", "req/s", "p50 ms", "p90 ms",
+                 "p99 ms", "errors", "tool"], rows)
     verdict = _targets(cells)
     for line in verdict["lines"]:
         print(line)
@@ -319,7 +341,7 @@ def _targets(cells: list[Cell]) -> dict[str, Any]:
     """Check the issue's targets on the 1-user, 16-connection cells."""
     def find(server: str) -> Cell | None:
         return next((c for c in cells if c.server == server and c.users == 1
-                     and c.connections == 16), None)
+                     and c.connections == 16 and c.endpoint == "/predict"), None)
 
     service, noop = find("propensity"), find("bentoml-noop")
     result: dict[str, Any] = {"p99_target_ms": TARGET_P99_MS, "noop_share_target": TARGET_NOOP_SHARE,

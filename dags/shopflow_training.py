@@ -12,6 +12,10 @@ Raw shop events to a served purchase-propensity model, gated at every step:
    *Model families* param), **evaluate** them on the same out-of-time rows.
 5. **gate 2** challenger vs champion, **register** the decision (ledger + model store),
    **deploy** (hot swap) and **gate 3** post-deploy check (rolls back on failure).
+6. In parallel with 3-5, once the marts are published: **train_recommender** (LightGBM
+   lambdarank and PyTorch NCF rankers vs popularity on held-out cutoffs, gate 2 on
+   NDCG@10, decision in the ledger as the `recommender` model; the service hot swaps
+   `POST /recommend`). The *Train recommendations* param switches it off.
 
 Runs daily, on demand (the trigger form explains every param) and whenever the
 monitoring DAG reports drift (`shopflow_drift_detected`). A forced promotion needs a
@@ -115,6 +119,11 @@ def shopflow_training() -> None:
     def register(decision: dict):
         return stage("register", decision=decision)
 
+    @task(**NO_RETRY, execution_timeout=timedelta(hours=2))
+    def train_recommender():
+        """Recommendations beside the propensity model: train, gate 2, ledger decision."""
+        return stage("train_recommender")
+
     @task
     def deploy(registered: dict):
         return stage("deploy", registered=registered)
@@ -135,7 +144,9 @@ def shopflow_training() -> None:
         >> dbt_marts()
         >> marts_ready
     )
-    features = marts_ready >> publish_marts() >> feast_apply() >> feast_materialize()
+    published = marts_ready >> publish_marts()
+    features = published >> feast_apply() >> feast_materialize()
+    published >> train_recommender()
     candidates = train_candidate.expand(family=planned)
     features >> training_set() >> candidates
     post_deploy_check(deploy(register(champion_gate(evaluate(candidates)))))

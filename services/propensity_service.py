@@ -2,7 +2,10 @@
 
 ``POST /predict`` scores shoppers with the production model named by the ledger; the model
 comes from the BentoML model store in ``SHOPFLOW_HOME`` and is hot-swapped when the alias
-moves (see ``shopflow.serving.runtime``). ``GET /healthz`` says the process is alive,
+moves (see ``shopflow.serving.runtime``). ``POST /recommend`` ranks items for one shopper
+with the ledger's production recommender (precomputed lists, hot-swapped the same way;
+popularity from the published marts while none is in production; see
+``shopflow.serving.recommender``). ``GET /healthz`` says the process is alive,
 ``GET /readyz`` that a model is loaded and its online features answer, ``GET /metadata``
 what is served and what was refused.
 
@@ -30,7 +33,13 @@ from starlette.routing import Route
 
 from shopflow.serving.middleware import STATE_KEY, FrontDoorMiddleware
 from shopflow.serving.options import SERVICE_OPTIONS, settle_heap
-from shopflow.serving.schemas import PredictRequest, PredictResponse, UserId
+from shopflow.serving.schemas import (
+    PredictRequest,
+    PredictResponse,
+    RecommendRequest,
+    RecommendResponse,
+    UserId,
+)
 from shopflow.settings import load_settings
 
 if TYPE_CHECKING:
@@ -148,6 +157,50 @@ class PropensityService:
                     {"user_id": uid, "purchase_probability": p, "known_user": k}
                     for uid, p, k in zip(ids, probabilities.tolist(), known.tolist(), strict=True)
                 ],
+            },
+            separators=(",", ":"),
+        )
+        return Response(body, media_type="application/json")
+
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest, output_spec=RecommendResponse)
+    async def recommend(
+        self,
+        user_id: UserId,
+        ctx: bentoml.Context,
+        k: int = 10,
+        exclude_purchased: bool = False,
+    ) -> Response:
+        """The top k items for one shopper; unknown shoppers get popular items (cold start)."""
+        from shopflow.serving.recommender import NoRecommender
+
+        record = ctx.request.scope.get("state", {}).get(STATE_KEY, {})
+        uid = user_id if isinstance(user_id, str) else str(user_id)
+        if not uid.strip():
+            return _error(ctx, 422, "user_id: must be a non-empty shopper id")
+        try:
+            # a dictionary lookup and a slice: cheaper than a hop to a thread
+            result = self.runtime.recommender.recommend(uid, k,
+                                                        exclude_purchased=exclude_purchased)
+        except NoRecommender as exc:
+            return _error(ctx, 503, str(exc))
+        except ValueError as exc:  # the recommender names the field (user_id or k)
+            return _error(ctx, 422, str(exc))
+        except Exception:
+            logger.exception("recommendation failed")
+            return _error(ctx, 500, "recommendation failed; see the server log")
+        record["n_users"] = 1
+        record["users"] = [self.runtime.hash_id(uid)]
+        record["unknown"] = int(result.cold_start)
+        record["model_version"] = result.model_version
+        body = json.dumps(
+            {
+                "model_version": result.model_version,
+                "user_id": uid,
+                "cold_start": result.cold_start,
+                "family": result.family,
+                "snapshot_time": result.snapshot_time,
+                "items": [{"item_id": i.item_id, "score": i.score, "rank": i.rank}
+                          for i in result.items],
             },
             separators=(",", ":"),
         )

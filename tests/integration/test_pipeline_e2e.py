@@ -2,7 +2,9 @@
 
 One SHOPFLOW_HOME for the module and a real ``shopflow serve`` (BentoML) on loopback: a
 good run (forced promotion, so production is known) that hot-swaps the service and passes
-gate 3, then a run whose source breaks the raw gate. Each run is a real ``shopflow``
+gate 3, and trains the recommender beside it (``POST /recommend`` then answers from the
+run's recommender, or from its published marts when the gate rejected it), then a run
+whose source breaks the raw gate. Each run is a real ``shopflow``
 process (Airflow reads its configuration at import, so runs never share a Python
 process), with real dbt, GX, Feast, training, ledger and BentoML model store.
 """
@@ -33,6 +35,8 @@ SMALL_RUN = {
     "training": {"families": ["baseline", "xgboost"], "search_trials": 1, "search_seconds": 20},
 }
 UPSTREAM_OF_EVERYTHING = {"plan", "ingest", "gate_raw"}
+# the blocked run names one ranker (the param path); the good run trains both (the default)
+RECOMMEND_PARAMS = ("--param", "recommend_families=lightgbm")
 
 
 def _free_port() -> int:
@@ -87,8 +91,9 @@ def service(workspace: dict[str, Path]) -> Iterator[dict[str, Any]]:
             start_new_session=True, cwd=workspace["root"],
         )
     try:
-        yield {"port": port, "url": f"http://127.0.0.1:{port}", "log": log_path,
-               "process": process}
+        url = f"http://127.0.0.1:{port}"
+        yield {"port": port, "url": url, "log": log_path, "process": process,
+               "before_run": _recommend_before_any_run(url, process)}
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)
@@ -99,6 +104,21 @@ def service(workspace: dict[str, Path]) -> Iterator[dict[str, Any]]:
             except ProcessLookupError:
                 pass
             process.wait(timeout=10)
+
+
+def _recommend_before_any_run(url: str, process: subprocess.Popen[bytes]) -> httpx.Response:
+    """``POST /recommend`` on a fresh home: no recommender, nothing published yet."""
+    import time
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return httpx.post(f"{url}/recommend", json={"user_id": "1"}, timeout=10)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("shopflow serve did not come up")
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +146,7 @@ def blocked_run(workspace: dict[str, Path], service: dict[str, Any],
     frame.to_csv(bad, index=False)
     rc, summary, output = run_pipeline(
         home, service["port"], "--config", str(workspace["config"]),
-        "--param", f"source_path={bad}")
+        "--param", f"source_path={bad}", *RECOMMEND_PARAMS)
     return {"rc": rc, "summary": summary, "output": output, "before": before}
 
 
@@ -143,7 +163,8 @@ def test_good_run_succeeds_with_every_stage(good_run: dict[str, Any],
     for name in ("plan", "ingest", "gate_raw", "dbt_staging", "gate_staging",
                  "dbt_intermediate", "dbt_marts", "gate_marts", "publish_marts",
                  "feast_apply", "feast_materialize", "training_set", "evaluate",
-                 "champion_gate", "register", "deploy", "post_deploy_check"):
+                 "champion_gate", "register", "deploy", "post_deploy_check",
+                 "train_recommender"):
         assert tasks[name]["state"] == "success", (name, tasks[name])
         assert tasks[name]["seconds"] is not None
     # one mapped task per family
@@ -229,3 +250,68 @@ def test_blocked_gate_stops_the_run_and_leaves_the_model_alone(
         ledger.close()
     served = httpx.get(f"{service['url']}/metadata", timeout=10).json()
     assert served["model_version"] == blocked_run["before"]["production"].version
+
+
+def test_recommender_trained_gated_and_recorded_beside_the_propensity_model(
+        good_run: dict[str, Any], workspace: dict[str, Path]) -> None:
+    summary = good_run["summary"]
+    recommendations = summary["recommendations"]
+    assert recommendations["status"] == "success", recommendations
+    models = {row["model"] for row in recommendations["leaderboard"]}
+    assert models == {"popularity", "lightgbm", "torch"}
+    for row in recommendations["leaderboard"]:
+        assert 0.0 <= row["metrics"]["ndcg@10"] <= 1.0
+        assert 0.0 <= row["metrics"]["recall@10"] <= 1.0
+    decision = recommendations["decision"]
+    assert summary["gates"]["recommender_gate"]["status"] == (
+        "promote" if decision["promote"] else "reject")
+    ledger = Ledger(f"sqlite:///{workspace['home'] / 'ledger.db'}")
+    try:
+        event = ledger.events(model="recommender")[-1]
+        assert event.version == decision["version"]
+        assert event.kind == ("promotion" if decision["promote"] else "rejection")
+        assert ledger.candidate(decision["version"]).model == "recommender"
+        # the propensity history holds none of it
+        assert decision["version"] not in {c.version for c in ledger.candidates()}
+    finally:
+        ledger.close()
+    status = subprocess.run(
+        [sys.executable, "-m", "shopflow.cli", "status", "--json"],
+        env=_env(workspace["home"], 0), capture_output=True, text=True, timeout=120)
+    data = json.loads(status.stdout)
+    assert data["production"]["version"] == summary["decision"]["version"]
+    assert data["recommender"]["events"][-1]["version"] == decision["version"]
+
+
+def test_recommend_answers_over_http_after_the_run(
+        good_run: dict[str, Any], service: dict[str, Any], workspace: dict[str, Path]) -> None:
+    import time
+
+    import pandas as pd
+
+    before = service["before_run"]
+    assert before.status_code == 503 and "no recommender" in before.json()["error"]
+    decision = good_run["summary"]["recommendations"]["decision"]
+    expected = decision["version"] if decision["promote"] else "popularity"
+    deadline = time.monotonic() + 60
+    served = None
+    while time.monotonic() < deadline:
+        served = httpx.get(f"{service['url']}/metadata", timeout=10).json()["recommender"]
+        if served["model_version"] == expected:
+            break
+        time.sleep(0.5)
+    assert served is not None and served["model_version"] == expected, served
+    users = pd.read_parquet(workspace["home"] / "data" / "marts" / "user_features.parquet",
+                            columns=["user_id", "cutoff_time"])
+    user = str(users.loc[users["cutoff_time"] == users["cutoff_time"].max(), "user_id"].iloc[0])
+    response = httpx.post(f"{service['url']}/recommend", json={"user_id": user, "k": 5},
+                          timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == expected and body["user_id"] == user
+    assert len(body["items"]) == 5
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert body["cold_start"] is (expected == "popularity")
+    bad = httpx.post(f"{service['url']}/recommend", json={"user_id": user, "k": 0}, timeout=10)
+    assert bad.status_code == 422 and "k" in bad.json()["error"]

@@ -147,7 +147,8 @@ def test_rankers_beat_popularity_on_the_same_held_out_cutoffs(run) -> None:
     assert run.report_path is not None and "ndcg@10" in run.report_path.read_text()
 
 
-def test_winner_is_stored_promoted_and_recorded_in_its_own_ledger(warehouse: Settings, run) -> None:
+def test_winner_is_stored_promoted_and_recorded_as_the_recommender(warehouse: Settings,
+                                                                    run) -> None:
     from shopflow.ledger import Ledger
     from shopflow.recommend import list_recommenders, recommender_ledger
 
@@ -160,11 +161,17 @@ def test_winner_is_stored_promoted_and_recorded_in_its_own_ledger(warehouse: Set
             run.metrics[run.winner]["ndcg@10"])
     finally:
         ledger.close()
-    main = Ledger(warehouse.ledger_url)
+    main = Ledger(warehouse.ledger_url)  # the one ledger, read as the propensity model's
     try:
         assert main.production() is None  # the propensity alias is untouched
+        assert main.candidates() == []
+        assert main.production(model="recommender").version == run.version
+        promotion = main.events(model="recommender", kind="promotion")[-1]
+        assert promotion.version == run.version and promotion.model == "recommender"
+        assert main.status()["recommender"]["production"]["version"] == run.version
     finally:
         main.close()
+    assert not list(warehouse.home_dir.glob("ledger.recommender*"))  # no second ledger
 
 
 def test_champion_is_rescored_on_the_same_rows(warehouse: Settings, run) -> None:

@@ -118,6 +118,10 @@ GOOD_AND_BAD = [
     ("shopflow_training", {"min_improvement": "a lot"}, False),
     ("shopflow_training", {"force_promote": "yes please"}, False),
     ("shopflow_training", {"primary_metric": "accuracy"}, False),
+    ("shopflow_training", {"recommend": False}, True),
+    ("shopflow_training", {"recommend_families": ["lightgbm"]}, True),
+    ("shopflow_training", {"recommend_families": ["xgboost"]}, False),
+    ("shopflow_training", {"recommend": "sometimes"}, False),
     ("shopflow_monitoring", {"drift_threshold": 0.3, "auto_rollback": False}, True),
     ("shopflow_monitoring", {"drift_threshold": 0}, False),
     ("shopflow_monitoring", {"live_tolerance": 2}, False),
@@ -216,6 +220,10 @@ def test_training_dag_shape(probe: dict[str, Any]) -> None:
     assert tasks["register"]["outlets"] == ["shopflow_production_model"]
     training = probe["dags"]["shopflow_training"]
     assert "shopflow_drift_detected" in training["schedule"] or "Asset" in training["schedule"]
+    # recommendations: after the published marts, beside (not behind) the propensity branch
+    assert tasks["train_recommender"]["upstream"] == ["publish_marts"]
+    downstream = {t for t, info in tasks.items() if "train_recommender" in info["upstream"]}
+    assert downstream == set()
 
 
 def test_monitoring_emits_the_asset_that_schedules_training(probe: dict[str, Any]) -> None:
@@ -227,10 +235,11 @@ def test_monitoring_emits_the_asset_that_schedules_training(probe: dict[str, Any
 def test_training_form_has_the_documented_params(probe: dict[str, Any]) -> None:
     params = probe["dags"]["shopflow_training"]["params"]
     for name in ("config", "lookback", "horizon", "families", "min_improvement",
-                 "force_promote", "force_reason", "dry_run"):
+                 "force_promote", "force_reason", "dry_run", "recommend", "recommend_families"):
         assert name in params
     defaults = probe["dags"]["shopflow_training"]["defaults"]
     assert defaults["force_promote"] is False and defaults["dry_run"] is False
+    assert defaults["recommend"] is True
 
 
 @pytest.mark.parametrize("index", range(len(GOOD_AND_BAD)))

@@ -100,3 +100,14 @@ def test_cli_lists_params_and_has_help() -> None:
         assert shown.exit_code == 0 and "Usage" in shown.output
     rollback = runner.invoke(cli, ["pipeline", "params", "--dag", "shopflow_rollback"])
     assert "reason" in rollback.output
+
+
+def test_recommendation_params_parse_and_validate() -> None:
+    params = parse_param_assignments(["recommend=false", "recommend_families=lightgbm"])
+    assert params == {"recommend": False, "recommend_families": ["lightgbm"]}
+    resolved = resolve_params({})
+    assert resolved["recommend"] is True and resolved["recommend_families"] is None
+    with pytest.raises(ParamError, match="recommend_families must be"):
+        resolve_params({"recommend_families": ["xgboost"]})
+    with pytest.raises(ParamError, match="recommend_families must be"):
+        resolve_params({"recommend_families": []})

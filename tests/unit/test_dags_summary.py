@@ -74,3 +74,48 @@ def test_text_summary_shows_stages_gates_leaderboard_and_decision() -> None:
     assert "0.8100" in text and "0.7800" in text
     assert "decision: PROMOTED: xgboost v2" in text
     assert "blocked by: quality_gate[marts]" in text
+
+
+def _with_recommender(record: StageRecord) -> PipelineRun:
+    run = _run()
+    records = {**run.records, "train_recommender": record}
+    tasks = [*run.tasks, TaskOutcome("train_recommender", -1, record.status, record.seconds)]
+    _attach_records(tasks, records)
+    return PipelineRun(run.dag_id, run.run_id, run.state, run.seconds, tasks, records)
+
+
+def test_summary_shows_the_recommender_leaderboard_and_decision() -> None:
+    result = {
+        "version": "r1", "winner": "lightgbm",
+        "decision": {"promote": True, "version": "r1", "family": "lightgbm",
+                     "reference": "baseline", "reason": "ndcg@10 0.3100 beats the baseline's"},
+        "leaderboard": [
+            {"model": "lightgbm", "winner": True, "metrics": {"recall@10": 0.42, "ndcg@10": 0.31}},
+            {"model": "torch", "winner": False, "metrics": {"recall@10": 0.40, "ndcg@10": 0.29}},
+            {"model": "popularity", "winner": False,
+             "metrics": {"recall@10": 0.21, "ndcg@10": 0.12}},
+        ],
+    }
+    run = _with_recommender(StageRecord("train_recommender", "success", 30.0, result))
+    data = summary_dict(run)
+    assert data["recommendations"]["decision"]["version"] == "r1"
+    assert data["gates"]["recommender_gate"]["status"] == "promote"
+    assert data["decision"]["version"] == "v2"  # the propensity decision is its own
+    text = format_summary(run)
+    assert "recommendations leaderboard" in text
+    for value in ("0.4200", "0.3100", "0.2900", "0.1200"):
+        assert value in text
+    assert "recommender decision: PROMOTED: lightgbm r1" in text
+    assert "decision: PROMOTED: xgboost v2" in text
+
+
+def test_summary_says_why_recommendations_did_not_run() -> None:
+    skipped = _with_recommender(StageRecord("train_recommender", "skipped", 0.1,
+                                            {"reason": "recommendations switched off"}))
+    assert "recommender_gate" not in summary_dict(skipped)["gates"]
+    assert "recommendations: skipped (recommendations switched off)" in format_summary(skipped)
+    rejected = _with_recommender(StageRecord("train_recommender", "success", 9.0, {
+        "decision": {"promote": False, "version": "r2", "family": "torch",
+                     "reason": "does not beat the champion"}, "leaderboard": []}))
+    assert summary_dict(rejected)["gates"]["recommender_gate"]["status"] == "reject"
+    assert "REJECTED (recommender unchanged)" in format_summary(rejected)

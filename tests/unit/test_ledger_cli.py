@@ -41,3 +41,34 @@ def test_status_answers_what_since_when_why_and_what_it_replaced(settings: Setti
 def test_status_help() -> None:
     result = CliRunner().invoke(cli, ["status", "--help"])
     assert result.exit_code == 0 and "--json" in result.output
+
+
+def test_status_shows_the_recommender_and_rollback_takes_a_model(settings: Settings) -> None:
+    from shopflow.serving.sandbox import build_recommender_sandbox
+
+    with Ledger(settings.ledger_url) as ledger:
+        ledger.record_candidate(version="p1", family="xgboost", metrics={"roc_auc": 0.7})
+        ledger.promote("p1", actor="alice", reason="first propensity model")
+    sandbox = build_recommender_sandbox(settings, ["u1"], models=2)
+    first, second = sandbox.versions
+    human = CliRunner().invoke(cli, ["status"])
+    assert human.exit_code == 0, human.output
+    assert "Production: p1 (xgboost)" in human.output
+    assert f"Recommender production: {second} (sandbox)" in human.output
+    assert "ndcg@10 0.1000" in human.output
+    data = json.loads(CliRunner().invoke(cli, ["status", "--json"]).output)
+    assert data["production"]["version"] == "p1"
+    assert data["recommender"]["production"]["version"] == second
+    # roll the recommender back: the propensity model stays where it is
+    result = CliRunner().invoke(cli, ["rollback", "--model", "recommender", "--to", first,
+                                      "--reason", "lists look wrong", "--actor", "bob"])
+    assert result.exit_code == 0, result.output
+    assert f"recommender production: {second} -> {first}" in result.output
+    with Ledger(settings.ledger_url) as ledger:
+        assert ledger.production(model="recommender").version == first
+        assert ledger.production().version == "p1"
+    missing = CliRunner().invoke(cli, ["rollback", "--model", "recommender", "--to", "nope",
+                                       "--reason", "why not"])
+    assert missing.exit_code != 0 and "not in the model store" in missing.output
+    bad = CliRunner().invoke(cli, ["rollback", "--model", "ranker", "--reason", "x"])
+    assert bad.exit_code == 2 and "ranker" in bad.output

@@ -63,7 +63,7 @@ def test_empty_user_is_a_clear_error(recommender: Recommender) -> None:
 def test_load_with_nothing_stored_and_no_warehouse_is_a_clear_error(settings) -> None:
     from shopflow.recommend.serving import RecommenderUnavailable
 
-    with pytest.raises(RecommenderUnavailable, match="no shopflow-recommender"):
+    with pytest.raises(RecommenderUnavailable, match="no published marts and no warehouse"):
         Recommender.load(settings)
     with pytest.raises(RecommenderUnavailable, match="model store"):
         Recommender.load(settings, fallback=False)

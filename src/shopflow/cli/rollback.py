@@ -1,4 +1,5 @@
-"""``shopflow rollback [--to VERSION] --reason TEXT``: production back to an earlier model."""
+"""``shopflow rollback [--to VERSION] --reason TEXT [--model recommender]``: production back
+to an earlier model (the propensity model by default, or the recommender)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,18 @@ def _default_actor() -> str:
               help="Why (required; recorded in the ledger).")
 @click.option("--actor", default=None, metavar="NAME",
               help="Who rolls back (recorded). Default: the current user.")
+@click.option("--model", "model", type=click.Choice(["propensity", "recommender"]),
+              default="propensity", show_default=True,
+              help="Which production model: the purchase-propensity model (/predict) or the "
+              "recommender (/recommend).")
 @config_option
-def rollback(to_version: str | None, reason: str, actor: str | None,
+def rollback(to_version: str | None, reason: str, actor: str | None, model: str,
              config_path: str | None) -> None:
     """Roll the production model back to the previous (or a named) model.
 
     The running service notices the ledger's alias move within serving.reload_interval
     seconds and hot-swaps back; the rollback is a ledger event with who and why.
+    With --model recommender the same happens to the recommender behind /recommend.
     """
     from shopflow.deploy.rollback import RollbackError
     from shopflow.deploy.rollback import rollback as do_rollback
@@ -37,8 +43,9 @@ def rollback(to_version: str | None, reason: str, actor: str | None,
     settings = load(config_path)
     try:
         result = do_rollback(settings, to_version=to_version, reason=reason,
-                             actor=actor or _default_actor())
+                             actor=actor or _default_actor(), model=model)
     except RollbackError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"production: {result.from_version} -> {result.to_version} "
+    label = "production" if model == "propensity" else f"{model} production"
+    click.echo(f"{label}: {result.from_version} -> {result.to_version} "
                f"(rollback by {result.actor}: {result.reason})")

@@ -10,16 +10,21 @@ import click
 from shopflow.cli.options import config_option, load
 
 HEADLINE = ("roc_auc", "pr_auc", "log_loss", "brier")
+RECOMMENDER_HEADLINE = ("ndcg@10", "recall@10", "map@10", "hit_rate@10")
 
 
 @click.command(name="status")
 @config_option
 @click.option("--json", "as_json", is_flag=True,
-              help="Print the DESIGN.md §4 object: production, candidates, events.")
+              help="Print the DESIGN.md §4 object: production, candidates, events (of the "
+              "propensity model), plus a 'recommender' section of the same shape.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many recent candidates and events to show.")
 def status(*, config_path: str | None, as_json: bool, limit: int) -> None:
-    """Show the production model (since when, why, what it replaced) and recent history."""
+    """Show the production models (since when, why, what they replaced) and recent history.
+
+    The purchase-propensity model first, then the recommender behind /recommend.
+    """
     from shopflow.ledger import Ledger
 
     settings = load(config_path)
@@ -36,24 +41,36 @@ def status(*, config_path: str | None, as_json: bool, limit: int) -> None:
     click.echo(render(data))
 
 
-def _metrics(metrics: dict[str, Any]) -> str:
-    shown = [f"{m} {metrics[m]:.4f}" for m in HEADLINE if isinstance(metrics.get(m), int | float)]
+def _metrics(metrics: dict[str, Any], headline: tuple[str, ...] = HEADLINE) -> str:
+    shown = [f"{m} {metrics[m]:.4f}" for m in headline if isinstance(metrics.get(m), int | float)]
     return " · ".join(shown) or "no test metrics recorded"
 
 
 def render(data: dict[str, Any]) -> str:
-    """The human view of :meth:`Ledger.status`."""
+    """The human view of :meth:`Ledger.status`: propensity, then the recommender."""
+    lines = _render_model(data, title="Production", headline=HEADLINE)
+    recommender = data.get("recommender")
+    lines += ["", "=" * 72, ""]
+    if recommender is None:
+        lines.append("Recommender production: none yet (no recommender has been trained).")
+    else:
+        lines += _render_model(recommender, title="Recommender production",
+                               headline=RECOMMENDER_HEADLINE)
+    return "\n".join(lines)
+
+
+def _render_model(data: dict[str, Any], *, title: str, headline: tuple[str, ...]) -> list[str]:
     lines: list[str] = []
     production = data["production"]
     if production is None:
-        lines.append("Production: none yet (no model has been promoted).")
+        lines.append(f"{title}: none yet (no model has been promoted).")
     else:
         lines += [
-            f"Production: {production['version']} ({production.get('family') or 'unknown family'})",
+            f"{title}: {production['version']} ({production.get('family') or 'unknown family'})",
             f"  since:    {production['since']}",
             f"  why:      {production.get('reason') or '-'}",
             f"  replaced: {production.get('previous_version') or 'nothing (first model)'}",
-            f"  metrics:  {_metrics(production.get('metrics') or {})}",
+            f"  metrics:  {_metrics(production.get('metrics') or {}, headline)}",
         ]
     lines.append("")
     lines.append(f"Events ({len(data['events'])} most recent, oldest first):")
@@ -70,6 +87,6 @@ def render(data: dict[str, Any]) -> str:
     if not data["candidates"]:
         lines.append("  none")
     for c in data["candidates"]:
-        lines.append(f"  {c['version']:<22} {c['family']:<9} {_metrics(c.get('metrics') or {})}"
-                     f"  run {c.get('run_id') or '-'}")
-    return "\n".join(lines)
+        lines.append(f"  {c['version']:<22} {c['family']:<9} "
+                     f"{_metrics(c.get('metrics') or {}, headline)}  run {c.get('run_id') or '-'}")
+    return lines

@@ -40,6 +40,7 @@ def rollback(
     reason: str,
     actor: str,
     details: dict[str, Any] | None = None,
+    model: str = "propensity",
 ) -> RollbackResult:
     """Move production back to ``to_version`` (default: the previous production model).
 
@@ -50,33 +51,35 @@ def rollback(
         reason: why (required, recorded in the ledger).
         actor: who (a person, or the gate that decided).
         details: extra facts for the ledger event (e.g. gate 3's numbers).
+        model: which production alias: ``propensity`` (default) or ``recommender``
+            (the service hot swaps the recommender the same way).
 
     Raises:
         RollbackError: no reason, nothing to roll back to, the target is already in
             production, or it is not in the model store.
     """
-    from shopflow.ledger import Ledger
-    from shopflow.registry import ModelLoadError, model_info
+    from shopflow.ledger import Ledger, LedgerError
 
     if not reason or not reason.strip():
         raise RollbackError("a rollback needs a reason (--reason TEXT)")
-    ledger = Ledger(settings.ledger_url)
+    try:
+        ledger = Ledger(settings.ledger_url, model=model)
+    except LedgerError as exc:
+        raise RollbackError(str(exc)) from exc
+    what = "production model" if model == "propensity" else f"production {model}"
     try:
         current = ledger.production()
         current_version = current.version if current is not None else None
         target = to_version or ledger.previous_production()
         if target is None:
             raise RollbackError(
-                "no earlier production model to roll back to"
+                f"no earlier {what} to roll back to"
                 + (f" (production is {current_version})" if current_version else
                    " (nothing was ever in production)")
             )
         if target == current_version:
-            raise RollbackError(f"model {target} is already in production")
-        try:
-            model_info(settings, target)
-        except ModelLoadError as exc:
-            raise RollbackError(f"cannot roll back to {target}: {exc}") from exc
+            raise RollbackError(f"{model} {target} is already in production")
+        _check_stored(settings, model, target)
         ledger.record_rollback(
             to_version=target,
             reason=reason,
@@ -85,7 +88,24 @@ def rollback(
         )
     finally:
         ledger.close()
-    logger.warning("rolled back production from %s to %s: %s (by %s)",
-                   current_version, target, reason, actor)
+    logger.warning("rolled back %s from %s to %s: %s (by %s)",
+                   what, current_version, target, reason, actor)
     return RollbackResult(from_version=current_version, to_version=target, reason=reason,
                           actor=actor)
+
+
+def _check_stored(settings: Settings, model: str, version: str) -> None:
+    """The rollback target must still be in the model store (never point at nothing)."""
+    if model == "recommender":
+        from shopflow.recommend.store import MODEL_NAME, list_recommenders
+
+        if version not in {m.version for m in list_recommenders(settings)}:
+            raise RollbackError(f"cannot roll back to {version}: {MODEL_NAME}:{version} is not "
+                                f"in the model store at {settings.bentoml_home}")
+        return
+    from shopflow.registry import ModelLoadError, model_info
+
+    try:
+        model_info(settings, version)
+    except ModelLoadError as exc:
+        raise RollbackError(f"cannot roll back to {version}: {exc}") from exc

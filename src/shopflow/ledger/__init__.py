@@ -7,13 +7,18 @@ Usage::
     ledger = Ledger(settings.ledger_url)
     ledger.promote(version, actor="shopflow", reason="beats champion by 0.01 roc_auc")
     ledger.production()   # -> ProductionModel | None
-    ledger.status()       # -> the DESIGN.md §4 object
+    ledger.status()       # -> the DESIGN.md §4 object (+ a "recommender" section)
+
+    # the recommender's decisions live in the same ledger, under their own alias
+    ledger.promote(version, actor="shopflow", reason="...", model="recommender")
+    ledger.production(model="recommender")
 """
 
 from __future__ import annotations
 
-from shopflow.ledger.schema import EVENT_KINDS, PRODUCTION_ALIAS
+from shopflow.ledger.schema import DEFAULT_MODEL, EVENT_KINDS, MODELS, PRODUCTION_ALIAS, alias_for
 from shopflow.ledger.store import (
+    ALL_MODELS,
     CandidateRecord,
     Ledger,
     LedgerError,
@@ -25,7 +30,10 @@ from shopflow.ledger.store import (
 )
 
 __all__ = [
+    "ALL_MODELS",
+    "DEFAULT_MODEL",
     "EVENT_KINDS",
+    "MODELS",
     "PRODUCTION_ALIAS",
     "CandidateRecord",
     "Ledger",
@@ -33,6 +41,7 @@ __all__ = [
     "LedgerEvent",
     "ProductionChangedError",
     "ProductionModel",
+    "alias_for",
     "isoformat",
     "jsonable",
 ]

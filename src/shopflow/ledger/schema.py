@@ -4,7 +4,14 @@ Three tables answer "which model served at time T and why":
 
 * ``shopflow_candidates`` — every trained candidate with its metrics and lineage,
 * ``shopflow_events`` — append-only decisions: promotion, rejection, deployment, rollback,
-* ``shopflow_aliases`` — the current holder of the ``production`` alias (one row).
+* ``shopflow_aliases`` — the current holder of each model's ``production`` alias.
+
+One ledger holds every kind of model Shopflow serves (the purchase-propensity model and
+the recommender): candidates and events carry a ``model`` column, and each model has its
+own production alias row (``production`` for propensity, ``<model>:production`` for the
+others), so promoting a recommender never moves, or rolls back, the propensity model.
+Ledgers created before the column existed get it on first use, with ``propensity`` as the
+value of every old row (see :func:`missing_model_columns`).
 """
 
 from __future__ import annotations
@@ -13,6 +20,25 @@ import sqlalchemy as sa
 
 EVENT_KINDS = ("promotion", "rejection", "deployment", "rollback")
 PRODUCTION_ALIAS = "production"
+#: The model every caller means unless it says otherwise (the DESIGN.md §4 status object).
+DEFAULT_MODEL = "propensity"
+#: The models Shopflow trains and serves (any other name is accepted, for tools and tests).
+MODELS = ("propensity", "recommender")
+MODEL_COLUMN_TABLES = ("shopflow_candidates", "shopflow_events")
+
+
+def alias_for(model: str) -> str:
+    """The alias row holding ``model``'s production version.
+
+    The propensity model keeps the historical name ``production``, so ledgers written
+    before the model dimension keep their production model.
+    """
+    return PRODUCTION_ALIAS if model == DEFAULT_MODEL else f"{model}:{PRODUCTION_ALIAS}"
+
+
+def _model_column() -> sa.Column:
+    return sa.Column("model", sa.String(64), nullable=False, server_default=DEFAULT_MODEL,
+                     index=True)
 
 
 def build_tables(schema: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table]:
@@ -41,6 +67,7 @@ def build_tables(schema: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.T
         sa.Column("code_version", sa.String(64), nullable=True),
         sa.Column("run_id", sa.String(256), nullable=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
+        _model_column(),
     )
     events = sa.Table(
         "shopflow_events",
@@ -53,6 +80,7 @@ def build_tables(schema: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.T
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("actor", sa.String(128), nullable=False),
         sa.Column("details", sa.JSON, nullable=False),
+        _model_column(),
         sa.CheckConstraint(
             "kind in ('promotion', 'rejection', 'deployment', 'rollback')",
             name="shopflow_events_kind",
@@ -69,3 +97,30 @@ def build_tables(schema: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.T
         sa.Column("event_id", sa.Integer, nullable=True),
     )
     return metadata, candidates, events, aliases
+
+
+def missing_model_columns(conn: sa.Connection, schema: str | None) -> list[str]:
+    """Tables of a ledger created before the model dimension (they lack ``model``)."""
+    inspector = sa.inspect(conn)
+    missing = []
+    for name in MODEL_COLUMN_TABLES:
+        if not inspector.has_table(name, schema=schema):
+            continue
+        columns = {c["name"] for c in inspector.get_columns(name, schema=schema)}
+        if "model" not in columns:
+            missing.append(name)
+    return missing
+
+
+def add_model_column(conn: sa.Connection, table: sa.Table) -> None:
+    """``ALTER TABLE ... ADD COLUMN model`` with the default, so old rows are propensity's.
+
+    SQLite and PostgreSQL both fill existing rows with the column default.
+    """
+    name = conn.dialect.identifier_preparer.format_table(table)
+    conn.exec_driver_sql(
+        f"ALTER TABLE {name} ADD COLUMN model VARCHAR(64) NOT NULL DEFAULT '{DEFAULT_MODEL}'"
+    )
+    for index in table.indexes:
+        if "model" in index.columns:
+            index.create(conn, checkfirst=True)

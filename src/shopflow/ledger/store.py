@@ -9,7 +9,14 @@ Two DAG runs, the serving process and the CLI may write at once, so:
 * on PostgreSQL the alias row is locked (``SELECT ... FOR UPDATE``) while it changes and
   table creation is serialised by an advisory lock.
 
-Tables are created on first use; there is no migration step.
+Tables are created on first use; there is no migration step beyond one: a ledger created
+before the model dimension gets its ``model`` columns on first use (old rows are the
+propensity model's).
+
+Every model Shopflow serves shares the ledger. Readers and writers take a keyword-only
+``model`` (``"propensity"`` or ``"recommender"``); leaving it out means the ledger's own
+``model`` (``Ledger(url, model=...)``, propensity by default), so callers written before
+the dimension keep their meaning.
 """
 
 from __future__ import annotations
@@ -25,7 +32,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shopflow.ledger.schema import EVENT_KINDS, PRODUCTION_ALIAS, build_tables
+from shopflow.ledger.schema import (
+    DEFAULT_MODEL,
+    EVENT_KINDS,
+    add_model_column,
+    alias_for,
+    build_tables,
+    missing_model_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +56,7 @@ class ProductionChangedError(LedgerError):
 
 
 _ANY = object()  # "expected_current" not given: move the alias whatever holds it
+ALL_MODELS = "*"  # model filter of readers: every model's rows
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,7 @@ class ProductionModel:
     reason: str | None
     previous_version: str | None
     feature_service: str | None = None
+    model: str = DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ class CandidateRecord:
     code_version: str | None
     run_id: str | None
     created_at: datetime
+    model: str = DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,7 @@ class LedgerEvent:
     reason: str
     actor: str
     details: dict[str, Any] = field(default_factory=dict)
+    model: str = DEFAULT_MODEL
 
 
 def utcnow() -> datetime:
@@ -132,11 +150,16 @@ class Ledger:
         url: SQLAlchemy URL, usually ``settings.ledger_url``.
         schema: PostgreSQL schema to hold the tables (created if missing); None for the
             default search path. Lets tests share one database without colliding.
+        model: the model a call means when it passes no ``model`` (``propensity``, or
+            ``recommender`` for the recommendation engine's own code).
     """
 
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
+    def __init__(self, url: str, *, schema: str | None = None,
+                 model: str = DEFAULT_MODEL) -> None:
+        _check_model(model)
         self.url = url
         self.schema = schema
+        self.model = model
         self._engine: sa.Engine | None = None
         self._ready = False
         self._metadata, self._candidates, self._events, self._aliases = build_tables(schema)
@@ -218,14 +241,32 @@ class Ledger:
                     if self.schema:
                         conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
                 self._metadata.create_all(conn, checkfirst=True)
-                exists = conn.execute(
-                    sa.select(self._aliases.c.alias).where(
-                        self._aliases.c.alias == PRODUCTION_ALIAS
-                    )
-                ).first()
-                if exists is None:
-                    conn.execute(sa.insert(self._aliases).values(alias=PRODUCTION_ALIAS))
+                for name in missing_model_columns(conn, self.schema):
+                    logger.info("ledger: adding the model column to %s (old rows: %s)",
+                                name, DEFAULT_MODEL)
+                    add_model_column(conn, self._metadata.tables[_qualified(name, self.schema)])
+                self._ensure_alias(conn, DEFAULT_MODEL)
         self._ready = True
+
+    def _ensure_alias(self, conn: sa.Connection, model: str) -> None:
+        """Insert ``model``'s (empty) alias row if it is missing, inside ``conn``'s write."""
+        aliases = self._aliases
+        name = alias_for(model)
+        exists = conn.execute(sa.select(aliases.c.alias).where(aliases.c.alias == name)).first()
+        if exists is None:
+            conn.execute(sa.insert(aliases).values(alias=name))
+
+    def _model(self, model: str | None) -> str:
+        if model is None:
+            return self.model
+        _check_model(model)
+        return model
+
+    def _filter(self, query: Any, table: sa.Table, model: str | None) -> Any:
+        """``query`` restricted to one model's rows (all rows for ``ALL_MODELS``)."""
+        if model == ALL_MODELS:
+            return query
+        return query.where(table.c.model == self._model(model))
 
     # ---- writes ------------------------------------------------------------------------
     def record_candidate(
@@ -242,10 +283,12 @@ class Ledger:
         code_version: str | None = None,
         run_id: str | None = None,
         created_at: datetime | None = None,
+        model: str | None = None,
     ) -> None:
         """Record (or update, when the version is already known) a trained candidate."""
         start, end = data_window if data_window is not None else (None, None)
         values = {
+            "model": self._model(model),
             "family": family,
             "metrics": jsonable(dict(metrics)),
             "params": jsonable(dict(params or {})),
@@ -295,12 +338,14 @@ class Ledger:
         previous_version: str | None = None,
         details: Mapping[str, Any] | None = None,
         at: datetime | None = None,
+        model: str | None = None,
     ) -> int:
         """Append a decision/deployment/rollback row; returns its id.
 
         Raises:
             LedgerError: ``kind`` is not one of promotion, rejection, deployment, rollback.
         """
+        model = self._model(model)
         with self._write() as conn:
             return self._insert_event(
                 conn,
@@ -311,6 +356,7 @@ class Ledger:
                 previous_version=previous_version,
                 details=details,
                 at=at,
+                model=model,
             )
 
     def _insert_event(
@@ -324,6 +370,7 @@ class Ledger:
         previous_version: str | None,
         details: Mapping[str, Any] | None,
         at: datetime | None,
+        model: str,
     ) -> int:
         if kind not in EVENT_KINDS:
             raise LedgerError(f"unknown ledger event kind {kind!r}; expected one of {EVENT_KINDS}")
@@ -339,6 +386,7 @@ class Ledger:
                 reason=reason,
                 actor=actor,
                 details=jsonable(dict(details or {})),
+                model=model,
             )
             .returning(self._events.c.id)
         )
@@ -353,19 +401,26 @@ class Ledger:
         reason: str,
         details: Mapping[str, Any] | None,
         expected_current: Any = _ANY,
+        model: str | None = None,
     ) -> str | None:
         if not version:
             raise LedgerError("a version is required to move the production alias")
+        model = self._model(model)
+        alias = alias_for(model)
         aliases = self._aliases
         with self._write() as conn:
+            if model != DEFAULT_MODEL:
+                if not self.is_sqlite:  # two first promotions must not both insert the row
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_INIT_LOCK + 2)))
+                self._ensure_alias(conn, model)
             current = conn.execute(
                 sa.select(aliases.c.version)
-                .where(aliases.c.alias == PRODUCTION_ALIAS)
+                .where(aliases.c.alias == alias)
                 .with_for_update()
             ).scalar_one_or_none()
             if expected_current is not _ANY and current != expected_current:
                 raise ProductionChangedError(
-                    f"production is {current!r}, not {expected_current!r} as when the decision "
+                    f"{model} production is {current!r}, not {expected_current!r} as when the decision "
                     f"to {kind} {version!r} was made (another run moved it); decide again"
                 )
             now = utcnow()
@@ -378,10 +433,11 @@ class Ledger:
                 previous_version=current,
                 details=details,
                 at=now,
+                model=model,
             )
             conn.execute(
                 sa.update(aliases)
-                .where(aliases.c.alias == PRODUCTION_ALIAS)
+                .where(aliases.c.alias == alias)
                 .values(
                     version=version,
                     since=now,
@@ -390,7 +446,8 @@ class Ledger:
                     event_id=event_id,
                 )
             )
-        logger.info("ledger: %s %s -> %s (%s, by %s)", kind, current, version, reason, actor)
+        logger.info("ledger: %s %s %s -> %s (%s, by %s)", model, kind, current, version, reason,
+                    actor)
         return current
 
     def promote(
@@ -401,6 +458,7 @@ class Ledger:
         reason: str,
         details: Mapping[str, Any] | None = None,
         expected_current: Any = _ANY,
+        model: str | None = None,
     ) -> str | None:
         """Make ``version`` production and record the promotion; returns the replaced version.
 
@@ -410,13 +468,14 @@ class Ledger:
             expected_current: when given (a version or None), promote only if production is
                 still that version — the check and the move are one transaction, so two runs
                 that both beat the same champion cannot silently overwrite each other.
+            model: whose production alias moves (default: the ledger's model).
 
         Raises:
             ProductionChangedError: production is no longer ``expected_current``.
         """
         return self._move_alias(
             version, kind="promotion", actor=actor, reason=reason, details=details,
-            expected_current=expected_current,
+            expected_current=expected_current, model=model,
         )
 
     def record_rollback(
@@ -426,15 +485,18 @@ class Ledger:
         reason: str,
         actor: str = "shopflow",
         details: Mapping[str, Any] | None = None,
+        model: str | None = None,
     ) -> str | None:
         """Point production back at ``to_version`` and record why; returns the version left."""
         return self._move_alias(
-            to_version, kind="rollback", actor=actor, reason=reason, details=details
+            to_version, kind="rollback", actor=actor, reason=reason, details=details,
+            model=model,
         )
 
     # ---- reads -------------------------------------------------------------------------
-    def production(self) -> ProductionModel | None:
+    def production(self, *, model: str | None = None) -> ProductionModel | None:
         """The current production model, or None before the first promotion."""
+        model = self._model(model)
         aliases, candidates = self._aliases, self._candidates
         with self._read() as conn:
             row = conn.execute(
@@ -450,7 +512,7 @@ class Ledger:
                 .select_from(
                     aliases.outerjoin(candidates, candidates.c.version == aliases.c.version)
                 )
-                .where(aliases.c.alias == PRODUCTION_ALIAS)
+                .where(aliases.c.alias == alias_for(model))
             ).first()
         if row is None or row.version is None:
             return None
@@ -462,30 +524,33 @@ class Ledger:
             reason=row.reason,
             previous_version=row.previous_version,
             feature_service=row.feature_service,
+            model=model,
         )
 
-    def production_history(self) -> list[LedgerEvent]:
-        """Every event that moved the production alias, oldest first."""
-        return [e for e in self.events() if e.kind in ("promotion", "rollback")]
+    def production_history(self, *, model: str | None = None) -> list[LedgerEvent]:
+        """Every event that moved ``model``'s production alias, oldest first."""
+        return [e for e in self.events(model=self._model(model))
+                if e.kind in ("promotion", "rollback")]
 
-    def production_at(self, when: datetime) -> str | None:
-        """The version that held the production alias at ``when`` (None before any)."""
+    def production_at(self, when: datetime, *, model: str | None = None) -> str | None:
+        """The version that held ``model``'s production alias at ``when`` (None before any)."""
         when = _naive_utc(when)
         holder: str | None = None
-        for event in self.production_history():
+        for event in self.production_history(model=model):
             if event.at > when:
                 break
             holder = event.version
         return holder
 
-    def previous_production(self, *, exclude: set[str] | None = None) -> str | None:
+    def previous_production(self, *, exclude: set[str] | None = None,
+                            model: str | None = None) -> str | None:
         """The version to roll back to: the latest earlier holder of production.
 
         Skips the current version, anything in ``exclude`` and any version production was
         already rolled back away from (so two rollbacks never bounce between bad models).
         """
-        history = self.production_history()
-        current = self.production()
+        history = self.production_history(model=model)
+        current = self.production(model=model)
         skip = set(exclude or ())
         if current is not None:
             skip.add(current.version)
@@ -495,17 +560,19 @@ class Ledger:
                 return event.version
         return None
 
-    def candidate(self, version: str) -> CandidateRecord | None:
-        """One candidate by version."""
-        found = self.candidates(version=version)
+    def candidate(self, version: str, *, model: str | None = ALL_MODELS
+                  ) -> CandidateRecord | None:
+        """One candidate by version (versions are unique across models)."""
+        found = self.candidates(version=version, model=model)
         return found[0] if found else None
 
     def candidates(
-        self, *, run_id: str | None = None, version: str | None = None, limit: int | None = None
+        self, *, run_id: str | None = None, version: str | None = None, limit: int | None = None,
+        model: str | None = None,
     ) -> list[CandidateRecord]:
-        """Candidates, newest first."""
+        """Candidates of ``model`` (``ALL_MODELS``: every model's), newest first."""
         table = self._candidates
-        query = sa.select(table).order_by(table.c.id.desc())
+        query = self._filter(sa.select(table).order_by(table.c.id.desc()), table, model)
         if run_id is not None:
             query = query.where(table.c.run_id == run_id)
         if version is not None:
@@ -527,16 +594,21 @@ class Ledger:
                 code_version=r.code_version,
                 run_id=r.run_id,
                 created_at=r.created_at,
+                model=r.model,
             )
             for r in rows
         ]
 
     def events(
-        self, *, kind: str | None = None, version: str | None = None, limit: int | None = None
+        self, *, kind: str | None = None, version: str | None = None, limit: int | None = None,
+        model: str | None = None,
     ) -> list[LedgerEvent]:
-        """Events oldest first (with ``limit``: the latest ``limit``, still oldest first)."""
+        """Events of ``model`` (``ALL_MODELS``: every model's) oldest first.
+
+        With ``limit``: the latest ``limit``, still oldest first.
+        """
         table = self._events
-        query = sa.select(table).order_by(table.c.id.desc())
+        query = self._filter(sa.select(table).order_by(table.c.id.desc()), table, model)
         if kind is not None:
             query = query.where(table.c.kind == kind)
         if version is not None:
@@ -555,13 +627,27 @@ class Ledger:
                 reason=r.reason,
                 actor=r.actor,
                 details=dict(r.details or {}),
+                model=r.model,
             )
             for r in reversed(rows)
         ]
 
-    def status(self, *, limit: int = 50) -> dict[str, Any]:
-        """The DESIGN.md §4 object printed by ``shopflow status --json``."""
-        production = self.production()
+    def models(self) -> list[str]:
+        """Every model with a candidate, an event or a production version, default first."""
+        found = {self.model}
+        with self._read() as conn:
+            for table in (self._candidates, self._events):
+                found.update(conn.execute(sa.select(table.c.model).distinct()).scalars())
+            for alias in conn.execute(
+                sa.select(self._aliases.c.alias).where(self._aliases.c.version.is_not(None))
+            ).scalars():
+                found.add(DEFAULT_MODEL if ":" not in alias else alias.split(":", 1)[0])
+        return [self.model, *sorted(found - {self.model})]
+
+    def model_status(self, *, model: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """One model's ``{"production", "candidates", "events"}`` (the DESIGN.md §4 shape)."""
+        model = self._model(model)
+        production = self.production(model=model)
         return {
             "production": None
             if production is None
@@ -583,7 +669,7 @@ class Ledger:
                     "run_id": c.run_id,
                     "created_at": isoformat(c.created_at),
                 }
-                for c in self.candidates(limit=limit)
+                for c in self.candidates(limit=limit, model=model)
             ],
             "events": [
                 {
@@ -595,6 +681,29 @@ class Ledger:
                     "actor": e.actor,
                     "details": e.details,
                 }
-                for e in self.events(limit=limit)
+                for e in self.events(limit=limit, model=model)
             ],
         }
+
+    def status(self, *, limit: int = 50) -> dict[str, Any]:
+        """The DESIGN.md §4 object printed by ``shopflow status --json``.
+
+        The ledger's model (propensity) fills the top level, as DESIGN.md fixes it; every
+        other model with anything recorded gets a section of the same shape under its
+        name (``"recommender": {"production", "candidates", "events"}``).
+        """
+        data = self.model_status(limit=limit)
+        for model in self.models()[1:]:
+            data[model] = self.model_status(model=model, limit=limit)
+        return data
+
+
+def _check_model(model: str) -> None:
+    if (not isinstance(model, str) or not model.strip() or model == ALL_MODELS or ":" in model
+            or len(model) > 64):
+        raise LedgerError(f"invalid model name {model!r}: a short name without ':' "
+                          "(e.g. 'propensity', 'recommender')")
+
+
+def _qualified(name: str, schema: str | None) -> str:
+    return f"{schema}.{name}" if schema else name

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from shopflow.settings import MODEL_FAMILIES
 
+#: As ``shopflow.recommend.rankers.RANKER_FAMILIES`` (not imported: this module stays light).
+RANKER_FAMILIES = ("lightgbm", "torch")
+
 if TYPE_CHECKING:
     from shopflow.settings import Settings
 
@@ -165,6 +168,27 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
         description="Train and evaluate, run gate 2, but register, deploy and change "
         "nothing in production.",
     ),
+    "recommend": ParamSpec(
+        default=True,
+        type="boolean",
+        title="Train recommendations",
+        description="Also train the recommender (what each shopper buys next) beside the "
+        "propensity candidates, gate it on NDCG@10 and record the decision; the service "
+        "hot swaps POST /recommend to a promoted one. Off: the branch is skipped.",
+    ),
+    "recommend_families": ParamSpec(
+        default=None,
+        type=["null", "array"],
+        title="Recommender families",
+        description="Rankers to train against the popularity baseline: "
+        + ", ".join(RANKER_FAMILIES) + ". Empty: all of them.",
+        schema={
+            "items": {"type": "string", "enum": list(RANKER_FAMILIES)},
+            "minItems": 1,
+            "uniqueItems": True,
+            "examples": list(RANKER_FAMILIES),
+        },
+    ),
 }
 
 
@@ -276,7 +300,7 @@ def _parse_value(spec: ParamSpec, key: str, raw: str) -> Any:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
-    if key == "families" and isinstance(value, str):
+    if key in ("families", "recommend_families") and isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if "boolean" in types and isinstance(value, str):
         lowered = value.lower()
@@ -320,6 +344,13 @@ def resolve_params(
             raise ParamError(
                 f"families must be a non-empty list of {list(MODEL_FAMILIES)}; got "
                 f"{resolved['families']!r}"
+            )
+    if resolved.get("recommend_families") is not None:
+        bad = sorted(set(resolved["recommend_families"]) - set(RANKER_FAMILIES))
+        if bad or not resolved["recommend_families"]:
+            raise ParamError(
+                f"recommend_families must be a non-empty list of {list(RANKER_FAMILIES)}; "
+                f"got {resolved['recommend_families']!r}"
             )
     return resolved
 

@@ -1,7 +1,7 @@
 """The stages of Shopflow's DAGs, as plain functions of ``(settings, context, **inputs)``.
 
 Each stage calls one documented entry point of another part (ingest, transform, quality,
-features, training, deploy, monitoring) and returns a small JSON-able summary: ids, paths,
+features, training, recommend, deploy, monitoring) and returns a small JSON-able summary: ids, paths,
 counts, verdicts, never data frames. Data moves between stages through ``SHOPFLOW_HOME``
 (warehouse, Feast, model store, ledger), so any worker can run any stage, and a stage
 re-run for the same run id redoes the same work (ingest skips fingerprinted files, dbt
@@ -216,7 +216,7 @@ def feast_materialize(settings: Settings, context: StageContext, *,
 
 # ---- registry of stages ----------------------------------------------------------------
 def _training_stages() -> dict[str, Callable[..., dict[str, Any]]]:
-    from shopflow.pipeline import model_stages
+    from shopflow.pipeline import model_stages, recommend_stages
 
     return {
         "training_set": model_stages.training_set,
@@ -227,6 +227,7 @@ def _training_stages() -> dict[str, Callable[..., dict[str, Any]]]:
         "deploy": model_stages.deploy,
         "post_deploy_check": model_stages.post_deploy_check,
         "rollback": model_stages.rollback,
+        "train_recommender": recommend_stages.train_recommender,
     }
 
 

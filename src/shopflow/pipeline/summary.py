@@ -1,4 +1,5 @@
-"""The end-of-run summary of ``shopflow pipeline run``: stages, gates, leaderboard, decision."""
+"""The end-of-run summary of ``shopflow pipeline run``: stages, gates, leaderboard, decision,
+and the recommender's leaderboard and decision when the run trained one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ if TYPE_CHECKING:
     from shopflow.pipeline.runner import PipelineRun
 
 GATE_STAGES = ("quality_gate", "champion_gate", "post_deploy_check")
+RECOMMENDER_STAGE = "train_recommender"
+RECOMMENDER_COLUMNS = ("recall@10", "ndcg@10")
 
 
 def summary_dict(run: PipelineRun) -> dict[str, Any]:
@@ -34,6 +37,15 @@ def summary_dict(run: PipelineRun) -> dict[str, Any]:
             verdict = "promote" if promote else "reject"
         gates[record.stage] = {"status": verdict, "result": record.result,
                                "error": record.error}
+    recommendations = _recommendations(run)
+    if recommendations is not None and recommendations["status"] != "skipped":
+        verdict = recommendations["status"]
+        if verdict == "success":
+            verdict = "promote" if (recommendations["decision"] or {}).get("promote") \
+                else "reject"
+        gates["recommender_gate"] = {"status": verdict,
+                                     "result": {"decision": recommendations["decision"]},
+                                     "error": recommendations["error"]}
     evaluation = run.records.get("evaluate")
     decision = run.records.get("champion_gate")
     return {
@@ -45,6 +57,7 @@ def summary_dict(run: PipelineRun) -> dict[str, Any]:
         "gates": gates,
         "leaderboard": (evaluation.result or {}).get("leaderboard", []) if evaluation else [],
         "decision": (decision.result or {}).get("decision") if decision else None,
+        "recommendations": recommendations,
         "blocked": [r.stage for r in run.blocked],
         "failed_tasks": [t.label for t in run.failed_tasks],
     }
@@ -87,9 +100,53 @@ def format_summary(run: PipelineRun) -> str:
             verdict = "REJECTED (production unchanged)"
         lines += ["", f"decision: {verdict}: {decision.get('family')} "
                       f"{decision.get('version') or ''} — {decision.get('reason', '')}"]
+    lines += _recommendation_lines(data["recommendations"])
     if data["blocked"]:
         lines += ["", "blocked by: " + ", ".join(data["blocked"])]
     return "\n".join(lines)
+
+
+def _recommendations(run: PipelineRun) -> dict[str, Any] | None:
+    """The recommender branch's outcome: leaderboard, decision, or why it did not run."""
+    record = run.records.get(RECOMMENDER_STAGE)
+    if record is None:
+        return None
+    result = record.result or {}
+    return {
+        "status": record.status,
+        "leaderboard": result.get("leaderboard", []),
+        "decision": result.get("decision"),
+        "candidate_recall": result.get("candidate_recall"),
+        "report": result.get("report"),
+        "reason": result.get("reason"),  # a skipped stage says why
+        "error": record.error,
+    }
+
+
+def _recommendation_lines(data: dict[str, Any] | None) -> list[str]:
+    if data is None:
+        return []
+    if data["status"] == "skipped":
+        return ["", f"recommendations: skipped ({data.get('reason') or 'switched off'})"]
+    if data["status"] != "success":
+        return ["", f"recommendations: {data['status'].upper()}: {(data['error'] or '')[:160]}"]
+    lines = ["", "recommendations leaderboard (same held-out cutoffs):",
+             f"  {'model':<12}" + "".join(f" {c:>10}" for c in RECOMMENDER_COLUMNS)]
+    for row in data["leaderboard"]:
+        metrics = row.get("metrics") or {}
+        mark = " *" if row.get("winner") else ""
+        cells = "".join(f" {_fmt(metrics.get(c)):>10}" for c in RECOMMENDER_COLUMNS)
+        lines.append(f"  {str(row.get('model')) + mark:<12}{cells}")
+    decision = data["decision"] or {}
+    if decision.get("promote"):
+        verdict = "PROMOTED"
+    elif decision.get("version") is None:
+        verdict = "NOT STORED (dry run)"
+    else:
+        verdict = "REJECTED (recommender unchanged)"
+    lines.append(f"recommender decision: {verdict}: {decision.get('family')} "
+                 f"{decision.get('version') or ''} — {decision.get('reason', '')}")
+    return lines
 
 
 def _gate_note(gate: dict[str, Any]) -> str:

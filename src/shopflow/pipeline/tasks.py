@@ -32,6 +32,7 @@ _PERMANENT_ERRORS = (
     "TrainingDataError",
     "IngestError",
     "EntityFrameError",
+    "RecommendDataError",
 )
 
 

@@ -6,11 +6,10 @@ challenger must beat the champion by ``settings.gate.min_improvement`` and must 
 more than the guard tolerance of Recall@10; with no champion it must beat the
 popularity baseline by the same margin.
 
-The decisions go to a ledger of their own: :class:`shopflow.ledger.Ledger` keeps one
-``production`` alias and reads every promotion as a move of it, so recommender
-promotions in the propensity ledger would break its rollback. ``recommender_ledger``
-opens the same kind of ledger next to it (a sibling SQLite file, or the
-``shopflow_recommender`` schema on PostgreSQL).
+The decisions go to Shopflow's one ledger under the model name ``recommender``: its own
+candidates, events and production alias (``recommender:production``), so a recommender
+promotion or rollback never moves the propensity model. ``recommender_ledger`` opens
+that ledger bound to the recommender, so every call on it means the recommender.
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ if TYPE_CHECKING:
     from shopflow.settings import Settings
 
 GUARDS: dict[str, float] = {"recall@10": 0.02}
-LEDGER_SCHEMA = "shopflow_recommender"
+#: The recommender's name in the ledger (its alias row is ``recommender:production``).
+LEDGER_MODEL = "recommender"
 
 
 @dataclass(frozen=True)
@@ -75,19 +75,11 @@ def decide(
 
 
 def recommender_ledger(settings: Settings) -> Ledger:
-    """The recommender's own ledger, beside the propensity ledger.
+    """Shopflow's ledger (``settings.ledger_url``), bound to the recommender.
 
-    SQLite ``.../ledger.db`` -> ``.../ledger.recommender.db``; PostgreSQL -> the same
-    database, schema ``shopflow_recommender``.
+    Calls without ``model=`` read and write the recommender's candidates, events and
+    production alias; ``status()`` still shows the propensity model at the top level.
     """
-    import sqlalchemy as sa
-
     from shopflow.ledger import Ledger
 
-    url = sa.make_url(settings.ledger_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        base = url.database[:-3] if url.database.endswith(".db") else url.database
-        return Ledger(url.set(database=f"{base}.recommender.db").render_as_string(hide_password=False))
-    if url.get_backend_name() == "sqlite":
-        return Ledger(settings.ledger_url)
-    return Ledger(settings.ledger_url, schema=LEDGER_SCHEMA)
+    return Ledger(settings.ledger_url, model=LEDGER_MODEL)

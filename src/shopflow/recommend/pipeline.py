@@ -4,8 +4,8 @@
 dbt marts are built: it measures candidate recall, trains every ranker family on the
 same out-of-time split, scores them and the popularity baseline on the same held-out
 cutoffs, re-scores the current champion there, runs gate 2 on NDCG@10, stores the
-validation winner with its serving snapshot, records everything in the recommender
-ledger and writes an HTML section for the run report.
+validation winner with its serving snapshot, records everything in the ledger (model
+``recommender``) and writes an HTML section for the run report.
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ def run_recommendation(
                 data_window=(split["train"]["cutoffs"][0], split["test"]["cutoffs"][-1]),
                 run_id=run_id,
             )
-            details = {"model": "shopflow-recommender", "decision": decision.details,
+            details = {"model": "shopflow-recommender", "run_id": run_id,
+                       "decision": decision.details,
                        "reference": decision.reference_name,
                        "reference_metrics": {k: decision.reference.get(k) for k in
                                              ("ndcg@10", "recall@10")}}

@@ -98,11 +98,20 @@ class Recommender:
 
     @classmethod
     def load(cls, settings: Settings, version: str | None = None, *,
-             fallback: bool = True) -> Recommender:
-        """The named version; else the recommender ledger's production; else the newest.
+             fallback: bool = True, newest_stored: bool = True) -> Recommender:
+        """The named version; else the ledger's recommender production; else the newest.
 
-        With no stored recommender and ``fallback``, serves popularity computed from the
-        warehouse (version ``popularity``).
+        With nothing to load and ``fallback``, serves popularity: from the last published
+        marts when there are some (no warehouse lock), else computed from the warehouse
+        (version ``popularity``).
+
+        Args:
+            settings: the model store, ledger, published marts and warehouse to use.
+            version: a stored recommender version; None: production.
+            fallback: serve popularity when no recommender can be named.
+            newest_stored: with no production recommender, serve the newest stored one
+                (tools, notebooks); the service passes False, so that a recommender the
+                gate rejected is never served.
 
         Raises:
             RecommenderLoadError: the named version is missing or broken.
@@ -112,7 +121,7 @@ class Recommender:
 
         if version is None:
             version = cls.production_version(settings)
-            if version is None:
+            if version is None and newest_stored:
                 stored = list_recommenders(settings)
                 version = stored[0].version if stored else None
         if version is not None:
@@ -122,27 +131,46 @@ class Recommender:
             return cls(snapshot, model_version=version, family=model.family, metadata=metadata)
         if not fallback:
             raise RecommenderUnavailable(
-                f"no shopflow-recommender in the model store at {settings.bentoml_home}"
+                "no recommender in production"
+                + ("" if not newest_stored else
+                   f" and no shopflow-recommender in the model store at {settings.bentoml_home}")
             )
-        from shopflow.recommend.snapshot import popularity_snapshot
+        return cls.popularity(settings)
 
+    @classmethod
+    def popularity(cls, settings: Settings) -> Recommender:
+        """Everyone gets the popular items (``cold_start``), version ``popularity``.
+
+        Raises:
+            RecommenderUnavailable: nothing published and no warehouse to compute it from.
+        """
+        from shopflow.recommend.snapshot import popularity_snapshot, published_popularity_snapshot
+
+        try:
+            snapshot = published_popularity_snapshot(settings)
+            return cls(snapshot, model_version="popularity", family="popularity",
+                       metadata={"source": "published item_features"})
+        except (FileNotFoundError, ValueError) as exc:
+            logger.info("no published popularity (%s); trying the warehouse", exc)
         if settings.warehouse.backend == "duckdb" and not settings.warehouse_path.is_file():
             raise RecommenderUnavailable(
-                f"no shopflow-recommender in the model store at {settings.bentoml_home} and no "
-                f"warehouse at {settings.warehouse_path} to serve popularity from"
+                "no recommender in production, no published marts and no warehouse at "
+                f"{settings.warehouse_path} to serve popularity from: run the training "
+                "pipeline first"
             )
         try:
             snapshot = popularity_snapshot(settings)
         except Exception as exc:
             raise RecommenderUnavailable(
-                "no recommender is stored and the warehouse cannot give a popularity list: "
-                f"{exc}"
+                "no recommender in production and the warehouse cannot give a popularity "
+                f"list: {type(exc).__name__}: {exc}"
             ) from exc
-        return cls(snapshot, model_version="popularity", family="popularity")
+        return cls(snapshot, model_version="popularity", family="popularity",
+                   metadata={"source": "warehouse staged events"})
 
     @staticmethod
     def production_version(settings: Settings) -> str | None:
-        """The recommender ledger's production version (poll it to hot swap)."""
+        """The ledger's recommender production version (poll it to hot swap)."""
         from shopflow.recommend.gate import recommender_ledger
 
         ledger = recommender_ledger(settings)
@@ -151,6 +179,15 @@ class Recommender:
         finally:
             ledger.close()
         return None if production is None else production.version
+
+    @property
+    def known_users(self) -> int:
+        """How many users have a personal list."""
+        return len(self._spans)
+
+    def sample_user(self) -> str | None:
+        """Some user with a personal list (for golden requests), None when nobody has one."""
+        return next(iter(self._spans), None)
 
     def known(self, user_id: str) -> bool:
         """Whether the user has a personal list in the snapshot."""

@@ -151,3 +151,49 @@ def popularity_snapshot(settings: Settings, *, events: pd.DataFrame | None = Non
         popular=pd.DataFrame({"item_id": items, "score": scores}),
         purchased=bought.reset_index(drop=True),
     )
+
+
+def published_popularity_snapshot(settings: Settings, *, depth: int = DEPTH) -> ServingSnapshot:
+    """Popularity from the last *published* marts (``item_features`` at its newest cutoff).
+
+    The published Parquet snapshots are what passed the marts quality gate, and reading
+    them takes no warehouse lock, so a serving process can use them while a DAG run is
+    writing the warehouse. Items are scored as candidate generation scores popularity
+    (purchases, plus a small weight for views and carts). Nobody has a personal list and
+    purchases are unknown (``exclude_purchased`` has nothing to exclude).
+
+    Raises:
+        FileNotFoundError: nothing was published yet.
+        ValueError: the published item features are empty.
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from shopflow.recommend.candidates import _VIEW_POPULARITY
+    from shopflow.transform import marts_dir
+
+    path = marts_dir(settings) / "item_features.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"no published item_features at {path} (no pipeline run yet)")
+    items = pq.read_table(path, columns=["item_id", "cutoff_time", "item_views_lookback",
+                                         "item_carts_lookback", "item_purchases_lookback"]
+                          ).to_pandas()
+    if items.empty:
+        raise ValueError(f"the published item_features at {path} are empty")
+    cutoff = pd.Timestamp(items["cutoff_time"].max())
+    latest = items[items["cutoff_time"] == cutoff]
+    score = (latest["item_purchases_lookback"].fillna(0.0)
+             + _VIEW_POPULARITY * (latest["item_views_lookback"].fillna(0.0)
+                                   + latest["item_carts_lookback"].fillna(0.0)))
+    popular = (pd.DataFrame({"item_id": latest["item_id"].astype(str).to_numpy(),
+                             "score": score.to_numpy(dtype=np.float64)})
+               .sort_values(["score", "item_id"], ascending=[False, True], kind="mergesort")
+               .head(depth).reset_index(drop=True))
+    return ServingSnapshot(
+        cutoff=cutoff,
+        ranked=pd.DataFrame({"user_id": pd.Series(dtype=object), "item_id": pd.Series(dtype=object),
+                             "score": pd.Series(dtype="float64"), "rank": pd.Series(dtype="int64")}),
+        popular=popular,
+        purchased=pd.DataFrame({"user_id": pd.Series(dtype=object),
+                                "item_id": pd.Series(dtype=object)}),
+    )

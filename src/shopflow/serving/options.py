@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ROUTES = ["/predict", "/metadata", "/healthz", "/livez", "/readyz"]
+ROUTES = ["/predict", "/recommend", "/metadata", "/healthz", "/livez", "/readyz"]
 
 SERVICE_OPTIONS: dict[str, Any] = {
     "workers": 1,

@@ -89,6 +89,10 @@ class ServingRuntime:
         self.shadow: ShadowScorer | None = None
         self._poll = poll
         self._ledger = Ledger(settings.ledger_url)
+        from shopflow.serving.recommender import RecommenderRuntime
+
+        # POST /recommend: the ledger's recommender, polled by the same thread
+        self.recommender = RecommenderRuntime(settings)
         self._refused_target: str | None = None
         self._unusable_challengers: set[str] = set()
         self._snapshot_ids: list[str] | None = None
@@ -112,6 +116,7 @@ class ServingRuntime:
             )
             self.shadow.start()
         self.poll_once()
+        self.poll_recommender()
         self._started = True
         if self._poll and self._thread is None:
             self._thread = threading.Thread(
@@ -128,6 +133,7 @@ class ServingRuntime:
         if self.shadow is not None:
             self.shadow.stop()
         self._ledger.close()
+        self.recommender.close()
 
     def _run(self) -> None:
         interval = self.settings.serving.reload_interval
@@ -136,6 +142,19 @@ class ServingRuntime:
                 self.poll_once()
             except Exception:  # the poller must outlive any one bad poll
                 logger.exception("alias poll failed; trying again in %.1f s", interval)
+            self.poll_recommender()
+
+    def poll_recommender(self) -> None:
+        """One poll of the recommender's alias (never raises: /predict must keep serving)."""
+        swaps = self.recommender.swaps
+        try:
+            self.recommender.poll_once()
+        except Exception:
+            logger.exception("recommender poll failed; trying again next poll")
+        if self.recommender.swaps != swaps and self._started and self._freeze_heap:
+            from shopflow.serving.options import settle_heap
+
+            settle_heap(collect=False)  # keep the new lists out of full GC walks
 
     # ---- the hot swap ------------------------------------------------------------------
     def poll_once(self) -> None:
@@ -367,6 +386,7 @@ class ServingRuntime:
             "reload_interval": self.settings.serving.reload_interval,
             "max_batch": self.settings.serving.max_batch,
             "ledger_error": self.last_poll_error,
+            "recommender": self.recommender.metadata(),
             "shadow": None
             if shadow is None
             else {

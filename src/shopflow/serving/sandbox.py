@@ -149,3 +149,83 @@ def build_sandbox(settings: Settings, *, users: int = 200, models: int = 1,
         versions.append(publish_model(settings, model, base_rate=base_rate,
                                       promote=i == models - 1, reason=f"sandbox model {i}"))
     return Sandbox(user_ids=frame["user_id"].tolist(), versions=versions)
+
+
+@dataclass(frozen=True)
+class RecommenderSandbox:
+    """What :func:`build_recommender_sandbox` set up.
+
+    Attributes:
+        user_ids: users with a personal list.
+        purchased: user -> items the snapshot says they bought (some are in their list).
+        versions: stored recommender versions, oldest first (the last one promoted).
+    """
+
+    user_ids: list[str]
+    purchased: dict[str, list[str]]
+    versions: list[str]
+
+
+def synthetic_recommender_snapshot(user_ids: list[str], *, items: int = 80, depth: int = 30,
+                                   seed: int = 0) -> Any:
+    """A serving snapshot: ``depth`` ranked items per user, a popularity list, purchases.
+
+    Each user bought three of their own top ten items, so ``exclude_purchased`` visibly
+    changes their answer.
+    """
+    import pandas as pd
+
+    from shopflow.recommend.snapshot import ServingSnapshot
+
+    rng = np.random.default_rng(seed)
+    catalogue = np.array([f"item_{i:04d}" for i in range(items)], dtype=object)
+    ranked, bought = [], []
+    for user in user_ids:
+        chosen = rng.choice(catalogue, size=min(depth, items), replace=False)
+        scores = np.sort(rng.random(len(chosen)))[::-1] + 1.0
+        ranked.append(pd.DataFrame({"user_id": user, "item_id": chosen, "score": scores,
+                                    "rank": np.arange(1, len(chosen) + 1)}))
+        bought.append(pd.DataFrame({"user_id": user,
+                                    "item_id": rng.choice(chosen[:10], 3, replace=False)}))
+    popularity = np.sort(rng.gamma(2.0, 10.0, items))[::-1]
+    return ServingSnapshot(
+        cutoff=pd.Timestamp(datetime.now(UTC).replace(tzinfo=None, microsecond=0)),
+        ranked=pd.concat(ranked, ignore_index=True),
+        popular=pd.DataFrame({"item_id": rng.permutation(catalogue), "score": popularity}),
+        purchased=pd.concat(bought, ignore_index=True),
+    )
+
+
+def publish_recommender(settings: Settings, snapshot: Any, *, promote: bool = True,
+                        actor: str = "sandbox", reason: str = "sandbox recommender",
+                        metrics: dict[str, Any] | None = None, seed: int = 0) -> str:
+    """Store a recommender (a popularity ranker + ``snapshot``), record it, maybe promote it."""
+    from shopflow.ledger import Ledger
+    from shopflow.recommend.rankers import PopularityPredictor, RankerModel
+    from shopflow.recommend.store import save_recommender
+
+    metrics = {"ndcg@10": 0.1, "recall@10": 0.1, **(metrics or {})}
+    model = RankerModel(family="sandbox", feature_names=["cand_popularity"],
+                        params={"seed": seed}, predictor=PopularityPredictor())
+    version = save_recommender(settings, model, snapshot, metadata={"metrics": metrics})
+    with Ledger(settings.ledger_url, model="recommender") as ledger:
+        ledger.record_candidate(version=version, family=model.family, metrics=metrics,
+                                params=model.params, feature_service="recommend_v1")
+        if promote:
+            ledger.promote(version, actor=actor, reason=reason)
+    return version
+
+
+def build_recommender_sandbox(settings: Settings, user_ids: list[str], *, models: int = 1,
+                              seed: int = 0) -> RecommenderSandbox:
+    """``models`` stored recommenders with lists for ``user_ids`` (the last one promoted)."""
+    settings.ensure_dirs()
+    versions, snapshot = [], None
+    for i in range(models):
+        snapshot = synthetic_recommender_snapshot(user_ids, seed=seed + i)
+        versions.append(publish_recommender(settings, snapshot, promote=i == models - 1,
+                                            reason=f"sandbox recommender {i}", seed=seed + i))
+    assert snapshot is not None or not models
+    purchased = ({} if snapshot is None else
+                 snapshot.purchased.groupby("user_id")["item_id"].agg(list).to_dict())
+    return RecommenderSandbox(user_ids=list(user_ids), purchased=purchased, versions=versions)

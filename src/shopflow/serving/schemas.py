@@ -1,4 +1,5 @@
-"""Request and response bodies of the propensity service (DESIGN.md §5).
+"""Request and response bodies of the propensity service (DESIGN.md §5): ``/predict``
+and ``/recommend``.
 
 Pydantic models with a description on every field, so BentoML's OpenAPI page documents
 the contract. User ids are text everywhere in Shopflow; the API also accepts integers
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+MAX_K = 100  # as shopflow.recommend.serving.MAX_K (not imported: keep this module light)
 
 UserId = Annotated[
     StrictStr | StrictInt,
@@ -54,3 +57,45 @@ class ErrorResponse(BaseModel):
     """Every 4xx/5xx answer of the service: a message, never a stack trace."""
 
     error: str = Field(description="What was wrong, naming the field or the limit.")
+
+
+class RecommendRequest(BaseModel):
+    """``POST /recommend`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId = Field(
+        description="The shopper to recommend for: a non-empty string, or an integer that "
+        "is read as its text.",
+        examples=["17850"],
+    )
+    k: StrictInt = Field(default=10, ge=1, le=MAX_K,
+                         description=f"How many items, 1 to {MAX_K}.")
+    exclude_purchased: StrictBool = Field(
+        default=False,
+        description="Leave out items the shopper already bought (the list is filled up "
+        "with popular items).",
+    )
+
+
+class RecommendedItem(BaseModel):
+    """One recommended item."""
+
+    item_id: str = Field(description="The item id as text.")
+    score: float = Field(description="The ranker's score; higher is recommended earlier.")
+    rank: int = Field(ge=1, description="1 = the best recommendation.")
+
+
+class RecommendResponse(BaseModel):
+    """``POST /recommend`` answer."""
+
+    model_version: str = Field(description="Version of the recommender that answered "
+                               "('popularity' when no recommender is in production).")
+    user_id: str = Field(description="The shopper id as text.")
+    cold_start: bool = Field(description="True: the shopper had no recent activity at the "
+                             "snapshot, so the items are the popular ones.")
+    family: str = Field(description="Ranker family that ordered these items "
+                        "(lightgbm, torch, or popularity for cold starts).")
+    snapshot_time: str = Field(description="When the lists were computed (newest event, UTC).")
+    items: list[RecommendedItem] = Field(description="Best first; ranks 1..k, scores "
+                                         "descending.")
