@@ -31,6 +31,10 @@ def test_saved_candidate_loads_calibrated_and_records_its_map(settings: Settings
     assert not np.allclose(loaded.predictor.raw_predict(matrix), loaded.predict_proba(rows))
 
     info = model_info(config, result.version)
+    # the service's cold-start answer: the positive rate of the rows the model trained on
+    base_rate = info.metadata["base_rate"]
+    assert 0.0 < base_rate < 1.0
+    assert base_rate == pytest.approx(frame["label"].mean(), abs=0.1)
     assert info.metadata["fit_info"]["calibration"]["method"] == result.info["calibration"][
         "method"]
     with Ledger(config.ledger_url) as ledger:

@@ -314,6 +314,8 @@ def train_family(
         code = code_version()
         version = save_model(settings, model, metadata={
             "metrics": {f"validation_{k}": v for k, v in result.validation_metrics.items()},
+            # the service answers shoppers without features with this (cold start)
+            "base_rate": float(labels[split.train].mean()),
             "hyperparameters": fitted.params,
             "feature_service": service,
             "data_window": list(window),
