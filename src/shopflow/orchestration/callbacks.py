@@ -20,6 +20,11 @@ def failure_reason(dag_id: str, task_id: str, error: BaseException | str | None)
     return f"{dag_id} run stopped at {task_id}: {message or 'failed'}"[:2000]
 
 
+def model_of_task(task_id: str) -> str:
+    """The ledger model a task works for: the recommender branch, or propensity."""
+    return "recommender" if task_id.startswith("train_recommender") else "propensity"
+
+
 def record_failure(
     *,
     params: Mapping[str, Any] | None,
@@ -45,6 +50,7 @@ def record_failure(
         ledger = Ledger(settings.ledger_url)
         try:
             return ledger.record_event(
+                model=model_of_task(task_id),
                 kind="rejection",
                 version=None,
                 reason=failure_reason(dag_id, task_id, error),
