@@ -145,27 +145,60 @@ def get_online_features_frame(
         direct: read SQLite/Redis with :class:`~shopflow.features.online_read.DirectReader`
             (same values, a fraction of the cost); False: Feast's ``get_online_features``.
     """
-    import numpy as np
     import pandas as pd
 
-    from shopflow.features.online_read import DirectReader
     from shopflow.features.store import shared_store
 
     join_key = table.join_key
     clean = _clean_ids(ids, join_key)
     store = store or shared_store(settings)
-    service, names = _resolve_service(store, feature_service)
-    if not clean:
-        known, values = np.ones(0, dtype=bool), np.empty((0, len(names)))
-    elif direct and DirectReader.supports(store):
-        known, values = _read_direct(store, service, clean)
-    else:
-        known, values = _read_feast(store, service, names, join_key, clean)
-    values[~known] = np.nan
+    _, names = _resolve_service(store, feature_service)
+    values, known = get_online_matrix(settings, table, clean, feature_service=feature_service,
+                                      feature_names=names, store=store, direct=direct)
     frame = pd.DataFrame(values, columns=names)
     frame.insert(0, KNOWN_COLUMN, known)
     frame.insert(0, join_key, pd.Series(clean, dtype=object))
     return frame
+
+
+def get_online_matrix(
+    settings: Settings,
+    table: FeatureTable,
+    ids: Sequence[object],
+    *,
+    feature_service: str,
+    feature_names: Sequence[str],
+    store: FeatureStore | None = None,
+    direct: bool = True,
+) -> tuple[Any, Any]:
+    """The values of :func:`get_online_features_frame` as ``(matrix, known)``, no pandas.
+
+    The serving hot path: a model wants a float64 matrix in its own column order, and
+    building a DataFrame per request costs more than the direct read itself. Columns the
+    service does not serve are NaN (the caller's model check refuses such a model first).
+    """
+    import numpy as np
+
+    from shopflow.features.online_read import DirectReader
+    from shopflow.features.store import shared_store
+
+    clean = _clean_ids(ids, table.join_key)
+    store = store or shared_store(settings)
+    service, names = _resolve_service(store, feature_service)
+    out = np.full((len(clean), len(feature_names)), np.nan)
+    if not clean:
+        return out, np.ones(0, dtype=bool)
+    if direct and DirectReader.supports(store):
+        known, values = _read_direct(store, service, clean)
+    else:
+        known, values = _read_feast(store, service, names, table.join_key, clean)
+    position = {name: j for j, name in enumerate(names)}
+    for target, name in enumerate(feature_names):
+        source = position.get(name)
+        if source is not None:
+            out[:, target] = values[:, source]
+    out[~known] = np.nan
+    return out, known
 
 
 def get_online_user_features(

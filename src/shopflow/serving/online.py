@@ -30,10 +30,6 @@ class OnlineFeatures:
         self.settings = settings
         self._reader: Any = None
         self._store: Any = None
-        # Feast's get_feature_service reads and deserialises the registry row on every call
-        # (allow_cache=False by default), ~15 ms here: the definitions are cached per
-        # service and re-read whenever a model is checked (check_service).
-        self._services: dict[str, Any] = {}
 
     def store(self) -> Any:
         """The Feast part's shared store for these settings, looked up once."""
@@ -62,54 +58,21 @@ class OnlineFeatures:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The same features as :meth:`get`, straight into a float64 matrix.
 
-        The serving hot path: one Feast ``get_online_features`` call through the Feast
-        part's shared store, read from the response protobuf without building dicts and
-        pandas frames (which cost several times the lookup itself). Same rules as
-        ``shopflow.features.online``: a user is known when every feature is PRESENT with a
-        real timestamp; unknown rows are NaN. The runtime checks, for every model it loads,
-        that this gives exactly what :meth:`get` gives before it relies on it.
+        The serving hot path: the Feast part's direct online read (SQLite/Redis layout read
+        without Feast's per-value protobuf work; Feast's ``get_online_features`` for other
+        stores) straight into a matrix, without the pandas frame that costs more than the
+        lookup. Unknown rows are NaN. The runtime checks, for every model it loads, that
+        this gives exactly what :meth:`get` gives before it relies on it.
 
         Returns:
             ``(matrix, known)``: ``len(user_ids) x len(feature_names)`` and ``len(user_ids)``.
         """
-        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+        from shopflow.features.online import get_online_matrix
+        from shopflow.features.schema import USER_TABLE
 
-        store = self.store()
-        service = self._services.get(feature_service)
-        if service is None:
-            service = self._services[feature_service] = store.get_feature_service(
-                feature_service, allow_cache=True)
-        response = store.get_online_features(
-            features=service, entity_rows=[{"user_id": uid} for uid in user_ids]
-        )
-        proto = response.proto
-        position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
-        n = len(user_ids)
-        out = np.full((n, len(feature_names)), np.nan, dtype=np.float64)
-        known = np.ones(n, dtype=bool)
-        present = FieldStatus.PRESENT
-        for ref, i in position.items():
-            if ref == "user_id":
-                continue
-            vector = proto.results[i]
-            for row, (status, stamp) in enumerate(zip(vector.statuses, vector.event_timestamps,
-                                                      strict=True)):
-                if status != present or (stamp.seconds == 0 and stamp.nanos == 0):
-                    known[row] = False
-        for j, name in enumerate(feature_names):
-            i = position.get(name)
-            if i is None:
-                continue
-            values = proto.results[i].values
-            column = out[:, j]
-            for row in range(n):
-                if known[row]:
-                    value = values[row]
-                    kind = value.WhichOneof("val")
-                    if kind is not None:
-                        column[row] = float(getattr(value, kind))
-        out[~known] = np.nan
-        return out, known
+        return get_online_matrix(self.settings, USER_TABLE, user_ids,
+                                 feature_service=feature_service, feature_names=feature_names,
+                                 store=self.store())
 
     def check_service(self, feature_service: str, feature_names: Sequence[str]) -> None:
         """Prove that Feast serves ``feature_service`` and that it has the model's columns.
@@ -137,7 +100,6 @@ class OnlineFeatures:
                 f"feature service {feature_service!r} does not serve {len(missing)} of the "
                 f"model's features, e.g. {missing[:5]}"
             )
-        self._services[feature_service] = service
 
     def reachable(self, feature_service: str, feature_names: Sequence[str]) -> tuple[bool, str]:
         """Whether the online store answers a lookup now (for /readyz)."""
