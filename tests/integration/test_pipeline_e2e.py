@@ -137,7 +137,8 @@ def blocked_run(workspace: dict[str, Path], service: dict[str, Any],
 
     home = workspace["home"]
     ledger = Ledger(f"sqlite:///{home / 'ledger.db'}")
-    before = {"production": ledger.production(), "candidates": len(ledger.candidates())}
+    before = {"production": ledger.production(), "candidates": len(ledger.candidates()),
+              "digest": _state_digest(home)}
     ledger.close()
     synthetic = next((home / "data" / "synthetic").glob("*.parquet"))
     frame = pd.read_parquet(synthetic).head(3000).copy()
@@ -148,6 +149,41 @@ def blocked_run(workspace: dict[str, Path], service: dict[str, Any],
         home, service["port"], "--config", str(workspace["config"]),
         "--param", f"source_path={bad}", *RECOMMEND_PARAMS)
     return {"rc": rc, "summary": summary, "output": output, "before": before}
+
+
+def _state_digest(home: Path) -> dict[str, str]:
+    """sha256 of everything a blocked batch must leave alone, by what it is.
+
+    Published marts and Feast's offline files by their bytes; the warehouse marts, the
+    online store and the model store by their content (SQLite and DuckDB files may be
+    rewritten by a checkpoint without any row changing).
+    """
+    import hashlib
+    import sqlite3
+
+    import duckdb
+
+    digest: dict[str, str] = {}
+    for folder in (home / "data" / "marts", home / "feast" / "data"):
+        for path in sorted(folder.glob("*.parquet")):
+            digest[str(path.relative_to(home))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+        for table in ("user_features", "item_features", "purchase_labels"):
+            rows = conn.execute(f"select * from marts.{table} order by all").fetchall()
+            digest[f"warehouse:marts.{table}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    online = sqlite3.connect(f"file:{home / 'feast' / 'online.db'}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in online.execute(
+            "select name from sqlite_master where type = 'table' order by name")]
+        for table in tables:
+            rows = sorted(online.execute(f'select * from "{table}"').fetchall(), key=repr)
+            digest[f"online:{table}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    finally:
+        online.close()
+    for path in sorted((home / "bentoml" / "models").rglob("*")):
+        if path.is_file():
+            digest[str(path.relative_to(home))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest
 
 
 def _tasks(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -250,6 +286,16 @@ def test_blocked_gate_stops_the_run_and_leaves_the_model_alone(
         ledger.close()
     served = httpx.get(f"{service['url']}/metadata", timeout=10).json()
     assert served["model_version"] == blocked_run["before"]["production"].version
+
+
+def test_blocked_batch_leaves_marts_features_and_models_byte_for_byte(
+        blocked_run: dict[str, Any], workspace: dict[str, Path]) -> None:
+    before = blocked_run["before"]["digest"]
+    assert any(key.startswith("online:") for key in before)
+    assert any(key.startswith("data/marts/") for key in before)
+    after = _state_digest(workspace["home"])
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert changed == [], f"a blocked batch changed: {changed}"
 
 
 def test_recommender_trained_gated_and_recorded_beside_the_propensity_model(
