@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from great_expectations.expectations.metadata_types import FailureSeverity
 
+from shopflow.settings import CANONICAL_COLUMNS
+
 if TYPE_CHECKING:
     from datetime import timedelta
 
@@ -13,20 +15,11 @@ if TYPE_CHECKING:
 
 Severity = Literal["error", "warning"]
 
-#: Columns of the canonical event contract (DESIGN.md §2) as ``raw.raw_events`` holds them.
-EVENT_COLUMNS = (
-    "user_id",
-    "item_id",
-    "event_type",
-    "event_time",
-    "price",
-    "quantity",
-    "order_id",
-    "category_id",
-)
+#: Columns of the canonical event contract (DESIGN.md §2) as ``raw.raw_events`` holds them,
+#: and its event types: defined once, in the settings module.
+EVENT_COLUMNS = CANONICAL_COLUMNS
 #: Lineage columns ingestion adds to every row of ``raw.raw_events``.
 LINEAGE_COLUMNS = ("batch_id", "source_file", "source_row", "ingested_at")
-EVENT_TYPES = ("view", "cart", "purchase", "return")
 
 # pandas dtype names as GX reports them (DuckDB and psycopg2 frames both land here).
 TEXT_TYPES = ["object", "str", "string", "StringDtype"]

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
+from shopflow.settings import EVENT_TYPES
+
 from ._common import (
     EVENT_COLUMNS,
-    EVENT_TYPES,
     LINEAGE_COLUMNS,
     TIME_TYPES,
     check,

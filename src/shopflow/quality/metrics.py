@@ -22,6 +22,7 @@ import numpy as np
 
 from shopflow.quality.drift import Histogram, histogram, psi
 from shopflow.quality.result import QualityError
+from shopflow.settings import CANONICAL_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -35,16 +36,7 @@ logger = logging.getLogger(__name__)
 
 #: Columns whose exact copies count as one duplicated event (lineage excluded: the same
 #: event read twice has different source rows).
-DUPLICATE_KEY = (
-    "user_id",
-    "item_id",
-    "event_type",
-    "event_time",
-    "price",
-    "quantity",
-    "order_id",
-    "category_id",
-)
+DUPLICATE_KEY = CANONICAL_COLUMNS
 
 
 @dataclass
