@@ -43,27 +43,16 @@ class StoredRecommender:
     path: Path
 
 
-def _clean(value: Any) -> Any:
-    """BentoML metadata takes basic types only, and no None or NaN."""
-    from shopflow.ledger import jsonable
-
-    value = jsonable(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_clean(v) for v in value if v is not None]
-    return value
-
-
 def save_recommender(settings: Settings, model: RankerModel, snapshot: ServingSnapshot, *,
                      metadata: dict[str, Any]) -> str:
     """Store a ranker and its serving snapshot; returns the new version."""
     from shopflow.registry import code_version, use_model_store
+    from shopflow.registry.store import metadata_value
 
     use_model_store(settings)
     import bentoml
 
-    meta = _clean({
+    meta = metadata_value({
         "family": model.family,
         "feature_names": list(model.feature_names),
         "params": dict(model.params),
@@ -83,19 +72,9 @@ def save_recommender(settings: Settings, model: RankerModel, snapshot: ServingSn
 
 
 def _ref(settings: Settings, version: str) -> Any:
-    from shopflow.registry import use_model_store
+    from shopflow.registry.store import get_ref
 
-    use_model_store(settings)
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    try:
-        return bentoml.models.get(f"{MODEL_NAME}:{version}")
-    except NotFound as exc:
-        raise RecommenderLoadError(
-            f"recommender {MODEL_NAME}:{version} is not in the model store at "
-            f"{settings.bentoml_home / 'models'}"
-        ) from exc
+    return get_ref(settings, MODEL_NAME, version, error=RecommenderLoadError, what="recommender")
 
 
 def list_recommenders(settings: Settings) -> list[StoredRecommender]:

@@ -103,15 +103,15 @@ def code_version() -> str:
     return f"{sha}+dirty" if dirty else sha or f"shopflow-{shopflow.__version__}"
 
 
-def _metadata_value(value: Any) -> Any:
+def metadata_value(value: Any) -> Any:
     """BentoML metadata accepts basic types only and no None: drop Nones, stringify rest."""
     from shopflow.ledger import jsonable
 
     value = jsonable(value)
     if isinstance(value, dict):
-        return {k: _metadata_value(v) for k, v in value.items() if v is not None}
+        return {k: metadata_value(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_metadata_value(v) for v in value if v is not None]
+        return [metadata_value(v) for v in value if v is not None]
     return value
 
 
@@ -137,7 +137,7 @@ def save_model(settings: Settings, model: PropensityModel, *, metadata: dict[str
         "code_version": code_version(),
         **metadata,
     }
-    meta = _metadata_value(meta)
+    meta = metadata_value(meta)
     labels = {
         "family": model.family,
         "feature_service": model.feature_service,
@@ -151,18 +151,24 @@ def save_model(settings: Settings, model: PropensityModel, *, metadata: dict[str
     return version
 
 
-def _get(settings: Settings, version: str) -> Any:
+def get_ref(settings: Settings, name: str, version: str, *,
+            error: type[Exception] = ModelLoadError, what: str = "model") -> Any:
+    """The BentoML model ``name:version`` in this home's store, or ``error`` saying where."""
     use_model_store(settings)
     import bentoml
     from bentoml.exceptions import NotFound
 
     try:
-        return bentoml.models.get(f"{MODEL_NAME}:{version}")
+        return bentoml.models.get(f"{name}:{version}")
     except NotFound as exc:
-        raise ModelLoadError(
-            f"model {MODEL_NAME}:{version} is not in the model store at "
+        raise error(
+            f"{what} {name}:{version} is not in the model store at "
             f"{settings.bentoml_home / 'models'}"
         ) from exc
+
+
+def _get(settings: Settings, version: str) -> Any:
+    return get_ref(settings, MODEL_NAME, version)
 
 
 def model_info(settings: Settings, version: str) -> StoredModel:
