@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from shopflow.serving.process import ServiceProcess, ServiceStartError
 from shopflow.settings import load_settings
 
 DEMO_EVENTS = int(os.environ.get("SHOPFLOW_DEMO_EVENTS", "200000"))
@@ -27,13 +27,15 @@ def _step(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
 
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], *, timeout: float) -> None:
-    """Poll /readyz until the service has its model and features, or fail clearly."""
+def _wait_ready(base_url: str, *, timeout: float) -> None:
+    """Poll /readyz until the service has its model and features, or fail clearly.
+
+    ``ServiceProcess.start`` already waited for /healthz (the process is up); ready also
+    means the production model is loaded and its features are reachable.
+    """
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the service exited with code {process.returncode} before it was ready")
         try:
             response = httpx.get(f"{base_url}/readyz", timeout=2.0)
             if response.status_code == 200:
@@ -71,33 +73,34 @@ def main() -> int:
         print("\nThe pipeline did not finish; see the summary above.", file=sys.stderr)
         return result.returncode
 
-    port = settings.serving.port
-    base_url = f"http://{settings.serving.host}:{port}"
-    _step(f"serving the production model at {base_url}")
-    server = subprocess.Popen([sys.executable, "-m", "shopflow.cli", "serve", "--port", str(port)])
+    _step(f"serving the production model on port {settings.serving.port}")
+    service = ServiceProcess(settings, port=settings.serving.port)
     try:
-        _wait_ready(base_url, server, timeout=180)
+        service.start(wait=180)
+    except ServiceStartError as exc:
+        raise SystemExit(str(exc)) from exc
+    with service:
+        print(f"service log: {service.log_path}")
+        _wait_ready(service.url, timeout=180)
         user_ids = _sample_user_ids(settings.data_dir)
         body = json.dumps({"user_ids": user_ids})
-        response = httpx.post(f"{base_url}/predict", content=body,
+        response = httpx.post(f"{service.url}/predict", content=body,
                               headers={"Content-Type": "application/json"}, timeout=10)
         response.raise_for_status()
         _step("try it yourself:")
-        print(f"curl -s -X POST {base_url}/predict -H 'Content-Type: application/json' -d '{body}'")
+        print(f"curl -s -X POST {service.url}/predict -H 'Content-Type: application/json' "
+              f"-d '{body}'")
         print(json.dumps(response.json(), indent=2))
         print(f"\nDemo finished in {time.monotonic() - started:.0f}s. "
               "`shopflow status` shows what is in production and why.")
         if sys.stdin.isatty() and os.environ.get("SHOPFLOW_DEMO_EXIT") != "1":
             print("Serving until Ctrl-C ...", flush=True)
-            server.wait()
-        return 0
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGINT)
             try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+                if service.process is not None:
+                    service.process.wait()
+            except KeyboardInterrupt:
+                pass
+        return 0
 
 
 if __name__ == "__main__":
