@@ -4,7 +4,7 @@ Servers, each a real process on a loopback port, measured one after another:
 
 * ``starlette`` — a bare Starlette app on uvicorn answering a fixed body (the ASGI floor);
 * ``bentoml-noop-default`` — a BentoML no-op endpoint with BentoML's defaults;
-* ``bentoml-noop`` — a no-op twin of the propensity service: same BentoML options,
+* ``bentoml-noop`` — a no-op twin of the Shopflow service: same BentoML options,
   middleware and IO spec, nothing behind it (the floor of the service as configured);
 * ``propensity`` — the real service: Feast online store (SQLite), a baseline model, the
   ledger, with micro-batching on; ``propensity-nobatch`` the same with it off. The
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    from shopflow.serving.process import free_port, serve_command, service_env
+    from shopflow.serving.process import SERVICE_TARGET, free_port, serve_command, service_env
     from shopflow.serving.sandbox import build_recommender_sandbox, build_sandbox
     from shopflow.settings import load_settings
 
@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                                base_env, REPO)),
         ("bentoml-noop-default", lambda: bento("bench_noop_service:NoopDefaultService")),
         ("bentoml-noop", lambda: bento("bench_noop_service:NoopService")),
-        ("propensity", lambda: bento("propensity_service:PropensityService")),
-        ("propensity-nobatch", lambda: bento("propensity_service:PropensityService",
+        ("propensity", lambda: bento(SERVICE_TARGET)),
+        ("propensity-nobatch", lambda: bento(SERVICE_TARGET,
                                              {"SHOPFLOW_SERVING__BATCHING": "false"})),
     ]
     cells: list[Cell] = []

@@ -1,7 +1,7 @@
-"""No-op twins of the propensity service, for ``benchmarks/bench_serving.py`` only.
+"""No-op twins of the Shopflow service, for ``benchmarks/bench_serving.py`` only.
 
 ``NoopService`` has the same BentoML options, middleware and IO spec as
-``PropensityService`` but answers without features or a model: the floor of the
+``ShopService`` but answers without features or a model: the floor of the
 framework as Shopflow configures it. ``NoopDefaultService`` is a no-op with BentoML's
 defaults (sync handler, dict output), the floor before tuning.
 """
@@ -20,10 +20,10 @@ _ANSWER = b'{"model_version":"noop","predictions":[]}'
 
 @bentoml.service(name="shopflow_noop", **SERVICE_OPTIONS)
 class NoopService:
-    """The propensity service's request path with nothing behind it."""
+    """The Shopflow service's request path with nothing behind it."""
 
     def __init__(self) -> None:
-        settle_heap()  # the same process tuning as PropensityService
+        settle_heap()  # the same process tuning as ShopService
 
     @bentoml.api(route="/predict", input_spec=PredictRequest, output_spec=PredictResponse)
     async def predict(self, user_ids: list[UserId], ctx: bentoml.Context) -> Response:

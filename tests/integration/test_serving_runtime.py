@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shopflow.contract import GOLDEN_UNKNOWN_ID
 from shopflow.ledger import Ledger
-from shopflow.serving.runtime import GOLDEN_UNKNOWN_ID, NoProductionModel, ServingRuntime
+from shopflow.serving.runtime import NoProductionModel, ServingRuntime
 from shopflow.serving.sandbox import (
     publish_model,
     synthetic_user_features,

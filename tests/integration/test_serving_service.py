@@ -1,4 +1,4 @@
-"""The propensity service over real HTTP: a real ``bentoml serve`` on a loopback port.
+"""The Shopflow service over real HTTP: a real ``bentoml serve`` on a loopback port.
 
 One server per module (it takes a while to start on two cores), with its own
 SHOPFLOW_HOME holding a real Feast online store, model store and ledger. The tests run in

@@ -8,6 +8,7 @@ import getpass
 import click
 
 from shopflow.cli.options import config_option, load
+from shopflow.contract import MODELS, PROPENSITY_MODEL
 
 
 def _default_actor() -> str:
@@ -24,8 +25,8 @@ def _default_actor() -> str:
               help="Why (required; recorded in the ledger).")
 @click.option("--actor", default=None, metavar="NAME",
               help="Who rolls back (recorded). Default: the current user.")
-@click.option("--model", "model", type=click.Choice(["propensity", "recommender"]),
-              default="propensity", show_default=True,
+@click.option("--model", "model", type=click.Choice(MODELS),
+              default=PROPENSITY_MODEL, show_default=True,
               help="Which production model: the purchase-propensity model (/predict) or the "
               "recommender (/recommend).")
 @config_option
@@ -46,6 +47,6 @@ def rollback(to_version: str | None, reason: str, actor: str | None, model: str,
                              actor=actor or _default_actor(), model=model)
     except RollbackError as exc:
         raise click.ClickException(str(exc)) from exc
-    label = "production" if model == "propensity" else f"{model} production"
+    label = "production" if model == PROPENSITY_MODEL else f"{model} production"
     click.echo(f"{label}: {result.from_version} -> {result.to_version} "
                f"(rollback by {result.actor}: {result.reason})")

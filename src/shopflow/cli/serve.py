@@ -18,19 +18,24 @@ from shopflow.cli.options import config_option, load
 def serve(port: int | None, host: str | None, config_path: str | None) -> None:
     """Serve the production model over HTTP (POST /predict, GET /healthz /readyz /metadata).
 
-    Runs `bentoml serve` on services/propensity_service.py in the foreground; the service
+    Runs `bentoml serve` on services/shop_service.py in the foreground; the service
     follows the ledger's production alias and hot-swaps models while it runs. Stop it with
     Ctrl+C.
     """
     from shopflow.registry import use_model_store
-    from shopflow.serving.process import serve_command, service_env, services_dir
+    from shopflow.serving.process import (
+        SERVICE_MODULE,
+        serve_command,
+        service_env,
+        services_dir,
+    )
 
     settings = load(config_path)
     settings.ensure_dirs()
     use_model_store(settings)
     host = host or settings.serving.host
     port = port or settings.serving.port
-    if not (services_dir() / "propensity_service.py").is_file():
+    if not (services_dir() / f"{SERVICE_MODULE}.py").is_file():
         raise click.ClickException(
             f"service module not found in {services_dir()}; set SHOPFLOW_SERVICES_DIR"
         )

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from shopflow.cli.options import config_option, load
+from shopflow.contract import RECOMMENDER_MODEL
 
 HEADLINE = ("roc_auc", "pr_auc", "log_loss", "brier")
 RECOMMENDER_HEADLINE = ("ndcg@10", "recall@10", "map@10", "hit_rate@10")
@@ -49,7 +50,7 @@ def _metrics(metrics: dict[str, Any], headline: tuple[str, ...] = HEADLINE) -> s
 def render(data: dict[str, Any]) -> str:
     """The human view of :meth:`Ledger.status`: propensity, then the recommender."""
     lines = _render_model(data, title="Production", headline=HEADLINE)
-    recommender = data.get("recommender")
+    recommender = data.get(RECOMMENDER_MODEL)
     lines += ["", "=" * 72, ""]
     if recommender is None:
         lines.append("Recommender production: none yet (no recommender has been trained).")

@@ -39,7 +39,7 @@ class Answer:
 
 
 class ServiceClient:
-    """Talks to the propensity service at ``url`` (bearer token when one is set)."""
+    """Talks to the Shopflow service at ``url`` (bearer token when one is set)."""
 
     def __init__(self, url: str, *, auth_token: str | None = None, timeout: float = 10.0) -> None:
         import httpx
@@ -72,7 +72,8 @@ class ServiceClient:
         """``GET /metadata`` (raises on transport errors and non-200 answers)."""
         response = self._client.get("/metadata")
         response.raise_for_status()
-        return response.json()
+        body: dict[str, Any] = response.json()
+        return body
 
     def predict(self, user_ids: Sequence[str | int]) -> Answer:
         """``POST /predict``; never raises: transport errors become an Answer with status 0."""

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shopflow.contract import GOLDEN_UNKNOWN_ID
 from shopflow.deploy.client import Answer, ServiceClient, service_url
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-GOLDEN_UNKNOWN_ID = "__shopflow_golden_unknown__"
 
 
 class DeployFailed(RuntimeError):

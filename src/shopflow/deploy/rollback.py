@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shopflow.contract import PROPENSITY_MODEL, RECOMMENDER_MODEL
+
 if TYPE_CHECKING:
     from shopflow.settings import Settings
 
@@ -40,7 +42,7 @@ def rollback(
     reason: str,
     actor: str,
     details: dict[str, Any] | None = None,
-    model: str = "propensity",
+    model: str = PROPENSITY_MODEL,
 ) -> RollbackResult:
     """Move production back to ``to_version`` (default: the previous production model).
 
@@ -66,7 +68,7 @@ def rollback(
         ledger = Ledger(settings.ledger_url, model=model)
     except LedgerError as exc:
         raise RollbackError(str(exc)) from exc
-    what = "production model" if model == "propensity" else f"production {model}"
+    what = "production model" if model == PROPENSITY_MODEL else f"production {model}"
     try:
         current = ledger.production()
         current_version = current.version if current is not None else None
@@ -96,7 +98,7 @@ def rollback(
 
 def _check_stored(settings: Settings, model: str, version: str) -> None:
     """The rollback target must still be in the model store (never point at nothing)."""
-    if model == "recommender":
+    if model == RECOMMENDER_MODEL:
         from shopflow.recommend.store import MODEL_NAME, list_recommenders
 
         if version not in {m.version for m in list_recommenders(settings)}:

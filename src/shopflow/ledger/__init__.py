@@ -16,7 +16,8 @@ Usage::
 
 from __future__ import annotations
 
-from shopflow.ledger.schema import DEFAULT_MODEL, EVENT_KINDS, MODELS, PRODUCTION_ALIAS, alias_for
+from shopflow.contract import MODELS
+from shopflow.ledger.schema import DEFAULT_MODEL, EVENT_KINDS, PRODUCTION_ALIAS, alias_for
 from shopflow.ledger.store import (
     ALL_MODELS,
     CandidateRecord,

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from shopflow.contract import PROPENSITY_MODEL
+
 EVENT_KINDS = ("promotion", "rejection", "deployment", "rollback")
 PRODUCTION_ALIAS = "production"
 #: The model every caller means unless it says otherwise (the DESIGN.md §4 status object).
-DEFAULT_MODEL = "propensity"
-#: The models Shopflow trains and serves (any other name is accepted, for tools and tests).
-MODELS = ("propensity", "recommender")
+DEFAULT_MODEL = PROPENSITY_MODEL
 MODEL_COLUMN_TABLES = ("shopflow_candidates", "shopflow_events")
 
 
@@ -36,7 +36,7 @@ def alias_for(model: str) -> str:
     return PRODUCTION_ALIAS if model == DEFAULT_MODEL else f"{model}:{PRODUCTION_ALIAS}"
 
 
-def _model_column() -> sa.Column:
+def _model_column() -> sa.Column[str]:
     return sa.Column("model", sa.String(64), nullable=False, server_default=DEFAULT_MODEL,
                      index=True)
 

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopflow.contract import MAX_K, POPULARITY_VERSION
+
 if TYPE_CHECKING:
     from shopflow.recommend.snapshot import ServingSnapshot
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-MAX_K = 100
 
 
 class RecommenderUnavailable(RuntimeError):
@@ -148,7 +148,7 @@ class Recommender:
 
         try:
             snapshot = published_popularity_snapshot(settings)
-            return cls(snapshot, model_version="popularity", family="popularity",
+            return cls(snapshot, model_version=POPULARITY_VERSION, family="popularity",
                        metadata={"source": "published item_features"})
         except (FileNotFoundError, ValueError) as exc:
             logger.info("no published popularity (%s); trying the warehouse", exc)
@@ -165,7 +165,7 @@ class Recommender:
                 "no recommender in production and the warehouse cannot give a popularity "
                 f"list: {type(exc).__name__}: {exc}"
             ) from exc
-        return cls(snapshot, model_version="popularity", family="popularity",
+        return cls(snapshot, model_version=POPULARITY_VERSION, family="popularity",
                    metadata={"source": "warehouse staged events"})
 
     @staticmethod

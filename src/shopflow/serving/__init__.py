@@ -1,9 +1,12 @@
-"""Serving: the BentoML propensity service's runtime (hot swap, shadow mode, front door).
+"""Serving: the BentoML service's runtime (hot swap, shadow mode, front door).
 
-The service itself is ``services/propensity_service.py``; this package holds what it is
+The service itself is ``services/shop_service.py``; this package holds what it is
 made of, importable without BentoML's server:
 
-* :class:`shopflow.serving.runtime.ServingRuntime` — the served model and the hot swap;
+* :class:`shopflow.serving.alias_follower.AliasFollower` — follow a ledger alias: load,
+  check, swap, or refuse and record (the hot swap, once for every served model);
+* :class:`shopflow.serving.runtime.ServingRuntime` — the served propensity model;
+* :class:`shopflow.serving.recommender.RecommenderRuntime` — the served recommender;
 * :class:`shopflow.serving.served.ServedModel` / ``load_served_model`` — a loaded model;
 * :class:`shopflow.serving.process.ServiceProcess` — ``bentoml serve`` as a child process;
 * :func:`shopflow.serving.shadow.read_shadow_log` — shadow-mode records.
@@ -17,7 +20,10 @@ _EXPORTS = {
     "ServingRuntime": "shopflow.serving.runtime",
     "NoProductionModel": "shopflow.serving.runtime",
     "ServedModel": "shopflow.serving.served",
-    "ModelRefused": "shopflow.serving.served",
+    "ModelRefused": "shopflow.serving.alias_follower",
+    "AliasFollower": "shopflow.serving.alias_follower",
+    "RecommenderRuntime": "shopflow.serving.recommender",
+    "NoRecommender": "shopflow.serving.recommender",
     "load_served_model": "shopflow.serving.served",
     "ServiceProcess": "shopflow.serving.process",
     "ServiceStartError": "shopflow.serving.process",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shopflow.serving.served import ModelRefused
+from shopflow.serving.alias_follower import ModelRefused
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,8 +45,8 @@ class OnlineFeatures:
             from shopflow.features.online import get_online_user_features
 
             self._reader = get_online_user_features
-        frame = self._reader(self.settings, list(user_ids), feature_service=feature_service,
-                             store=self.store())
+        frame: pd.DataFrame = self._reader(self.settings, list(user_ids),
+                                           feature_service=feature_service, store=self.store())
         if len(frame) != len(user_ids):
             raise RuntimeError(
                 f"online store returned {len(frame)} rows for {len(user_ids)} user ids"

@@ -1,4 +1,4 @@
-"""BentoML service options shared by the propensity service and its benchmark twin.
+"""BentoML service options shared by the Shopflow service and its benchmark twin.
 
 Each option removes a per-request cost of BentoML's default request path (measured in
 ``benchmarks/bench_serving.py`` against a no-op endpoint and a bare Starlette app):

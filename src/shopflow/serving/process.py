@@ -1,4 +1,4 @@
-"""Start and stop ``bentoml serve`` for the propensity service as a child process.
+"""Start and stop ``bentoml serve`` for the Shopflow service as a child process.
 
 Used by ``shopflow serve`` (in the foreground), by the tests and the benchmark (in the
 background, on a free loopback port). The child gets the caller's settings through the
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SERVICE_TARGET = "propensity_service:PropensityService"
+#: ``bentoml serve`` target: module (in :func:`services_dir`) and class of the service.
+SERVICE_MODULE = "shop_service"
+SERVICE_TARGET = f"{SERVICE_MODULE}:ShopService"
 
 
 class ServiceStartError(RuntimeError):
@@ -31,7 +33,7 @@ class ServiceStartError(RuntimeError):
 
 
 def services_dir() -> Path:
-    """The folder with ``propensity_service.py`` and ``bentofile.yaml``.
+    """The folder with ``shop_service.py`` and ``bentofile.yaml``.
 
     ``SHOPFLOW_SERVICES_DIR`` overrides it (an installed, non-editable package has no
     repository next to it).

@@ -1,12 +1,13 @@
 """The recommender behind ``POST /recommend``, and its hot swap.
 
 Like the propensity model (``shopflow.serving.runtime``), the served recommender is the
-one the ledger names (model ``recommender``, alias ``recommender:production``). The
-service's alias poller calls :meth:`RecommenderRuntime.poll_once` every
-``serving.reload_interval`` seconds; a new version is loaded beside the current one,
-checked with golden requests and swapped by one reference assignment, so a request
-never sees half a swap. A version that fails its check is refused (the old one keeps
-serving) and the refusal is a ledger ``rejection`` for the recommender.
+one the ledger names (model ``recommender``, alias ``recommender:production``), followed
+the same way (:mod:`shopflow.serving.alias_follower`): the service's alias poller calls
+:meth:`RecommenderRuntime.poll_once` every ``serving.reload_interval`` seconds; a new
+version is loaded beside the current one, checked with golden requests and swapped by one
+reference assignment, so a request never sees half a swap. A version that fails its check
+is refused (the old one keeps serving) and the refusal is a ledger ``rejection`` for the
+recommender.
 
 With no recommender in production, the service answers with popularity from the last
 *published* marts (what passed the marts quality gate), flagged ``cold_start``, and
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
+
+from shopflow.contract import GOLDEN_UNKNOWN_ID, POPULARITY_VERSION, RECOMMENDER_MODEL
+from shopflow.serving.alias_follower import AliasFollower, ModelRefused
 
 if TYPE_CHECKING:
     from shopflow.recommend.serving import RecommendationResult, Recommender
@@ -29,20 +31,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-GOLDEN_UNKNOWN_ID = "__shopflow_golden_unknown__"
-SERVING_ACTOR = "shopflow-serving"
-MODEL = "recommender"
-
-
 class NoRecommender(RuntimeError):
     """Nothing to recommend with: no recommender in production and nothing published."""
 
 
-class RecommenderRefused(RuntimeError):
+class RecommenderRefused(ModelRefused):
     """A recommender version failed its swap-time check."""
 
 
-class RecommenderRuntime:
+class RecommenderRuntime(AliasFollower["Recommender"]):
     """Holds the served recommender; swaps it when the ledger's recommender alias moves.
 
     Args:
@@ -51,67 +48,43 @@ class RecommenderRuntime:
             while there is nothing to serve.
     """
 
-    def __init__(self, settings: Settings, *, popularity_retry: float = 30.0) -> None:
-        from shopflow.ledger import Ledger
+    kind = RECOMMENDER_MODEL
+    label = "recommender"
 
+    def __init__(self, settings: Settings, *, popularity_retry: float = 30.0) -> None:
+        super().__init__(settings.ledger_url)
         self.settings = settings
-        self.current: Recommender | None = None
-        self.alias_version: str | None = None
-        self.refusals: deque[dict[str, str]] = deque(maxlen=20)
-        self.swaps = 0
-        self.last_error: str | None = None
-        self._ledger = Ledger(settings.ledger_url, model=MODEL)
-        self._refused_target: str | None = None
         self._popularity_retry = popularity_retry
         self._popularity_tried = -math.inf
         self._popularity_stamp: float | None = None
         self._attempted_stamp: float | None = -1.0
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._ledger.close()
-
-    # ---- the hot swap ------------------------------------------------------------------
-    def poll_once(self) -> None:
-        """Read the recommender alias once; load, check and swap when it moved."""
-        with self._lock:
-            try:
-                production = self._ledger.production()
-            except Exception as exc:  # an unreachable ledger must not stop serving
-                self.last_error = f"ledger unreachable: {type(exc).__name__}: {exc}"
-                logger.warning("recommender alias poll failed, keeping %s: %s",
-                               self.version, exc)
-                return
-            self.last_error = None
-            target = production.version if production is not None else None
-            self.alias_version = target
-            if target is None:
-                self._serve_popularity()
-            elif target != self.version and target != self._refused_target:
-                self._swap_to(target)
+        self._popularity_error: str | None = None
 
     @property
-    def version(self) -> str | None:
-        current = self.current
-        return current.model_version if current is not None else None
+    def last_error(self) -> str | None:
+        """Why the last poll left something undone: the ledger, else the fallback."""
+        return self.last_poll_error or self._popularity_error
 
-    def _swap_to(self, version: str) -> None:
+    # ---- what the alias follower needs to know about this model ------------------------
+    def _load(self, version: str) -> Recommender:
         from shopflow.recommend.serving import Recommender
 
-        started = time.perf_counter()
-        previous = self.version
-        try:
-            candidate = Recommender.load(self.settings, version, fallback=False)
-            self.check(candidate)
-        except Exception as exc:  # a broken version is a refusal, never a crash
-            self._refuse(version, f"{type(exc).__name__}: {exc}", previous)
-            return
-        self.current = candidate  # the swap: one reference assignment
-        self._refused_target = None
+        return Recommender.load(self.settings, version, fallback=False)
+
+    def _check(self, candidate: Recommender) -> Recommender:
+        self.check(candidate)
+        return candidate
+
+    def _version_of(self, model: Recommender) -> str:
+        return model.model_version
+
+    def _after_swap(self, model: Recommender) -> None:
         self._popularity_stamp = None
-        self.swaps += 1
-        logger.info("now serving recommender %s (%s; was %s; loaded and checked in %.0f ms)",
-                    version, candidate.family, previous, (time.perf_counter() - started) * 1000)
+
+    def _after_poll(self, target: str | None) -> None:
+        self._popularity_error = None
+        if target is None:
+            self._serve_popularity()
 
     def _serve_popularity(self) -> None:
         """No recommender in production: popularity from the published marts, kept fresh."""
@@ -119,7 +92,7 @@ class RecommenderRuntime:
         from shopflow.transform import marts_dir
 
         current = self.current
-        if current is not None and current.model_version != "popularity":
+        if current is not None and current.model_version != POPULARITY_VERSION:
             return  # the alias was emptied by hand: keep serving what we have
         path = marts_dir(self.settings) / "item_features.parquet"
         try:
@@ -136,32 +109,17 @@ class RecommenderRuntime:
 
         try:
             snapshot = published_popularity_snapshot(self.settings)
-            fresh = Recommender(snapshot, model_version="popularity", family="popularity",
+            fresh = Recommender(snapshot, model_version=POPULARITY_VERSION, family="popularity",
                                 metadata={"source": str(path)})
             self.check(fresh)
         except Exception as exc:
-            self.last_error = f"no popularity fallback: {type(exc).__name__}: {exc}"
-            logger.info("recommender: %s", self.last_error)
+            self._popularity_error = f"no popularity fallback: {type(exc).__name__}: {exc}"
+            logger.info("recommender: %s", self._popularity_error)
             return
         self.current = fresh
         self._popularity_stamp = stamp
         logger.info("no recommender in production: serving popularity from %s (snapshot %s)",
                     path, fresh.snapshot_time)
-
-    def _refuse(self, version: str, reason: str, serving: str | None) -> None:
-        self._refused_target = version
-        self.refusals.append({"version": version, "reason": reason,
-                              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        logger.error("refused to serve recommender %s, still serving %s: %s", version, serving,
-                     reason)
-        try:
-            self._ledger.record_event(
-                kind="rejection", version=version, reason=f"hot swap refused: {reason}",
-                actor=SERVING_ACTOR, previous_version=serving,
-                details={"stage": "serving", "serving_version": serving},
-            )
-        except Exception:
-            logger.exception("could not record the refusal of recommender %s", version)
 
     @staticmethod
     def check(candidate: Recommender, k: int = 10) -> None:
@@ -199,10 +157,9 @@ class RecommenderRuntime:
 
     def unavailable_reason(self) -> str:
         """Why /recommend cannot answer, for 503s."""
-        if self.alias_version is not None and self.refusals and \
-                self.refusals[-1]["version"] == self.alias_version:
-            return (f"production recommender {self.alias_version} was refused: "
-                    f"{self.refusals[-1]['reason']}")
+        refusal = self.alias_refusal()
+        if refusal is not None:
+            return f"production recommender {refusal.version} was refused: {refusal.reason}"
         if self.alias_version is not None:
             return f"production recommender {self.alias_version} is not loaded yet"
         return ("no recommender in production and no published marts to serve popularity "
@@ -219,9 +176,9 @@ class RecommenderRuntime:
             "users": current.known_users if current else 0,
             "metrics": (current.metadata.get("metrics") if current else None) or {},
             "trained_at": (current.metadata.get("trained_at") if current else None),
-            "fallback": bool(current is not None and current.model_version == "popularity"),
+            "fallback": bool(current is not None and current.model_version == POPULARITY_VERSION),
             "production_alias": self.alias_version,
-            "refused": list(self.refusals),
+            "refused": [r.asdict() for r in self.refusals],
             "swaps": self.swaps,
             "error": self.last_error,
         }

@@ -1,14 +1,14 @@
-"""The serving runtime: which model answers, and the hot swap that changes it.
+"""The propensity model's serving runtime: which model answers ``POST /predict``.
 
-One :class:`ServingRuntime` lives in each service worker. A background thread polls the
-ledger's production alias every ``serving.reload_interval`` seconds; when the alias names a
-new version it loads that model *beside* the current one, checks it (it loads, Feast serves
-its feature service with all its columns, golden requests give finite probabilities in
-[0, 1]) and only then swaps, by assigning one attribute. Requests read that attribute once
-and keep the model object they started with, so a swap never mixes two models in one
-answer and never fails a request. A model that fails its check is refused: the old one
-keeps serving, and the refusal is logged, shown by ``/metadata`` and written to the ledger
-(a ``rejection`` event with ``details.stage = "serving"``) so gate 3 can roll back.
+One :class:`ServingRuntime` lives in each service worker. It follows the ledger's
+production alias like every served model does (:mod:`shopflow.serving.alias_follower`:
+load beside, check, swap by one assignment, or refuse and record a ``rejection`` so gate 3
+can roll back); a background thread polls it, and the recommender's alias, every
+``serving.reload_interval`` seconds. What is specific to this model lives here: its check
+(it loads, Feast serves its feature service with all its columns, golden requests give
+finite probabilities in [0, 1], and whether the fast matrix path gives the same scores),
+shadow scoring of a challenger, and the answers of ``/predict``, ``/readyz`` and
+``/metadata``.
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ import dataclasses
 import logging
 import math
 import threading
-import time
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopflow.contract import GOLDEN_UNKNOWN_ID, PROPENSITY_MODEL, RECOMMENDER_MODEL
+from shopflow.serving.alias_follower import AliasFollower, ModelRefused
 from shopflow.serving.online import OnlineFeatures
 from shopflow.serving.privacy import IdHasher
-from shopflow.serving.served import ModelRefused, ServedModel, load_served_model
+from shopflow.serving.served import ServedModel, load_served_model
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,28 +36,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-GOLDEN_UNKNOWN_ID = "__shopflow_golden_unknown__"
-SERVING_ACTOR = "shopflow-serving"
+#: Known shoppers remembered from live traffic as golden ids for the next swap check.
+RECENT_KNOWN_IDS = 16
 
 
 class NoProductionModel(RuntimeError):
     """Nothing to serve: the ledger names no production model, or it was refused."""
 
 
-@dataclass
-class Refusal:
-    """A production version this process would not serve, and why."""
-
-    version: str
-    reason: str
-    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-
-    def asdict(self) -> dict[str, str]:
-        return {"version": self.version, "reason": self.reason, "at": self.at}
-
-
-class ServingRuntime:
-    """Holds the served model, swaps it when the ledger's production alias moves.
+class ServingRuntime(AliasFollower[ServedModel]):
+    """Holds the served propensity model, swaps it when the ledger's production alias moves.
 
     Args:
         settings: Shopflow settings (ledger URL, model store, Feast, serving knobs).
@@ -68,6 +55,9 @@ class ServingRuntime:
             ``shopflow.serving.options.settle_heap``).
     """
 
+    kind = PROPENSITY_MODEL
+    label = "model"
+
     def __init__(
         self,
         settings: Settings,
@@ -76,32 +66,23 @@ class ServingRuntime:
         poll: bool = True,
         freeze_heap: bool = False,
     ) -> None:
-        from shopflow.ledger import Ledger
-
+        super().__init__(settings.ledger_url)
         self.settings = settings
         self.features = features or OnlineFeatures(settings)
         self.hash_id = IdHasher(settings.home_dir)
-        self.current: ServedModel | None = None
-        self.alias_version: str | None = None
-        self.refusals: deque[Refusal] = deque(maxlen=20)
-        self.recent_known_ids: deque[str] = deque(maxlen=16)
-        self.swaps = 0
+        self.recent_known_ids: deque[str] = deque(maxlen=RECENT_KNOWN_IDS)
         self.shadow: ShadowScorer | None = None
         self._poll = poll
-        self._ledger = Ledger(settings.ledger_url)
         from shopflow.serving.recommender import RecommenderRuntime
 
         # POST /recommend: the ledger's recommender, polled by the same thread
         self.recommender = RecommenderRuntime(settings)
-        self._refused_target: str | None = None
         self._unusable_challengers: set[str] = set()
         self._snapshot_ids: list[str] | None = None
         self._started = False
         self._freeze_heap = freeze_heap
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # one poll at a time (thread vs. an explicit poll_once)
-        self.last_poll_error: str | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -132,7 +113,7 @@ class ServingRuntime:
             self._thread = None
         if self.shadow is not None:
             self.shadow.stop()
-        self._ledger.close()
+        self.close()
         self.recommender.close()
 
     def _run(self) -> None:
@@ -156,72 +137,29 @@ class ServingRuntime:
 
             settle_heap(collect=False)  # keep the new lists out of full GC walks
 
-    # ---- the hot swap ------------------------------------------------------------------
-    def poll_once(self) -> None:
-        """Read the production alias once; load, check and swap when it moved."""
-        with self._lock:
-            try:
-                production = self._ledger.production()
-            except Exception as exc:  # an unreachable ledger must not stop serving
-                self.last_poll_error = f"ledger unreachable: {type(exc).__name__}: {exc}"
-                logger.warning("alias poll failed, keeping %s: %s", self._version(), exc)
-                return
-            self.last_poll_error = None
-            target = production.version if production is not None else None
-            self.alias_version = target
-            if target is not None and target != self._version():
-                if target != self._refused_target:
-                    self._swap_to(target)
-            elif target == self._version():
-                self._refused_target = None
-            if self.shadow is not None:
-                self._refresh_challenger()
+    # ---- what the alias follower needs to know about this model ------------------------
+    def _load(self, version: str) -> ServedModel:
+        return load_served_model(self.settings, version)
 
-    def _version(self) -> str | None:
-        current = self.current
-        return current.version if current is not None else None
+    def _check(self, candidate: ServedModel) -> ServedModel:
+        return dataclasses.replace(candidate, fast_path=True) if self.check(candidate) \
+            else candidate
 
-    def _swap_to(self, version: str) -> None:
-        started = time.perf_counter()
-        previous = self._version()
-        try:
-            candidate = load_served_model(self.settings, version)
-            if self.check(candidate):
-                candidate = dataclasses.replace(candidate, fast_path=True)
-        except ModelRefused as exc:
-            self._refuse(version, str(exc), previous)
-            return
-        except Exception as exc:  # anything unexpected is a refusal too, never a crash
-            self._refuse(version, f"{type(exc).__name__}: {exc}", previous)
-            return
-        self.current = candidate  # the swap: one reference assignment
-        self._refused_target = None
-        self.swaps += 1
+    def _version_of(self, model: ServedModel) -> str:
+        return model.version
+
+    def _describe(self, model: ServedModel) -> str:
+        return f"{model.family}, feature service {model.feature_service}"
+
+    def _after_swap(self, model: ServedModel) -> None:
         if self._started and self._freeze_heap:
             from shopflow.serving.options import settle_heap
 
             settle_heap(collect=False)  # keep the new model out of full GC walks
-        logger.info(
-            "now serving model %s (%s, feature service %s; was %s; loaded and checked in %.0f ms)",
-            version, candidate.family, candidate.feature_service, previous,
-            (time.perf_counter() - started) * 1000,
-        )
 
-    def _refuse(self, version: str, reason: str, serving: str | None) -> None:
-        self._refused_target = version
-        self.refusals.append(Refusal(version=version, reason=reason))
-        logger.error("refused to serve model %s, still serving %s: %s", version, serving, reason)
-        try:
-            self._ledger.record_event(
-                kind="rejection",
-                version=version,
-                reason=f"hot swap refused: {reason}",
-                actor=SERVING_ACTOR,
-                previous_version=serving,
-                details={"stage": "serving", "serving_version": serving},
-            )
-        except Exception:
-            logger.exception("could not record the refusal of %s in the ledger", version)
+    def _after_poll(self, target: str | None) -> None:
+        if self.shadow is not None:
+            self._refresh_challenger()
 
     def golden_user_ids(self) -> list[str]:
         """Ids for the swap check: recently served known users (else a few from the
@@ -300,7 +238,7 @@ class ServingRuntime:
         assert self.shadow is not None
         version = self.settings.serving.shadow_version or self._newest_challenger()
         current = self.shadow.challenger
-        if version is None or version == self._version():
+        if version is None or version == self.version:
             self.shadow.challenger = None
             return
         if current is not None and current.version == version:
@@ -308,19 +246,17 @@ class ServingRuntime:
         if version in self._unusable_challengers:
             return
         try:
-            challenger = load_served_model(self.settings, version)
-            if self.check(challenger):
-                challenger = dataclasses.replace(challenger, fast_path=True)
+            challenger = self.admit(version)
         except Exception as exc:
             logger.warning("shadow challenger %s not usable: %s", version, exc)
             self._unusable_challengers.add(version)
             self.shadow.challenger = None
             return
         self.shadow.challenger = challenger
-        logger.info("shadow mode: scoring challenger %s beside %s", version, self._version())
+        logger.info("shadow mode: scoring challenger %s beside %s", version, self.version)
 
     def _newest_challenger(self) -> str | None:
-        production = self._version()
+        production = self.version
         for record in self._ledger.candidates(limit=20):
             if record.version != production and record.version not in self._unusable_challengers:
                 return record.version
@@ -340,7 +276,7 @@ class ServingRuntime:
         if served is None:
             raise NoProductionModel(self.unavailable_reason())
         probabilities, known = self.score(served, user_ids)
-        if known.any() and len(self.recent_known_ids) < self.recent_known_ids.maxlen:
+        if known.any() and len(self.recent_known_ids) < RECENT_KNOWN_IDS:
             self.recent_known_ids.append(user_ids[int(np.argmax(known))])
         if self.shadow is not None:
             self.shadow.submit(user_ids, served, probabilities.tolist(), known.tolist())
@@ -361,8 +297,8 @@ class ServingRuntime:
             return f"no model loaded: {self.last_poll_error}"
         if self.alias_version is None:
             return "no model in production: the ledger's production alias is empty (train and promote one)"
-        refusal = self.refusals[-1] if self.refusals else None
-        if refusal is not None and refusal.version == self.alias_version:
+        refusal = self.alias_refusal()
+        if refusal is not None:
             return f"production model {refusal.version} was refused: {refusal.reason}"
         return f"production model {self.alias_version} is not loaded yet"
 
@@ -386,7 +322,7 @@ class ServingRuntime:
             "reload_interval": self.settings.serving.reload_interval,
             "max_batch": self.settings.serving.max_batch,
             "ledger_error": self.last_poll_error,
-            "recommender": self.recommender.metadata(),
+            RECOMMENDER_MODEL: self.recommender.metadata(),
             "shadow": None
             if shadow is None
             else {

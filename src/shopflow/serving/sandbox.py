@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopflow.contract import RECOMMENDER_MODEL
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -208,7 +210,7 @@ def publish_recommender(settings: Settings, snapshot: Any, *, promote: bool = Tr
     model = RankerModel(family="sandbox", feature_names=["cand_popularity"],
                         params={"seed": seed}, predictor=PopularityPredictor())
     version = save_recommender(settings, model, snapshot, metadata={"metrics": metrics})
-    with Ledger(settings.ledger_url, model="recommender") as ledger:
+    with Ledger(settings.ledger_url, model=RECOMMENDER_MODEL) as ledger:
         ledger.record_candidate(version=version, family=model.family, metrics=metrics,
                                 params=model.params, feature_service="recommend_v1")
         if promote:

@@ -1,4 +1,4 @@
-"""Request and response bodies of the propensity service (DESIGN.md §5): ``/predict``
+"""Request and response bodies of the Shopflow service (DESIGN.md §5): ``/predict``
 and ``/recommend``.
 
 Pydantic models with a description on every field, so BentoML's OpenAPI page documents
@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-MAX_K = 100  # as shopflow.recommend.serving.MAX_K (not imported: keep this module light)
+from shopflow.contract import MAX_K
 
 UserId = Annotated[
     StrictStr | StrictInt,

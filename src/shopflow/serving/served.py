@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopflow.serving.alias_follower import ModelRefused
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -25,10 +27,6 @@ logger = logging.getLogger(__name__)
 # metadata keys (registry metadata, then ledger metrics) that may hold the training base rate
 _BASE_RATE_KEYS = ("base_rate", "train_base_rate", "positive_rate", "label_rate", "train_label_rate")
 KNOWN_COLUMN = "known"
-
-
-class ModelRefused(RuntimeError):
-    """A model cannot serve: it does not load, its features are not online, or it misbehaves."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The Shopflow propensity service (DESIGN.md §5), served with ``bentoml serve``.
+"""The Shopflow model service (DESIGN.md §5), served with ``bentoml serve``.
 
 ``POST /predict`` scores shoppers with the production model named by the ledger; the model
 comes from the BentoML model store in ``SHOPFLOW_HOME`` and is hot-swapped when the alias
@@ -78,8 +78,13 @@ http_routes = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])])
 
 @bentoml.asgi_app(http_routes, path="/", name="shopflow_http")
 @bentoml.service(name="shopflow_propensity", **SERVICE_OPTIONS)
-class PropensityService:
-    """Purchase propensity for shoppers, from the production model and online features."""
+class ShopService:
+    """Purchase propensity (``/predict``) and recommendations (``/recommend``) for shoppers,
+    from the ledger's production models and the online features.
+
+    The BentoML service keeps the name ``shopflow_propensity`` it was published under:
+    Bento tags and the service's own metrics carry it.
+    """
 
     def __init__(self) -> None:
         from shopflow.serving.runtime import ServingRuntime
@@ -213,4 +218,4 @@ def _error(ctx: bentoml.Context, status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-PropensityService.add_asgi_middleware(FrontDoorMiddleware, from_settings=True)
+ShopService.add_asgi_middleware(FrontDoorMiddleware, from_settings=True)
