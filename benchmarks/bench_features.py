@@ -115,24 +115,25 @@ def _floor_sqlite(settings: Any, store: Any) -> tuple[float, int]:
 
 def _floor_redis(settings: Any, store: Any, project: str) -> tuple[float, int]:
     """Seconds spent sending pre-built HSET bytes and reading the replies, nothing else."""
-    from feast.infra.online_stores.helpers import _mmh3
-
+    from shopflow import internals
     from shopflow.features import online_write as ow
 
-    client = ow._redis_client(store)
+    client = internals.feast_redis_client(store)
     heads = None
     seconds, count = 0.0, 0
     pipe = ow._RespPipe(client)
     try:
         for rows in _latest_rows(settings):
             if heads is None:
-                heads = [ow._resp_bulk(_mmh3(f"user_features_fv:{n}")) for n in rows.feature_names]
+                heads = [ow._resp_bulk(internals.redis_feature_field("user_features_fv", n))
+                         for n in rows.feature_names]
             for start in range(0, len(rows), 10_000):
                 stop = min(start + 10_000, len(rows))
-                keys = [k + project.encode() for k in ow.encode_entity_keys("user_id", rows.ids[start:stop])]
+                keys = internals.redis_hash_keys(
+                    ow.encode_entity_keys("user_id", rows.ids[start:stop]), project)
                 bodies = ow._resp_field_runs(heads, rows.values[start:stop])
                 head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (FEATURES + 1))
-                tail = ow._resp_bulk(b"_ts:user_features_fv") + ow._resp_bulk(
+                tail = ow._resp_bulk(internals.redis_timestamp_field("user_features_fv")) + ow._resp_bulk(
                     ow.timestamp_proto_bytes(rows.event_ts[start])
                 )
                 payload = b"".join(
@@ -159,9 +160,7 @@ def _percentiles(fn: Any, repeats: int) -> tuple[float, float]:
 
 
 def _reads(settings: Any, store: Any, rows: int, repeats: int, seed: int) -> list[dict[str, Any]]:
-    from feast.infra.online_stores.helpers import _mmh3
-    from feast.infra.online_stores.sqlite import _table_id
-
+    from shopflow import internals
     from shopflow.features import get_online_user_features
     from shopflow.features import online_write as ow
     from shopflow.features.schema import USER_TABLE
@@ -173,7 +172,7 @@ def _reads(settings: Any, store: Any, rows: int, repeats: int, seed: int) -> lis
     if settings.features.online_store == "sqlite":
         view = store.get_feature_view("user_features_fv")
         conn = sqlite3.connect(settings.feast_dir / "online.db")
-        table = _table_id(store.project, view)
+        table = internals.sqlite_online_table(store.project, view, versioned=False)
 
         def raw(batch: list[str]) -> Any:
             keys = ow.encode_entity_keys("user_id", batch)
@@ -183,14 +182,15 @@ def _reads(settings: Any, store: Any, rows: int, repeats: int, seed: int) -> lis
                 keys,
             ).fetchall()
     else:
-        client = ow._redis_client(store)
-        fields = [_mmh3(f"user_features_fv:{n}") for n in names] + [b"_ts:user_features_fv"]
-        suffix = store.project.encode()
+        client = internals.feast_redis_client(store)
+        fields = [internals.redis_feature_field("user_features_fv", n) for n in names]
+        fields.append(internals.redis_timestamp_field("user_features_fv"))
 
         def raw(batch: list[str]) -> Any:
             pipe = client.pipeline(transaction=False)
-            for key in ow.encode_entity_keys("user_id", batch):
-                pipe.hmget(key + suffix, fields)
+            keys = internals.redis_hash_keys(ow.encode_entity_keys("user_id", batch), store.project)
+            for key in keys:
+                pipe.hmget(key, fields)
             return pipe.execute()
 
     def pick(n: int) -> list[str]:
@@ -249,9 +249,9 @@ def bench_store(kind: str, *, rows: int, stock_rows: int, repeats: int, work: Pa
         store = _prepare(settings, rows, seed=1)
         redis_client = None
         if kind == "redis":
-            from shopflow.features import online_write as ow
+            from shopflow.internals import feast_redis_client
 
-            redis_client = ow._redis_client(store)
+            redis_client = feast_redis_client(store)
             server_cpu = _redis_cpu(redis_client)
         wall, cpu, done = _timed(lambda: materialize(settings, store=store, tables=[USER_TABLE]))
         view = done.by_view("user_features_fv")

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from shopflow.recommend.gate import decide, recommender_ledger
+from shopflow.recommend.gate import decide_recommender, recommender_ledger
 from shopflow.recommend.metrics import evaluate_lists, leaderboard, leaderboard_html, user_metrics
 
 
@@ -59,11 +59,12 @@ def test_leaderboard_sorted_and_html() -> None:
 
 def test_gate_needs_margin_and_guards() -> None:
     base = {"ndcg@10": 0.10, "recall@10": 0.20}
-    assert decide({"ndcg@10": 0.15, "recall@10": 0.25}, champion=None, baseline=base).promote
-    tiny = decide({"ndcg@10": 0.101, "recall@10": 0.25}, champion=None, baseline=base)
+    assert decide_recommender({"ndcg@10": 0.15, "recall@10": 0.25}, champion=None,
+                              baseline=base).promote
+    tiny = decide_recommender({"ndcg@10": 0.101, "recall@10": 0.25}, champion=None, baseline=base)
     assert not tiny.promote and "baseline" in tiny.reason
     champion = {"ndcg@10": 0.12, "recall@10": 0.30}
-    guarded = decide({"ndcg@10": 0.15, "recall@10": 0.25}, champion=champion, baseline=base)
+    guarded = decide_recommender({"ndcg@10": 0.15, "recall@10": 0.25}, champion=champion, baseline=base)
     assert not guarded.promote and "recall@10" in guarded.reason
     assert guarded.reference_name == "champion"
 

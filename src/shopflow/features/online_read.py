@@ -5,7 +5,8 @@ and per value; for 100 users that costs ~10x the store round trip itself. The la
 are known (``online_write`` writes them, and tests compare both read paths value for
 value), so this reader fetches the same bytes in one round trip and decodes the
 9-byte ``double_val`` records directly. Anything else (another store type, another value
-type) goes through Feast's own decoding.
+type) goes through Feast's own decoding. The private pieces of those layouts (table
+name, DB path, hash fields and keys, the Redis client) come from :mod:`shopflow.internals`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopflow import internals
 from shopflow.features.online_write import encode_entity_keys
 
 if TYPE_CHECKING:
@@ -29,7 +31,8 @@ def _decode(value: bytes | None) -> float:
     if not value:
         return np.nan
     if len(value) == 9 and value[0] == 0x29:
-        return _DOUBLE.unpack_from(value, 1)[0]
+        number: float = _DOUBLE.unpack_from(value, 1)[0]
+        return number
     from feast.protos.feast.types.Value_pb2 import Value
 
     proto = Value()
@@ -72,18 +75,13 @@ class DirectReader:
         return self._read_sqlite(view, names, keys)
 
     def _read_redis(self, view: FeatureView, names: list[str], keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        from feast.infra.online_stores.helpers import _mmh3
-
-        from shopflow.features.online_write import _redis_client
-
         if self._redis is None:
-            self._redis = _redis_client(self.store)
-        suffix = self.store.config.project.encode()
-        fields = [_mmh3(f"{view.name}:{name}") for name in names]
-        fields.append(f"_ts:{view.name}".encode())
+            self._redis = internals.feast_redis_client(self.store)
+        fields = [internals.redis_feature_field(view.name, name) for name in names]
+        fields.append(internals.redis_timestamp_field(view.name))
         pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.hmget(key + suffix, fields)
+        for key in internals.redis_hash_keys(keys, self.store.config.project):
+            pipe.hmget(key, fields)
         replies = pipe.execute()
         known = np.fromiter((reply[-1] is not None for reply in replies), dtype=bool, count=len(keys))
         values = np.array(
@@ -96,19 +94,17 @@ class DirectReader:
     def _sqlite_conn(self) -> Any:
         import sqlite3
 
-        from feast.infra.online_stores.sqlite import SqliteOnlineStore
-
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            path = SqliteOnlineStore._get_db_path(self.store.config)
+            path = internals.sqlite_online_path(self.store.config)
             conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
             self._local.conn = conn
         return conn
 
     def _read_sqlite(self, view: FeatureView, names: list[str], keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        from feast.infra.online_stores.sqlite import _table_id
-
-        table = _table_id(self.store.config.project, view).replace('"', '""')
+        # unversioned: supports() turns stores with feature-view versioning away
+        table = internals.sqlite_online_table(self.store.config.project, view, versioned=False)
+        table = table.replace('"', '""')
         first: dict[bytes, int] = {}
         for index, key in enumerate(keys):
             first.setdefault(key, index)

@@ -16,8 +16,10 @@ These writers produce the *same bytes* Feast writes (so the stock
 - Redis: RESP ``HSET`` commands assembled as bytes and pipelined on a raw connection,
   one round trip per few thousand entities; replies parsed by hiredis.
 
-``tests/unit/test_features_online_write.py`` checks the encodings byte for byte against
-Feast's own functions, so a Feast upgrade that changes them fails loudly.
+``tests/unit/test_features_encoding.py`` checks the encodings byte for byte against
+Feast's own functions, so a Feast upgrade that changes them fails loudly. What this
+needs from Feast's and redis-py's private internals (table names, DB path, hash fields,
+raw connections) comes from :mod:`shopflow.internals`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from shopflow import internals
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -123,7 +127,8 @@ def timestamp_proto_bytes(ts: np.datetime64) -> bytes:
 
     proto = Timestamp()
     proto.FromDatetime(_to_aware(ts))
-    return proto.SerializeToString()
+    data: bytes = proto.SerializeToString()
+    return data
 
 
 def _to_aware(ts: np.datetime64) -> datetime:
@@ -169,12 +174,12 @@ def write_sqlite(
     """
     import sqlite3
 
-    from feast.infra.online_stores.sqlite import SqliteOnlineStore, _table_id
-
     started = time.perf_counter()
     config = store.config
-    table = _table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
-    path = SqliteOnlineStore._get_db_path(config)
+    table = internals.sqlite_online_table(
+        config.project, view, versioned=config.registry.enable_online_feature_view_versioning
+    )
+    path = internals.sqlite_online_path(config)
     conn = sqlite3.connect(path, timeout=60.0)
     stats = WriteStats(entities=len(rows))
     try:
@@ -255,20 +260,20 @@ class _RespPipe:
     """A raw RESP pipeline on one redis-py connection: send bytes, count replies.
 
     redis-py opens the connection (so AUTH, SELECT and TLS follow the connection string);
-    commands then go out as pre-built bytes and hiredis parses the replies.
+    commands then go out as pre-built bytes and hiredis parses the replies. The
+    connection handling relies on redis-py internals, through :mod:`shopflow.internals`.
     """
 
     def __init__(self, client: Any) -> None:
         import hiredis
 
-        self._pool = client.connection_pool
-        self._conn = self._pool.get_connection()
-        self._conn.connect()
+        self._client = client
+        self._conn = internals.redis_checkout_connection(client)
         self._reader = hiredis.Reader()
         self._pending = 0
 
     def send(self, payload: bytes, commands: int) -> None:
-        self._conn.send_packed_command([payload], check_health=False)
+        internals.redis_send_packed(self._conn, payload)
         self._pending += commands
 
     def replies(self, count: int) -> list[Any]:
@@ -276,7 +281,7 @@ class _RespPipe:
         import hiredis
 
         out: list[Any] = []
-        sock = self._conn._sock
+        sock = internals.redis_socket(self._conn)
         while len(out) < count:
             reply = self._reader.gets()
             if reply is False:
@@ -292,21 +297,7 @@ class _RespPipe:
         return out
 
     def close(self) -> None:
-        if self._pending:
-            self._conn.disconnect()
-        self._pool.release(self._conn)
-
-
-def _redis_client(store: FeatureStore) -> Any:
-    """A redis-py client for the store's (single-node) Redis, built the way Feast does."""
-    from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
-    from redis import Redis
-
-    online = store.config.online_store
-    if online.redis_type != RedisType.redis:
-        raise NotImplementedError("the bulk Redis writer supports single-node Redis only")
-    nodes, kwargs = RedisOnlineStore._parse_connection_string(online.connection_string)
-    return Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
+        internals.redis_return_connection(self._client, self._conn, discard=bool(self._pending))
 
 
 def _resp_field_runs(field_heads: list[bytes], values: np.ndarray) -> list[bytes]:
@@ -355,24 +346,26 @@ def write_redis(
         batch_entities: commands per network write; replies of one batch are read after
             the next is sent, so Redis and Python work in parallel.
     """
-    from feast.infra.online_stores.helpers import _mmh3
-
     started = time.perf_counter()
     online = store.config.online_store
-    project = store.config.project.encode()
+    project = store.config.project
     fv_name = view.name
-    ts_field = _resp_bulk(f"_ts:{fv_name}".encode())
-    field_heads = [_resp_bulk(_mmh3(f"{fv_name}:{name}")) for name in rows.feature_names]
+    ts_field = _resp_bulk(internals.redis_timestamp_field(fv_name))
+    field_heads = [
+        _resp_bulk(internals.redis_feature_field(fv_name, name)) for name in rows.feature_names
+    ]
     n_features = len(rows.feature_names)
     head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (n_features + 1))
     ttl = online.key_ttl_seconds
     stats = WriteStats(entities=len(rows))
-    pipe = _RespPipe(client or _redis_client(store))
+    pipe = _RespPipe(client or internals.feast_redis_client(store))
     try:
         in_flight = 0
         for start in range(0, len(rows), batch_entities):
             stop = min(start + batch_entities, len(rows))
-            keys = [k + project for k in encode_entity_keys(_join_key(view), rows.ids[start:stop])]
+            keys = internals.redis_hash_keys(
+                encode_entity_keys(_join_key(view), rows.ids[start:stop]), project
+            )
             if check_newer:
                 keep = _newer_than_stored(pipe, keys, ts_field, rows.event_ts[start:stop], in_flight)
                 in_flight = 0
@@ -454,7 +447,7 @@ def write_generic(
     from feast.protos.feast.types.Value_pb2 import Value
 
     started = time.perf_counter()
-    provider = store._get_provider()
+    provider = internals.feast_provider(store)
     join_key = _join_key(view)
     stats = WriteStats(entities=len(rows))
     for start in range(0, len(rows), chunk_entities):

@@ -9,7 +9,7 @@ Entry points (imported lazily, so ``import shopflow.recommend`` stays cheap):
 
 * :func:`run_recommendation` -- train, evaluate, gate and store (the DAG step);
 * :class:`Recommender` -- ``Recommender.load(settings).recommend(user_id, k=10)``;
-* :func:`build_ranking_data`, :func:`generate_candidates`, :func:`evaluate_model`,
+* :func:`build_ranking_data`, :func:`generate_candidates`, :func:`evaluate_ranker`,
   :func:`leaderboard`, :func:`leaderboard_html` -- the pieces.
 """
 
@@ -32,11 +32,11 @@ _EXPORTS = {
     "candidate_recall": "shopflow.recommend.candidates",
     "RankerModel": "shopflow.recommend.rankers",
     "train_ranker": "shopflow.recommend.rankers",
-    "evaluate_model": "shopflow.recommend.evaluate",
+    "evaluate_ranker": "shopflow.recommend.evaluate",
     "leaderboard": "shopflow.recommend.metrics",
     "leaderboard_html": "shopflow.recommend.metrics",
-    "GateDecision": "shopflow.recommend.gate",
-    "decide": "shopflow.recommend.gate",
+    "RankingGateDecision": "shopflow.recommend.gate",
+    "decide_recommender": "shopflow.recommend.gate",
     "recommender_ledger": "shopflow.recommend.gate",
     "MODEL_NAME": "shopflow.recommend.store",
     "RecommenderLoadError": "shopflow.recommend.store",

@@ -48,8 +48,8 @@ def recommendation_lists(model: RankerModel, cutoff: CutoffData, k: int) -> pd.D
     return lists
 
 
-def evaluate_model(model: RankerModel, cutoffs: list[CutoffData],
-                   ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, float]:
+def evaluate_ranker(model: RankerModel, cutoffs: list[CutoffData],
+                    ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, float]:
     """Ranking metrics of ``model`` over the buyers of ``cutoffs`` (see metrics.py)."""
     import pandas as pd
 

@@ -29,7 +29,7 @@ LEDGER_MODEL = "recommender"
 
 
 @dataclass(frozen=True)
-class GateDecision:
+class RankingGateDecision:
     """What gate 2 decided for a recommender challenger, and why."""
 
     promote: bool
@@ -41,7 +41,7 @@ class GateDecision:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def decide(
+def decide_recommender(
     challenger: dict[str, float],
     *,
     champion: dict[str, float] | None,
@@ -49,7 +49,7 @@ def decide(
     primary: str = PRIMARY_METRIC,
     min_improvement: float = 0.002,
     guards: dict[str, float] | None = None,
-) -> GateDecision:
+) -> RankingGateDecision:
     """Promote or reject a challenger by its metrics on the same rows as the reference."""
     guards = GUARDS if guards is None else guards
     reference, name = (champion, "champion") if champion is not None else (baseline, "baseline")
@@ -63,15 +63,17 @@ def decide(
     details = {"gain": gain, "min_improvement": min_improvement, "guards": guards,
                "regressions": regressions}
     if gain < min_improvement:
-        return GateDecision(False, f"{primary} {challenger[primary]:.4f} does not beat the {name}'s "
-                            f"{reference[primary]:.4f} by {min_improvement}", primary, challenger,
-                            reference, name, details)
+        return RankingGateDecision(
+            False, f"{primary} {challenger[primary]:.4f} does not beat the {name}'s "
+            f"{reference[primary]:.4f} by {min_improvement}", primary, challenger, reference,
+            name, details)
     if regressions:
-        return GateDecision(False, f"guard metric(s) regressed beyond tolerance vs the {name}: "
-                            f"{regressions}", primary, challenger, reference, name, details)
-    return GateDecision(True, f"{primary} {challenger[primary]:.4f} beats the {name}'s "
-                        f"{reference[primary]:.4f} by {gain:.4f}", primary, challenger, reference,
-                        name, details)
+        return RankingGateDecision(
+            False, f"guard metric(s) regressed beyond tolerance vs the {name}: {regressions}",
+            primary, challenger, reference, name, details)
+    return RankingGateDecision(
+        True, f"{primary} {challenger[primary]:.4f} beats the {name}'s "
+        f"{reference[primary]:.4f} by {gain:.4f}", primary, challenger, reference, name, details)
 
 
 def recommender_ledger(settings: Settings) -> Ledger:

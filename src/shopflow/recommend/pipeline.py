@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from shopflow.recommend.gate import GateDecision
+    from shopflow.recommend.gate import RankingGateDecision
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class RecommendationRun:
     validation: dict[str, dict[str, float]]
     candidate_recall: dict[str, float]
     winner: str
-    decision: GateDecision
+    decision: RankingGateDecision
     version: str | None
     report_path: Path | None
     split: dict[str, Any]
@@ -113,8 +113,8 @@ def run_recommendation(
 
     from shopflow.recommend.candidates import candidate_recall
     from shopflow.recommend.data import load_events
-    from shopflow.recommend.evaluate import evaluate_model
-    from shopflow.recommend.gate import decide, recommender_ledger
+    from shopflow.recommend.evaluate import evaluate_ranker
+    from shopflow.recommend.gate import decide_recommender, recommender_ledger
 
     unknown = sorted(set(families) - set(RANKER_FAMILIES))
     if unknown or not families:
@@ -138,8 +138,8 @@ def run_recommendation(
         models[family] = train_ranker(family, data, seed=config.seed, threads=config.threads)
         seconds[f"train_{family}"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    test = {name: evaluate_model(model, data.test) for name, model in models.items()}
-    validation = {name: evaluate_model(model, data.validation, ks=(10,)) for name, model in
+    test = {name: evaluate_ranker(model, data.test) for name, model in models.items()}
+    validation = {name: evaluate_ranker(model, data.validation, ks=(10,)) for name, model in
                   models.items()}
     winner = max(families, key=lambda f: (validation[f][PRIMARY_METRIC], f == families[0]))
 
@@ -152,8 +152,9 @@ def run_recommendation(
             if champion_metrics is not None:
                 test["champion"] = champion_metrics
         seconds["evaluate"] = time.perf_counter() - tick
-        decision = decide(test[winner], champion=champion_metrics, baseline=test["popularity"],
-                          min_improvement=settings.gate.min_improvement)
+        decision = decide_recommender(test[winner], champion=champion_metrics,
+                                      baseline=test["popularity"],
+                                      min_improvement=settings.gate.min_improvement)
         logger.info("gate 2 (%s): %s", winner, decision.reason)
 
         version = None
@@ -206,7 +207,7 @@ def run_recommendation(
 
 def _score_champion(settings: Settings, version: str, data: Any) -> dict[str, float] | None:
     """The production recommender's metrics on this run's test cutoffs (None if unloadable)."""
-    from shopflow.recommend.evaluate import evaluate_model
+    from shopflow.recommend.evaluate import evaluate_ranker
     from shopflow.recommend.store import RecommenderLoadError, load_recommender
 
     try:
@@ -215,4 +216,4 @@ def _score_champion(settings: Settings, version: str, data: Any) -> dict[str, fl
         logger.warning("champion %s cannot be scored (%s); gating against the baseline", version,
                        exc)
         return None
-    return evaluate_model(model, data.test)
+    return evaluate_ranker(model, data.test)

@@ -259,7 +259,7 @@ def _fit_torch(data: RankingData, *, seed: int, epochs: int = 8, dim: int = 16,
                unknown_rate: float = 0.1) -> RankerModel:
     import torch
 
-    from shopflow.recommend.evaluate import evaluate_model
+    from shopflow.recommend.evaluate import evaluate_ranker
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -306,7 +306,7 @@ def _fit_torch(data: RankingData, *, seed: int, epochs: int = 8, dim: int = 16,
         predictor.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         predictor._net = None
         candidate = RankerModel("torch", features, params, predictor)
-        ndcg = evaluate_model(candidate, data.validation, ks=(10,))["ndcg@10"]
+        ndcg = evaluate_ranker(candidate, data.validation, ks=(10,))["ndcg@10"]
         logger.info("torch epoch %d: loss %.4f, validation ndcg@10 %.4f (%.1fs)", epoch,
                     total / len(y), ndcg, time.perf_counter() - started)
         if ndcg > best[0]:

@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shopflow.internals import bentoml_use_home
+
 if TYPE_CHECKING:
     from shopflow.settings import Settings
     from shopflow.training.model import PropensityModel
@@ -48,7 +50,8 @@ def use_model_store(settings: Settings) -> Path:
 
     BentoML caches its home and stores in process-wide singletons; setting only
     ``BENTOML_HOME`` after the first use would silently keep the old store. This sets the
-    variable (for subprocesses such as ``bentoml serve``) and overrides the singletons, so
+    variable (for subprocesses such as ``bentoml serve``) and overrides the singletons
+    (:func:`shopflow.internals.bentoml_use_home`, which relies on ``bentoml._internal``), so
     it is safe to call before every store access, also when the home changes in-process.
 
     Returns:
@@ -59,20 +62,7 @@ def use_model_store(settings: Settings) -> Path:
         (home / sub).mkdir(parents=True, exist_ok=True)
     os.environ["BENTOML_HOME"] = str(home)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-
-    from bentoml._internal.bento import BentoStore
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models import ModelStore
-
-    # compare with the override only: .get() would build the default ~/bentoml store
-    if getattr(BentoMLContainer.bentoml_home, "_override", None) != str(home):
-        BentoMLContainer.bentoml_home.set(str(home))
-        BentoMLContainer.model_store_dir.set(str(home / "models"))
-        BentoMLContainer.bento_store_dir.set(str(home / "bentos"))
-        BentoMLContainer.tmp_bento_store_dir.set(str(home / "tmp"))
-        BentoMLContainer.env_store_dir.set(str(home / "envs"))
-        BentoMLContainer.model_store.set(ModelStore(str(home / "models")))
-        BentoMLContainer.bento_store.set(BentoStore(str(home / "bentos")))
+    bentoml_use_home(home)
     return home
 
 
