@@ -15,6 +15,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - set up .venv, run the training pipeline on synthetic data, serve it"
 	@echo "make test   - set up .venv and run the whole test suite"
+	@echo "make lint   - ruff and mypy --strict (CI runs it before the tests)"
 	@echo "make bench  - run the benchmarks (tables + JSON in SHOPFLOW_HOME/bench)"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock"
 
@@ -38,14 +39,17 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
+# ruff (with I, B, TC and the Airflow rules) on everything, mypy --strict on src/ (pyproject).
 lint: setup
 	$(BIN)/ruff check src tests dags services feature_repo expectations benchmarks
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all
 
 lock:
-	uv pip compile requirements.in --python 3.11 $(UV_FIND_LINKS) -o requirements.lock
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"; }
+	$(BIN)/uv pip compile requirements.in --python 3.11 $(UV_FIND_LINKS) -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .shopflow

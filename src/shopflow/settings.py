@@ -44,7 +44,8 @@ CANONICAL_COLUMNS = (
     "category_id",
 )
 EVENT_TYPES = ("view", "cart", "purchase", "return")
-MODEL_FAMILIES = ("baseline", "xgboost", "lightgbm", "torch")
+ModelFamily = Literal["baseline", "xgboost", "lightgbm", "torch"]
+MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "xgboost", "lightgbm", "torch")
 
 _yaml_config: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_config", default=None)
 
@@ -142,7 +143,8 @@ class WarehouseSettings(_Section):
         "so several warehouses can share one PostgreSQL database.",
     )
 
-    def schema(self, layer: str) -> str:
+    # Shadows pydantic's deprecated v1 classmethod ``schema()``, which nothing here uses.
+    def schema(self, layer: str) -> str:  # type: ignore[override]
         """The schema that holds a layer (``raw``, ``staging``, ``intermediate``, ``marts``)."""
         return f"{self.schema_prefix}{layer}"
 
@@ -195,7 +197,7 @@ class FeatureSettings(_Section):
 class TrainingSettings(_Section):
     """Candidates, split and search budget."""
 
-    families: list[Literal["baseline", "xgboost", "lightgbm", "torch"]] = Field(
+    families: list[ModelFamily] = Field(
         default_factory=lambda: list(MODEL_FAMILIES)
     )
     seed: int = 42

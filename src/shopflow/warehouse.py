@@ -133,7 +133,7 @@ class Warehouse:
             "where table_schema = :schema and table_name = :name",
             {"schema": schema or self._default_schema(), "name": name},
         )
-        return int(frame.iat[0, 0]) > 0
+        return int(frame["n"].iloc[0]) > 0
 
     def ensure_schema(self, schema: str) -> None:
         """Create a schema if it does not exist yet."""
@@ -196,7 +196,8 @@ class DuckDBWarehouse(Warehouse):
 
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         cursor = self._con.execute(_PLACEHOLDER.sub(r"$\1", sql), dict(params) if params else None)
-        return cursor.df()
+        frame: pd.DataFrame = cursor.df()
+        return frame
 
     def append_df(self, table: str, df: pd.DataFrame) -> int:
         _check_identifier(table)

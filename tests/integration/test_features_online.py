@@ -136,12 +136,15 @@ def test_feast_feature_server_answers_http(settings: Settings) -> None:
     """`shopflow features serve` runs Feast's own HTTP server over the same store."""
     _fill(settings)
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "shopflow.cli", "features", "serve", "--port", str(port)],
-        env={**os.environ, "SHOPFLOW_HOME": str(settings.home_dir)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # stderr goes to a file: an unread pipe could fill up and stall the server.
+    log_path = settings.home_dir.parent / "feast_serve.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "shopflow.cli", "features", "serve", "--port", str(port)],
+            env={**os.environ, "SHOPFLOW_HOME": str(settings.home_dir)},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     try:
         deadline = time.monotonic() + 180
         response = None
@@ -155,7 +158,7 @@ def test_feast_feature_server_answers_http(settings: Settings) -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.5)
-        assert response is not None, server.stderr.read().decode()[-2000:] if server.poll() is not None else "no answer"
+        assert response is not None, log_path.read_text(errors="replace")[-2000:] if server.poll() is not None else "no answer"
         assert response.status_code == 200, response.text
         body = response.json()
         names = body["metadata"]["feature_names"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from shopflow.ingest.sources import IngestError
 from shopflow.settings import CANONICAL_COLUMNS, EVENT_TYPES
@@ -54,7 +54,7 @@ REASONS = (
     "invalid_quantity",
 )
 _INT32_MAX = 2**31 - 1
-_TEXT = "string[pyarrow]"  # Arrow-backed strings: vectorised ops, pd.NA for missing
+_TEXT: Final = "string[pyarrow]"  # Arrow-backed strings: vectorised ops, pd.NA for missing
 # A column none of whose first values parse is a mapping or format mistake, not bad rows.
 _MIN_VALUES_FOR_COLUMN_CHECK = 10
 
@@ -212,7 +212,7 @@ def _map_event_types(raw: pd.Series, source: SourceSettings) -> pd.Series:
     lowered = values.str.lower()
     canonical = lowered.where(lowered.isin(EVENT_TYPES))
     result = mapped.astype(object).where(mapped.notna(), canonical.astype(object))
-    return result.where(result.notna(), None)
+    return _none_for_missing(result)
 
 
 def _parse_quantity(raw: pd.Series | None, n: int) -> tuple[pd.Series, np.ndarray]:
@@ -272,14 +272,13 @@ def _parse_iso(text: pd.Series, timezone: str) -> pd.Series:
 def _to_naive_utc(values: pd.Series, timezone: str) -> pd.Series:
     import numpy as np
 
-    if values.dt.tz is not None:
-        return values.dt.tz_convert("UTC").dt.tz_localize(None)
-    if timezone.upper() == "UTC":
+    if timezone.upper() == "UTC" and values.dt.tz is None:
         return values
-    localized = values.dt.tz_localize(
+    aware = values if values.dt.tz is not None else values.dt.tz_localize(
         timezone, ambiguous=np.zeros(len(values), dtype=bool), nonexistent="shift_forward"
     )
-    return localized.dt.tz_convert("UTC").dt.tz_localize(None)
+    naive: pd.Series = aware.dt.tz_convert("UTC").dt.tz_localize(None)
+    return naive
 
 
 def _quarantined(frame: pd.DataFrame, plan: dict[str, str], reason: np.ndarray,
@@ -310,8 +309,15 @@ def _quarantined(frame: pd.DataFrame, plan: dict[str, str], reason: np.ndarray,
             extra[canonical] = None
         out = pd.concat([out.astype({"source_row": "Int64"}), extra[out.columns]], ignore_index=True)
     for column in (*CANONICAL_COLUMNS, "reason", "raw_record"):
-        out[column] = out[column].astype(object).where(out[column].notna(), None)
+        out[column] = _none_for_missing(out[column])
     return out
+
+
+def _none_for_missing(values: pd.Series) -> pd.Series:
+    """Object values with ``None`` for every missing one (NaN, NaT, pd.NA), as JSON and SQL want."""
+    # pandas-stubs does not admit None as `other`, which pandas documents and supports.
+    result: pd.Series = values.astype(object).where(values.notna(), None)  # type: ignore[call-overload]
+    return result
 
 
 def _json_records(rows: pd.DataFrame) -> list[str]:

@@ -113,10 +113,10 @@ def generate_candidates(
     cutoff = pd.Timestamp(cutoff)
     window = window_events(events, cutoff, lookback)
     user_list = pd.Index(pd.unique(pd.Series(list(users), dtype=object)))
-    item_codes, item_ids = pd.factorize(window["item_id"], sort=True)
-    item_ids = np.asarray(item_ids, dtype=object)
+    item_codes, item_index = pd.factorize(window["item_id"], sort=True)
+    item_ids = np.asarray(item_index, dtype=object)
     n_items = len(item_ids)
-    user_codes = user_list.get_indexer(window["user_id"])
+    user_codes = user_list.get_indexer(pd.Index(window["user_id"]))
     kind = window["event_type"].to_numpy()
     stats = _window_stats(window, item_codes, item_ids, cutoff, lookback, config)
     if n_items == 0 or len(user_list) == 0:

@@ -60,7 +60,8 @@ class NaturalBatcher:
         if not self._busy:
             self._busy = True
             self._task = loop.create_task(self._drain())  # keep a reference: no early GC
-        return await future
+        answer: tuple[Any, Any, Any] = await future
+        return answer
 
     def _take(self) -> list[tuple[list[str], asyncio.Future[Any]]]:
         taken = [self._waiting.pop(0)]

@@ -68,7 +68,7 @@ def _read_duckdb(path: Path, sql: str, name: str) -> pa.Table:
         raise PublishError(f"no DuckDB warehouse at {path}: ingest and run dbt first")
     try:
         with duckdb.connect(str(path)) as conn:
-            return conn.sql(sql).fetch_arrow_table()
+            return conn.sql(sql).to_arrow_table()
     except duckdb.CatalogException as exc:
         raise PublishError(f"mart {name} not found in {path}: run dbt first ({exc})") from exc
 
