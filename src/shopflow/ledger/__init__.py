@@ -26,7 +26,6 @@ from shopflow.ledger.store import (
     ProductionChangedError,
     ProductionModel,
     isoformat,
-    jsonable,
 )
 
 __all__ = [
@@ -43,5 +42,4 @@ __all__ = [
     "ProductionModel",
     "alias_for",
     "isoformat",
-    "jsonable",
 ]

@@ -73,7 +73,7 @@ class CandidateResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (for Airflow XCom); the model stays in the registry."""
-        from shopflow.ledger import jsonable
+        from shopflow.jsonable import jsonable
 
         data = {k: v for k, v in asdict(self).items() if k != "model"}
         return jsonable(data)
@@ -100,7 +100,7 @@ class EvaluationResult:
         return next((e for e in self.evaluations if e.version == version), None)
 
     def to_dict(self) -> dict[str, Any]:
-        from shopflow.ledger import jsonable
+        from shopflow.jsonable import jsonable
 
         return jsonable({
             "run_id": self.run_id,
@@ -135,7 +135,7 @@ class GateOutcome:
     baseline: ModelEvaluation | None
 
     def to_dict(self) -> dict[str, Any]:
-        from shopflow.ledger import jsonable
+        from shopflow.jsonable import jsonable
 
         return jsonable({
             "decision": self.decision.to_dict(),
@@ -169,7 +169,7 @@ class TrainingOutcome:
 
     def summary(self) -> dict[str, Any]:
         """A small JSON-able summary for the CLI and the DAG."""
-        from shopflow.ledger import jsonable
+        from shopflow.jsonable import jsonable
 
         decision = self.decision
         tested = {e.version: e.metrics for e in self.evaluation.evaluations}
