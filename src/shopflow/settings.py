@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from shopflow.durations import Duration
+from shopflow.errors import PermanentError
 
 CANONICAL_COLUMNS = (
     "user_id",
@@ -349,7 +350,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         return dict(_yaml_config.get() or {})
 
 
-class ConfigError(ValueError):
+class ConfigError(PermanentError, ValueError):
     """The run config cannot be read or does not match the schema."""
 
 

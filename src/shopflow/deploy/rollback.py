@@ -13,13 +13,15 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shopflow.errors import PermanentError
+
 if TYPE_CHECKING:
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-class RollbackError(RuntimeError):
+class RollbackError(PermanentError, RuntimeError):
     """No model to roll back to, or the named one cannot serve."""
 
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shopflow.errors import PermanentError
 from shopflow.evaluation.metrics import higher_is_better
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 MIN_SLICE_ROWS = 30
 
 
-class ForcedPromotionError(ValueError):
+class ForcedPromotionError(PermanentError, ValueError):
     """A forced promotion was asked for without a reason."""
 
 

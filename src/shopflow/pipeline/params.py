@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shopflow.errors import PermanentError
 from shopflow.settings import MODEL_FAMILIES
 
 #: As ``shopflow.recommend.rankers.RANKER_FAMILIES`` (not imported: this module stays light).
@@ -263,7 +264,7 @@ def specs_for(dag_id: str) -> dict[str, ParamSpec]:
         ) from None
 
 
-class ParamError(ValueError):
+class ParamError(PermanentError, ValueError):
     """A run parameter is unknown, malformed or inconsistent with another one."""
 
 
