@@ -46,6 +46,10 @@ CANONICAL_COLUMNS = (
 )
 EVENT_TYPES = ("view", "cart", "purchase", "return")
 MODEL_FAMILIES = ("baseline", "xgboost", "lightgbm", "torch")
+#: The recommender's ranker families (the popularity baseline always runs beside them);
+#: defined here, with the propensity families, so the run params can list them without
+#: importing the rankers' numerical code.
+RANKER_FAMILIES = ("lightgbm", "torch")
 
 _yaml_config: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_config", default=None)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from shopflow.pipeline.runs import run_dir
 from shopflow.pipeline.vocabulary import StageSkipped
+from shopflow.settings import RANKER_FAMILIES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,7 +63,7 @@ def train_recommender(settings: Settings, context: StageContext) -> StageResult:
         if previous.get("version") and _decided(settings, previous["version"]):
             logger.info("recommender %s already decided in this run", previous["version"])
             return previous
-    families = tuple(resolved.get("recommend_families") or ("lightgbm", "torch"))
+    families = tuple(resolved.get("recommend_families") or RANKER_FAMILIES)
     try:
         run = run_recommendation(settings, families=families, save=not dry,
                                  actor=context.actor, run_id=context.run_id)
