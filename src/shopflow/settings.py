@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from shopflow.durations import Duration
+from shopflow.errors import PermanentError
 
 CANONICAL_COLUMNS = (
     "user_id",
@@ -46,6 +47,10 @@ CANONICAL_COLUMNS = (
 EVENT_TYPES = ("view", "cart", "purchase", "return")
 ModelFamily = Literal["baseline", "xgboost", "lightgbm", "torch"]
 MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "xgboost", "lightgbm", "torch")
+#: The recommender's ranker families (the popularity baseline always runs beside them);
+#: defined here, with the propensity families, so the run params can list them without
+#: importing the rankers' numerical code.
+RANKER_FAMILIES = ("lightgbm", "torch")
 
 _yaml_config: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_config", default=None)
 
@@ -351,7 +356,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         return dict(_yaml_config.get() or {})
 
 
-class ConfigError(ValueError):
+class ConfigError(PermanentError, ValueError):
     """The run config cannot be read or does not match the schema."""
 
 

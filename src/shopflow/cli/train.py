@@ -46,8 +46,12 @@ def train(*, config_path: str | None, families: tuple[str, ...], force_promote: 
     Prints the leaderboard (out-of-time test rows), the decision and the report's path.
     Exit code 0 whether or not the challenger was promoted; non-zero when training failed.
     """
-    if force_promote and not (reason or "").strip():
-        raise click.UsageError("--force-promote needs --reason TEXT (it is recorded in the ledger)")
+    from shopflow.evaluation.gate import ForcedPromotionError, require_force_reason
+
+    try:
+        require_force_reason(force_promote, reason)
+    except ForcedPromotionError as exc:
+        raise click.UsageError(f"--force-promote needs --reason TEXT: {exc}") from exc
     if reason and not force_promote:
         raise click.UsageError("--reason is only used with --force-promote")
     overrides = {"training": {"search_trials": trials}} if trials else {}

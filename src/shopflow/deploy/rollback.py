@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shopflow.contract import PROPENSITY_MODEL, RECOMMENDER_MODEL
+from shopflow.errors import PermanentError
 
 if TYPE_CHECKING:
     from shopflow.settings import Settings
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class RollbackError(RuntimeError):
+class RollbackError(PermanentError, RuntimeError):
     """No model to roll back to, or the named one cannot serve."""
 
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shopflow.errors import PermanentError
 from shopflow.evaluation.metrics import higher_is_better
 
 if TYPE_CHECKING:
@@ -23,8 +24,24 @@ if TYPE_CHECKING:
 MIN_SLICE_ROWS = 30
 
 
-class ForcedPromotionError(ValueError):
+class ForcedPromotionError(PermanentError, ValueError):
     """A forced promotion was asked for without a reason."""
+
+
+def require_force_reason(force_promote: bool, force_reason: str | None) -> None:
+    """The one rule for overriding gate 2: a forced promotion needs a non-blank reason.
+
+    Every way in (``shopflow train --force``, the DAG's params, the training pipeline, the
+    gate itself) checks it here, so the rule and its message cannot drift apart.
+
+    Raises:
+        ForcedPromotionError: ``force_promote`` without a non-empty ``force_reason``.
+    """
+    if force_promote and not (force_reason or "").strip():
+        raise ForcedPromotionError(
+            "a forced promotion needs a reason (--reason TEXT / force_reason): it is recorded "
+            "in the ledger with who forced it"
+        )
 
 
 @dataclass(frozen=True)
@@ -163,11 +180,7 @@ def gate_decision(
     Raises:
         ForcedPromotionError: ``force_promote`` without a non-empty ``force_reason``.
     """
-    if force_promote and not (force_reason or "").strip():
-        raise ForcedPromotionError(
-            "a forced promotion needs a reason (--reason TEXT / force_reason): it is recorded "
-            "in the ledger with who forced it"
-        )
+    require_force_reason(force_promote, force_reason)
     metric = gate.primary_metric
     checks: list[Check] = []
     reference_role: str | None = None

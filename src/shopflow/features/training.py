@@ -15,6 +15,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from shopflow.errors import PermanentError
 from shopflow.features.schema import LABELS_TABLE, USER_TABLE
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ ENTITY_TIMESTAMP = "event_timestamp"
 _ROW = "__shopflow_row"
 
 
-class EntityFrameError(ValueError):
+class EntityFrameError(PermanentError, ValueError):
     """The entity frame cannot be joined as given (missing columns, nulls, duplicates)."""
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from shopflow.errors import PermanentError
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -37,7 +39,7 @@ NULL_VALUES = ["", "NULL", "null", "NaN", "nan", "None", "N/A", "n/a", "#N/A"]
 _CSV_BLOCK_BYTES = 4 << 20
 
 
-class IngestError(ValueError):
+class IngestError(PermanentError, ValueError):
     """A source cannot be ingested; the message names the file and the problem."""
 
 

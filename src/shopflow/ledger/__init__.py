@@ -27,7 +27,6 @@ from shopflow.ledger.store import (
     ProductionChangedError,
     ProductionModel,
     isoformat,
-    jsonable,
 )
 
 __all__ = [
@@ -44,5 +43,4 @@ __all__ = [
     "ProductionModel",
     "alias_for",
     "isoformat",
-    "jsonable",
 ]

@@ -22,7 +22,6 @@ the dimension keep their meaning.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shopflow.jsonable import jsonable
 from shopflow.ledger.schema import (
     DEFAULT_MODEL,
     EVENT_KINDS,
@@ -124,23 +124,6 @@ def isoformat(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC).isoformat()
-
-
-def jsonable(value: Any) -> Any:
-    """Make metrics and params safe for JSON columns (NaN/inf -> None, numpy -> Python)."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()  # numpy scalar
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime):
-        return isoformat(_naive_utc(value))
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    return str(value)
 
 
 class Ledger:

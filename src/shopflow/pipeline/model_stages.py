@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shopflow.jsonable import jsonable
 from shopflow.pipeline.runs import run_dir
-from shopflow.pipeline.stages import PipelineBlocked, StageSkipped, as_jsonable
+from shopflow.pipeline.vocabulary import PipelineBlocked, StageSkipped
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from shopflow.pipeline.stages import StageContext
+    from shopflow.pipeline.vocabulary import StageContext, StageResult
     from shopflow.settings import Settings
     from shopflow.training.pipeline import EvaluationResult
 
@@ -46,7 +48,9 @@ def build_training_frame(settings: Settings, service: str) -> pd.DataFrame:
     """Point-in-time training rows of ``service`` for every labelled (user, cutoff)."""
     from shopflow.features import build_training_set, load_label_entities
 
-    return build_training_set(settings, load_label_entities(settings), feature_service=service)
+    frame: pd.DataFrame = build_training_set(settings, load_label_entities(settings),
+                                             feature_service=service)
+    return frame
 
 
 def _frame_for(settings: Settings, context: StageContext) -> Callable[[str], pd.DataFrame]:
@@ -65,7 +69,7 @@ def _frame_for(settings: Settings, context: StageContext) -> Callable[[str], pd.
     return frame_for
 
 
-def training_set(settings: Settings, context: StageContext) -> dict[str, Any]:
+def training_set(settings: Settings, context: StageContext) -> StageResult:
     """Build the run's training set once and keep it as Parquet for the candidate tasks."""
     service = settings.features.feature_service
     frame = build_training_frame(settings, service)
@@ -91,7 +95,7 @@ def _dry_model_path(settings: Settings, context: StageContext, version: str) -> 
 
 
 def train_candidate(settings: Settings, context: StageContext, *, family: str
-                    ) -> dict[str, Any]:
+                    ) -> StageResult:
     """Search, fit and save one family (registry + ledger candidate row).
 
     Idempotent per run: a retried or cleared task whose family was already trained and
@@ -102,7 +106,7 @@ def train_candidate(settings: Settings, context: StageContext, *, family: str
     dry = _dry_run(context)
     done = run_dir(settings, context.run_id) / "candidates" / f"{family}.json"
     if not dry and done.is_file():
-        previous = json.loads(done.read_text())
+        previous: dict[str, Any] = json.loads(done.read_text())
         if _in_registry(settings, previous["version"]):
             logger.info("%s already trained in this run as %s: reusing it", family,
                         previous["version"])
@@ -150,7 +154,7 @@ def _gate_path(settings: Settings, context: StageContext) -> Path:
 
 
 def evaluate(settings: Settings, context: StageContext, *,
-             candidates: list[dict[str, Any]]) -> dict[str, Any]:
+             candidates: list[dict[str, Any]]) -> StageResult:
     """Score every candidate on the same out-of-time rows; pick the winner on validation."""
     from shopflow.training.pipeline import CandidateResult, evaluate_candidates
 
@@ -171,28 +175,45 @@ def evaluate(settings: Settings, context: StageContext, *,
         "evaluation_path": str(path),
         "winner": evaluation.winner,
         "baseline": evaluation.baseline,
-        "leaderboard": leaderboard(evaluation),
+        "leaderboard": leaderboard(evaluation, primary_metric=settings.gate.primary_metric),
     }
 
 
-def leaderboard(evaluation: EvaluationResult) -> list[dict[str, Any]]:
-    """Candidates best first by the test primary metric, with the headline metrics."""
+def leaderboard(evaluation: EvaluationResult, *, primary_metric: str = "roc_auc"
+                ) -> list[dict[str, Any]]:
+    """Candidates best first by the test ``primary_metric``, with the headline metrics.
+
+    Best first means the metric's own direction (highest ROC AUC, lowest log loss), the
+    same order gate 2 judges by; a candidate without a finite value of it goes last.
+    """
+    from shopflow.evaluation.metrics import higher_is_better
+
+    shown = LEADERBOARD_METRICS if primary_metric in LEADERBOARD_METRICS \
+        else (primary_metric, *LEADERBOARD_METRICS)
     rows = []
     for e in evaluation.evaluations:
         rows.append({
             "version": e.version,
             "family": e.family,
             "winner": e.version == evaluation.winner,
-            "metrics": {k: e.metrics.get(k) for k in LEADERBOARD_METRICS if k in e.metrics},
+            "metrics": {k: e.metrics.get(k) for k in shown if k in e.metrics},
             "validation_metrics": {k: v for k, v in (e.validation_metrics or {}).items()
-                                   if k in LEADERBOARD_METRICS},
+                                   if k in shown},
         })
-    rows.sort(key=lambda r: -(r["metrics"].get("roc_auc") or 0.0))
-    return as_jsonable(rows)
+    sign = -1.0 if higher_is_better(primary_metric) else 1.0
+
+    def best_first(row: dict[str, Any]) -> tuple[bool, float]:
+        value = row["metrics"].get(primary_metric)
+        missing = not isinstance(value, int | float) or not math.isfinite(value)
+        return missing, 0.0 if missing else sign * float(value)
+
+    rows.sort(key=best_first)
+    ordered: list[dict[str, Any]] = jsonable(rows)
+    return ordered
 
 
 def champion_gate(settings: Settings, context: StageContext, *,
-                  evaluation: dict[str, Any]) -> dict[str, Any]:
+                  evaluation: dict[str, Any]) -> StageResult:
     """Gate 2: the winner vs production on identical rows; writes the run's HTML report."""
     from shopflow.evaluation.report import write_report
     from shopflow.training.pipeline import EvaluationResult, decide
@@ -231,7 +252,7 @@ def champion_gate(settings: Settings, context: StageContext, *,
 
 
 def register(settings: Settings, context: StageContext, *,
-             decision: dict[str, Any]) -> dict[str, Any]:
+             decision: dict[str, Any]) -> StageResult:
     """Record gate 2's decision in the ledger (promotion moves the production alias).
 
     On a promotion, also keeps what monitoring needs: the training reference (features and
@@ -276,7 +297,8 @@ def _recorded_decision(settings: Settings, context: StageContext, version: str
         return None
     path = _registered_path(settings, context)
     if path.is_file():
-        return json.loads(path.read_text())
+        registered: dict[str, Any] = json.loads(path.read_text())
+        return registered
     event = events[-1]
     return {"promoted": event.kind == "promotion", "version": version,
             "previous_version": event.previous_version, "reason": event.reason}
@@ -321,7 +343,7 @@ def _service_reachable(settings: Settings) -> tuple[bool, str]:
 
 
 def deploy(settings: Settings, context: StageContext, *,
-           registered: dict[str, Any]) -> dict[str, Any]:
+           registered: dict[str, Any]) -> StageResult:
     """Hot swap: wait for the running service to serve the new model, then measure it.
 
     Skipped when nothing was promoted, or when no service is running (a local run): the
@@ -357,7 +379,7 @@ def _golden_user_ids(settings: Settings, count: int = 5) -> list[str]:
 
 
 def post_deploy_check(settings: Settings, context: StageContext, *,
-                      deployed: dict[str, Any]) -> dict[str, Any]:
+                      deployed: dict[str, Any]) -> StageResult:
     """Gate 3's verdict on the deploy's numbers (the rollback already happened on failure)."""
     if deployed.get("failed"):
         raise PipelineBlocked(f"gate 3: {deployed.get('message')}")
@@ -368,11 +390,12 @@ def post_deploy_check(settings: Settings, context: StageContext, *,
             "report": report}
 
 
-def rollback(settings: Settings, context: StageContext) -> dict[str, Any]:
+def rollback(settings: Settings, context: StageContext) -> StageResult:
     """The rollback DAG: production back to a named or the previous version."""
     from shopflow.deploy import rollback as roll_back
 
     resolved = context.resolved
     result = roll_back(settings, to_version=resolved.get("version") or None,
                        reason=str(resolved["reason"]), actor=context.actor)
-    return as_jsonable(result)
+    summary: StageResult = jsonable(result)
+    return summary

@@ -16,10 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shopflow.settings import MODEL_FAMILIES
-
-#: As ``shopflow.recommend.rankers.RANKER_FAMILIES`` (not imported: this module stays light).
-RANKER_FAMILIES = ("lightgbm", "torch")
+from shopflow.errors import PermanentError
+from shopflow.settings import MODEL_FAMILIES, RANKER_FAMILIES
 
 if TYPE_CHECKING:
     from shopflow.settings import Settings
@@ -263,7 +261,7 @@ def specs_for(dag_id: str) -> dict[str, ParamSpec]:
         ) from None
 
 
-class ParamError(ValueError):
+class ParamError(PermanentError, ValueError):
     """A run parameter is unknown, malformed or inconsistent with another one."""
 
 
@@ -334,8 +332,14 @@ def resolve_params(
     missing = [name for name, value in resolved.items() if value is REQUIRED]
     if missing:
         raise ParamError(f"missing required parameter(s): {', '.join(missing)}")
-    if resolved.get("force_promote") and not (resolved.get("force_reason") or "").strip():
-        raise ParamError("force_promote=true needs force_reason: say why gate 2 is overridden")
+    if resolved.get("force_promote"):
+        # imported here: only a forced run pays for gate 2's module (numpy)
+        from shopflow.evaluation.gate import ForcedPromotionError, require_force_reason
+
+        try:
+            require_force_reason(True, resolved.get("force_reason"))
+        except ForcedPromotionError as exc:
+            raise ParamError(f"force_promote=true needs force_reason: {exc}") from exc
     if "reason" in specs and len(str(resolved.get("reason") or "").strip()) < 3:
         raise ParamError("a reason of at least 3 characters is required (kept in the ledger)")
     if resolved.get("families") is not None:

@@ -20,12 +20,13 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 from shopflow.pipeline.runs import run_dir
-from shopflow.pipeline.stages import StageSkipped
+from shopflow.pipeline.vocabulary import StageSkipped
+from shopflow.settings import RANKER_FAMILIES
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from shopflow.pipeline.stages import StageContext
+    from shopflow.pipeline.vocabulary import StageContext, StageResult
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def _record_path(settings: Settings, context: StageContext) -> Path:
     return run_dir(settings, context.run_id) / RECORD_FILE
 
 
-def train_recommender(settings: Settings, context: StageContext) -> dict[str, Any]:
+def train_recommender(settings: Settings, context: StageContext) -> StageResult:
     """Train, evaluate and gate recommenders; the decision goes to the ledger.
 
     Skipped when the run's ``recommend`` param is off, or when the data has too little
@@ -58,11 +59,11 @@ def train_recommender(settings: Settings, context: StageContext) -> dict[str, An
     dry = bool(resolved.get("dry_run"))
     path = _record_path(settings, context)
     if not dry and path.is_file():
-        previous = json.loads(path.read_text())
+        previous: dict[str, Any] = json.loads(path.read_text())
         if previous.get("version") and _decided(settings, previous["version"]):
             logger.info("recommender %s already decided in this run", previous["version"])
             return previous
-    families = tuple(resolved.get("recommend_families") or ("lightgbm", "torch"))
+    families = tuple(resolved.get("recommend_families") or RANKER_FAMILIES)
     try:
         run = run_recommendation(settings, families=families, save=not dry,
                                  actor=context.actor, run_id=context.run_id)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shopflow.pipeline.params import resolve_params, specs_for
-from shopflow.pipeline.runs import StageRecord, read_records
+from shopflow.pipeline.runs import read_records
+from shopflow.pipeline.vocabulary import StageRecord
 
 if TYPE_CHECKING:
     from shopflow.settings import Settings

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from shopflow.pipeline.vocabulary import StageRecord
 
 if TYPE_CHECKING:
     from shopflow.settings import Settings
@@ -34,27 +35,6 @@ def run_dir(settings: Settings, run_id: str) -> Path:
     path = settings.reports_dir / "runs" / safe_run_id(run_id)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@dataclass
-class StageRecord:
-    """What one stage of a run did.
-
-    Attributes:
-        stage: stage name, e.g. ``dbt_marts`` or ``train_candidate[xgboost]``.
-        status: ``success``, ``failed`` or ``blocked`` (a gate said no).
-        seconds: wall time of the stage body.
-        result: the stage's JSON-able summary (rows, verdicts, versions...).
-        error: the error message when it did not succeed.
-        finished_at: ISO timestamp (UTC).
-    """
-
-    stage: str
-    status: str
-    seconds: float
-    result: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
 def write_record(settings: Settings, run_id: str, record: StageRecord) -> Path:

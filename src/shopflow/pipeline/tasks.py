@@ -3,8 +3,12 @@
 Every DAG task is a thin call to :func:`run_stage`, so the DAG files stay orchestration
 only. It rebuilds the settings from the run's params (tasks may run on different
 workers), runs the stage, writes its record for the summary and turns Shopflow's
-"stop, this is not a glitch" errors (a blocked gate, bad params) into
-``AirflowFailException`` so Airflow does not retry what a retry cannot fix.
+"stop, this is not a glitch" errors into ``AirflowFailException`` so Airflow does not
+retry what a retry cannot fix. Which errors those are is decided by type: every
+:class:`~shopflow.errors.PermanentError` (a blocked gate, a failed dbt test, bad params
+or config, data that cannot be trained on) and pydantic's ``ValidationError``; see
+:func:`shopflow.errors.blocks_run`. Such a stage is recorded as ``blocked``; any other
+error is recorded as ``failed`` and re-raised for Airflow to retry.
 """
 
 from __future__ import annotations
@@ -14,26 +18,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from shopflow.pipeline.runs import StageRecord, safe_run_id, write_record
-from shopflow.pipeline.stages import STAGES, StageContext, StageSkipped
+from shopflow.errors import blocks_run
+from shopflow.pipeline.runs import safe_run_id, write_record
+from shopflow.pipeline.stages import stage_function
+from shopflow.pipeline.vocabulary import StageContext, StageRecord, StageSkipped, StageStatus
 
 logger = logging.getLogger(__name__)
-
-# Errors that mean "the input or the data is wrong": retrying cannot help.
-_PERMANENT_ERRORS = (
-    "GateFailed",
-    "ParamError",
-    "ConfigError",
-    "ValidationError",
-    "UnknownParamError",
-    "PipelineBlocked",
-    "RollbackError",
-    "ForcedPromotionError",
-    "TrainingDataError",
-    "IngestError",
-    "EntityFrameError",
-    "RecommendDataError",
-)
 
 
 def run_stage(
@@ -63,8 +53,10 @@ def run_stage(
         The stage's JSON-able result, which Airflow keeps as the task's XCom.
 
     Raises:
-        airflow.sdk.exceptions.AirflowFailException: a gate blocked or the input is bad.
-        Exception: anything else (Airflow retries it with backoff).
+        airflow.sdk.exceptions.AirflowSkipException: the stage had nothing to do.
+        airflow.sdk.exceptions.AirflowFailException: a permanent error (a gate blocked,
+            a dbt test failed, the params, config or data are bad): no retry.
+        Exception: anything else, as raised (Airflow retries it with backoff).
     """
     from shopflow.pipeline.params import settings_from_params, specs_for
 
@@ -82,19 +74,21 @@ def run_stage(
             data_interval_end=_iso(data_interval_end),
         )
         logger.info("stage %s: starting (run %s)", label, context.run_id)
-        result = STAGES[stage](settings, context, **kwargs)
+        result = stage_function(stage)(settings, context, **kwargs)
     except StageSkipped as exc:
         seconds = time.perf_counter() - started
-        write_record(settings, run_id, StageRecord(stage=label, status="skipped", seconds=seconds,
-                                                   result={"reason": str(exc)}))
+        if settings is not None:
+            write_record(settings, run_id, StageRecord(stage=label, status="skipped",
+                                                       seconds=seconds,
+                                                       result={"reason": str(exc)}))
         logger.info("stage %s: skipped: %s", label, exc)
         from airflow.sdk.exceptions import AirflowSkipException
 
         raise AirflowSkipException(str(exc)) from exc
     except Exception as exc:
         seconds = time.perf_counter() - started
-        blocked = type(exc).__name__ in ("GateFailed", "PipelineBlocked")
-        status = "blocked" if blocked else "failed"
+        blocked = blocks_run(exc)
+        status: StageStatus = "blocked" if blocked else "failed"
         if settings is not None:
             write_record(
                 settings,
@@ -108,7 +102,7 @@ def run_stage(
                 ),
             )
         logger.error("stage %s: %s after %.1fs: %s", label, status, seconds, exc)
-        if type(exc).__name__ in _PERMANENT_ERRORS:
+        if blocked:
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(f"{label} {status}: {exc}") from exc
@@ -148,4 +142,17 @@ def _error_details(exc: BaseException) -> dict[str, Any]:
         value = getattr(exc, attr, None) or getattr(result, attr, None)
         if value is not None:
             details[attr] = str(value)
+    failures = getattr(exc, "failures", None)  # dbt: the nodes that failed
+    if isinstance(failures, list) and failures:
+        details["failures"] = [_node_line(node) for node in failures]
     return details
+
+
+def _node_line(node: Any) -> str:
+    """``test not_null_x: fail <message>`` for a failed dbt node, else the node as text."""
+    name = getattr(node, "name", None)
+    if name is None:
+        return str(node)
+    line = f"{getattr(node, 'resource_type', 'node')} {name}: {getattr(node, 'status', '')}"
+    message = getattr(node, "message", None)
+    return f"{line} {message}" if message else line

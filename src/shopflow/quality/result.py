@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from shopflow.errors import PermanentError
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -134,7 +136,7 @@ class GateResult:
         return data
 
 
-class GateFailed(RuntimeError):
+class GateFailed(PermanentError, RuntimeError):
     """An ``error`` check failed: the pipeline must stop here.
 
     The message's first line names the layer and the number of failed checks; each

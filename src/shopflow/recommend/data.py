@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from shopflow.errors import PermanentError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -32,7 +34,7 @@ DBT_SELECT = "+path:models/marts/recommendations +item_features"
 DBT_OWN_MODELS = "path:models/marts/recommendations path:models/intermediate/recommendations"
 
 
-class RecommendDataError(RuntimeError):
+class RecommendDataError(PermanentError, RuntimeError):
     """The warehouse lacks what recommendations need (names the table and the fix)."""
 
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from shopflow.recommend.dataset import RecommendConfig, build_ranking_data
 from shopflow.recommend.metrics import PRIMARY_METRIC, leaderboard, leaderboard_html
-from shopflow.recommend.rankers import RANKER_FAMILIES, popularity_model, train_ranker
+from shopflow.recommend.rankers import popularity_model, train_ranker
+from shopflow.settings import RANKER_FAMILIES
 
 if TYPE_CHECKING:
     from pathlib import Path

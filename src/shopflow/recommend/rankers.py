@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RANKER_FAMILIES = ("lightgbm", "torch")
+# The family names are ``shopflow.settings.RANKER_FAMILIES`` (with the propensity ones).
 
 
 @dataclass

@@ -95,7 +95,7 @@ def code_version() -> str:
 
 def metadata_value(value: Any) -> Any:
     """BentoML metadata accepts basic types only and no None: drop Nones, stringify rest."""
-    from shopflow.ledger import jsonable
+    from shopflow.jsonable import jsonable
 
     value = jsonable(value)
     if isinstance(value, dict):

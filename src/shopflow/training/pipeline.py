@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shopflow.evaluation.evaluate import ModelEvaluation, evaluate_model
-from shopflow.evaluation.gate import ForcedPromotionError, GateDecision, gate_decision
+from shopflow.evaluation.gate import (
+    ForcedPromotionError,
+    GateDecision,
+    gate_decision,
+    require_force_reason,
+)
 from shopflow.evaluation.metrics import flat_slice_metric, higher_is_better
 from shopflow.training.families.base import FitContext, FitData
 from shopflow.training.model import PropensityModel
@@ -73,7 +78,7 @@ class CandidateResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (for Airflow XCom); the model stays in the registry."""
-        from shopflow.ledger import jsonable
+        from shopflow.jsonable import jsonable
 
         data = {k: v for k, v in asdict(self).items() if k != "model"}
         return jsonable(data)
@@ -100,7 +105,7 @@ class EvaluationResult:
         return next((e for e in self.evaluations if e.version == version), None)
 
     def to_dict(self) -> dict[str, Any]:
-        from shopflow.ledger import jsonable
+        from shopflow.jsonable import jsonable
 
         return jsonable({
             "run_id": self.run_id,
@@ -135,7 +140,7 @@ class GateOutcome:
     baseline: ModelEvaluation | None
 
     def to_dict(self) -> dict[str, Any]:
-        from shopflow.ledger import jsonable
+        from shopflow.jsonable import jsonable
 
         return jsonable({
             "decision": self.decision.to_dict(),
@@ -169,7 +174,7 @@ class TrainingOutcome:
 
     def summary(self) -> dict[str, Any]:
         """A small JSON-able summary for the CLI and the DAG."""
-        from shopflow.ledger import jsonable
+        from shopflow.jsonable import jsonable
 
         decision = self.decision
         tested = {e.version: e.metrics for e in self.evaluation.evaluations}
@@ -458,9 +463,7 @@ def decide(
     from shopflow.ledger import Ledger
     from shopflow.registry import ModelLoadError, load_model
 
-    if force_promote and not (force_reason or "").strip():
-        raise ForcedPromotionError(
-            "a forced promotion needs a reason (--reason TEXT / force_reason)")
+    require_force_reason(force_promote, force_reason)
     if isinstance(evaluation, dict):
         evaluation = EvaluationResult.from_dict(evaluation)
     if evaluation.winner is None:
@@ -624,10 +627,7 @@ def run_training(
     from shopflow.evaluation.report import write_report
     from shopflow.ledger import Ledger
 
-    if force_promote and not (force_reason or "").strip():
-        raise ForcedPromotionError(
-            "a forced promotion needs a reason (--reason TEXT / force_reason): it is recorded "
-            "in the ledger with who forced it")
+    require_force_reason(force_promote, force_reason)
     chosen = list(families or settings.training.families)
     service = settings.features.feature_service
     ledger = Ledger(settings.ledger_url)

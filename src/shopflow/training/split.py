@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shopflow.errors import PermanentError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -26,7 +28,7 @@ NON_FEATURE_COLUMNS = frozenset(
 )
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(PermanentError, ValueError):
     """The training frame cannot support an honest out-of-time evaluation."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from shopflow.transform.dbt_runner import (
     DbtError,
     DbtRunResult,
+    DbtTestFailed,
     NodeResult,
     dbt_args,
     dbt_env,
@@ -29,6 +30,7 @@ __all__ = [
     "MART_TABLES",
     "DbtError",
     "DbtRunResult",
+    "DbtTestFailed",
     "NodeResult",
     "PublishError",
     "dbt_args",

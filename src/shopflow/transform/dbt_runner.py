@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from shopflow.errors import PermanentError
+
 if TYPE_CHECKING:
     from shopflow.settings import Settings
 
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: Statuses that mean a node did not do its job (a skipped node sat behind one of them).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error", "skipped"})
+#: Node types whose ``fail`` status is a verdict on the data or the models.
+_TEST_TYPES = frozenset({"test", "unit_test"})
 #: Commands that accept --full-refresh.
 _FULL_REFRESH_COMMANDS = frozenset({"build", "run", "seed"})
 #: dbt keeps process-wide state (flags, adapters) and run_dbt sets environment variables,
@@ -54,6 +58,15 @@ class DbtError(RuntimeError):
         super().__init__(message)
         self.failures = failures or []
         self.result = result
+
+
+class DbtTestFailed(PermanentError, DbtError):
+    """A dbt test (data or unit test) failed: the data or a model is wrong, not the run.
+
+    dbt ran and answered; running it again on the same warehouse gives the same answer,
+    so the pipeline stops here (blocked, no retry). A :class:`DbtError` that is not a
+    test failure (dbt could not start, a model errored) may be a glitch and is retried.
+    """
 
 
 @dataclass(frozen=True)
@@ -240,6 +253,7 @@ def run_dbt(
         Every node dbt ran, with status and seconds.
 
     Raises:
+        DbtTestFailed: a data or unit test failed (a :class:`DbtError` that is permanent).
         DbtError: dbt could not start (bad project, unreachable database) or any node
             errored or failed; ``failures`` lists the nodes, the message their errors.
     """
@@ -275,12 +289,18 @@ def run_dbt(
         ) from outcome.exception
     if not result.success:
         failures = result.failures
-        raise DbtError(_failure_message(command, failures, settings), failures=failures, result=result)
+        error = DbtTestFailed if any(_is_failed_test(node) for node in failures) else DbtError
+        raise error(_failure_message(command, failures, settings), failures=failures, result=result)
     logger.info(
         "dbt %s done in %.1fs: %s", command, elapsed,
         ", ".join(f"{count} {status}" for status, count in sorted(result.status_counts().items())),
     )
     return result
+
+
+def _is_failed_test(node: NodeResult) -> bool:
+    """A data or unit test whose assertion failed (``fail``), not one that could not run."""
+    return node.resource_type in _TEST_TYPES and node.status == "fail"
 
 
 def _failure_message(command: str, failures: list[NodeResult], settings: Settings) -> str:

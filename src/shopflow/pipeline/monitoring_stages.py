@@ -1,12 +1,19 @@
-"""The monitoring DAG's stages (called through :func:`shopflow.pipeline.tasks.run_stage`)."""
+"""The monitoring DAG's stages: feature and prediction drift, the drift verdict, gate 4.
+
+They wrap :mod:`shopflow.monitoring` (drift measures, training references, the live gate)
+the way the other stage modules wrap their parts, and live beside them so the stage layer
+depends on monitoring and never the other way round.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
+from shopflow.pipeline.vocabulary import StageSkipped
+
 if TYPE_CHECKING:
-    from shopflow.pipeline.stages import StageContext
+    from shopflow.pipeline.vocabulary import StageContext, StageResult
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -27,11 +34,10 @@ def _production(settings: Settings) -> tuple[Any, Any]:
     return production, candidate
 
 
-def feature_drift(settings: Settings, context: StageContext) -> dict[str, Any]:
+def feature_drift(settings: Settings, context: StageContext) -> StageResult:
     """PSI of each of production's features: serving snapshot vs training reference."""
     from shopflow.monitoring.drift import frame_psi
     from shopflow.monitoring.reference import reference_for, serving_snapshot
-    from shopflow.pipeline.stages import StageSkipped
     from shopflow.registry import load_model
 
     production, candidate = _production(settings)
@@ -51,11 +57,10 @@ def feature_drift(settings: Settings, context: StageContext) -> dict[str, Any]:
     return {"version": production.version, **report.to_dict()}
 
 
-def prediction_drift(settings: Settings, context: StageContext) -> dict[str, Any]:
+def prediction_drift(settings: Settings, context: StageContext) -> StageResult:
     """PSI of production's scores: serving snapshot vs its training reference."""
     from shopflow.monitoring.drift import psi
     from shopflow.monitoring.reference import reference_for, serving_snapshot
-    from shopflow.pipeline.stages import StageSkipped
     from shopflow.registry import load_model
 
     production, candidate = _production(settings)
@@ -77,9 +82,8 @@ def prediction_drift(settings: Settings, context: StageContext) -> dict[str, Any
 
 def drift_verdict(settings: Settings, context: StageContext, *,
                   features: dict[str, Any] | None = None,
-                  predictions: dict[str, Any] | None = None) -> dict[str, Any]:
+                  predictions: dict[str, Any] | None = None) -> StageResult:
     """Decide whether drift warrants retraining; skipped (no asset event) when it does not."""
-    from shopflow.pipeline.stages import StageSkipped
 
     drifted_features = list((features or {}).get("drifted") or [])
     prediction_drifted = bool((predictions or {}).get("drifted"))
@@ -96,7 +100,7 @@ def drift_verdict(settings: Settings, context: StageContext, *,
             "prediction_drift": prediction_drifted}
 
 
-def live_gate(settings: Settings, context: StageContext) -> dict[str, Any]:
+def live_gate(settings: Settings, context: StageContext) -> StageResult:
     """Gate 4 (see :mod:`shopflow.monitoring.live`); rolls back on regression."""
     from shopflow.monitoring.live import run_live_gate
 
