@@ -10,11 +10,17 @@ import getpass
 import json
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from shopflow.cli.options import config_option, load
 from shopflow.settings import MODEL_FAMILIES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shopflow.training.pipeline import TrainingOutcome
 
 HEADLINE = ("roc_auc", "pr_auc", "log_loss", "brier", "lift_top_decile", "ece")
 
@@ -63,9 +69,9 @@ def train(*, config_path: str | None, families: tuple[str, ...], force_promote: 
     from shopflow.training.pipeline import TrainingError, run_training
     from shopflow.training.split import TrainingDataError
 
-    cache: dict[str, object] = {}
+    cache: dict[str, pd.DataFrame] = {}
 
-    def training_frame_for(service: str):  # noqa: ANN202 - returns a DataFrame
+    def training_frame_for(service: str) -> pd.DataFrame:
         if service not in cache:
             if frame_path and service == settings.features.feature_service:
                 import pandas as pd
@@ -108,7 +114,7 @@ def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) and value == value else "–"
 
 
-def _print_outcome(outcome) -> None:  # noqa: ANN001 - TrainingOutcome
+def _print_outcome(outcome: TrainingOutcome) -> None:
     evaluation = outcome.evaluation
     click.echo(f"run {outcome.run_id}{' (dry run)' if outcome.dry_run else ''}")
     click.echo("\nleaderboard (out-of-time test rows; * = winner on validation)")

@@ -215,7 +215,9 @@ class _Sessions:
     @property
     def events(self) -> np.ndarray:
         views, lines = self.views.astype(np.int64), self.lines.astype(np.int64)
-        return np.minimum(views + lines + lines * self.purchased + self.returns, self.keep)
+        counts: np.ndarray = np.minimum(views + lines + lines * self.purchased + self.returns,
+                                        self.keep)
+        return counts
 
     def take(self, index: np.ndarray) -> _Sessions:
         return _Sessions(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})

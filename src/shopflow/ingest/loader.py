@@ -280,7 +280,7 @@ def ingest_file(wh: Warehouse, settings: Settings, path: Path, *,
                     bad["source_file"] = str(path)
                     bad["quarantined_at"] = now
                     wh.append_df(wh.table("raw", "quarantine"), bad)
-                    reasons.update(bad["reason"].value_counts().to_dict())
+                    reasons.update({str(k): int(v) for k, v in bad["reason"].value_counts().items()})
                 read = len(chunk.frame) + len(chunk.malformed)
                 result.rows_read += read
                 result.rows_ingested += len(good)

@@ -269,7 +269,9 @@ def to_text_frame(table: pa.Table) -> pd.DataFrame:
     import pyarrow as pa
 
     text = pd.StringDtype("pyarrow")
-    return table.to_pandas(types_mapper=lambda kind: text if kind == pa.string() else None)
+    frame: pd.DataFrame = table.to_pandas(
+        types_mapper=lambda kind: text if kind == pa.string() else None)
+    return frame
 
 
 # ---- Parquet ----------------------------------------------------------------------------

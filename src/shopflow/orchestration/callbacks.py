@@ -72,7 +72,7 @@ def record_task_failure(context: Mapping[str, Any]) -> None:
     record_failure(
         params=dict(context.get("params") or {}),
         dag_id=getattr(ti, "dag_id", None) or "unknown_dag",
-        run_id=getattr(ti, "run_id", None) or getattr(dag_run, "run_id", "unknown_run"),
+        run_id=str(getattr(ti, "run_id", None) or getattr(dag_run, "run_id", "unknown_run")),
         task_id=getattr(ti, "task_id", None) or "unknown_task",
         error=context.get("exception"),
         actor=_actor(dag_run),

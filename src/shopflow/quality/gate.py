@@ -78,7 +78,7 @@ def ingest_counts(warehouse: Warehouse, batch_id: str | None) -> dict[str, int] 
         return None
     counts = {
         "rows_read": int(files["rows_read"].fillna(0).sum()),
-        "quarantined": int(files.get("rows_quarantined", 0).fillna(0).sum())
+        "quarantined": int(files["rows_quarantined"].fillna(0).sum())
         if "rows_quarantined" in files.columns else 0,
         "missing_user_id": 0,
     }

@@ -66,11 +66,12 @@ def build_suites(
         }
     if layer == "marts":
         module = suite_modules.load("marts")
-        return module.build_marts_suite(
+        suites: dict[str, Any] = module.build_marts_suite(
             quality=quality,
             previous_rows=rows,
             previous_label_rate=baseline.label_rate if baseline else None,
         )
+        return suites
     raise QualityError(f"unknown layer {layer!r}: use raw, staging or marts")
 
 
@@ -87,10 +88,11 @@ def _vectorisable(frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     widened: dict[str, Any] = {}
-    for column, dtype in frame.dtypes.items():
+    dtypes: list[Any] = list(frame.dtypes)
+    for column, dtype in zip(map(str, frame.columns), dtypes, strict=True):
         try:
             if isinstance(dtype, pd.DatetimeTZDtype):
-                if dtype.unit != "ns":
+                if str(dtype.unit) != "ns":  # stubs say "ns" only; pandas 2 has s/ms/us too
                     widened[column] = frame[column].dt.as_unit("ns")
             elif isinstance(dtype, np.dtype) and dtype.kind == "M":
                 if np.datetime_data(dtype)[0] != "ns":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shopflow.errors import PermanentError
 
@@ -125,7 +125,7 @@ def load_mart(settings: Settings, name: str, *,
     return frame
 
 
-def _py_datetime(value: object) -> object:
+def _py_datetime(value: Any) -> object:
     import pandas as pd
 
     return pd.Timestamp(value).to_pydatetime()

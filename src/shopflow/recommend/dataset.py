@@ -80,7 +80,8 @@ class RankingData:
     def frame(self, part: str) -> pd.DataFrame:
         import pandas as pd
 
-        return pd.concat([c.frame for c in getattr(self, part)], ignore_index=True)
+        frame: pd.DataFrame = pd.concat([c.frame for c in getattr(self, part)], ignore_index=True)
+        return frame
 
     def describe(self) -> dict[str, Any]:
         return {

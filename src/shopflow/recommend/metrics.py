@@ -75,7 +75,7 @@ def evaluate_lists(
     ordered = lists.sort_values([*keys, "rank"], kind="mergesort")
     ranked = ordered.groupby(keys, sort=False)["item_id"].agg(list).to_dict()
     relevant = labels.groupby(keys, sort=False)["item_id"].agg(set).to_dict()
-    slice_of = {} if slices is None else dict(
+    slice_of: dict[Any, Any] = {} if slices is None else dict(
         zip(zip(slices["user_id"], slices["cutoff_time"], strict=True), slices["slice"], strict=True))
     rows: dict[str, list[float]] = {}
     groups: dict[str, list[str]] = {}

@@ -75,7 +75,8 @@ def serving_cutoff(settings: Settings) -> pd.Timestamp:
     if cutoffs.empty:
         raise ValueError("int_cutoffs is empty: the warehouse holds no events")
     serving = cutoffs.loc[~cutoffs["is_training_cutoff"], "cutoff_time"]
-    return (serving if len(serving) else cutoffs["cutoff_time"]).max()
+    newest: pd.Timestamp = (serving if len(serving) else cutoffs["cutoff_time"]).max()
+    return newest
 
 
 def build_snapshot(
