@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
+from shopflow.features.schema import ITEM_TABLE, USER_TABLE
+
 from ._common import TIME_TYPES, check, volume_checks
 
 if TYPE_CHECKING:
@@ -21,48 +23,30 @@ if TYPE_CHECKING:
 
     from shopflow.settings import QualitySettings
 
-USER_COUNT_COLUMNS = (
-    "events_7d",
-    "events_30d",
-    "events_lookback",
-    "views_lookback",
-    "carts_lookback",
-    "purchases_7d",
-    "purchases_30d",
-    "purchases_lookback",
-    "returns_lookback",
-    "orders_lookback",
-    "distinct_items_lookback",
-    "distinct_categories_lookback",
-    "active_days_lookback",
-)
-USER_DURATION_COLUMNS = ("recency_days", "days_since_last_purchase", "tenure_days")
-USER_RATE_COLUMNS = ("cart_rate", "conversion_rate", "return_rate")
-USER_OTHER_COLUMNS = (
-    "monetary_30d",
-    "monetary_lookback",
-    "avg_order_value",
-    "avg_basket_size",
-    "is_returning_buyer",
-)
+# The column groups below come from the feature catalogue (shopflow.features.schema), so
+# a feature added to or renamed in the marts is checked here without a second list. Each
+# group is in mart order; the check order of the suite is durations, counts, rates, the
+# rest, as it always was.
+USER_DURATION_COLUMNS = USER_TABLE.names_of("duration")
+USER_COUNT_COLUMNS = USER_TABLE.names_of("count")
+USER_RATE_COLUMNS = USER_TABLE.names_of("rate")
+USER_FLAG_COLUMNS = USER_TABLE.names_of("flag")
+USER_OTHER_COLUMNS = USER_TABLE.names_of("amount", "flag")
 USER_FEATURE_COLUMNS = (
     *USER_DURATION_COLUMNS,
     *USER_COUNT_COLUMNS,
     *USER_RATE_COLUMNS,
     *USER_OTHER_COLUMNS,
 )
-ITEM_COUNT_COLUMNS = (
-    "item_views_lookback",
-    "item_carts_lookback",
-    "item_purchases_lookback",
-    "item_buyers_lookback",
-)
-ITEM_PRICE_COLUMNS = ("item_avg_price", "item_min_price", "item_max_price")
+ITEM_COUNT_COLUMNS = ITEM_TABLE.names_of("count")
+ITEM_RATE_COLUMNS = ITEM_TABLE.names_of("rate")
+ITEM_PRICE_COLUMNS = ITEM_TABLE.names_of("price")
+ITEM_RANK_COLUMNS = ITEM_TABLE.names_of("rank")
 ITEM_FEATURE_COLUMNS = (
     *ITEM_COUNT_COLUMNS,
-    "item_conversion_rate",
+    *ITEM_RATE_COLUMNS,
     *ITEM_PRICE_COLUMNS,
-    "item_popularity_rank",
+    *ITEM_RANK_COLUMNS,
 )
 
 
@@ -159,13 +143,16 @@ def build_user_features_suite(
             )
             for column in USER_RATE_COLUMNS
         ),
-        check(
-            gxe.ExpectColumnValuesToBeInSet,
-            severity="error",
-            name="is_returning_buyer is 0/1",
-            why="A flag.",
-            column="is_returning_buyer",
-            value_set=[0, 1],
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeInSet,
+                severity="error",
+                name=f"{column} is 0/1",
+                why="A flag.",
+                column=column,
+                value_set=[0, 1],
+            )
+            for column in USER_FLAG_COLUMNS
         ),
         *(
             check(
@@ -209,22 +196,28 @@ def build_item_features_suite(
             )
             for column in ITEM_COUNT_COLUMNS
         ),
-        check(
-            gxe.ExpectColumnValuesToBeBetween,
-            severity="warning",
-            name="item_conversion_rate in [0, 1]",
-            why="A rate outside [0, 1] has a wrong denominator.",
-            column="item_conversion_rate",
-            min_value=0,
-            max_value=1,
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeBetween,
+                severity="warning",
+                name=f"{column} in [0, 1]",
+                why="A rate outside [0, 1] has a wrong denominator.",
+                column=column,
+                min_value=0,
+                max_value=1,
+            )
+            for column in ITEM_RATE_COLUMNS
         ),
-        check(
-            gxe.ExpectColumnValuesToBeBetween,
-            severity="error",
-            name="item_popularity_rank >= 1",
-            why="Ranks start at 1.",
-            column="item_popularity_rank",
-            min_value=1,
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeBetween,
+                severity="error",
+                name=f"{column} >= 1",
+                why="Ranks start at 1.",
+                column=column,
+                min_value=1,
+            )
+            for column in ITEM_RANK_COLUMNS
         ),
         check(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB,

@@ -47,7 +47,9 @@ def test_histogram_handles_discrete_values_and_empty_input() -> None:
     assert len(hist.shares) == len(hist.edges) + 1
     assert sum(hist.shares) == pytest.approx(1.0)
     assert psi(hist, counts) == pytest.approx(0.0)
-    assert histogram(np.array([np.nan, np.inf]), bins=10) is None
+    # all-missing values are a distribution too (one missing bin); no values are none
+    assert histogram(np.array([np.nan, np.inf]), bins=10) == Histogram([], [0.0], missing=1.0)
+    assert histogram(np.array([]), bins=10) is None
     assert psi(hist, np.array([])) is None
     assert Histogram.from_dict(hist.to_dict()) == hist
 

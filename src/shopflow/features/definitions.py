@@ -106,13 +106,14 @@ def _view(settings: Settings, table: FeatureTable, entity: Entity, source: FileS
         entities=[entity],
         ttl=settings.task.lookback,
         schema=[
+            # every feature is Float64: export_marts casts the mart columns to DOUBLE
             Field(
-                name=name,
+                name=feature.name,
                 dtype=Float64,
-                description=description,
+                description=feature.description,
                 tags={"mart": table.name, "entity": table.entity},
             )
-            for name, description in table.features.items()
+            for feature in table.catalogue
         ],
         source=source,
         online=True,

@@ -1,15 +1,28 @@
-"""The feature tables Feast serves: column names, descriptions and file locations.
+"""The feature catalogue: every mart column that becomes a Feast feature, described once.
 
-One place lists the mart columns (docs/ARCHITECTURE.md, "marts") that become Feast
-features, so the Feast definitions, the Parquet export, the fast materializer and the
-tests cannot disagree about names. Pure Python: importing this module never imports
-Feast.
+Each feature has one entry here: its name, the mart's SQL type, the description, what
+kind of quantity it is (which fixes the range the marts promise) and whether the
+logistic baseline reads it. Everything else derives from or is tested against this list,
+so the places that name features cannot drift apart:
+
+- the Feast fields (``shopflow.features.definitions``, hence ``feature_repo/``) take
+  names and descriptions from here;
+- the marts suite (``expectations/marts.py``) groups its checks by :attr:`Feature.kind`;
+- the mart snapshots for tests (``shopflow.features.synthetic``), the synthetic training
+  frame (``shopflow.training.synthetic``) and the baseline's columns
+  (``shopflow.training.families.baseline``) take their names from here;
+- the dbt docs (``dbt_project/models/marts/*.yml``) are YAML that dbt reads, so they
+  cannot import this module; ``tests/unit/test_feature_catalogue.py`` fails when their
+  column names, order or descriptions differ from these.
+
+The descriptions say what ``dbt_project/models/marts/*.sql`` computes, which is the truth
+the others must follow. Pure Python: importing this module never imports Feast.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,49 +35,127 @@ TIMESTAMP_FIELD = "cutoff_time"
 CREATED_FIELD = "created_at"
 """When the row became known. Optional in the marts; defaults to ``cutoff_time``."""
 
-USER_FEATURES: dict[str, str] = {
-    "recency_days": "Days from the last event of any kind to the cutoff.",
-    "days_since_last_purchase": "Days from the last purchase to the cutoff (lookback if none).",
-    "tenure_days": "Days from the user's first event to the cutoff.",
-    "events_7d": "Events in the 7 days before the cutoff.",
-    "events_30d": "Events in the 30 days before the cutoff.",
-    "events_lookback": "Events in the lookback window.",
-    "views_lookback": "Product views in the lookback window.",
-    "carts_lookback": "Add-to-cart events in the lookback window.",
-    "purchases_7d": "Purchase lines in the 7 days before the cutoff.",
-    "purchases_30d": "Purchase lines in the 30 days before the cutoff.",
-    "purchases_lookback": "Purchase lines in the lookback window.",
-    "returns_lookback": "Return lines in the lookback window.",
-    "orders_lookback": "Distinct orders in the lookback window.",
-    "monetary_30d": "Spend (price x quantity) in the 30 days before the cutoff.",
-    "monetary_lookback": "Spend in the lookback window.",
-    "avg_order_value": "Spend per order in the lookback window.",
-    "avg_basket_size": "Items per order in the lookback window.",
-    "cart_rate": "Carts per view in the lookback window.",
-    "conversion_rate": "Purchases per view in the lookback window.",
-    "return_rate": "Returns per purchase in the lookback window.",
-    "distinct_items_lookback": "Distinct items touched in the lookback window.",
-    "distinct_categories_lookback": "Distinct categories touched in the lookback window.",
-    "active_days_lookback": "Days with at least one event in the lookback window.",
-    "is_returning_buyer": "1 if the user bought in more than one order, else 0.",
-}
+FeatureKind = Literal["duration", "count", "rate", "amount", "flag", "price", "rank"]
+"""What a feature measures, which fixes the values the marts promise for it.
 
-ITEM_FEATURES: dict[str, str] = {
-    "item_views_lookback": "Views of the item in the lookback window.",
-    "item_carts_lookback": "Add-to-cart events of the item in the lookback window.",
-    "item_purchases_lookback": "Purchase lines of the item in the lookback window.",
-    "item_buyers_lookback": "Distinct buyers of the item in the lookback window.",
-    "item_conversion_rate": "Purchases per view of the item in the lookback window.",
-    "item_avg_price": "Mean unit price of the item in the lookback window.",
-    "item_min_price": "Lowest unit price of the item in the lookback window.",
-    "item_max_price": "Highest unit price of the item in the lookback window.",
-    "item_popularity_rank": "Rank of the item by purchases at the cutoff (1 = most bought).",
+``duration``: days, >= 0. ``count``: events, lines, orders or distinct things, >= 0.
+``rate``: a share, in [0, 1]. ``amount``: money or a per-order average, not range-checked
+by the marts suite. ``flag``: 0 or 1. ``price``: a unit price, null when no event in the
+window carried one. ``rank``: 1 = first.
+"""
+
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "duration": (0.0, None),
+    "count": (0.0, None),
+    "rate": (0.0, 1.0),
+    "amount": (None, None),
+    "flag": (0.0, 1.0),
+    "price": (None, None),
+    "rank": (1.0, None),
 }
 
 
 @dataclass(frozen=True)
+class Feature:
+    """One feature column of a mart, as every consumer should understand it."""
+
+    name: str
+    """Column name in the mart, the Feast field and the model's feature list."""
+    description: str
+    """What the mart's SQL computes; the Feast field and the dbt docs carry this text."""
+    kind: FeatureKind
+    """What it measures (see :data:`FeatureKind`); the marts suite checks by kind."""
+    mart_type: str = "DOUBLE"
+    """SQL type in the mart. The Parquet export casts every feature to DOUBLE for Feast."""
+    nullable: bool = False
+    """Whether the mart may hold nulls (the user marts promise none at all)."""
+    baseline: bool = False
+    """Whether the logistic baseline reads it (its recency/frequency/monetary columns)."""
+
+    @property
+    def value_range(self) -> tuple[float | None, float | None]:
+        """Inclusive ``(min, max)`` the mart promises for non-null values (None: open)."""
+        return _RANGES[self.kind]
+
+
+USER_CATALOGUE: tuple[Feature, ...] = (
+    Feature("recency_days", "Days from the last event in the window to the cutoff.",
+            "duration", baseline=True),
+    Feature("days_since_last_purchase",
+            "Days from the last purchase in the window; the lookback in days if none.",
+            "duration", baseline=True),
+    Feature("tenure_days", "Days from the first event in the window (capped by the lookback).",
+            "duration", baseline=True),
+    Feature("events_7d", "Events in the 7 days before the cutoff.", "count"),
+    Feature("events_30d", "Events in the 30 days before the cutoff.", "count", baseline=True),
+    Feature("events_lookback", "Events in the lookback window.", "count", baseline=True),
+    Feature("views_lookback", "Product views in the lookback window.", "count"),
+    Feature("carts_lookback", "Add-to-cart events in the lookback window.", "count"),
+    Feature("purchases_7d", "Purchase lines in the 7 days before the cutoff.", "count"),
+    Feature("purchases_30d", "Purchase lines in the 30 days before the cutoff.", "count",
+            baseline=True),
+    Feature("purchases_lookback", "Purchase lines in the lookback window.", "count",
+            baseline=True),
+    Feature("returns_lookback", "Return lines in the lookback window.", "count"),
+    Feature("orders_lookback",
+            "Distinct orders in the lookback window (a purchase without an order id is its own).",
+            "count", baseline=True),
+    Feature("monetary_30d", "Sum of price x quantity over purchases in the 30 days before the cutoff.",
+            "amount", baseline=True),
+    Feature("monetary_lookback",
+            "Sum of price x quantity over purchases (gross; returns are counted apart).",
+            "amount", baseline=True),
+    Feature("avg_order_value", "monetary_lookback / orders_lookback; 0 without orders.",
+            "amount", baseline=True),
+    Feature("avg_basket_size", "Units purchased / orders_lookback; 0 without orders.", "amount"),
+    Feature("cart_rate", "carts / (views + carts); 0 when both are 0.", "rate"),
+    Feature("conversion_rate", "purchases / (views + carts + purchases); 0 when all are 0.",
+            "rate"),
+    Feature("return_rate", "returns / (purchases + returns); 0 when both are 0.", "rate"),
+    Feature("distinct_items_lookback", "Distinct items touched in the lookback window.", "count"),
+    Feature("distinct_categories_lookback", "Distinct categories touched in the lookback window.",
+            "count"),
+    Feature("active_days_lookback", "Days with at least one event in the lookback window.",
+            "count"),
+    Feature("is_returning_buyer", "1.0 when the window holds at least two orders.", "flag"),
+)
+"""``marts.user_features``, in mart column order (after ``user_id, cutoff_time``)."""
+
+ITEM_CATALOGUE: tuple[Feature, ...] = (
+    Feature("item_views_lookback", "Views of the item in the lookback window.", "count"),
+    Feature("item_carts_lookback", "Add-to-cart events of the item in the lookback window.",
+            "count"),
+    Feature("item_purchases_lookback", "Purchase lines of the item in the lookback window.",
+            "count"),
+    Feature("item_buyers_lookback", "Distinct buyers of the item in the lookback window.",
+            "count"),
+    Feature("item_conversion_rate", "purchases / (views + carts + purchases); 0 when all are 0.",
+            "rate"),
+    Feature("item_avg_price",
+            "Mean unit price of the item in the lookback window; null when no event had one.",
+            "price", nullable=True),
+    Feature("item_min_price",
+            "Lowest unit price of the item in the lookback window; null when no event had one.",
+            "price", nullable=True),
+    Feature("item_max_price",
+            "Highest unit price of the item in the lookback window; null when no event had one.",
+            "price", nullable=True),
+    Feature("item_popularity_rank",
+            "1 = most purchased at this cutoff (ties by buyers, views, item_id). INTEGER.",
+            "rank", mart_type="INTEGER"),
+)
+"""``marts.item_features``, in mart column order (after ``item_id, cutoff_time``)."""
+
+USER_FEATURES: dict[str, str] = {f.name: f.description for f in USER_CATALOGUE}
+"""Name -> description of the user features, in mart order (views of the catalogue)."""
+
+ITEM_FEATURES: dict[str, str] = {f.name: f.description for f in ITEM_CATALOGUE}
+"""Name -> description of the item features, in mart order (views of the catalogue)."""
+
+
+@dataclass(frozen=True)
 class FeatureTable:
-    """A mart that Feast serves: its entity, join key, features and file names."""
+    """A mart that Feast serves: its entity, join key, catalogue entries and file names."""
 
     name: str
     """Mart table name, e.g. ``user_features``."""
@@ -72,9 +163,14 @@ class FeatureTable:
     """Feast entity name, e.g. ``user``."""
     join_key: str
     """Entity column, e.g. ``user_id``."""
-    features: dict[str, str]
-    """Feature name -> description, in mart column order."""
+    catalogue: tuple[Feature, ...]
+    """The table's features, in mart column order."""
     description: str
+
+    @property
+    def features(self) -> dict[str, str]:
+        """Feature name -> description, in mart column order."""
+        return {f.name: f.description for f in self.catalogue}
 
     @property
     def view_name(self) -> str:
@@ -83,7 +179,18 @@ class FeatureTable:
 
     @property
     def feature_names(self) -> list[str]:
-        return list(self.features)
+        return [f.name for f in self.catalogue]
+
+    def feature(self, name: str) -> Feature:
+        """The catalogue entry of one feature (KeyError naming the table if unknown)."""
+        for feature in self.catalogue:
+            if feature.name == name:
+                return feature
+        raise KeyError(f"{self.name} has no feature {name!r}")
+
+    def names_of(self, *kinds: FeatureKind) -> tuple[str, ...]:
+        """The features of the given kinds, in mart column order."""
+        return tuple(f.name for f in self.catalogue if f.kind in kinds)
 
     def mart_path(self, settings: Settings) -> Path:
         """Where ``shopflow.transform.publish_marts`` writes this mart's Parquet snapshot."""
@@ -98,14 +205,14 @@ USER_TABLE = FeatureTable(
     name="user_features",
     entity="user",
     join_key="user_id",
-    features=USER_FEATURES,
+    catalogue=USER_CATALOGUE,
     description="Per-user behaviour over the lookback window before each cutoff.",
 )
 ITEM_TABLE = FeatureTable(
     name="item_features",
     entity="item",
     join_key="item_id",
-    features=ITEM_FEATURES,
+    catalogue=ITEM_CATALOGUE,
     description="Per-item demand and price over the lookback window before each cutoff.",
 )
 FEATURE_TABLES: tuple[FeatureTable, ...] = (USER_TABLE, ITEM_TABLE)

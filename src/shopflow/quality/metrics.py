@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopflow.features.matrix import numeric_values
 from shopflow.quality.drift import Histogram, histogram, psi
 from shopflow.quality.result import QualityError
 from shopflow.settings import CANONICAL_COLUMNS
@@ -67,11 +68,29 @@ class Baseline:
             batch_id=data.get("batch_id"),
             saved_at=data.get("saved_at"),
             rows={str(k): int(v) for k, v in (data.get("rows") or {}).items()},
-            histograms={
-                str(k): Histogram.from_dict(v) for k, v in (data.get("histograms") or {}).items()
-            },
+            histograms=_current_histograms(data.get("histograms") or {}),
             label_rate=data.get("label_rate"),
         )
+
+
+def _current_histograms(stored: Mapping[str, Any]) -> dict[str, Histogram]:
+    """The stored histograms that follow the shared PSI policy; older ones are dropped.
+
+    A baseline written before the PSI counted missing values has no missing share and
+    binned ties differently, so comparing with it would report drift that is not there.
+    The drift check of that distribution is skipped once (a warning says so); the next
+    passing gate writes a comparable histogram.
+    """
+    histograms: dict[str, Histogram] = {}
+    for name, data in stored.items():
+        if Histogram.has_missing_share(data):
+            histograms[str(name)] = Histogram.from_dict(data)
+        else:
+            logger.warning(
+                "baseline histogram %r predates the shared PSI policy (no missing share); "
+                "its drift check is skipped until the next passing gate rewrites it", name
+            )
+    return histograms
 
 
 def baseline_path(settings: Settings, layer: str) -> Path:
@@ -108,13 +127,14 @@ def save_baseline(settings: Settings, baseline: Baseline) -> Path:
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray | None:
-    import pandas as pd
+    """The column as float64 with NaN for missing or unreadable values (None: no rows).
 
-    if column not in frame.columns:
+    Missing values stay in: the shared PSI counts them in a bin of their own, so a batch
+    whose prices went missing is a shifted price distribution, as in monitoring.
+    """
+    if column not in frame.columns or frame.empty:
         return None
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    values = values[np.isfinite(values)]
-    return values if values.size else None
+    return numeric_values(frame[column])
 
 
 def _events_per_user_day(frame: pd.DataFrame) -> np.ndarray | None:
@@ -157,7 +177,10 @@ def label_rate(frames: Mapping[str, pd.DataFrame]) -> float | None:
     if labels is None:
         return None
     values = _numeric(labels, "label")
-    return float(values.mean()) if values is not None else None
+    if values is None:
+        return None
+    known = values[np.isfinite(values)]
+    return float(known.mean()) if known.size else None
 
 
 def duplicate_rate(frame: pd.DataFrame) -> float | None:

@@ -54,13 +54,9 @@ class RankerModel:
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The frame's features as float64 in the model's order (missing columns: NaN)."""
-        import pandas as pd
+        from shopflow.features.matrix import feature_matrix
 
-        aligned = frame.reindex(columns=self.feature_names)
-        return np.column_stack([
-            pd.to_numeric(aligned[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            for c in self.feature_names
-        ]) if self.feature_names else np.zeros((len(frame), 0))
+        return feature_matrix(frame, self.feature_names)
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """A score per candidate row; higher means recommend earlier."""

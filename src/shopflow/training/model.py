@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from shopflow.features.matrix import feature_matrix
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -70,16 +72,7 @@ class PropensityModel:
                 f"{self.family} model (feature service {self.feature_service!r}), e.g. "
                 f"{self.feature_names[:3]}; got columns {list(frame.columns)[:8]}"
             )
-        aligned = frame.reindex(columns=self.feature_names)
-        out = np.empty((len(frame), len(self.feature_names)), dtype=np.float64)
-        for j, name in enumerate(self.feature_names):
-            column = aligned[name]
-            if column.dtype == bool or str(column.dtype) == "boolean":
-                column = column.astype("float64")
-            out[:, j] = np.asarray(
-                _to_numeric(column), dtype=np.float64
-            )
-        return out
+        return feature_matrix(frame, self.feature_names)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """P(buy within the horizon) for each row of ``frame``, in row order."""
@@ -117,8 +110,3 @@ class PropensityModel:
             "trained_at": self.trained_at.isoformat(),
         }
 
-
-def _to_numeric(column: Any) -> Any:
-    import pandas as pd
-
-    return pd.to_numeric(column, errors="coerce").astype("float64").to_numpy(na_value=np.nan)

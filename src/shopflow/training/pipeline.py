@@ -31,6 +31,7 @@ from shopflow.evaluation.gate import (
     require_force_reason,
 )
 from shopflow.evaluation.metrics import flat_slice_metric, higher_is_better
+from shopflow.features.matrix import feature_matrix
 from shopflow.training.families.base import FitContext, FitData
 from shopflow.training.model import PropensityModel
 from shopflow.training.split import (
@@ -229,17 +230,6 @@ def resolve_device(settings: Settings, family: str) -> str:
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     """A canonical row order, so the same data in any order trains the same model."""
     return frame.sort_values(list(KEY_COLUMNS), kind="mergesort", ignore_index=True)
-
-
-def feature_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """float64 matrix of ``columns`` (NaN for missing or non-numeric values)."""
-    import pandas as pd
-
-    return np.column_stack([
-        pd.to_numeric(frame[c].astype("float64") if frame[c].dtype == bool else frame[c],
-                      errors="coerce").astype("float64").to_numpy(na_value=np.nan)
-        for c in columns
-    ]) if columns else np.zeros((len(frame), 0))
 
 
 def _split(settings: Settings, frame: pd.DataFrame) -> Split:

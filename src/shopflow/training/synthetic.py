@@ -16,14 +16,10 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-USER_FEATURES = (
-    "recency_days", "days_since_last_purchase", "tenure_days", "events_7d", "events_30d",
-    "events_lookback", "views_lookback", "carts_lookback", "purchases_7d", "purchases_30d",
-    "purchases_lookback", "returns_lookback", "orders_lookback", "monetary_30d",
-    "monetary_lookback", "avg_order_value", "avg_basket_size", "cart_rate", "conversion_rate",
-    "return_rate", "distinct_items_lookback", "distinct_categories_lookback",
-    "active_days_lookback", "is_returning_buyer",
-)
+from shopflow.features.schema import USER_TABLE
+
+USER_FEATURES: tuple[str, ...] = tuple(USER_TABLE.feature_names)
+"""The feature columns of the frame: the catalogue's user features, in mart order."""
 
 
 def synthetic_training_frame(
@@ -35,7 +31,14 @@ def synthetic_training_frame(
     missing_rate: float = 0.02,
     extra_features: int = 0,
 ) -> pd.DataFrame:
-    """``rows`` rows spread over ``cutoffs`` weekly cutoffs, label rate about 15-25%."""
+    """``rows`` rows spread over ``cutoffs`` weekly cutoffs, label rate about 15-25%.
+
+    The feature columns are exactly :data:`USER_FEATURES` in that order (a ValueError
+    says which differ if the catalogue gains a feature this function does not simulate).
+    The values are only roughly mart-like (they come from a few latent variables, not
+    from events); ``missing_rate`` blanks a few columns so the families' NaN handling is
+    exercised, although the marts never hold nulls.
+    """
     import pandas as pd
 
     rng = np.random.default_rng(seed)
@@ -79,6 +82,12 @@ def synthetic_training_frame(
         "active_days_lookback": np.minimum(90, rng.poisson(1 + 6 * activity)).astype(float),
         "is_returning_buyer": returning,
     })
+    if tuple(frame.columns) != USER_FEATURES:
+        raise ValueError(
+            "synthetic_training_frame simulates "
+            f"{sorted(set(frame.columns) ^ set(USER_FEATURES))} differently from the catalogue "
+            "(shopflow.features.schema); simulate every catalogue feature, in mart order"
+        )
     for k in range(extra_features):
         frame[f"noise_{k}"] = rng.normal(size=n)
     tenure = frame["tenure_days"].to_numpy()

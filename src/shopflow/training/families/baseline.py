@@ -10,27 +10,18 @@ from typing import Any
 
 import numpy as np
 
+from shopflow.features.schema import USER_TABLE
 from shopflow.training.families.base import FitContext, FitData, Fitted
 
-# RFM-style columns of marts.user_features, best first; any subset present is used
-RFM_FEATURES = (
-    "recency_days",
-    "days_since_last_purchase",
-    "tenure_days",
-    "events_30d",
-    "events_lookback",
-    "purchases_30d",
-    "purchases_lookback",
-    "orders_lookback",
-    "monetary_30d",
-    "monetary_lookback",
-    "avg_order_value",
-)
+#: RFM-style columns of marts.user_features (those the catalogue marks ``baseline``), in
+#: mart order; any subset present is used.
+RFM_FEATURES: tuple[str, ...] = tuple(f.name for f in USER_TABLE.catalogue if f.baseline)
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
     """Tames heavy-tailed counts and money so a linear model is not ruled by outliers."""
-    return np.sign(x) * np.log1p(np.abs(x))
+    result: np.ndarray = np.sign(x) * np.log1p(np.abs(x))
+    return result
 
 
 class LogisticPredictor:
@@ -41,7 +32,8 @@ class LogisticPredictor:
         self.columns = columns
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return self.pipeline.predict_proba(matrix[:, self.columns])[:, 1]
+        scores: np.ndarray = self.pipeline.predict_proba(matrix[:, self.columns])[:, 1]
+        return scores
 
 
 def select_features(feature_names: list[str]) -> list[str]:

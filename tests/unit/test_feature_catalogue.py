@@ -1,0 +1,165 @@
+"""The feature catalogue is the one list: dbt docs, SQL, Feast, marts suite, synthetic frames
+and the baseline all agree with it (a mismatch anywhere fails here, naming the feature)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shopflow.features.schema import (
+    FEATURE_TABLES,
+    ITEM_TABLE,
+    USER_TABLE,
+    FeatureTable,
+)
+
+MARTS = Path(__file__).resolve().parents[2] / "dbt_project" / "models" / "marts"
+
+
+def _model(table: FeatureTable) -> dict[str, Any]:
+    document = yaml.safe_load((MARTS / f"{table.name}.yml").read_text())
+    (model,) = [m for m in document["models"] if m["name"] == table.name]
+    return dict(model)
+
+
+def _normalise(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+@pytest.mark.parametrize("table", FEATURE_TABLES, ids=lambda t: t.name)
+def test_dbt_yml_lists_every_feature_in_mart_order(table: FeatureTable) -> None:
+    columns = [c["name"] for c in _model(table)["columns"]]
+    assert columns[:2] == [table.join_key, "cutoff_time"]
+    assert columns[2:] == table.feature_names
+
+
+@pytest.mark.parametrize("table", FEATURE_TABLES, ids=lambda t: t.name)
+def test_dbt_yml_descriptions_are_the_catalogue_descriptions(table: FeatureTable) -> None:
+    documented = {c["name"]: c.get("description") for c in _model(table)["columns"]}
+    wrong = {
+        f.name: (documented.get(f.name), f.description)
+        for f in table.catalogue
+        if _normalise(documented.get(f.name)) != _normalise(f.description)
+    }
+    assert not wrong, f"dbt yml vs catalogue (yml, catalogue): {wrong}"
+
+
+def _final_columns(sql: str) -> list[str]:
+    """Output column names of the model's ``final`` CTE, in select order."""
+    body = sql.split("final as (", 1)[1].split("\n    from ", 1)[0]
+    body = body.split("select", 1)[1]
+    names: list[str] = []
+    depth = 0
+    item = ""
+    for char in body:
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            names.append(item)
+            item = ""
+        else:
+            item += char
+    names.append(item)
+    out = []
+    for expression in names:
+        match = re.search(r"(?:\bas\s+)?([a-z_0-9]+)\s*$", expression.strip(), flags=re.I)
+        assert match, expression
+        out.append(match.group(1))
+    return out
+
+
+@pytest.mark.parametrize("table", FEATURE_TABLES, ids=lambda t: t.name)
+def test_mart_sql_selects_the_catalogue_in_order(table: FeatureTable) -> None:
+    columns = _final_columns((MARTS / f"{table.name}.sql").read_text())
+    assert columns == [table.join_key, "cutoff_time", *table.feature_names]
+
+
+def test_the_sql_decides_the_contested_descriptions() -> None:
+    # The Feast descriptions once said "per view" / "per purchase" / "first event";
+    # user_features.sql computes these (a regression guard on the fixed texts).
+    assert USER_TABLE.feature("cart_rate").description.startswith("carts / (views + carts)")
+    assert USER_TABLE.feature("conversion_rate").description.startswith(
+        "purchases / (views + carts + purchases)"
+    )
+    assert USER_TABLE.feature("return_rate").description.startswith("returns / (purchases + returns)")
+    assert "in the window" in USER_TABLE.feature("tenure_days").description
+    assert ITEM_TABLE.feature("item_conversion_rate").description.startswith(
+        "purchases / (views + carts + purchases)"
+    )
+
+
+def test_feast_fields_are_the_catalogue(settings: Any) -> None:
+    from shopflow.features.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    for table in FEATURE_TABLES:
+        view = defs.view_for(table)
+        assert [(f.name, f.description) for f in view.features] == [
+            (f.name, f.description) for f in table.catalogue
+        ]
+
+
+def test_marts_suite_checks_every_catalogue_feature_by_kind() -> None:
+    from expectations import marts
+
+    assert sorted(marts.USER_FEATURE_COLUMNS) == sorted(USER_TABLE.feature_names)
+    assert sorted(marts.ITEM_FEATURE_COLUMNS) == sorted(ITEM_TABLE.feature_names)
+    for table, groups in (
+        (USER_TABLE, {"rate": marts.USER_RATE_COLUMNS, "count": marts.USER_COUNT_COLUMNS,
+                      "duration": marts.USER_DURATION_COLUMNS, "flag": marts.USER_FLAG_COLUMNS}),
+        (ITEM_TABLE, {"rate": marts.ITEM_RATE_COLUMNS, "count": marts.ITEM_COUNT_COLUMNS,
+                      "price": marts.ITEM_PRICE_COLUMNS, "rank": marts.ITEM_RANK_COLUMNS}),
+    ):
+        for kind, columns in groups.items():
+            assert columns, (table.name, kind)
+            assert all(table.feature(c).kind == kind for c in columns), (table.name, kind)
+
+
+def test_user_features_promise_no_nulls_and_the_suite_checks_each() -> None:
+    from expectations.marts import build_user_features_suite
+
+    from shopflow.settings import QualitySettings
+
+    assert not any(f.nullable for f in USER_TABLE.catalogue)
+    suite = build_user_features_suite(quality=QualitySettings())
+    not_null = {
+        e.column for e in suite.expectations
+        if type(e).__name__ == "ExpectColumnValuesToNotBeNull"
+    }
+    assert set(USER_TABLE.feature_names) <= not_null
+
+
+def test_value_ranges_follow_the_kind() -> None:
+    assert USER_TABLE.feature("cart_rate").value_range == (0.0, 1.0)
+    assert USER_TABLE.feature("is_returning_buyer").value_range == (0.0, 1.0)
+    assert USER_TABLE.feature("events_lookback").value_range == (0.0, None)
+    assert ITEM_TABLE.feature("item_popularity_rank").value_range == (1.0, None)
+    assert ITEM_TABLE.feature("item_popularity_rank").mart_type == "INTEGER"
+    assert ITEM_TABLE.feature("item_avg_price").nullable
+    with pytest.raises(KeyError, match="user_features has no feature 'nope'"):
+        USER_TABLE.feature("nope")
+
+
+def test_synthetic_frames_have_the_catalogue_columns() -> None:
+    from shopflow.features.synthetic import random_feature_frame
+    from shopflow.training.synthetic import USER_FEATURES, synthetic_training_frame
+
+    frame = synthetic_training_frame(rows=50, cutoffs=2, seed=3)
+    assert list(USER_FEATURES) == USER_TABLE.feature_names
+    assert list(frame.columns) == ["user_id", "event_timestamp", "label", *USER_TABLE.feature_names]
+    for table in FEATURE_TABLES:
+        mart = random_feature_frame(table, 10, seed=1)
+        assert list(mart.columns) == [table.join_key, "cutoff_time", *table.feature_names]
+
+
+def test_baseline_reads_the_catalogue_baseline_features() -> None:
+    from shopflow.training.families.baseline import RFM_FEATURES, select_features
+
+    expected = [f.name for f in USER_TABLE.catalogue if f.baseline]
+    assert list(RFM_FEATURES) == expected
+    assert {"recency_days", "purchases_lookback", "monetary_lookback"} <= set(expected)
+    assert select_features(list(reversed(USER_TABLE.feature_names))) == expected
