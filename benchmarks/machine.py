@@ -6,8 +6,10 @@ import json
 import os
 import platform
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def machine_info() -> dict[str, Any]:

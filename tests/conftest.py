@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from shopflow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 POSTGRES_URL = os.environ.get("SHOPFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379

@@ -17,13 +17,14 @@ quantity purchase, purchases without an order id, an event without a category.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
     from shopflow.settings import Settings
 
 RAW_EVENTS_COLUMNS: dict[str, str] = {

@@ -13,12 +13,15 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from shopflow.serving.process import ServiceProcess, ServiceStartError
 from shopflow.settings import load_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEMO_EVENTS = int(os.environ.get("SHOPFLOW_DEMO_EVENTS", "200000"))
 

@@ -20,12 +20,12 @@ and has no side effects.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Sequence
+    from pathlib import Path
 
     from feast import FeatureStore, FeatureView
     from feast.infra.provider import Provider

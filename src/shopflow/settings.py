@@ -16,12 +16,11 @@ elsewhere.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
@@ -33,6 +32,9 @@ from pydantic_settings import (
 
 from shopflow.durations import Duration
 from shopflow.errors import PermanentError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 CANONICAL_COLUMNS = (
     "user_id",

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -34,6 +34,9 @@ from fixtures_raw import (
 )
 from shopflow.settings import Settings, load_settings
 from shopflow.transform import DbtRunResult, publish_marts, read_mart, run_dbt
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pytest
@@ -16,6 +16,9 @@ from fixtures_raw import HAND_TASK, RawEvent, hand_events, write_raw_events
 from shopflow.cli import cli
 from shopflow.settings import Settings, load_settings
 from shopflow.transform import DbtError, dbt_project_dir, run_dbt
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

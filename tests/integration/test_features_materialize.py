@@ -6,8 +6,8 @@ import logging
 import math
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,6 +15,9 @@ from shopflow.features import apply, export_marts, get_store, get_watermark, mat
 from shopflow.features.schema import ITEM_TABLE, USER_TABLE
 from shopflow.features.synthetic import feature_row, random_feature_frame, write_mart
 from shopflow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.integration
 

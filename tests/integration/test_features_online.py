@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -26,6 +26,9 @@ from shopflow.features.schema import ITEM_TABLE, USER_TABLE
 from shopflow.features.store import clear_shared_stores
 from shopflow.features.synthetic import feature_row, write_mart
 from shopflow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.integration
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from click.testing import CliRunner
 
@@ -14,7 +16,9 @@ from shopflow.features import (
     materialize,
 )
 from shopflow.features.schema import USER_TABLE
-from shopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

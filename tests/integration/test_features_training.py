@@ -7,6 +7,7 @@ first feature (``recency_days``) names the mart row a training row was joined to
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from shopflow.features import apply, build_training_set, load_label_entities
 from shopflow.features.schema import ITEM_TABLE, USER_TABLE
 from shopflow.features.synthetic import feature_row, write_labels, write_mart
-from shopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 

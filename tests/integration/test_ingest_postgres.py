@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -10,6 +10,9 @@ import pytest
 from shopflow.ingest import ingest_source
 from shopflow.settings import Settings, load_settings
 from shopflow.warehouse import connect
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

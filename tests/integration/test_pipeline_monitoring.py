@@ -14,8 +14,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,9 @@ import pytest
 
 from shopflow.ledger import Ledger
 from shopflow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.integration]
 

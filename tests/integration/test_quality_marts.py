@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,10 @@ import pytest
 
 from shopflow.quality import GateFailed, run_gate
 from shopflow.quality.metrics import load_baseline
-from shopflow.settings import Settings
 from shopflow.warehouse import connect
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ frame (the statistics a passing gate would have left) to keep GX runs to one per
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,12 @@ from click.testing import CliRunner
 
 from shopflow.quality import GateFailed, QualityError, run_gate
 from shopflow.quality.metrics import load_baseline, new_baseline, save_baseline
-from shopflow.settings import Settings
 from shopflow.warehouse import connect
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from shopflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 

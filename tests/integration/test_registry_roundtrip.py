@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
@@ -13,11 +15,13 @@ from shopflow.registry import (
     model_info,
     save_model,
 )
-from shopflow.settings import Settings
 from shopflow.training.families.base import FitContext, FitData
 from shopflow.training.model import PropensityModel
 from shopflow.training.split import feature_columns, split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,9 @@ shared ledger and rely only on what they set up themselves.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -28,6 +27,9 @@ from shopflow.serving.sandbox import (
     synthetic_recommender_snapshot,
 )
 from shopflow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

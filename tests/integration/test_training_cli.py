@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
 
 from shopflow.cli import cli
-from shopflow.settings import Settings
 from shopflow.training.synthetic import synthetic_training_frame
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -6,8 +6,9 @@ Frames come from the synthetic generator (known signal), so no Feast is needed; 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import pytest
 
 from shopflow.evaluation.gate import ForcedPromotionError
@@ -17,6 +18,9 @@ from shopflow.settings import Settings, load_settings
 from shopflow.training.pipeline import run_training
 from shopflow.training.split import split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FAMILIES = ["baseline", "lightgbm"]

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from benchmarks.bench_pipeline import (
@@ -17,6 +17,9 @@ from benchmarks.bench_pipeline import (
     stages_from_records,
     tables,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_growth_per_10x_is_linear_at_ten_and_normalises_the_size_ratio() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
@@ -18,6 +18,9 @@ from shopflow.pipeline.params import (
     resolve_params,
     settings_from_params,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_assignments_are_typed() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from shopflow.pipeline.runner import PipelineRun, TaskOutcome, _attach_records
 from shopflow.pipeline.runs import StageRecord, read_records, safe_run_id, write_record
 from shopflow.pipeline.summary import format_summary, summary_dict
-from shopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 
 def test_safe_run_id_keeps_only_filesystem_characters() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from click.testing import CliRunner
 
@@ -9,7 +11,9 @@ from shopflow.cli import cli
 from shopflow.deploy import RollbackError, rollback
 from shopflow.ledger import Ledger
 from shopflow.serving.sandbox import publish_model, synthetic_user_features, train_tiny_model
-from shopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 
 def _publish(settings: Settings, seed: int, *, promote: bool = True) -> str:

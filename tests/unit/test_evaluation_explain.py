@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,10 +11,12 @@ import pytest
 from shopflow.evaluation.evaluate import SHAP_SAMPLE_ROWS, evaluate_model, shap_sample
 from shopflow.evaluation.explain import global_importance
 from shopflow.settings import load_settings
-from shopflow.training.model import PropensityModel
 from shopflow.training.pipeline import train_family
 from shopflow.training.split import split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
+
+if TYPE_CHECKING:
+    from shopflow.training.model import PropensityModel
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 import pytest
 
@@ -12,7 +14,9 @@ from shopflow.features.export import (
 )
 from shopflow.features.schema import USER_TABLE
 from shopflow.features.synthetic import feature_row, write_mart
-from shopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 
 def _read_offline(settings: Settings) -> pd.DataFrame:

@@ -4,7 +4,7 @@ with a funnel and a signal that look like a shop's."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,9 @@ import pytest
 
 from shopflow.ingest.generator import generate_events, iter_event_tables, output_format
 from shopflow.settings import CANONICAL_COLUMNS, EVENT_TYPES, GeneratorSettings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 EVENTS = 60_000
 

@@ -4,14 +4,16 @@ and the reason code every broken row gets."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from shopflow.ingest import ingest_source
 from shopflow.settings import load_settings
 from shopflow.warehouse import connect
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _ingest(tmp_path: Path, text: str, name: str = "events.csv", **source: Any

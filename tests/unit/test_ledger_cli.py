@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from click.testing import CliRunner
 
 from shopflow.cli import cli
 from shopflow.ledger import Ledger
-from shopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 
 def test_status_on_an_empty_ledger(settings: Settings) -> None:

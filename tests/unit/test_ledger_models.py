@@ -4,12 +4,15 @@ other's production alias, history or rollback target; old ledgers gain the dimen
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
 
 from shopflow.ledger import ALL_MODELS, Ledger, LedgerError
-from shopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 # The ledger's tables as they were before the model dimension (an upgrade must keep them).
 OLD_SCHEMA = [

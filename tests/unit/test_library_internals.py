@@ -8,14 +8,16 @@ to fix, instead of deep inside a materialization or a serving request.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from shopflow import internals
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _broken(library: str, what: str, problem: str) -> str:

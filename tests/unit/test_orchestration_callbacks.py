@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from shopflow.ledger import Ledger
 from shopflow.orchestration.callbacks import failure_reason, record_failure
-from shopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 
 def _events(settings: Settings, model: str) -> list:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from shopflow.pipeline.model_stages import leaderboard
 from shopflow.pipeline.vocabulary import StageContext
 from shopflow.settings import load_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _evaluation() -> Any:

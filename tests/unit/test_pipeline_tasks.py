@@ -7,9 +7,8 @@ anything else is recorded as ``failed`` and re-raised as it is, for Airflow to r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -30,6 +29,9 @@ from shopflow.recommend.data import RecommendDataError
 from shopflow.settings import ConfigError, Settings
 from shopflow.training.split import TrainingDataError
 from shopflow.transform import DbtError, DbtTestFailed, NodeResult
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
 

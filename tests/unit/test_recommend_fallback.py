@@ -4,12 +4,15 @@ marts (never the warehouse), refreshed when new marts are published, else a clea
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
 
 from shopflow.serving.recommender import NoRecommender, RecommenderRuntime
-from shopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 
 def _publish_items(settings: Settings, purchases: dict[str, int], *, stamp: int) -> None:

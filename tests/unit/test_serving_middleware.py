@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TYPE_CHECKING
 
-import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
@@ -18,6 +17,10 @@ from shopflow.serving.middleware import (
     describe_validation_error,
     max_body_bytes,
 )
+
+if TYPE_CHECKING:
+    import pytest
+    from starlette.requests import Request
 
 TOKEN = "s3cret"
 

@@ -8,18 +8,23 @@ over-predicted by 4-5 points and lost on Brier). Each family is fitted once per 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from shopflow.evaluation.metrics import classification_metrics
 from shopflow.settings import load_settings
-from shopflow.training.model import PropensityModel
 from shopflow.training.pipeline import train_family
 from shopflow.training.split import split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
+
+    from shopflow.training.model import PropensityModel
 
 FAMILIES = ["baseline", "xgboost", "lightgbm", "torch"]
 MEAN_TOLERANCE = 0.03  # about 2 standard errors of a rate on ~1,200 test rows

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from shopflow.evaluation.gate import Check, GateDecision
 from shopflow.ledger import Ledger
-from shopflow.settings import Settings
 from shopflow.training.pipeline import record_decision
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 
 def _decision(version: str, *, promote: bool, production: str | None,

@@ -7,10 +7,9 @@ by the behavioural tests, to keep the file fast on two cores.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from shopflow.settings import Settings, load_settings
@@ -18,6 +17,11 @@ from shopflow.training.model import MissingFeaturesError
 from shopflow.training.pipeline import CandidateResult, TrainingError, train_family
 from shopflow.training.split import split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
 
 FAMILIES = ["baseline", "xgboost", "lightgbm", "torch"]
 _TRAINED: dict[str, CandidateResult] = {}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from click.testing import CliRunner
 
 from shopflow.cli import cli
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_help_names_every_option() -> None:

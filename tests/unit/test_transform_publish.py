@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shopflow.settings import Settings
 from shopflow.transform import MART_TABLES, PublishError, marts_dir, publish_marts, read_mart
+
+if TYPE_CHECKING:
+    from shopflow.settings import Settings
 
 
 def _make_marts(settings: Settings, *, skip: str | None = None) -> None:

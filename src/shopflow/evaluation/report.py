@@ -12,10 +12,11 @@ import html
 import io
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from shopflow.evaluation.evaluate import ModelEvaluation
     from shopflow.evaluation.gate import GateDecision
     from shopflow.settings import Settings

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -37,6 +36,8 @@ from shopflow.features.schema import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from feast import FeatureStore, FeatureView
 
     from shopflow.features.online_write import FeatureRows, WriteStats

@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from shopflow.features.definitions import ITEM_SERVICE
 from shopflow.features.schema import ITEM_TABLE, USER_TABLE, FeatureTable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
     from feast import FeatureStore
 

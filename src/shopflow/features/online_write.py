@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,8 @@ import numpy as np
 from shopflow import internals
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from feast import FeatureStore, FeatureView
 
 logger = logging.getLogger(__name__)

@@ -22,12 +22,11 @@ the dimension keep their meaning.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -40,6 +39,9 @@ from shopflow.ledger.schema import (
     build_tables,
     missing_model_columns,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 logger = logging.getLogger(__name__)
 

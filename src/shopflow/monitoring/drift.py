@@ -8,7 +8,6 @@ Rules of thumb: < 0.1 stable, 0.1-0.25 moderate, > 0.25 shifted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,8 @@ from shopflow.features.matrix import numeric_values
 from shopflow.quality.drift import sample_psi
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
 
 psi = sample_psi

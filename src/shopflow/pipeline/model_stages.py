@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import pickle
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,8 @@ from shopflow.pipeline.runs import run_dir
 from shopflow.pipeline.vocabulary import PipelineBlocked, StageSkipped
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
     from shopflow.pipeline.vocabulary import StageContext, StageResult

@@ -12,7 +12,6 @@ module imports no Airflow: the DAG file turns each spec into an ``airflow.sdk.Pa
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,8 @@ from shopflow.errors import PermanentError
 from shopflow.settings import MODEL_FAMILIES, RANKER_FAMILIES
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from shopflow.settings import Settings
 
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*[smhdw]\s*$"

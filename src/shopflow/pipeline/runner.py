@@ -15,7 +15,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from shopflow.pipeline.params import resolve_params, specs_for
 from shopflow.pipeline.runs import read_records
-from shopflow.pipeline.vocabulary import StageRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from shopflow.pipeline.vocabulary import StageRecord
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)

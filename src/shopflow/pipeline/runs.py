@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shopflow.pipeline.vocabulary import StageRecord
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from shopflow.settings import Settings
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")

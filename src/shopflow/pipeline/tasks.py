@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shopflow.errors import blocks_run
 from shopflow.pipeline.runs import safe_run_id, write_record
 from shopflow.pipeline.stages import stage_function
 from shopflow.pipeline.vocabulary import StageContext, StageRecord, StageSkipped, StageStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 logger = logging.getLogger(__name__)
 

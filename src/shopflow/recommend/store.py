@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import pickle
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from shopflow.recommend.rankers import RankerModel
     from shopflow.recommend.snapshot import ServingSnapshot
     from shopflow.settings import Settings

@@ -13,13 +13,14 @@ import os
 import pickle
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shopflow.internals import bentoml_use_home
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from shopflow.settings import Settings
     from shopflow.training.model import PropensityModel
 

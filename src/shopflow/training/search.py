@@ -18,14 +18,16 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shopflow.evaluation.metrics import classification_metrics, higher_is_better
 from shopflow.training.calibration import CalibratedPredictor, fit_calibrator
 from shopflow.training.families import family_module
-from shopflow.training.families.base import FitContext, FitData, Fitted
+
+if TYPE_CHECKING:
+    from shopflow.training.families.base import FitContext, FitData, Fitted
 
 logger = logging.getLogger(__name__)
 

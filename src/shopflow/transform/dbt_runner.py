@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from urllib.parse import unquote, urlsplit
 from shopflow.errors import PermanentError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)

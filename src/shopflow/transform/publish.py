@@ -13,10 +13,11 @@ import logging
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
     from shopflow.settings import Settings

@@ -7,7 +7,10 @@ Each family module offers ``default_params(ctx)``, ``sample_params(rng, ctx)`` a
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 FAMILY_MODULES = {
     "baseline": "shopflow.training.families.baseline",

@@ -11,11 +11,12 @@ fewer boosting rounds. The search then fits a calibration map on the validation 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from shopflow.training.model import Predictor
+    from shopflow.training.model import Predictor
 
 
 @dataclass(frozen=True)

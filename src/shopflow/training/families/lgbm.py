@@ -6,11 +6,12 @@ ranking; calibration is fitted afterwards by the search (see ``families/base.py`
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from shopflow.training.families.base import FitContext, FitData, Fitted
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_ROUNDS = 600
 EARLY_STOPPING = 30

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shopflow.training.families.base import FitContext, FitData, Fitted
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
