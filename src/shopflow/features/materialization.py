@@ -210,11 +210,10 @@ def read_latest_rows(
 def _writer(settings: Settings) -> Callable[..., WriteStats]:
     from shopflow.features import online_write
 
-    if settings.features.online_store == "redis":
-        return online_write.write_redis
-    if settings.features.online_store == "sqlite":
-        return online_write.write_sqlite
-    return online_write.write_generic
+    # The bulk writers know SQLite's and Redis's layouts; any other store goes through Feast.
+    bulk: dict[str, Callable[..., WriteStats]] = {
+        "redis": online_write.write_redis, "sqlite": online_write.write_sqlite}
+    return bulk.get(settings.features.online_store, online_write.write_generic)
 
 
 def materialize_view(

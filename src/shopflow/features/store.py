@@ -179,7 +179,7 @@ def apply_definitions(
     store = store or get_store(settings)
     definitions = build_definitions(settings)
     store.apply(definitions.objects())
-    store.refresh_registry()
+    store.refresh_registry()  # type: ignore[no-untyped-call]  # untyped in Feast 0.67
     logger.info(
         "applied Feast project %r: %d objects (registry %s, online %s)",
         settings.features.project,

@@ -100,6 +100,7 @@ def matured_rows(settings: Settings, watermark: str) -> pd.DataFrame:
 def run_live_gate(settings: Settings, *, auto_rollback: bool = True,
                   actor: str = "shopflow-monitoring") -> LiveGateResult:
     """Gate 4 end to end: find the models and rows, compare, roll back on regression."""
+    from shopflow.deploy import rollback
     from shopflow.ledger import Ledger
     from shopflow.monitoring.reference import deployment_watermark
     from shopflow.registry import load_model
@@ -147,23 +148,11 @@ def run_live_gate(settings: Settings, *, auto_rollback: bool = True,
             logger.error("ALERT gate 4: production %s regressed against %s: %s (tolerance %s)",
                          production.version, previous, numbers, comparison.tolerance)
             if auto_rollback:
-                rollback_to(settings, ledger, previous, actor=actor,
-                            reason=f"gate 4: live regression, {numbers}",
-                            details={"gate": "live", "comparison": asdict(comparison)})
+                rollback(settings, to_version=previous, actor=actor,
+                         reason=f"gate 4: live regression, {numbers}",
+                         details={"gate": "live", "comparison": asdict(comparison)})
                 result.rolled_back_to = previous
         return result
     finally:
         ledger.close()
 
-
-def rollback_to(settings: Settings, ledger: Any, version: str, *, actor: str, reason: str,
-                details: dict[str, Any] | None = None) -> None:
-    """Roll production back, through the deploy part when it is there (hot swap + ledger)."""
-    try:
-        from shopflow.deploy import rollback
-    except ImportError:
-        rollback = None
-    if rollback is not None:
-        rollback(settings, to_version=version, reason=reason, actor=actor)
-        return
-    ledger.record_rollback(to_version=version, reason=reason, actor=actor, details=details)

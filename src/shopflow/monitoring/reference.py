@@ -75,7 +75,8 @@ def serving_snapshot(settings: Settings) -> pd.DataFrame:
     features = read_mart_snapshot(settings, "user_features")
     if features.empty:
         return features
-    return features[features["cutoff_time"] == features["cutoff_time"].max()].reset_index(
+    latest: pd.DataFrame = features[features["cutoff_time"] == features["cutoff_time"].max()]
+    return latest.reset_index(
         drop=True
     )
 
@@ -144,7 +145,8 @@ def deployment_watermark(settings: Settings, version: str) -> str | None:
     path = _deployment_path(settings, version)
     if not path.is_file():
         return None
-    return json.loads(path.read_text()).get("data_watermark")
+    watermark = json.loads(path.read_text()).get("data_watermark")
+    return None if watermark is None else str(watermark)
 
 
 def current_watermark(settings: Settings) -> str | None:
@@ -155,4 +157,4 @@ def current_watermark(settings: Settings) -> str | None:
         return None
     if features.empty:
         return None
-    return features["cutoff_time"].max().isoformat()
+    return str(features["cutoff_time"].max().isoformat())

@@ -89,7 +89,8 @@ class LightGBMRankPredictor:
         self.threads = threads
 
     def predict(self, frame: pd.DataFrame, matrix: np.ndarray) -> np.ndarray:
-        return self.booster.predict(matrix, num_iteration=self.rounds, num_threads=self.threads)
+        return np.asarray(
+            self.booster.predict(matrix, num_iteration=self.rounds, num_threads=self.threads))
 
 
 def _groups(frame: pd.DataFrame) -> np.ndarray:
@@ -162,7 +163,7 @@ def train_lightgbm(data: RankingData, *, seed: int = 42, threads: int = 1,
 # ---- PyTorch NCF -----------------------------------------------------------------------
 def _transform(matrix: np.ndarray) -> np.ndarray:
     """Signed log: counts and money span orders of magnitude."""
-    return np.sign(matrix) * np.log1p(np.abs(matrix))
+    return np.asarray(np.sign(matrix) * np.log1p(np.abs(matrix)), dtype=np.float64)
 
 
 class TorchNCFPredictor:
@@ -229,7 +230,9 @@ def _build_net(n_users: int, n_items: int, n_features: int, dim: int, hidden: in
         def forward(self, u: torch.Tensor, i: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             eu, ei = self.user(u), self.item(i)
             joint = eu * ei
-            return self.mlp(torch.cat([eu, ei, joint, x], dim=1)).squeeze(1) + joint.sum(1)
+            scores: torch.Tensor = self.mlp(torch.cat([eu, ei, joint, x], dim=1)).squeeze(1)
+            total: torch.Tensor = scores + joint.sum(1)
+            return total
 
     return NCF()
 

@@ -43,7 +43,10 @@ _EPS = 1e-6
 class Calibrator(Protocol):
     """A monotone map from raw P(buy) to calibrated P(buy)."""
 
-    method: str
+    @property
+    def method(self) -> str:
+        """``none``, ``platt`` or ``isotonic``."""
+        ...
 
     def transform(self, p: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for raw probabilities ``p``."""
@@ -56,7 +59,7 @@ class Calibrator(Protocol):
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
-    return np.log(p) - np.log1p(-p)
+    return np.asarray(np.log(p) - np.log1p(-p), dtype=np.float64)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -101,7 +104,8 @@ class IsotonicCalibrator:
     method: str = "isotonic"
 
     def transform(self, p: np.ndarray) -> np.ndarray:
-        return np.interp(np.asarray(p, dtype=np.float64), self.x, self.y)
+        return np.asarray(np.interp(np.asarray(p, dtype=np.float64), self.x, self.y),
+                          dtype=np.float64)
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "knots": int(len(self.x)),

@@ -82,8 +82,8 @@ class CandidateResult:
         """JSON-able (for Airflow XCom); the model stays in the registry."""
         from shopflow.jsonable import jsonable
 
-        data = {k: v for k, v in asdict(self).items() if k != "model"}
-        return jsonable(data)
+        data: dict[str, Any] = jsonable({k: v for k, v in asdict(self).items() if k != "model"})
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CandidateResult:
@@ -109,7 +109,7 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, Any]:
         from shopflow.jsonable import jsonable
 
-        return jsonable({
+        data: dict[str, Any] = jsonable({
             "run_id": self.run_id,
             "feature_service": self.feature_service,
             "evaluations": [e.to_dict() for e in self.evaluations],
@@ -118,6 +118,7 @@ class EvaluationResult:
             "split": self.split,
             "trials": self.trials,
         })
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationResult:
@@ -144,12 +145,13 @@ class GateOutcome:
     def to_dict(self) -> dict[str, Any]:
         from shopflow.jsonable import jsonable
 
-        return jsonable({
+        data: dict[str, Any] = jsonable({
             "decision": self.decision.to_dict(),
             "challenger": self.challenger.to_dict(),
             "champion": self.champion.to_dict() if self.champion else None,
             "baseline": self.baseline.to_dict() if self.baseline else None,
         })
+        return data
 
 
 @dataclass
@@ -180,7 +182,7 @@ class TrainingOutcome:
 
         decision = self.decision
         tested = {e.version: e.metrics for e in self.evaluation.evaluations}
-        return jsonable({
+        data: dict[str, Any] = jsonable({
             "run_id": self.run_id,
             "dry_run": self.dry_run,
             "candidates": [
@@ -198,6 +200,7 @@ class TrainingOutcome:
             "failed_families": self.failures,
             "report": str(self.report_path),
         })
+        return data
 
 
 # ---- helpers ---------------------------------------------------------------------------

@@ -6,12 +6,11 @@ ranking; calibration is fitted afterwards by the search (see ``families/base.py`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from shopflow.training.families.base import FitContext, FitData, Fitted
-
-if TYPE_CHECKING:
-    import numpy as np
 
 MAX_ROUNDS = 600
 EARLY_STOPPING = 30
@@ -26,12 +25,13 @@ class LightGBMPredictor:
         self.threads = threads
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return self.booster.predict(matrix, num_iteration=self.rounds, num_threads=self.threads)
+        return np.asarray(
+            self.booster.predict(matrix, num_iteration=self.rounds, num_threads=self.threads))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """TreeSHAP values in log-odds; the last column is the bias."""
-        return self.booster.predict(
-            matrix, num_iteration=self.rounds, pred_contrib=True, num_threads=self.threads
+        return np.asarray(self.booster.predict(
+            matrix, num_iteration=self.rounds, pred_contrib=True, num_threads=self.threads)
         )
 
 

@@ -56,11 +56,11 @@ class Preprocessor:
         return len(self.edges) + 1 if self.bucket_column is not None else 0
 
     def _impute(self, matrix: np.ndarray) -> np.ndarray:
-        return np.where(np.isnan(matrix), self.medians, matrix)
+        return np.asarray(np.where(np.isnan(matrix), self.medians, matrix), dtype=np.float64)
 
     @staticmethod
     def _log(matrix: np.ndarray) -> np.ndarray:
-        return np.sign(matrix) * np.log1p(np.abs(matrix))
+        return np.asarray(np.sign(matrix) * np.log1p(np.abs(matrix)), dtype=np.float64)
 
     def transform(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(normalized numeric float32 matrix, bucket index int64 vector)."""
@@ -94,7 +94,8 @@ def build_module(arch: dict[str, Any]) -> Any:
         def forward(self, numeric: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
             if self.embedding is not None:
                 numeric = torch.cat([numeric, self.embedding(buckets)], dim=1)
-            return self.mlp(numeric).squeeze(1)
+            logits: torch.Tensor = self.mlp(numeric).squeeze(1)
+            return logits
 
     return PropensityMLP()
 

@@ -33,13 +33,13 @@ class XGBoostPredictor:
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         # in-place prediction skips building a DMatrix: same values, ~4x faster on 20k rows
-        return self.booster.inplace_predict(matrix, iteration_range=(0, self.rounds),
-                                            missing=np.nan)
+        return np.asarray(self.booster.inplace_predict(matrix, iteration_range=(0, self.rounds),
+                                                       missing=np.nan))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Exact TreeSHAP values in log-odds; the last column is the bias."""
-        return self.booster.predict(
-            self._dmatrix(matrix), pred_contribs=True, iteration_range=(0, self.rounds)
+        return np.asarray(self.booster.predict(
+            self._dmatrix(matrix), pred_contribs=True, iteration_range=(0, self.rounds))
         )
 
 
