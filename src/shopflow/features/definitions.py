@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shopflow.contract import PROPENSITY_MODEL
 from shopflow.features.schema import (
     CREATED_FIELD,
     ITEM_TABLE,
@@ -148,7 +149,7 @@ def build_definitions(settings: Settings) -> FeatureDefinitions:
         name=PROPENSITY_SERVICE,
         features=[user_fv],
         description="Inputs of the purchase-propensity models (v1: every user feature).",
-        tags={"owner": OWNER, "model": "propensity", "version": "1"},
+        tags={"owner": OWNER, "model": PROPENSITY_MODEL, "version": "1"},
         owner=OWNER,
     )
     item_ranking = FeatureService(

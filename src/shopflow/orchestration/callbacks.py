@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from shopflow.contract import PROPENSITY_MODEL, RECOMMENDER_MODEL
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -24,7 +26,7 @@ def failure_reason(dag_id: str, task_id: str, error: BaseException | str | None)
 
 def model_of_task(task_id: str) -> str:
     """The ledger model a task works for: the recommender branch, or propensity."""
-    return "recommender" if task_id.startswith("train_recommender") else "propensity"
+    return RECOMMENDER_MODEL if task_id.startswith("train_recommender") else PROPENSITY_MODEL
 
 
 def record_failure(

@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DBT_LAYERS = ("staging", "intermediate", "marts")
-GATE_LAYERS = ("raw", "staging", "marts")
-
 
 def plan(settings: Settings, context: StageContext) -> StageResult:
     """Validate the params against the config once, and fix the run's families and id.

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shopflow.contract import RECOMMENDER_MODEL
 from shopflow.recommend.metrics import PRIMARY_METRIC
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from shopflow.settings import Settings
 
 GUARDS: dict[str, float] = {"recall@10": 0.02}
-#: The recommender's name in the ledger (its alias row is ``recommender:production``).
-LEDGER_MODEL = "recommender"
 
 
 @dataclass(frozen=True)
@@ -84,4 +83,4 @@ def recommender_ledger(settings: Settings) -> Ledger:
     """
     from shopflow.ledger import Ledger
 
-    return Ledger(settings.ledger_url, model=LEDGER_MODEL)
+    return Ledger(settings.ledger_url, model=RECOMMENDER_MODEL)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shopflow.contract import RECOMMENDER_MODEL
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -63,7 +65,7 @@ def save_recommender(settings: Settings, model: RankerModel, snapshot: ServingSn
         **metadata,
     })
     with bentoml.models.create(MODEL_NAME, metadata=meta,
-                               labels={"family": model.family, "kind": "recommender"}) as ref:
+                               labels={"family": model.family, "kind": RECOMMENDER_MODEL}) as ref:
         with open(ref.path_of(MODEL_FILE), "wb") as handle:
             pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
         snapshot.save(Path(ref.path_of(SNAPSHOT_DIR)))
@@ -75,7 +77,7 @@ def save_recommender(settings: Settings, model: RankerModel, snapshot: ServingSn
 def _ref(settings: Settings, version: str) -> Any:
     from shopflow.registry.store import get_ref
 
-    return get_ref(settings, MODEL_NAME, version, error=RecommenderLoadError, what="recommender")
+    return get_ref(settings, MODEL_NAME, version, error=RecommenderLoadError, what=RECOMMENDER_MODEL)
 
 
 def list_recommenders(settings: Settings) -> list[StoredRecommender]:

@@ -14,7 +14,7 @@ import pickle
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from shopflow.internals import bentoml_use_home
 
@@ -32,6 +32,24 @@ MODEL_FILE = "model.pkl"
 
 class ModelLoadError(RuntimeError):
     """A model version is missing from the store or its file cannot be unpickled."""
+
+
+@runtime_checkable
+class _ScoringModel(Protocol):
+    """What a stored propensity model must offer to be scored and served.
+
+    The registry sits downstream of training, so it checks the unpickled object by what
+    it can do rather than importing ``training.model`` (which would close an import cycle
+    with training, which saves through the registry).
+    """
+
+    family: str
+    feature_names: list[str]
+    feature_service: str
+
+    def predict_proba(self, frame: Any) -> Any: ...
+
+    def matrix(self, frame: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -174,8 +192,6 @@ def load_model(settings: Settings, version: str) -> PropensityModel:
         ModelLoadError: the version is not in the store, its file is missing or corrupt,
             or it does not hold a PropensityModel.
     """
-    from shopflow.training.model import PropensityModel
-
     ref = _get(settings, version)
     path = Path(ref.path_of(MODEL_FILE))
     if not path.is_file():
@@ -188,11 +204,11 @@ def load_model(settings: Settings, version: str) -> PropensityModel:
             f"model {MODEL_NAME}:{version} could not be loaded from {path}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    if not isinstance(model, PropensityModel):
+    if not isinstance(model, _ScoringModel):
         raise ModelLoadError(
             f"model {MODEL_NAME}:{version} holds a {type(model).__name__}, not a PropensityModel"
         )
-    return model
+    return cast("PropensityModel", model)
 
 
 def list_models(settings: Settings) -> list[StoredModel]:

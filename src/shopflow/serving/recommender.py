@@ -49,7 +49,7 @@ class RecommenderRuntime(AliasFollower["Recommender"]):
     """
 
     kind = RECOMMENDER_MODEL
-    label = "recommender"
+    label = RECOMMENDER_MODEL
 
     def __init__(self, settings: Settings, *, popularity_retry: float = 30.0) -> None:
         super().__init__(settings.ledger_url)
