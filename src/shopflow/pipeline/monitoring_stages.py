@@ -8,13 +8,17 @@ depends on monitoring and never the other way round.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shopflow.pipeline.vocabulary import StageSkipped
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from shopflow.pipeline.vocabulary import StageContext, StageResult
     from shopflow.settings import Settings
+    from shopflow.training.model import PropensityModel
 
 logger = logging.getLogger(__name__)
 
@@ -34,48 +38,59 @@ def _production(settings: Settings) -> tuple[Any, Any]:
     return production, candidate
 
 
-def feature_drift(settings: Settings, context: StageContext) -> StageResult:
-    """PSI of each of production's features: serving snapshot vs training reference."""
-    from shopflow.monitoring.drift import frame_psi
+@dataclass(frozen=True)
+class _DriftInputs:
+    """Production's model with the rows it was trained on and the rows it scores now."""
+
+    version: str
+    model: PropensityModel
+    reference: pd.DataFrame
+    current: pd.DataFrame
+
+
+def _drift_inputs(settings: Settings) -> _DriftInputs:
+    """What both drift stages compare; skipped while nothing is in production."""
     from shopflow.monitoring.reference import reference_for, serving_snapshot
     from shopflow.registry import load_model
 
     production, candidate = _production(settings)
     if production is None:
         raise StageSkipped("no production model yet")
-    model = load_model(settings, production.version)
-    reference = reference_for(settings, production.version,
-                              data_end=candidate.data_window[1] if candidate else None)
-    current = serving_snapshot(settings)
-    columns = [c for c in model.feature_names if c not in _NOT_FEATURES]
-    report = frame_psi(reference, current, columns=columns,
+    return _DriftInputs(
+        version=production.version,
+        model=load_model(settings, production.version),
+        reference=reference_for(settings, production.version,
+                                data_end=candidate.data_window[1] if candidate else None),
+        current=serving_snapshot(settings),
+    )
+
+
+def feature_drift(settings: Settings, context: StageContext) -> StageResult:
+    """PSI of each of production's features: serving snapshot vs training reference."""
+    from shopflow.monitoring.drift import frame_psi
+
+    inputs = _drift_inputs(settings)
+    columns = [c for c in inputs.model.feature_names if c not in _NOT_FEATURES]
+    report = frame_psi(inputs.reference, inputs.current, columns=columns,
                        threshold=settings.monitoring.drift_psi_threshold,
-                       bins=settings.quality.drift_bins
-                       if hasattr(settings.quality, "drift_bins") else 10)
-    logger.info("feature drift of %s: max PSI %.3f, drifted %s", production.version,
+                       bins=settings.quality.drift_bins)
+    logger.info("feature drift of %s: max PSI %.3f, drifted %s", inputs.version,
                 report.max_psi, report.drifted or "none")
-    return {"version": production.version, **report.to_dict()}
+    return {"version": inputs.version, **report.to_dict()}
 
 
 def prediction_drift(settings: Settings, context: StageContext) -> StageResult:
     """PSI of production's scores: serving snapshot vs its training reference."""
     from shopflow.monitoring.drift import psi
-    from shopflow.monitoring.reference import reference_for, serving_snapshot
-    from shopflow.registry import load_model
 
-    production, candidate = _production(settings)
-    if production is None:
-        raise StageSkipped("no production model yet")
-    model = load_model(settings, production.version)
-    reference = reference_for(settings, production.version,
-                              data_end=candidate.data_window[1] if candidate else None)
+    inputs = _drift_inputs(settings)
+    reference, current, model = inputs.reference, inputs.current, inputs.model
     ref_scores = (reference["__score__"].to_numpy() if "__score__" in reference.columns
                   else model.predict_proba(reference))
-    current = serving_snapshot(settings)
     value = psi(ref_scores, model.predict_proba(current))
     threshold = settings.monitoring.drift_psi_threshold
-    logger.info("prediction drift of %s: PSI %.3f", production.version, value)
-    return {"version": production.version, "psi": round(value, 6), "threshold": threshold,
+    logger.info("prediction drift of %s: PSI %.3f", inputs.version, value)
+    return {"version": inputs.version, "psi": round(value, 6), "threshold": threshold,
             "drifted": value > threshold, "reference_rows": len(reference),
             "current_rows": len(current)}
 
