@@ -13,9 +13,10 @@ costs nothing until one is used:
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from shopflow.lazy_exports import lazy_export
 
 _EXPORTS = {
     "export_marts": "shopflow.features.export",
@@ -75,7 +76,4 @@ def apply(settings: Any, **kwargs: Any) -> ApplyResult:
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'shopflow.features' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_export(__name__, _EXPORTS, name)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from shopflow.lazy_exports import lazy_export
+
 if TYPE_CHECKING:
     from shopflow.ingest.generator import GenerationSummary, generate_events
     from shopflow.ingest.loader import IngestError, IngestSummary, ingest_source
@@ -27,8 +29,4 @@ _EXPORTS = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'shopflow.ingest' has no attribute {name!r}")
+    return lazy_export(__name__, _EXPORTS, name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from shopflow.lazy_exports import lazy_export
 from shopflow.quality.result import (
     LAYERS,
     CheckResult,
@@ -40,12 +41,8 @@ __all__ = [
     "run_gate",
 ]
 
-_LAZY = {"run_gate", "check_raw_table", "check_raw_frame"}
+_EXPORTS = {name: "shopflow.quality.gate" for name in ("run_gate", "check_raw_table", "check_raw_frame")}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from shopflow.quality import gate
-
-        return getattr(gate, name)
-    raise AttributeError(f"module 'shopflow.quality' has no attribute {name!r}")
+    return lazy_export(__name__, _EXPORTS, name)

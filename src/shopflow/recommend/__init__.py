@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopflow.lazy_exports import lazy_export
+
 _EXPORTS = {
     "Recommender": "shopflow.recommend.serving",
     "RecommendationResult": "shopflow.recommend.serving",
@@ -52,8 +54,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'shopflow.recommend' has no attribute {name!r}")
+    return lazy_export(__name__, _EXPORTS, name)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopflow.lazy_exports import lazy_export
+
 _EXPORTS = {
     "ServingRuntime": "shopflow.serving.runtime",
     "NoProductionModel": "shopflow.serving.runtime",
@@ -34,8 +36,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'shopflow.serving' has no attribute {name!r}")
+    return lazy_export(__name__, _EXPORTS, name)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopflow.lazy_exports import lazy_export
+
 _EXPORTS = {
     "PropensityModel": "shopflow.training.model",
     "CandidateResult": "shopflow.training.pipeline",
@@ -27,8 +29,4 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'shopflow.training' has no attribute {name!r}")
+    return lazy_export(__name__, _EXPORTS, name)
