@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 Severity = Literal["error", "warning"]
 
-#: Columns of the canonical event contract (DESIGN.md §2) as ``raw.raw_events`` holds them,
+#: Columns of the canonical event contract (docs/DESIGN.md §2) as ``raw.raw_events`` holds them,
 #: and its event types: defined once, in the settings module.
 EVENT_COLUMNS = CANONICAL_COLUMNS
 #: Lineage columns ingestion adds to every row of ``raw.raw_events``.

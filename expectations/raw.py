@@ -1,4 +1,4 @@
-"""The raw gate: does the batch just ingested honour the event contract (DESIGN.md §2)?
+"""The raw gate: does the batch just ingested honour the event contract (docs/DESIGN.md §2)?
 
 The raw layer is where a broken export is cheapest to stop: nothing downstream has seen
 it yet. Errors here are contract violations that would poison features or labels
@@ -71,7 +71,8 @@ def build_raw_suite(
                 gxe.ExpectColumnToExist,
                 severity="error",
                 name=f"column {column} present",
-                why="The event contract (DESIGN.md §2) needs it; dbt would fail or fill nulls.",
+                why="The event contract (docs/DESIGN.md §2) needs it; "
+                    "dbt would fail or fill nulls.",
                 column=column,
             )
             for column in columns

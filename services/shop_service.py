@@ -1,4 +1,4 @@
-"""The Shopflow model service (DESIGN.md §5), served with ``bentoml serve``.
+"""The Shopflow model service (docs/DESIGN.md §5), served with ``bentoml serve``.
 
 ``POST /predict`` scores shoppers with the production model named by the ledger; the model
 comes from the BentoML model store in ``SHOPFLOW_HOME`` and is hot-swapped when the alias

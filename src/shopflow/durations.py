@@ -1,6 +1,6 @@
 """Durations as written in run configs: ``30d``, ``12h``, ``15m`` (and ``45s``).
 
-The run config (DESIGN.md §3) expresses horizons, lookbacks and cutoff spacing as short
+The run config (docs/DESIGN.md §3) expresses horizons, lookbacks and cutoff spacing as short
 strings so that a minute-level clickstream and a year of invoices use the same keys.
 """
 

@@ -6,7 +6,7 @@ Every knob of a run lives here, with a default, so ``shopflow`` runs with no fil
 1. keyword arguments to :func:`load_settings` (CLI flags, DAG params),
 2. ``SHOPFLOW_*`` environment variables (nested keys with ``__``, e.g.
    ``SHOPFLOW_TASK__HORIZON=14d``; top-level ``SHOPFLOW_HOME``, ``SHOPFLOW_DATABASE_URL``),
-3. the YAML run config (DESIGN.md §3), given as ``--config FILE`` or ``SHOPFLOW_CONFIG``,
+3. the YAML run config (docs/DESIGN.md §3), given as ``--config FILE`` or ``SHOPFLOW_CONFIG``,
 4. the defaults below.
 
 Paths of local state are derived from ``home`` (``SHOPFLOW_HOME``), never hard-coded

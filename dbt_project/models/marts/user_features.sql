@@ -3,7 +3,7 @@
     at least one event in (cutoff_time - lookback, cutoff_time].
 
     All history comes from int_user_events_by_cutoff, so nothing after a cutoff and
-    nothing older than the lookback is ever seen (DESIGN.md §3: "features use at most
+    nothing older than the lookback is ever seen (docs/DESIGN.md §3: "features use at most
     this much history"). Hence tenure_days is tenure *within the lookback*. The 7d/30d
     windows are capped at the lookback. Every feature is a non-null DOUBLE: rates and
     averages are 0 when their denominator is, and days_since_last_purchase is the

@@ -40,7 +40,7 @@ renamed as (
         cast(category_id as varchar) as category_id,
 
         ----------  what happened
-        -- DESIGN.md: a negative quantity means a return, whatever the source called it
+        -- docs/DESIGN.md §2: a negative quantity means a return, whatever the source called it
         case
             when lower(event_type) = 'purchase' and quantity < 0 then 'return'
             else lower(event_type)

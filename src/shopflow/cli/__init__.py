@@ -1,4 +1,4 @@
-"""The ``shopflow`` command line (DESIGN.md §4).
+"""The ``shopflow`` command line (docs/DESIGN.md §4).
 
 Each command lives in its own module and is imported only when invoked, so ``shopflow
 --help`` stays fast and a broken optional component cannot break unrelated commands.

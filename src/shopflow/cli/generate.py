@@ -1,4 +1,4 @@
-"""``shopflow generate``: write synthetic raw events (DESIGN.md §4)."""
+"""``shopflow generate``: write synthetic raw events (docs/DESIGN.md §4)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ config_option = click.option(
     type=click.Path(dir_okay=False, path_type=str),
     default=None,
     envvar="SHOPFLOW_CONFIG",
-    help="YAML run config (DESIGN.md §3). Default: built-in defaults.",
+    help="YAML run config (docs/DESIGN.md §3). Default: built-in defaults.",
 )
 
 

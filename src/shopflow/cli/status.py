@@ -17,7 +17,7 @@ RECOMMENDER_HEADLINE = ("ndcg@10", "recall@10", "map@10", "hit_rate@10")
 @click.command(name="status")
 @config_option
 @click.option("--json", "as_json", is_flag=True,
-              help="Print the DESIGN.md §4 object: production, candidates, events (of the "
+              help="Print the docs/DESIGN.md §4 object: production, candidates, events (of the "
               "propensity model), plus a 'recommender' section of the same shape.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many recent candidates and events to show.")

@@ -1,4 +1,4 @@
-"""Gate 3 (DESIGN.md §6): deploy a model, watch it serve, roll back if it misbehaves.
+"""Gate 3 (docs/DESIGN.md §6): deploy a model, watch it serve, roll back if it misbehaves.
 
 ``deploy`` moves the production alias in the ledger (unless it already points at the
 version, e.g. after gate 2 promoted it), waits until the running service says it serves

@@ -1,4 +1,4 @@
-"""Gate 2 (DESIGN.md §6): should the challenger replace the champion?
+"""Gate 2 (docs/DESIGN.md §6): should the challenger replace the champion?
 
 Both were scored on the same out-of-time rows, each through its own feature service. The
 challenger is promoted only if its primary metric beats the champion's by at least

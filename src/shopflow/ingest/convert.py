@@ -1,6 +1,6 @@
 """Turn rows of text into rows of the event contract, and say why for every row that fails.
 
-DESIGN.md §2 is the contract. Each chunk comes out as two frames: the good rows, typed and
+docs/DESIGN.md §2 is the contract. Each chunk comes out as two frames: the good rows, typed and
 in canonical columns, and the quarantined rows with their original text and one reason code
 (the first problem found, in the order of :data:`REASONS`). Every input row lands in
 exactly one of the two, which is what lets ingestion promise

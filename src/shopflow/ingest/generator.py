@@ -1,6 +1,6 @@
 """A synthetic shop whose raw events look and misbehave like real ones.
 
-Why synthetic data at all: ``shopflow`` must run end to end with no file (DESIGN.md §3), the
+Why synthetic data at all: ``shopflow`` must run end to end with no file (docs/DESIGN.md §3), the
 tests need data of any size in seconds, and the benchmarks need 10M events. The generator is
 built so that the prediction task is *learnable but not trivial*: users have a latent
 purchase propensity and an activity level; both show up only noisily in their past
@@ -399,7 +399,7 @@ def iter_event_tables(params: GeneratorSettings, *,
     """Yield the synthetic events as Arrow tables, in file order, chunk by chunk.
 
     Exactly ``params.events`` rows in total. Columns follow the event contract
-    (DESIGN.md §2) with string ids and UTC ``event_time``. Deterministic in ``params``.
+    (docs/DESIGN.md §2) with string ids and UTC ``event_time``. Deterministic in ``params``.
     If ``stats`` is given it is filled with the shop's sizes (users, items, sessions).
     """
     root = np.random.SeedSequence(params.seed)

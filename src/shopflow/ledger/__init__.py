@@ -7,7 +7,7 @@ Usage::
     ledger = Ledger(settings.ledger_url)
     ledger.promote(version, actor="shopflow", reason="beats champion by 0.01 roc_auc")
     ledger.production()   # -> ProductionModel | None
-    ledger.status()       # -> the DESIGN.md §4 object (+ a "recommender" section)
+    ledger.status()       # -> the docs/DESIGN.md §4 object (+ a "recommender" section)
 
     # the recommender's decisions live in the same ledger, under their own alias
     ledger.promote(version, actor="shopflow", reason="...", model="recommender")

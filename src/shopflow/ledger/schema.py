@@ -22,7 +22,7 @@ from shopflow.contract import PROPENSITY_MODEL
 
 EVENT_KINDS = ("promotion", "rejection", "deployment", "rollback")
 PRODUCTION_ALIAS = "production"
-#: The model every caller means unless it says otherwise (the DESIGN.md §4 status object).
+#: The model every caller means unless it says otherwise (the docs/DESIGN.md §4 status object).
 DEFAULT_MODEL = PROPENSITY_MODEL
 MODEL_COLUMN_TABLES = ("shopflow_candidates", "shopflow_events")
 

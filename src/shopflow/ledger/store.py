@@ -630,7 +630,7 @@ class Ledger:
         return [self.model, *sorted(found - {self.model})]
 
     def model_status(self, *, model: str | None = None, limit: int = 50) -> dict[str, Any]:
-        """One model's ``{"production", "candidates", "events"}`` (the DESIGN.md §4 shape)."""
+        """One model's ``{"production", "candidates", "events"}`` (the docs/DESIGN.md §4 shape)."""
         model = self._model(model)
         production = self.production(model=model)
         return {
@@ -671,9 +671,9 @@ class Ledger:
         }
 
     def status(self, *, limit: int = 50) -> dict[str, Any]:
-        """The DESIGN.md §4 object printed by ``shopflow status --json``.
+        """The docs/DESIGN.md §4 object printed by ``shopflow status --json``.
 
-        The ledger's model (propensity) fills the top level, as DESIGN.md fixes it; every
+        The ledger's model (propensity) fills the top level, as docs/DESIGN.md §4 fixes it; every
         other model with anything recorded gets a section of the same shape under its
         name (``"recommender": {"production", "candidates", "events"}``).
         """

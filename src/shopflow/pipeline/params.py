@@ -73,7 +73,7 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
         default=None,
         type=["null", "string"],
         title="Run config file",
-        description="Path of a YAML run config (DESIGN.md §3) on the workers. Empty: "
+        description="Path of a YAML run config (docs/DESIGN.md §3) on the workers. Empty: "
         "SHOPFLOW_CONFIG, or the built-in synthetic generator.",
         schema={"minLength": 1},
     ),

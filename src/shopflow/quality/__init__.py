@@ -1,4 +1,4 @@
-"""Data-quality gates (gate 1, DESIGN.md §6) with Great Expectations.
+"""Data-quality gates (gate 1, docs/DESIGN.md §6) with Great Expectations.
 
 Entry points (imported lazily, so ``import shopflow.quality`` does not import GX):
 

@@ -1,4 +1,4 @@
-"""Gate 1 (DESIGN.md §6): run a layer's checkpoint and act on the verdict.
+"""Gate 1 (docs/DESIGN.md §6): run a layer's checkpoint and act on the verdict.
 
 ``run_gate`` reads what the layer holds from the warehouse, validates it
 (:mod:`shopflow.quality.validate`), writes the JSON report and Data Docs, and then:

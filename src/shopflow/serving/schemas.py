@@ -1,4 +1,4 @@
-"""Request and response bodies of the Shopflow service (DESIGN.md §5): ``/predict``
+"""Request and response bodies of the Shopflow service (docs/DESIGN.md §5): ``/predict``
 and ``/recommend``.
 
 Pydantic models with a description on every field, so BentoML's OpenAPI page documents

@@ -1,6 +1,6 @@
 """Baseline: scaled logistic regression on recency / frequency / monetary features.
 
-The bar every other family must clear on the first run (DESIGN.md §6): if a boosted tree
+The bar every other family must clear on the first run (docs/DESIGN.md §6): if a boosted tree
 cannot beat RFM + logistic regression, something is wrong with the data or the features.
 """
 
