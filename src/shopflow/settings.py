@@ -23,14 +23,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from shopflow.durations import Duration
+from shopflow.durations import Duration, format_duration
 from shopflow.errors import PermanentError
 
 if TYPE_CHECKING:
@@ -53,6 +62,9 @@ MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "xgboost", "lightgbm", "t
 #: defined here, with the propensity families, so the run params can list them without
 #: importing the rankers' numerical code.
 RANKER_FAMILIES = ("lightgbm", "torch")
+
+_DAY_S = 86_400
+_MIN_PERIOD_S = 600  # a clickstream shorter than ten minutes holds no session structure
 
 _yaml_config: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_config", default=None)
 
@@ -115,10 +127,21 @@ class SourceSettings(_Section):
 
 
 class GeneratorSettings(_Section):
-    """The synthetic shop: sizes and the rates of real-world mess it injects."""
+    """The synthetic shop: sizes and the rates of real-world mess it injects.
+
+    The period is ``days`` (a day-scale shop: weekly and daily rhythm, monthly moods,
+    returns days later) or ``period``, a duration: whole days (``14d``) mean the same as
+    ``days``; under a day (``6h``, ``90m``) a minute-level clickstream whose time constants
+    scale with the period (shopflow.ingest.generator). Give one of the two, not both.
+    """
 
     events: int = Field(default=200_000, gt=0)
     days: int = Field(default=120, gt=0)
+    period: Duration | None = Field(
+        default=None,
+        description="Length of the period as a duration (6h, 90m, 14d); None: days. "
+        "Under a day: a minute-level clickstream.",
+    )
     seed: int = 7
     users: int | None = Field(default=None, description="None: scaled from events.")
     items: int | None = Field(default=None, description="None: scaled from events.")
@@ -129,6 +152,50 @@ class GeneratorSettings(_Section):
     late_event_rate: float = Field(default=0.01, ge=0, le=1)
     return_rate: float = Field(default=0.05, ge=0, le=1)
     chunk_events: int = Field(default=1_000_000, gt=0)
+
+    @model_validator(mode="after")
+    def _one_period(self) -> GeneratorSettings:
+        if self.period is None:
+            return self
+        if "days" in self.model_fields_set:
+            raise ValueError(
+                "give the period as generator.days or generator.period, not both "
+                f"(days={self.days}, period={format_duration(self.period)})"
+            )
+        seconds = self.period.total_seconds()
+        if seconds != int(seconds) or seconds < _MIN_PERIOD_S:
+            raise ValueError(
+                f"generator.period {format_duration(self.period)} must be whole seconds and "
+                f"at least {_MIN_PERIOD_S // 60} minutes"
+            )
+        if seconds >= _DAY_S and seconds % _DAY_S:
+            raise ValueError(
+                f"generator.period {format_duration(self.period)}: a period of a day or more "
+                "must be whole days (e.g. 2d); under a day it is a minute-level clickstream"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_one_period(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The dump names the period once, as it was given: without a period it is what it
+        # was before the key existed (so the fingerprints of existing configs, synthetic
+        # file names and recorded runs, stay put); with one, the unused days are left out
+        # (so a dump validates again).
+        data: dict[str, Any] = handler(self)
+        data.pop("period" if self.period is None else "days", None)
+        return data
+
+    @property
+    def period_seconds(self) -> int:
+        """The period's length in seconds (``period``, else ``days``)."""
+        if self.period is None:
+            return self.days * _DAY_S
+        return int(self.period.total_seconds())
+
+    @property
+    def sub_day(self) -> bool:
+        """True when the period is shorter than a day (a minute-level clickstream)."""
+        return self.period_seconds < _DAY_S
 
 
 class TaskSettings(_Section):

@@ -16,6 +16,13 @@ lines are returned days later (``return``, negative quantity, same order). Then 
 mess is injected at configurable rates: missing user ids, duplicate events, zero or
 negative prices, and late-arriving events that appear in the file after newer ones.
 
+A period shorter than a day (``generator.period: 6h``) gives a minute-level clickstream
+instead: the same shop and funnel with no weekday or hour rhythm, and every time constant
+that is measured in days above (lifetimes, monthly moods, returns 1-21 days later, late
+arrivals days late) scaled to a share of the period (see :class:`_Clock`). It has more
+visitors per event and a lower purchase rate per session, so that at a 30-minute horizon
+about 1-2% of (user, cutoff) rows are positive. Periods of whole days are unchanged.
+
 Everything is vectorised numpy over sessions and events, written chunk by chunk (memory
 bounded by ``chunk_events``), and fully determined by the parameters: the same arguments
 give byte-identical files (Parquet, CSV or gzipped CSV, whose gzip header carries no time).
@@ -67,6 +74,54 @@ _INTENT_PERSISTENCE = 0.8  # correlation of a user's monthly intent with their p
 
 
 @dataclass(frozen=True)
+class _Clock:
+    """The time constants of a period: the day-scale shop's, or scaled to a shorter one.
+
+    A period of whole days keeps the constants above (weekly and daily rhythm, monthly
+    moods, returns days later), so existing parameters give the same bytes. A period under a
+    day is a minute-level clickstream: no weekday or hour rhythm (a few hours have none to
+    speak of), and every constant that would not fit (lifetimes of at least 3 days, moods by
+    month, returns 1-21 days later, late arrivals days late) becomes a share of the period.
+    """
+
+    days: float  # the period in days (a fraction under a day)
+    seconds: int  # the period in seconds
+    seasonal: bool  # weekday/hour thinning and monthly moods (the day-scale shop)
+    min_lifetime_days: float  # added to every user's exponential lifetime
+    mood_days: float  # length of a mood (activity) and intent spell (sub-day only)
+    return_days: tuple[float, float]  # a return comes this long after its purchase
+    late_mean_s: float  # a late row arrives late_min_s + exponential(late_mean_s) late
+    late_min_s: float
+    end_margin_s: float  # no session starts this close to the end of the period
+    buy_logit: float  # log-odds of buying a cart, for a user of average intent
+    events_per_user: int  # the default number of users is events / events_per_user
+
+
+def _clock(params: GeneratorSettings) -> _Clock:
+    seconds = params.period_seconds
+    if not params.sub_day:
+        return _Clock(days=seconds // int(_DAY), seconds=seconds, seasonal=True,
+                      min_lifetime_days=3.0, mood_days=30.0, return_days=_RETURN_DAYS,
+                      late_mean_s=_LATE_MEAN_DAYS * _DAY, late_min_s=3600.0,
+                      end_margin_s=3600.0, buy_logit=-1.3, events_per_user=40)
+    # Sub-day, as shares of the period (for a 6h stream): lifetimes of at least 9 minutes,
+    # moods and intent that change every 90 minutes (between a 60m lookback and a 30m
+    # horizon, the past predicts the future only noisily), returns 15 minutes to 2 hours
+    # after the purchase, late rows 1 minute + ~9 minutes late, and no session starting
+    # in the last 5 minutes. A clickstream also has more visitors per event (about 3
+    # sessions each on average, a long tail of heavy users) and fewer carts end in a
+    # purchase (about 2% of sessions buy): about 1-2% of (user, cutoff) rows are positive
+    # at a 30m horizon (60m lookback, cutoffs every 10m).
+    fraction = seconds / _DAY
+    return _Clock(days=fraction, seconds=seconds, seasonal=False,
+                  min_lifetime_days=fraction / 40, mood_days=fraction / 4,
+                  return_days=(fraction / 24, fraction / 3),
+                  late_mean_s=seconds / 40, late_min_s=60.0,
+                  end_margin_s=min(3600.0, seconds / 72), buy_logit=-2.4,
+                  events_per_user=10)
+
+
+@dataclass(frozen=True)
 class GenerationSummary:
     """What :func:`generate_events` wrote."""
 
@@ -114,14 +169,14 @@ def parameters_fingerprint(params: GeneratorSettings) -> str:
 # --------------------------------------------------------------------------------------
 @dataclass
 class _Shop:
-    days: int
+    clock: _Clock
     user_ids: pa.Array  # string ids, index = user number
     item_ids: pa.Array
     category_ids: pa.Array
     # users
     propensity: np.ndarray  # latent; drives cart and buy probabilities
-    rate: np.ndarray  # sessions per active day
-    active_from: np.ndarray  # days since START
+    rate: np.ndarray  # sessions per active day (relative)
+    active_from: np.ndarray  # days since START (fractions of a day in a sub-day period)
     active_to: np.ndarray
     fav: np.ndarray  # (users, 2) favourite categories
     # categories and items
@@ -131,8 +186,8 @@ class _Shop:
     item_price: np.ndarray
 
 
-def _default_users(events: int) -> int:
-    return max(50, events // 40)
+def _default_users(events: int, events_per_user: int = 40) -> int:
+    return max(50, events // events_per_user)
 
 
 def _default_items(events: int) -> int:
@@ -142,10 +197,11 @@ def _default_items(events: int) -> int:
 def _build_shop(params: GeneratorSettings, rng: np.random.Generator) -> _Shop:
     import pyarrow as pa
 
-    n_users = params.users or _default_users(params.events)
+    clock = _clock(params)
+    n_users = params.users or _default_users(params.events, clock.events_per_user)
     n_items = max(params.items or _default_items(params.events), params.categories)
     n_cats = params.categories
-    days = params.days
+    days = clock.days
 
     # Latent propensity drives both cart and buy probability; activity is only weakly tied
     # to it, so "active" and "buys" are different signals a model has to combine.
@@ -156,7 +212,7 @@ def _build_shop(params: GeneratorSettings, rng: np.random.Generator) -> _Shop:
     # Lifetimes: users join over (and a little before) the period and churn at random, so
     # activity spans the whole period while no user is active every week.
     joined = rng.uniform(-0.3 * days, 0.95 * days, n_users)
-    lifetime = rng.exponential(0.9 * days, n_users) + 3.0
+    lifetime = rng.exponential(0.9 * days, n_users) + clock.min_lifetime_days
     active_from = np.clip(joined, 0.0, days)
     active_to = np.clip(joined + lifetime, 0.0, days)
 
@@ -178,7 +234,7 @@ def _build_shop(params: GeneratorSettings, rng: np.random.Generator) -> _Shop:
     # Ids are strings; item numbers are shuffled so popularity does not follow the id.
     item_numbers = rng.permutation(n_items) + 100_000
     return _Shop(
-        days=days,
+        clock=clock,
         user_ids=pa.array(np.arange(n_users) + 10_000).cast(pa.string()),
         item_ids=pa.array(item_numbers).cast(pa.string()),
         category_ids=pa.array([f"cat_{c:03d}" for c in range(n_cats)], pa.string()),
@@ -225,32 +281,42 @@ class _Sessions:
 
 def _draw_sessions(shop: _Shop, params: GeneratorSettings, scale: float,
                    rng: np.random.Generator) -> _Sessions:
-    days = shop.days
+    clock = shop.clock
+    days = clock.days
     span = shop.active_to - shop.active_from
     counts = rng.poisson(scale * shop.rate * span)
     user = np.repeat(np.arange(len(span)), counts)
-    day = np.floor(shop.active_from[user] + rng.random(len(user)) * span[user])
-    hour = np.searchsorted(np.cumsum(_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()), rng.random(len(user)))
-    start = (day + (np.minimum(hour, 23) + rng.random(len(user))) / 24.0) * _DAY
-    # Thinning by weekday and trend keeps the process Poisson while shaping the season.
-    accept = _DOW_WEIGHTS[day.astype(np.int64) % 7] / _DOW_WEIGHTS.max()
-    accept *= (1.0 - _TREND) + _TREND * day / days
-    # Moods: each user's activity changes from month to month, so the past predicts the
-    # future only noisily (what keeps the task from being trivial).
-    months = day.astype(np.int64) // 30
-    mood = rng.uniform(0.05, 1.0, (len(span), days // 30 + 1))
+    if clock.seasonal:
+        day = np.floor(shop.active_from[user] + rng.random(len(user)) * span[user])
+        hour = np.searchsorted(np.cumsum(_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()),
+                               rng.random(len(user)))
+        start = (day + (np.minimum(hour, 23) + rng.random(len(user))) / 24.0) * _DAY
+        # Thinning by weekday and trend keeps the process Poisson while shaping the season.
+        accept = _DOW_WEIGHTS[day.astype(np.int64) % 7] / _DOW_WEIGHTS.max()
+        accept *= (1.0 - _TREND) + _TREND * day / days
+        # Moods: each user's activity changes from month to month, so the past predicts
+        # the future only noisily (what keeps the task from being trivial).
+        months = day.astype(np.int64) // 30
+        mood = rng.uniform(0.05, 1.0, (len(span), int(days) // 30 + 1))
+    else:
+        # A clickstream of hours: sessions uniform over each user's active span (no
+        # weekday or hour rhythm), the same trend, moods by spells of clock.mood_days.
+        start = (shop.active_from[user] + rng.random(len(user)) * span[user]) * _DAY
+        accept = (1.0 - _TREND) + _TREND * start / clock.seconds
+        months = np.floor(start / (clock.mood_days * _DAY)).astype(np.int64)
+        mood = rng.uniform(0.05, 1.0, (len(span), int(np.ceil(days / clock.mood_days)) + 1))
     accept *= mood[user, months]
     # ... and so does their intent to buy (a monthly shock around the latent propensity).
     intent = (_INTENT_PERSISTENCE * shop.propensity[:, None]
               + np.sqrt(1 - _INTENT_PERSISTENCE**2) * rng.standard_normal(mood.shape))
-    kept = (rng.random(len(user)) < accept) & (start < days * _DAY - 3600.0)
+    kept = (rng.random(len(user)) < accept) & (start < days * _DAY - clock.end_margin_s)
     user, start, months = user[kept], np.floor(start[kept]), months[kept]
     order = np.argsort(start, kind="stable")
     user, start, months = user[order], start[order], months[order]
     n = len(user)
     z = intent[user, months]
     p_cart = 1.0 / (1.0 + np.exp(-(-2.6 + 0.9 * z)))
-    p_buy = 1.0 / (1.0 + np.exp(-(-1.3 + 0.8 * z)))
+    p_buy = 1.0 / (1.0 + np.exp(-(shop.clock.buy_logit + 0.8 * z)))
 
     pick = rng.random(n)
     random_cat = np.minimum(
@@ -263,7 +329,7 @@ def _draw_sessions(shop: _Shop, params: GeneratorSettings, scale: float,
     carted = rng.random(n) < p_cart
     lines = np.where(carted, np.minimum(rng.geometric(0.6, n), views), 0)
     purchased = carted & (rng.random(n) < p_buy)
-    return_delay = rng.uniform(*_RETURN_DAYS, n) * _DAY
+    return_delay = rng.uniform(*clock.return_days, n) * _DAY
     returns = np.where(purchased, rng.binomial(lines, params.return_rate), 0)
     returns = np.where(start + return_delay < days * _DAY, returns, 0)
     # Compact dtypes: the session plan is what scales with the number of events.
@@ -306,8 +372,8 @@ def _sessions_for_budget(shop: _Shop, params: GeneratorSettings, budget: int,
             return sessions.take(chosen)
         scale *= 1.2 * budget / max(total, 1)
     raise RuntimeError(
-        f"could not draw {budget} events from {len(shop.propensity)} users over {shop.days} days; "
-        "use more users or more days"
+        f"could not draw {budget} events from {len(shop.propensity)} users over "
+        f"{shop.clock.seconds / _DAY:g} days; use more users or a longer period"
     )
 
 
@@ -355,7 +421,7 @@ def _expand(shop: _Shop, s: _Sessions, first_session: int,
     elapsed -= elapsed[offsets[sess]]
     seconds = s.start[sess] + elapsed
     seconds = np.where(kind == 3, s.start[sess] + s.return_delay[sess] + line, seconds)
-    seconds = np.minimum(seconds, shop.days * int(_DAY) - 1)  # a session never outlives the period
+    seconds = np.minimum(seconds, shop.clock.seconds - 1)  # a session never outlives the period
     order_no = np.where(kind >= 2, 1_000_000 + first_session + sess, -1)
     return {
         "user": s.user[sess],
@@ -431,7 +497,7 @@ def iter_event_tables(params: GeneratorSettings, *,
                                  rows["price"])
         # mess, part 2: late arrivals appear after newer rows (returns arrive on time)
         late = (rng.random(n) < params.late_event_rate) & (rows["kind"] != 3)
-        delay = rng.exponential(_LATE_MEAN_DAYS * _DAY, n) + 3600.0
+        delay = rng.exponential(shop.clock.late_mean_s, n) + shop.clock.late_min_s
         rows["arrival"] = rows["seconds"] + np.where(late, delay, 0.0)
         # mess, part 3: duplicates (a retried send, shortly after the original)
         want = int((n_dup * cumulative[hi]) // budget - (n_dup * cumulative[lo]) // budget) if budget else 0
