@@ -12,6 +12,9 @@ from shopflow.cli.options import config_option, load
               help="Rows to write (exactly). Default: generator.events (200000).")
 @click.option("--days", type=click.IntRange(min=1), default=None, metavar="D",
               help="Length of the period in days. Default: generator.days (120).")
+@click.option("--period", default=None, metavar="DURATION",
+              help="Length of the period as a duration (6h, 90m, 14d), instead of --days; "
+                   "under a day: a minute-level clickstream. Default: generator.period.")
 @click.option("--seed", type=int, default=None, metavar="S",
               help="Random seed; same arguments give byte-identical files. Default: generator.seed.")
 @click.option("--users", type=click.IntRange(min=1), default=None, metavar="U",
@@ -25,8 +28,8 @@ from shopflow.cli.options import config_option, load
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar on stderr.")
 @config_option
-def generate(events: int | None, days: int | None, seed: int | None, users: int | None,
-             out_path: str | None, fmt: str | None, progress: bool,
+def generate(events: int | None, days: int | None, period: str | None, seed: int | None,
+             users: int | None, out_path: str | None, fmt: str | None, progress: bool,
              config_path: str | None) -> None:
     """Write synthetic shop events: view -> cart -> purchase funnels, returns, and real-world
     mess (missing user ids, duplicates, bad prices, late events) at the generator.* rates.
@@ -38,12 +41,20 @@ def generate(events: int | None, days: int | None, seed: int | None, users: int 
     from shopflow.ingest.generator import generate_events, output_format
     from shopflow.settings import GeneratorSettings
 
+    if days is not None and period is not None:
+        raise click.UsageError("give the period as --days or --period, not both")
     settings = load(config_path)
     updates = {key: value for key, value in
-               {"events": events, "days": days, "seed": seed, "users": users}.items()
+               {"events": events, "days": days, "period": period, "seed": seed,
+                "users": users}.items()
                if value is not None}
+    base = settings.generator.model_dump()
+    # The dump names the config's period once (days or period); a flag replaces it.
+    if days is not None or period is not None:
+        base.pop("days", None)
+        base.pop("period", None)
     try:
-        params = GeneratorSettings.model_validate({**settings.generator.model_dump(), **updates})
+        params = GeneratorSettings.model_validate({**base, **updates})
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
     if out_path is None:
