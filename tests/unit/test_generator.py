@@ -230,3 +230,136 @@ def test_users_and_items_follow_the_parameters() -> None:
     assert frame["item_id"].nunique() <= stats["items"] <= 200
     # ids are text with no float formatting
     assert frame["user_id"].dropna().str.fullmatch(r"\d+").all()
+
+
+# ---- a period shorter than a day: a minute-level clickstream ------------------------------
+CLICKS = GeneratorSettings(events=40_000, period="3h", seed=13, chunk_events=15_000)
+
+
+@pytest.fixture(scope="module")
+def clicks() -> pd.DataFrame:
+    return _frame(CLICKS)
+
+
+def test_sub_day_period_is_respected(clicks: pd.DataFrame) -> None:
+    assert len(clicks) == 40_000
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    assert clicks["event_time"].min() >= start
+    assert clicks["event_time"].max() < start + pd.Timedelta(hours=3)
+    # the whole period is used, not a corner of it: events in every 10 minutes
+    assert clicks["event_time"].dt.floor("10min").nunique() == 18
+    counts = clicks["event_type"].value_counts()
+    assert counts["view"] > counts["cart"] > counts["purchase"] > 0
+    # late rows arrive minutes (not days) after newer ones
+    seconds = clicks["event_time"].dt.tz_convert(None).to_numpy().astype("datetime64[s]")
+    seconds = seconds.astype(np.int64)
+    behind = np.maximum.accumulate(seconds) - seconds
+    assert 60 < behind.max() < 3 * 3600
+
+
+def test_sub_day_ids_are_text(clicks: pd.DataFrame) -> None:
+    assert clicks["user_id"].dropna().str.fullmatch(r"\d+").all()
+    assert clicks["item_id"].str.fullmatch(r"\d+").all()
+    assert clicks["order_id"].dropna().str.fullmatch(r"\d+").all()
+
+
+def test_sub_day_generation_is_deterministic(tmp_path: Path) -> None:
+    params = GeneratorSettings(events=6_000, period="2h", seed=5, chunk_events=2_000)
+    first = generate_events(params, tmp_path / "a.csv.gz", progress=False)
+    second = generate_events(params, tmp_path / "b.csv.gz", progress=False)
+    assert _sha(first.path) == _sha(second.path)
+    other = generate_events(params.model_copy(update={"period": pd.Timedelta(hours=3)}),
+                            tmp_path / "c.csv.gz", progress=False)
+    assert _sha(other.path) != _sha(first.path)
+
+
+def test_a_period_of_whole_days_is_the_day_scale_shop(tmp_path: Path) -> None:
+    by_days = generate_events(GeneratorSettings(events=3_000, days=7, seed=1),
+                              tmp_path / "days.parquet", progress=False)
+    by_period = generate_events(GeneratorSettings(events=3_000, period="7d", seed=1),
+                                tmp_path / "period.parquet", progress=False)
+    assert _sha(by_days.path) == _sha(by_period.path)
+
+
+def test_sub_day_task_is_labelable(clicks: pd.DataFrame) -> None:
+    """At a 30m horizon (60m lookback, cutoffs every 10m, as configs/clickstream.yaml):
+    users come back within the period, some buy more than once, a few per cent of
+    (user, cutoff) rows are positive, and past behaviour predicts them."""
+    known = clicks.dropna(subset=["user_id"]).drop_duplicates()
+    sessions = known.groupby("user_id")["event_time"].agg(
+        lambda t: int((t.sort_values().diff() > pd.Timedelta(minutes=10)).sum()) + 1
+    )
+    assert (sessions >= 3).mean() > 0.2
+    orders = known[known["event_type"] == "purchase"].groupby("user_id")["order_id"].nunique()
+    assert (orders >= 2).sum() >= 10
+
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    rows = []
+    for minutes in range(60, 150 + 1, 10):
+        cutoff = start + pd.Timedelta(minutes=minutes)
+        window = known[known["event_time"] > cutoff - pd.Timedelta(minutes=60)]
+        features = _rfm_at(window, cutoff, horizon_days=0)
+        future = known[(known["event_time"] > cutoff)
+                       & (known["event_time"] <= cutoff + pd.Timedelta(minutes=30))]
+        buyers = set(future.loc[future["event_type"] == "purchase", "user_id"])
+        features["label"] = features.index.isin(buyers).astype(int)
+        rows.append(features)
+    table = pd.concat(rows)
+    assert 0.003 < table["label"].mean() < 0.05, table["label"].mean()
+    carted = table[table["carts"] > 0]["label"].mean()
+    assert carted > 1.5 * table[table["carts"] == 0]["label"].mean()
+
+
+def test_period_settings_are_validated_and_dump_once() -> None:
+    from pydantic import ValidationError
+
+    assert GeneratorSettings(period="6h").period_seconds == 6 * 3600
+    assert GeneratorSettings(period="6h").sub_day
+    assert GeneratorSettings(days=3).period_seconds == 3 * 86_400
+    assert not GeneratorSettings(period="2d").sub_day
+    with pytest.raises(ValidationError, match="not both"):
+        GeneratorSettings(days=3, period="6h")
+    with pytest.raises(ValidationError, match="whole days"):
+        GeneratorSettings(period="36h")
+    with pytest.raises(ValidationError, match="at least 10 minutes"):
+        GeneratorSettings(period="5m")
+    # without a period the dump is what it was before the key existed (fingerprints stay)
+    assert "period" not in GeneratorSettings().model_dump()
+    dumped = GeneratorSettings(period="90m").model_dump(mode="json")
+    assert dumped["period"] == "90m" and "days" not in dumped
+    assert GeneratorSettings.model_validate(dumped).period_seconds == 5400
+
+
+def test_generate_cli_takes_a_period(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from shopflow.cli import cli
+
+    runner = CliRunner()
+    out = tmp_path / "clicks.parquet"
+    result = runner.invoke(cli, ["generate", "--events", "3000", "--period", "2h", "--seed", "3",
+                                 "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    times = pq.read_table(out).column("event_time").to_pandas()
+    assert times.max() < pd.Timestamp("2024-01-01T02:00:00", tz="UTC")
+    both = runner.invoke(cli, ["generate", "--days", "3", "--period", "2h",
+                               "--out", str(tmp_path / "x.parquet"), "--no-progress"])
+    assert both.exit_code == 2 and "not both" in both.output
+    bad = runner.invoke(cli, ["generate", "--period", "2 fortnights",
+                              "--out", str(tmp_path / "y.parquet"), "--no-progress"])
+    assert bad.exit_code == 2 and "invalid duration" in bad.output
+
+
+def test_shipped_clickstream_config_loads() -> None:
+    from pathlib import Path
+
+    from shopflow.settings import load_settings
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    clicks = load_settings(root / "clickstream.yaml")
+    assert clicks.generator.sub_day and clicks.generator.period_seconds == 6 * 3600
+    assert clicks.task.horizon == pd.Timedelta(minutes=30).to_pytimedelta()
+    assert clicks.task.cutoff_every == pd.Timedelta(minutes=10).to_pytimedelta()
+    retail = load_settings(root / "online_retail_purchases_90d.yaml")
+    assert retail.task.horizon == pd.Timedelta(days=90).to_pytimedelta()
+    assert retail.config_dir == root
