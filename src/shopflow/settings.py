@@ -222,7 +222,41 @@ class GateSettings(_Section):
     primary_metric: str = "roc_auc"
     min_improvement: float = 0.002
     guard_tolerances: dict[str, float] = Field(
-        default_factory=lambda: {"log_loss": 0.02, "slice_roc_auc": 0.03}
+        default_factory=lambda: {"log_loss": 0.02, "slice_roc_auc": 0.03},
+        description="Allowed regression vs the champion; slice_roc_auc is per guarded slice.",
+    )
+    min_roc_auc: float = Field(
+        default=0.55, ge=0, le=1,
+        description="Absolute floor of the first promotion (no champion): overall ROC AUC.",
+    )
+    max_ece: float = Field(
+        default=0.1, ge=0, le=1,
+        description="Absolute bound of the first promotion: expected calibration error.",
+    )
+    min_slice_roc_auc: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Absolute floor of the first promotion on every guarded slice.",
+    )
+    min_slice_positives: int = Field(
+        default=20, ge=1,
+        description="Positives (and negatives) a slice needs to be guarded; smaller ones are "
+        "reported only (their AUC is noise).",
+    )
+    bootstrap_resamples: int = Field(
+        default=500, ge=50, le=10_000,
+        description="Paired bootstrap resamples of the primary-metric difference.",
+    )
+    bootstrap_seed: int = 0
+    bootstrap_confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    bootstrap_max_rows: int = Field(
+        default=50_000, ge=100, description="Rows resampled at most (seeded subsample beyond)."
+    )
+    complexity: dict[str, int] = Field(
+        default_factory=lambda: {"baseline": 0, "bgnbd": 1, "lightgbm": 2, "xgboost": 2,
+                                 "torch": 3},
+        description="Family -> complexity rank. A more complex model replaces a simpler one "
+        "only when the bootstrap interval's lower bound clears min_improvement; an unknown "
+        "family ranks above every known one.",
     )
 
 

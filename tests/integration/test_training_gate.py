@@ -61,13 +61,19 @@ def test_first_run_promotes_and_a_shuffled_label_challenger_is_rejected(
     config = _settings()
     first = run_training(config, training_frame_for=lambda _s: strong, run_id="run-1",
                          actor="tester")
-    assert first.decision.promote and first.decision.reference_role == "baseline"
-    assert first.winner != first.evaluation.baseline
-    assert first.promoted_version == first.winner and first.previous_version is None
+    # behaviour change (item 8/9 of "Models that win on real shop data"): on 500 test rows
+    # LightGBM's gain over the baseline is within the noise (paired bootstrap interval),
+    # so the first run ships whichever the interval supports, never nothing
+    assert first.decision.promote and first.previous_version is None
+    assert first.promoted_version == first.decision.challenger_version
+    assert first.promoted_version in {first.winner, first.evaluation.baseline}
+    assert "CI [" in first.decision.reason
+    champion_version = first.promoted_version
 
     with Ledger(config.ledger_url) as ledger:
         production = ledger.production()
-        assert production.version == first.winner
+        assert production.version == champion_version
+        assert ledger.events(kind="promotion")[-1].details["checks"][0]["interval"]["seed"] == 0
         assert production.metrics["roc_auc"] > 0.7  # test-set metric merged in
         assert production.metrics["validation_roc_auc"] > 0.7
     assert {m.version for m in list_models(config)} == {c.version for c in first.candidates}
@@ -80,16 +86,16 @@ def test_first_run_promotes_and_a_shuffled_label_challenger_is_rejected(
                           actor="tester")
     decision = second.decision
     assert not decision.promote and decision.reference_role == "champion"
-    assert decision.reference_version == first.winner
+    assert decision.reference_version == champion_version
     assert "roc_auc beats champion" in decision.reason and "failed" in decision.reason
     with Ledger(config.ledger_url) as ledger:
-        assert ledger.production().version == first.winner  # untouched
+        assert ledger.production().version == champion_version  # untouched
         rejection = ledger.events(kind="rejection")[-1]
         assert rejection.version == second.winner and rejection.actor == "tester"
         assert rejection.details["run_id"] == "run-2"
         assert "not promoted" in rejection.details["explanation"]
         status = ledger.status()
-    assert status["production"]["version"] == first.winner
+    assert status["production"]["version"] == champion_version
     assert [e["kind"] for e in status["events"]] == ["promotion", "rejection"]
 
 
