@@ -14,6 +14,8 @@ import pytest
 from shopflow.evaluation.gate import ForcedPromotionError
 from shopflow.ledger import Ledger
 from shopflow.registry import list_models, load_model
+from shopflow.serving.runtime import ServingRuntime
+from shopflow.serving.sandbox import synthetic_user_features, write_online_features
 from shopflow.settings import Settings, load_settings
 from shopflow.training.pipeline import run_training
 from shopflow.training.split import split_by_cutoff
@@ -97,6 +99,39 @@ def test_first_run_promotes_and_a_shuffled_label_challenger_is_rejected(
         status = ledger.status()
     assert status["production"]["version"] == champion_version
     assert [e["kind"] for e in status["events"]] == ["promotion", "rejection"]
+
+
+def test_a_first_run_the_baseline_wins_ships_the_baseline_and_serves_it(
+    settings: Settings, strong: pd.DataFrame
+) -> None:
+    # min_improvement 0.05: LightGBM cannot beat the baseline by that on these rows
+    config = load_settings(training={"search_trials": 1, "families": FAMILIES},
+                           gate={"min_improvement": 0.05})
+    outcome = run_training(config, training_frame_for=lambda _s: strong, run_id="run-b",
+                           actor="tester")
+    decision, baseline = outcome.decision, outcome.evaluation.baseline
+    assert decision.promote and decision.challenger_family == "baseline", decision.explanation
+    assert outcome.promoted_version == baseline and decision.challenger_version == baseline
+    assert decision.reason.startswith(
+        "baseline promoted: no learned family beat it by min_improvement")
+    with Ledger(config.ledger_url) as ledger:
+        assert ledger.production().version == baseline
+        event = ledger.events(kind="promotion")[-1]
+        interval = next(c["interval"] for c in event.details["checks"] if c["interval"])
+        assert {"lower", "upper", "resamples", "seed"} <= set(interval)
+    assert "Paired bootstrap" in outcome.report_path.read_text()
+
+    # what /predict runs: the serving runtime loads the promoted baseline and scores with it
+    users = synthetic_user_features(20, seed=3)
+    write_online_features(config, users)
+    runtime = ServingRuntime(config, poll=False)
+    runtime.start()
+    try:
+        served, probabilities, known = runtime.predict(users["user_id"].tolist()[:5])
+    finally:
+        runtime.stop()
+    assert served.version == baseline and known.all()
+    assert ((probabilities > 0) & (probabilities < 1)).all()
 
 
 def test_forced_promotion_is_recorded_and_a_better_model_replaces_it(
