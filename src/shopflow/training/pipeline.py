@@ -526,12 +526,15 @@ def decide(
                                         version=evaluation.baseline, threshold=threshold,
                                         explain=False))
     # the paired bootstrap resamples the same rows for every model compared
-    scores = {evaluation.winner: challenger_model.predict_proba(test)}
-    if champion_eval is not None and champion_model is not None and champion_test is not None:
-        scores[champion_eval.version] = champion_model.predict_proba(champion_test)
-    if baseline_eval is not None and baseline_eval.version not in scores:
-        scores[baseline_eval.version] = model(baseline_eval.version).predict_proba(test)
-    paired = PairedScores(labels=test["label"].astype(int).to_numpy(), scores=scores)
+    paired = None
+    if len(test):
+        scores = {evaluation.winner: challenger_model.predict_proba(test)}
+        if (champion_eval is not None and champion_model is not None
+                and champion_test is not None):
+            scores[champion_eval.version] = champion_model.predict_proba(champion_test)
+        if baseline_eval is not None and baseline_eval.version not in scores:
+            scores[baseline_eval.version] = model(baseline_eval.version).predict_proba(test)
+        paired = PairedScores(labels=test["label"].astype(int).to_numpy(), scores=scores)
     cutoffs = ", ".join(str(c)[:10] for c in split.test_cutoffs)
     context = (f"Compared on {len(test)} identical out-of-time rows (test cutoff(s) {cutoffs}).")
     if notes:
