@@ -57,6 +57,7 @@ def check(
     name: str,
     why: str,
     unit: Literal["share"] | None = None,
+    key: str | None = None,
     **kwargs: Any,
 ) -> Expectation:
     """One expectation with the metadata the gate and its reports rely on.
@@ -67,11 +68,16 @@ def check(
         name: the short, stable name users see in tables and messages.
         why: what a failure means for the pipeline (shown in Data Docs as notes).
         unit: ``share`` when the checked value is a fraction (reports show it in percent).
+        key: the configuration key that changes the check's threshold (``quality.*``) or
+            what it checks (``source.*``); every failure message names it. None: a fixed
+            rule of the event contract, said so in the message.
         **kwargs: the expectation's own arguments.
     """
     meta: dict[str, Any] = {"severity": severity, "check": name}
     if unit:
         meta["unit"] = unit
+    if key:
+        meta["key"] = key
     return expectation_cls(
         meta=meta,
         notes=why,
@@ -102,6 +108,7 @@ def volume_checks(
             severity="error",
             name=f"row count not down >{tolerance:.0%} vs last good batch",
             why=f"The last good batch had {previous_rows} rows.",
+            key="quality.volume_tolerance",
             min_value=low,
         ),
         check(
@@ -109,6 +116,7 @@ def volume_checks(
             severity="warning",
             name=f"row count not up >{tolerance:.0%} vs last good batch",
             why=f"The last good batch had {previous_rows} rows.",
+            key="quality.volume_tolerance",
             max_value=high,
         ),
     ]

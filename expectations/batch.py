@@ -45,7 +45,8 @@ def build_batch_suite(
     present = {name for name, value in metrics.items() if value is not None}
     expectations: list[gxe.Expectation] = []
 
-    def bounded(metric: str, *, severity: Severity, limit: float, name: str, why: str) -> None:
+    def bounded(metric: str, *, severity: Severity, limit: float, name: str, why: str,
+                key: str | None) -> None:
         if metric in present:
             expectations.append(
                 check(
@@ -53,6 +54,7 @@ def build_batch_suite(
                     severity=severity,
                     name=name,
                     why=why,
+                    key=key,
                     unit=None if metric.startswith("psi_") else "share",
                     column=metric,
                     max_value=limit,
@@ -64,14 +66,28 @@ def build_batch_suite(
         severity="error",
         limit=quality.max_duplicate_rate,
         name=f"duplicate events <= {quality.max_duplicate_rate:.0%}",
-        why="Extra copies of identical events; beyond this a source is replaying data.",
+        why="Extra copies of one event (same quality.duplicate_key); beyond this a source is "
+        "replaying data. Real repeat purchases (day-level dates, no order id): add source_file "
+        "and source_row to quality.duplicate_key to keep them.",
+        key="quality.max_duplicate_rate",
     )
     bounded(
         "duplicate_rate",
         severity="warning",
         limit=0.0,
         name="no duplicate events",
-        why="Staging removes exact duplicates; reported so the source can be fixed.",
+        why="Staging keeps one row per quality.duplicate_key and drops the copies counted "
+        "here; reported so nothing is dropped silently.",
+        key="quality.duplicate_key",
+    )
+    bounded(
+        "exact_duplicate_rate",
+        severity="warning",
+        limit=0.0,
+        name="no exact duplicate rows (kept: quality.duplicate_key)",
+        why="Rows repeating another's every event column; with the configured key staging "
+        "keeps them as distinct events (e.g. repeat purchases on one day).",
+        key="quality.duplicate_key",
     )
     bounded(
         "missing_user_rate",
@@ -79,6 +95,7 @@ def build_batch_suite(
         limit=quality.max_null_user_rate,
         name=f"rows without user_id <= {quality.max_null_user_rate:.0%} of the file",
         why="Beyond this the user id column is probably mis-mapped, not just guest checkouts.",
+        key="quality.max_null_user_rate",
     )
     bounded(
         "missing_user_rate",
@@ -86,6 +103,7 @@ def build_batch_suite(
         limit=0.0,
         name="no rows without user_id (guests) quarantined",
         why="Guest rows cannot be attributed to a shopper; they sit in raw.quarantine.",
+        key=None,
     )
     bounded(
         "other_quarantine_rate",
@@ -93,6 +111,7 @@ def build_batch_suite(
         limit=0.0,
         name="no rows quarantined for other reasons",
         why="Unparseable times, unknown event types, invalid prices or quantities.",
+        key=None,
     )
     for metric, what in PSI_METRICS.items():
         bounded(
@@ -101,6 +120,7 @@ def build_batch_suite(
             limit=quality.max_psi,
             name=f"{what}: PSI vs last good batch <= {quality.max_psi:g}",
             why="A shift this large breaks the features the champion was trained on.",
+            key="quality.max_psi",
         )
         bounded(
             metric,
@@ -108,5 +128,6 @@ def build_batch_suite(
             limit=quality.warn_psi,
             name=f"{what}: PSI vs last good batch <= {quality.warn_psi:g}",
             why="A moderate shift: worth a look before the next retrain.",
+            key="quality.warn_psi",
         )
     return gx.ExpectationSuite(name=f"{layer}.batch_metrics", expectations=expectations)

@@ -52,7 +52,7 @@ def build_raw_suite(
     Args:
         quality: thresholds (``settings.quality``).
         now: the gate's clock, naive UTC; events after ``now + max_future_tolerance`` or
-            before ``now - max_event_age`` block.
+            before ``min_event_time`` (or ``now - max_event_age`` where set and later) block.
         previous_rows: rows of the last good batch; None skips the volume checks.
         from_file: validate a source file's canonical frame before ingestion: no lineage
             columns yet, and rows without a user id are still there (ingestion
@@ -62,7 +62,13 @@ def build_raw_suite(
     columns = EVENT_COLUMNS if from_file else EVENT_COLUMNS + LINEAGE_COLUMNS
     user_id_mostly = 1.0 - quality.max_null_user_rate if from_file else 1.0
     newest = now + quality.max_future_tolerance
-    oldest = now - quality.max_event_age
+    oldest = quality.min_event_time
+    oldest_name = f"event_time not before {oldest:%Y-%m-%d}"
+    oldest_key = "quality.min_event_time"
+    if quality.max_event_age is not None and now - quality.max_event_age > oldest:
+        oldest = now - quality.max_event_age
+        oldest_name = f"event_time not older than {human(quality.max_event_age)}"
+        oldest_key = "quality.max_event_age"
 
     expectations = [
         # ---- schema: every contract column present, nothing unexpected -----------------
@@ -73,6 +79,7 @@ def build_raw_suite(
                 name=f"column {column} present",
                 why="The event contract (docs/DESIGN.md §2) needs it; "
                     "dbt would fail or fill nulls.",
+                key="source.columns",
                 column=column,
             )
             for column in columns
@@ -82,6 +89,7 @@ def build_raw_suite(
             severity="warning",
             name="no unexpected columns",
             why="An extra column is often a renamed one (its contract column is then missing).",
+            key="source.columns",
             column_set=list(columns),
             exact_match=True,
         ),
@@ -90,6 +98,7 @@ def build_raw_suite(
             severity="error",
             name="batch not empty",
             why="An empty batch means every row was quarantined or the export was cut.",
+            key="source.path",
             min_value=1,
         ),
         # ---- types ---------------------------------------------------------------------
@@ -99,6 +108,7 @@ def build_raw_suite(
                 severity="error",
                 name=f"{column} is text",
                 why="Ids are always text (ARCHITECTURE.md); numbers lose leading zeros.",
+                key="source.columns",
                 column=column,
                 type_list=TEXT_TYPES,
             )
@@ -109,6 +119,7 @@ def build_raw_suite(
             severity="error",
             name="event_time is a timestamp",
             why="Text timestamps sort and compare wrongly in every window of the features.",
+            key="source.time_unit",
             column="event_time",
             type_list=TIME_TYPES,
         ),
@@ -117,6 +128,7 @@ def build_raw_suite(
             severity="error",
             name="price is a number",
             why="Monetary features sum prices.",
+            key="source.columns",
             column="price",
             type_list=FLOAT_TYPES,
         ),
@@ -125,6 +137,7 @@ def build_raw_suite(
             severity="error",
             name="quantity is an integer",
             why="Basket sizes and returns (negative quantity) are computed from it.",
+            key="source.columns",
             column="quantity",
             type_list=INT_TYPES,
         ),
@@ -135,6 +148,7 @@ def build_raw_suite(
             name="user_id not null"
             + (f" (<= {quality.max_null_user_rate:.0%} missing)" if from_file else ""),
             why="Rows without a user belong in raw.quarantine, never in raw_events.",
+            key="quality.max_null_user_rate",
             column="user_id",
             mostly=user_id_mostly,
         ),
@@ -144,6 +158,7 @@ def build_raw_suite(
                 severity="error",
                 name=f"{column} not null",
                 why="Required by the event contract.",
+                key="source.columns",
                 column=column,
             )
             for column in ("item_id", "event_type", "event_time")
@@ -154,6 +169,7 @@ def build_raw_suite(
             severity="error",
             name="event_type in allowed set",
             why="Unknown types would be silently dropped by every feature.",
+            key="source.event_types",
             column="event_type",
             value_set=list(EVENT_TYPES),
         ),
@@ -162,14 +178,17 @@ def build_raw_suite(
             severity="error",
             name=f"event_time not in the future (> {human(quality.max_future_tolerance)} ahead)",
             why="Future events leak into labels and break point-in-time correctness.",
+            key="quality.max_future_tolerance",
             column="event_time",
             max_value=newest,
         ),
         check(
             gxe.ExpectColumnValuesToBeBetween,
             severity="error",
-            name=f"event_time not older than {human(quality.max_event_age)}",
-            why="Ancient dates are unit or parsing mistakes (epoch 0, ms read as s).",
+            name=oldest_name,
+            why="Dates before it are unit or parsing mistakes (epoch 0, ms read as s), not "
+            "history: purchase histories of any era since the floor pass.",
+            key=oldest_key,
             column="event_time",
             min_value=oldest,
         ),
@@ -203,6 +222,7 @@ def build_raw_suite(
             severity="warning",
             name=f"returns/cancellations (quantity < 0) <= {quality.warn_return_rate:.0%}",
             why="Returns are kept (features count them) but many of them change label meaning.",
+            key="quality.warn_return_rate",
             column="quantity",
             min_value=1,
             mostly=1.0 - quality.warn_return_rate,

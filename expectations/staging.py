@@ -56,6 +56,7 @@ def build_staging_suite(
                 severity="error",
                 name=f"column {column} present",
                 why="The marts select it.",
+                key="source.columns",
                 column=column,
             )
             for column in columns
@@ -65,6 +66,7 @@ def build_staging_suite(
             severity="error",
             name="staging not empty",
             why="Nothing to build features from.",
+            key="source.path",
             min_value=1,
         ),
         check(
@@ -72,6 +74,7 @@ def build_staging_suite(
             severity="error",
             name="event_id unique (duplicates removed)",
             why="Duplicated events double-count purchases and inflate labels.",
+            key="quality.duplicate_key",
             column="event_id",
         ),
         *(
@@ -80,6 +83,7 @@ def build_staging_suite(
                 severity="error",
                 name=f"{column} not null",
                 why="Keys and timestamps of every feature window.",
+                key="source.columns",
                 column=column,
             )
             for column in ("event_id", "user_id", "item_id", "event_type", "event_time")
@@ -89,6 +93,7 @@ def build_staging_suite(
             severity="error",
             name="event_time is a timestamp",
             why="Windows compare timestamps.",
+            key="source.time_unit",
             column="event_time",
             type_list=TIME_TYPES,
         ),
@@ -97,6 +102,7 @@ def build_staging_suite(
             severity="error",
             name="event_type in allowed set",
             why="Features count views, carts, purchases and returns only.",
+            key="source.event_types",
             column="event_type",
             value_set=list(EVENT_TYPES),
         ),
@@ -105,6 +111,7 @@ def build_staging_suite(
             severity="error",
             name=f"event_time not in the future (> {human(quality.max_future_tolerance)} ahead)",
             why="Future events leak into labels.",
+            key="quality.max_future_tolerance",
             column="event_time",
             max_value=now + quality.max_future_tolerance,
         ),
@@ -121,6 +128,7 @@ def build_staging_suite(
             severity="warning",
             name=f"price null share <= {quality.warn_null_rate:.0%}",
             why="Events without a price add nothing to monetary features.",
+            key="quality.warn_null_rate",
             column="price",
             mostly=1.0 - quality.warn_null_rate,
         ),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,6 +56,10 @@ CANONICAL_COLUMNS = (
     "category_id",
 )
 EVENT_TYPES = ("view", "cart", "purchase", "return")
+#: Lineage columns ingestion adds to every raw row (a duplicate key may name them).
+LINEAGE_COLUMNS = ("batch_id", "source_file", "source_row", "ingested_at")
+#: One event = equal canonical columns (what staging's event_id hashes by default).
+DUPLICATE_KEY_DEFAULT = CANONICAL_COLUMNS
 ModelFamily = Literal["baseline", "xgboost", "lightgbm", "torch"]
 MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "xgboost", "lightgbm", "torch")
 #: The recommender's ranker families (the popularity baseline always runs beside them);
@@ -238,9 +242,22 @@ class QualitySettings(_Section):
     max_label_rate_shift: float = Field(
         default=0.2, description="Absolute change in label rate vs the last good batch that blocks."
     )
-    max_event_age: Duration = Field(
-        default=timedelta(days=9131),
-        description="Events older than this (about 25 years) block: epoch/unit mistakes, not history.",
+    min_event_time: datetime = Field(
+        default=datetime(1990, 1, 1),
+        description="Events before this (naive UTC) block: a 1970 epoch or seconds read as "
+        "milliseconds, not history. Purchase histories of any era since 1990 pass.",
+    )
+    max_event_age: Duration | None = Field(
+        default=None,
+        description="Optional: events older than this (vs the gate's clock) block too.",
+    )
+    duplicate_key: list[str] = Field(
+        default_factory=lambda: list(DUPLICATE_KEY_DEFAULT),
+        min_length=1,
+        description="Columns whose equal values make rows one event: staging keeps the first "
+        "copy (dbt var event_key) and the raw gate counts the others. Add source_file and "
+        "source_row to keep exact duplicates as distinct events (repeat purchases in a file "
+        "with day-level dates and no order id).",
     )
     warn_return_rate: float = Field(
         default=0.02, ge=0, le=1, description="Share of return/cancellation rows that is reported."
@@ -249,6 +266,30 @@ class QualitySettings(_Section):
         default=0.05, ge=0, le=1, description="Null share of a nullable column that is reported."
     )
     drift_bins: int = Field(default=10, ge=2, description="Quantile bins of the PSI histograms.")
+
+    @field_validator("min_event_time", mode="before")
+    @classmethod
+    def _naive_utc(cls, value: Any) -> Any:
+        """A date, or an ISO text or datetime, as naive UTC (what the gates compare with)."""
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value.strip())
+        if isinstance(value, date) and not isinstance(value, datetime):
+            value = datetime(value.year, value.month, value.day)
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    @field_validator("duplicate_key")
+    @classmethod
+    def _known_columns(cls, value: list[str]) -> list[str]:
+        allowed = (*CANONICAL_COLUMNS, *LINEAGE_COLUMNS)
+        unknown = [c for c in value if c not in allowed]
+        if unknown:
+            raise ValueError(f"quality.duplicate_key: unknown column(s) {unknown}; choose from "
+                             f"{list(allowed)}")
+        if len(set(value)) != len(value):
+            raise ValueError("quality.duplicate_key lists a column twice")
+        return value
 
 
 class FeatureSettings(_Section):
@@ -289,7 +330,41 @@ class GateSettings(_Section):
     primary_metric: str = "roc_auc"
     min_improvement: float = 0.002
     guard_tolerances: dict[str, float] = Field(
-        default_factory=lambda: {"log_loss": 0.02, "slice_roc_auc": 0.03}
+        default_factory=lambda: {"log_loss": 0.02, "slice_roc_auc": 0.03},
+        description="Allowed regression vs the champion; slice_roc_auc is per guarded slice.",
+    )
+    min_roc_auc: float = Field(
+        default=0.55, ge=0, le=1,
+        description="Absolute floor of the first promotion (no champion): overall ROC AUC.",
+    )
+    max_ece: float = Field(
+        default=0.1, ge=0, le=1,
+        description="Absolute bound of the first promotion: expected calibration error.",
+    )
+    min_slice_roc_auc: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Absolute floor of the first promotion on every guarded slice.",
+    )
+    min_slice_positives: int = Field(
+        default=20, ge=1,
+        description="Positives (and negatives) a slice needs to be guarded; smaller ones are "
+        "reported only (their AUC is noise).",
+    )
+    bootstrap_resamples: int = Field(
+        default=500, ge=50, le=10_000,
+        description="Paired bootstrap resamples of the primary-metric difference.",
+    )
+    bootstrap_seed: int = 0
+    bootstrap_confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    bootstrap_max_rows: int = Field(
+        default=50_000, ge=100, description="Rows resampled at most (seeded subsample beyond)."
+    )
+    complexity: dict[str, int] = Field(
+        default_factory=lambda: {"baseline": 0, "bgnbd": 1, "lightgbm": 2, "xgboost": 2,
+                                 "torch": 3},
+        description="Family -> complexity rank. A more complex model replaces a simpler one "
+        "only when the bootstrap interval's lower bound clears min_improvement; an unknown "
+        "family ranks above every known one.",
     )
 
 

@@ -149,6 +149,15 @@ def _next_year(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _epoch_1970(frame: pd.DataFrame) -> pd.DataFrame:
+    """A tenth of the rows at the Unix epoch: a unit or parsing mistake, not history."""
+    out = frame.copy()
+    picked = out.sample(frac=0.1, random_state=6).index
+    out.loc[picked, "event_time"] = pd.Timestamp("1970-01-01") + pd.to_timedelta(
+        out.loc[picked, "source_row"], "s")
+    return out
+
+
 def _volume_down(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sample(frac=0.1, random_state=5).reset_index(drop=True)
 
@@ -165,6 +174,8 @@ BAD_BATCHES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str]] = {
     "negative prices": (_negative_prices, "price not negative: observed 150 of 1500 rows"),
     "5% duplicate events": (_duplicates, "duplicate events <= 2%: observed 4.7"),
     "events dated next year": (_next_year, "event_time not in the future"),
+    "1970 epoch timestamps": (
+        _epoch_1970, "event_time not before 1990-01-01: observed 150 of 1500 rows"),
     "volume down 90%": (_volume_down, "row count not down >50% vs last good batch: observed 150"),
     "price distribution x10": (_price_times_ten, "unit price: PSI vs last good batch <= 0.25"),
 }
@@ -189,8 +200,49 @@ def test_bad_batch_is_blocked_with_a_message_naming_the_problem(
     assert first.startswith("quality gate 'raw' (batch b2) FAILED: ")
     assert f"FAILED: {len(caught.value.result.failed_errors)} error check" in first
     assert expected_text in message, message
+    # every blocking line names the key that moves its threshold (or says it has none)
+    for line in message.splitlines()[1:]:
+        if line.startswith("  - raw."):
+            assert ("(threshold: quality." in line or "(config: source." in line
+                    or "(fixed rule of the event contract" in line), line
     # the baseline is still the last good batch
     assert load_baseline(settings, "raw") == before
+
+
+def test_a_purchase_history_from_the_1990s_passes_with_the_defaults(settings: Settings) -> None:
+    history = events("b1")
+    history["event_time"] = history["event_time"] - pd.DateOffset(years=30)
+    assert history["event_time"].min() < pd.Timestamp("1997-01-01")
+    load_batch(settings, history)
+    result = run_gate(settings, "raw", batch_id="b1")
+    assert result.success and not result.failed_errors
+
+
+def test_an_explicit_max_event_age_still_blocks_old_events(settings: Settings) -> None:
+    strict = settings.model_copy(update={"quality": settings.quality.model_copy(
+        update={"max_event_age": timedelta(days=30)})})
+    load_batch(settings, events("b1"))
+    with pytest.raises(GateFailed) as caught:
+        run_gate(strict, "raw", batch_id="b1")
+    message = str(caught.value)
+    assert "event_time not older than 30d" in message
+    assert "(threshold: quality.max_event_age)" in message
+
+
+def test_exact_duplicates_are_kept_and_counted_when_the_key_says_so(
+    settings: Settings
+) -> None:
+    repeats = _duplicates(events("b1"))
+    keep = settings.model_copy(update={"quality": settings.quality.model_copy(update={
+        "duplicate_key": ["user_id", "item_id", "event_type", "event_time", "price",
+                          "quantity", "order_id", "category_id", "source_file", "source_row"]})})
+    load_batch(settings, repeats)
+    result = run_gate(keep, "raw", batch_id="b1")
+    assert result.success, [c.describe() for c in result.failed_errors]
+    warned = {c.check: c for c in result.failed_warnings}
+    kept = warned["no exact duplicate rows (kept: quality.duplicate_key)"]
+    assert kept.observed.startswith("4.7")
+    assert "duplicate events <= 2%" not in {c.check for c in result.failed_errors}
 
 
 def test_renamed_column_is_reported_as_unexpected_too(settings: Settings) -> None:

@@ -103,3 +103,47 @@ def test_counting_and_loss_metrics_match_sklearn() -> None:
             }
             for name, value in reference.items():
                 assert ours[name] == pytest.approx(value, abs=1e-12), (name, n)
+
+
+def test_paired_bootstrap_is_seeded_bounded_and_centred_on_the_gain() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from shopflow.evaluation.metrics import _weighted_auc, paired_bootstrap
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 2000)
+    a = np.round(rng.random(2000) + 0.4 * y, 2)  # rounded: ties are counted half
+    b = np.round(rng.random(2000) + 0.2 * y, 2)
+    assert _weighted_auc(y, a, np.ones((1, 2000)))[0] == pytest.approx(roc_auc_score(y, a))
+    index = rng.integers(0, 2000, 2000)
+    counts = np.bincount(index, minlength=2000)[None].astype(float)
+    assert _weighted_auc(y, a, counts)[0] == pytest.approx(roc_auc_score(y[index], a[index]))
+
+    interval = paired_bootstrap(y, a, b, resamples=300, seed=7)
+    assert interval.gain == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))
+    assert interval.lower < interval.gain < interval.upper and interval.lower > 0
+    assert interval.resamples == 300 and interval.seed == 7 and interval.rows == 2000
+    assert paired_bootstrap(y, a, b, resamples=300, seed=7) == interval
+    capped = paired_bootstrap(y, a, b, resamples=100, seed=7, max_rows=500)
+    assert capped.rows == 500
+    loss = paired_bootstrap(y, np.clip(a / 1.4, 0, 1), np.clip(b / 1.2, 0, 1),
+                            metric="log_loss", resamples=100)
+    assert loss.metric == "log_loss" and loss.lower <= loss.gain <= loss.upper
+
+
+def test_band_slices_cover_tenure_activity_and_spend() -> None:
+    frame = pd.DataFrame({
+        "user_id": [f"u{i}" for i in range(9)],
+        "is_returning_buyer": [0, 1, 1, 0, 1, 0, 1, 0, 1],
+        "tenure_days": [5, 40, 200, 10, 95, 29, 30, 89, 300],
+        "active_days_lookback": [1, 3, 9, 0, 7, 2, 6, 1, 12],
+        "monetary_lookback": [0.0, 10, 20, 30, 40, 50, 60, 0, 70],
+    })
+    y = np.array([0, 1, 1, 0, 1, 0, 1, 0, 1])
+    slices = sliced_metrics(frame, y, np.linspace(0.1, 0.9, 9))
+    assert set(slices["tenure_band"]) == {"<30d", "30-89d", "90d+"}
+    assert set(slices["activity_band"]) == {"0-1 active days", "2-6 active days",
+                                            "7+ active days"}
+    assert set(slices["spend_band"]) == {"no spend", "low spend", "mid spend", "high spend"}
+    assert slices["spend_band"]["no spend"]["rows"] == 2
+    assert "ece" in slices["tenure_band"]["90d+"]

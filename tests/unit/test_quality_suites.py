@@ -110,3 +110,58 @@ def test_table_and_dict_forms() -> None:
     data = result.to_dict()
     assert data["failed_errors"] == 0 and data["failed_warnings"] == 1
     assert data["headline"].startswith("quality gate 'raw' (batch b7) passed")
+
+
+#: Blocking checks with no threshold to move: fixed rules of the event contract.
+_THRESHOLD_ARGS = ("mostly", "min_value", "max_value")
+
+
+def test_every_blocking_check_names_the_key_that_moves_its_threshold() -> None:
+    quality = load_settings().quality
+    batch = suites.load("batch").build_batch_suite(
+        layer="raw", quality=quality,
+        metrics={"duplicate_rate": 0.0, "exact_duplicate_rate": 0.0, "missing_user_rate": 0.0,
+                 "other_quarantine_rate": 0.0, "psi_price": 0.1},
+    )
+    for suite in [*_all_suites(quality), batch]:
+        for expectation in suite.expectations:
+            meta = expectation.meta or {}
+            if meta["severity"] != "error":
+                continue
+            key = meta.get("key")
+            args = {name: getattr(expectation, name, None) for name in _THRESHOLD_ARGS}
+            # a threshold from the settings (not a contract constant such as 0, 1 or "all
+            # rows") must name its quality.* key
+            configurable = (args["mostly"] not in (None, 1.0)
+                            or args["min_value"] not in (None, 0, 1)
+                            or args["max_value"] not in (None, 1, 64))  # 64: MAX_ID_LENGTH
+            if configurable:
+                assert key and key.startswith("quality."), (suite.name, meta["check"])
+            if key:
+                section, _, field = key.partition(".")
+                assert section in ("quality", "source"), key
+                if section == "quality":
+                    assert field in type(quality).model_fields, key
+
+
+def test_the_message_of_a_blocking_check_names_its_key() -> None:
+    failed = CheckResult(table="raw.raw_events", check="event_time not before 1990-01-01",
+                         expectation="expect_column_values_to_be_between", column="event_time",
+                         severity="error", success=False, observed="150 of 1500 rows",
+                         expected=">= 1990-01-01", key="quality.min_event_time")
+    assert failed.describe().endswith("(threshold: quality.min_event_time)")
+    fixed = CheckResult(table="raw.raw_events", check="price not negative",
+                        expectation="expect_column_values_to_be_between", column="price",
+                        severity="error", success=False, observed="1 row", expected=">= 0")
+    assert "fixed rule of the event contract" in fixed.describe()
+
+
+def test_history_floor_is_a_date_and_the_age_limit_is_opt_in() -> None:
+    raw = suites.load("raw")
+    default = {e.meta["check"]: e for e in raw.build_raw_suite(
+        quality=load_settings().quality, now=NOW).expectations}
+    floor = default["event_time not before 1990-01-01"]
+    assert floor.min_value == datetime(1990, 1, 1) and floor.meta["key"] == "quality.min_event_time"
+    aged = {e.meta["check"]: e for e in raw.build_raw_suite(
+        quality=load_settings(quality={"max_event_age": "3650d"}).quality, now=NOW).expectations}
+    assert aged["event_time not older than 3650d (~10 years)"].min_value == NOW - timedelta(3650)

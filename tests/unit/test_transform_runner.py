@@ -20,6 +20,10 @@ def test_vars_are_the_task_durations_in_seconds() -> None:
     )
     assert dbt_vars(settings) == {
         "schema_prefix": "t1_",
+        # the dedup key (quality.duplicate_key) travels as a dbt var since item 10 of
+        # "Models that win on real shop data"; the default is every event column
+        "event_key": ["user_id", "item_id", "event_type", "event_time", "price", "quantity",
+                      "order_id", "category_id"],
         "horizon_seconds": 14 * 86400,
         "lookback_seconds": 12 * 3600,
         "cutoff_every_seconds": 15 * 60,

@@ -1,5 +1,6 @@
 {#
-    Typed events, exact duplicates removed, one `event_id` each.
+    Typed events, duplicates under `var('event_key')` (settings quality.duplicate_key;
+    by default every event column, i.e. exact duplicates) removed, one `event_id` each.
 
     Incremental on `ingested_at`: a new batch only costs its own rows. Rows ingested at
     or after the newest `ingested_at` already here are reconsidered, and ids already
@@ -64,10 +65,8 @@ renamed as (
 identified as (
 
     select
-        {{ shopflow.event_hash([
-            'user_id', 'item_id', 'event_type', 'event_time',
-            'price', 'quantity', 'order_id', 'category_id',
-        ]) }} as event_id,
+        -- var event_key = settings quality.duplicate_key (the raw gate counts the copies)
+        {{ shopflow.event_hash(var('event_key')) }} as event_id,
         *
 
     from renamed

@@ -3,25 +3,71 @@
 Both were scored on the same out-of-time rows, each through its own feature service. The
 challenger is promoted only if its primary metric beats the champion's by at least
 ``gate.min_improvement`` and no guard metric (log loss, per-slice ROC AUC) regresses by
-more than its tolerance. With no champion it must beat the baseline model. A forced
-promotion overrides the verdict, but only with a reason, and the verdict it overrode is
-kept in the explanation.
+more than its tolerance. A more complex family (``gate.complexity``) replacing a simpler
+one must clear ``min_improvement`` with the *lower bound* of a paired bootstrap interval of
+the gain on the same rows, not just with its point estimate: noise does not buy
+complexity.
+
+With no champion, the best candidate, the baseline included, is promoted if it clears
+absolute floors (``gate.min_roc_auc``, ``gate.max_ece``, ``gate.min_slice_roc_auc`` on
+every guarded slice): a learned winner that does not beat the baseline by
+``min_improvement`` (interval lower bound) gives way to the baseline, so a first run
+ships something that beats chance. A forced promotion overrides the verdict, but only
+with a reason, and the verdict it overrode is kept in the explanation.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from shopflow.errors import PermanentError
-from shopflow.evaluation.metrics import higher_is_better
+from shopflow.evaluation.metrics import higher_is_better, paired_bootstrap
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import numpy as np
+
     from shopflow.evaluation.evaluate import ModelEvaluation
+    from shopflow.evaluation.metrics import Interval
     from shopflow.settings import GateSettings
 
+#: Slices without ``positive_rate`` (older evaluations) are guarded from this many rows.
 MIN_SLICE_ROWS = 30
+
+
+@dataclass(frozen=True)
+class PairedScores:
+    """Labels and each model's scores on the same rows, in the same order (for the bootstrap)."""
+
+    labels: np.ndarray
+    scores: Mapping[str, np.ndarray]  # version -> P(buy)
+
+
+def complexity(family: str, gate: GateSettings) -> int:
+    """Rank of ``family`` in ``gate.complexity``; an unknown family ranks above all known."""
+    ranks = gate.complexity
+    if family in ranks:
+        return ranks[family]
+    return max(ranks.values(), default=0) + 1
+
+
+def slice_guard(metrics: Mapping[str, float], min_positives: int) -> tuple[bool, str]:
+    """Whether a slice is guarded, and if not why (the report and the gate say the same)."""
+    rows = _finite(metrics.get("rows")) or 0.0
+    rate = _finite(metrics.get("positive_rate"))
+    if rate is None:
+        if rows < MIN_SLICE_ROWS:
+            return False, f"reported only: {rows:.0f} rows < {MIN_SLICE_ROWS}"
+        return True, ""
+    positives = round(rows * rate)
+    negatives = round(rows) - positives
+    if min(positives, negatives) < min_positives:
+        return False, (f"reported only: {positives} positives / {negatives} negatives, fewer "
+                       f"than gate.min_slice_positives={min_positives} (AUC too noisy to guard)")
+    return True, ""
 
 
 class ForcedPromotionError(PermanentError, ValueError):
@@ -56,6 +102,7 @@ class Check:
     passed: bool
     blocking: bool = True
     note: str = ""
+    interval: dict[str, Any] | None = None  # paired bootstrap of the gain (Interval.to_dict)
 
 
 @dataclass
@@ -104,24 +151,61 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _interval(
+    paired: PairedScores | None, challenger: ModelEvaluation, reference: ModelEvaluation,
+    gate: GateSettings,
+) -> Interval | None:
+    if paired is None or not len(paired.labels):
+        return None
+    a, b = paired.scores.get(challenger.version), paired.scores.get(reference.version)
+    if a is None or b is None:
+        return None
+    return paired_bootstrap(paired.labels, a, b, metric=gate.primary_metric,
+                            resamples=gate.bootstrap_resamples, seed=gate.bootstrap_seed,
+                            confidence=gate.bootstrap_confidence,
+                            max_rows=gate.bootstrap_max_rows)
+
+
+def _ci(interval: dict[str, Any] | None) -> str:
+    if not interval or not math.isfinite(interval["lower"]):
+        return ""
+    return (f"{interval['confidence']:.0%} CI [{interval['lower']:+.4f}, "
+            f"{interval['upper']:+.4f}], {interval['resamples']} paired resamples, "
+            f"seed {interval['seed']}")
+
+
 def _primary_check(
-    challenger: ModelEvaluation, reference: ModelEvaluation, metric: str, min_improvement: float,
-    name: str,
+    challenger: ModelEvaluation, reference: ModelEvaluation, gate: GateSettings, name: str,
+    *, paired: PairedScores | None = None,
 ) -> Check:
+    """The primary metric's gain; a more complex challenger must clear it with the CI."""
+    metric, min_improvement = gate.primary_metric, gate.min_improvement
     ch, ref = _finite(challenger.metrics.get(metric)), _finite(reference.metrics.get(metric))
     if ch is None or ref is None:
         return Check(name=name, metric=metric, challenger=ch, reference=ref,
                      limit=min_improvement, passed=False, note=f"{metric} is undefined")
     gain = ch - ref if higher_is_better(metric) else ref - ch
+    interval = _interval(paired, challenger, reference, gate)
+    data = interval.to_dict() if interval is not None else None
+    note = f"gain {gain:+.4f}"
+    if ci := _ci(data):
+        note += f", {ci}"
+    more_complex = complexity(challenger.family, gate) > complexity(reference.family, gate)
+    if more_complex and interval is not None and math.isfinite(interval.lower):
+        passed = interval.lower >= min_improvement - 1e-12
+        note += (f"; {challenger.family} is more complex than {reference.family}, so the "
+                 f"interval's lower bound must clear {min_improvement}")
+    else:
+        passed = gain >= min_improvement - 1e-12
     return Check(name=name, metric=metric, challenger=ch, reference=ref, limit=min_improvement,
-                 passed=gain >= min_improvement - 1e-12, note=f"gain {gain:+.4f}")
+                 passed=passed, note=note, interval=data)
 
 
 def _guard_checks(
-    challenger: ModelEvaluation, champion: ModelEvaluation, tolerances: dict[str, float]
+    challenger: ModelEvaluation, champion: ModelEvaluation, gate: GateSettings
 ) -> list[Check]:
     checks: list[Check] = []
-    for key, tolerance in sorted(tolerances.items()):
+    for key, tolerance in sorted(gate.guard_tolerances.items()):
         if key.startswith("slice_"):
             metric = key.removeprefix("slice_")
             for column, values in sorted(challenger.slices.items()):
@@ -131,16 +215,19 @@ def _guard_checks(
                         continue
                     ch, ref = _finite(ch_metrics.get(metric)), _finite(ref_metrics.get(metric))
                     name = f"guard {metric} on {column}={value}"
-                    if ch is None or ref is None or ch_metrics.get("rows", 0) < MIN_SLICE_ROWS:
+                    guarded, why = slice_guard(ch_metrics, gate.min_slice_positives)
+                    if ch is None or ref is None or not guarded:
                         checks.append(Check(name=name, metric=metric, challenger=ch,
                                             reference=ref, limit=tolerance, passed=True,
                                             blocking=False,
-                                            note="skipped: slice too small or one class"))
+                                            note=why or f"reported only: {metric} undefined "
+                                            "(one class)"))
                         continue
                     drop = ref - ch if higher_is_better(metric) else ch - ref
                     checks.append(Check(name=name, metric=metric, challenger=ch, reference=ref,
                                         limit=tolerance, passed=drop <= tolerance + 1e-12,
-                                        note=f"regression {drop:+.4f}"))
+                                        note=f"regression {drop:+.4f} (threshold: "
+                                        f"gate.guard_tolerances.{key})"))
             continue
         ch, ref = _finite(challenger.metrics.get(key)), _finite(champion.metrics.get(key))
         name = f"guard {key}"
@@ -155,12 +242,51 @@ def _guard_checks(
     return checks
 
 
+def _floor_checks(candidate: ModelEvaluation, gate: GateSettings) -> list[Check]:
+    """The absolute floors a first promotion (no champion) must clear."""
+    checks: list[Check] = []
+    auc = _finite(candidate.metrics.get("roc_auc"))
+    checks.append(Check(
+        name=f"floor roc_auc >= {gate.min_roc_auc}", metric="roc_auc", challenger=auc,
+        reference=None, limit=gate.min_roc_auc,
+        passed=auc is not None and auc >= gate.min_roc_auc - 1e-12,
+        note="absolute floor (threshold: gate.min_roc_auc)" if auc is not None
+        else "roc_auc undefined (one class in the test rows)"))
+    ece = _finite(candidate.metrics.get("ece"))
+    if ece is None:
+        checks.append(Check(name=f"floor ece <= {gate.max_ece}", metric="ece", challenger=None,
+                            reference=None, limit=gate.max_ece, passed=True, blocking=False,
+                            note="skipped: ece undefined"))
+    else:
+        checks.append(Check(name=f"floor ece <= {gate.max_ece}", metric="ece", challenger=ece,
+                            reference=None, limit=gate.max_ece,
+                            passed=ece <= gate.max_ece + 1e-12,
+                            note="calibration bound (threshold: gate.max_ece)"))
+    for column, values in sorted(candidate.slices.items()):
+        for value, m in sorted(values.items()):
+            slice_auc = _finite(m.get("roc_auc"))
+            guarded, why = slice_guard(m, gate.min_slice_positives)
+            name = f"floor roc_auc on {column}={value}"
+            if slice_auc is None or not guarded:
+                checks.append(Check(name=name, metric="roc_auc", challenger=slice_auc,
+                                    reference=None, limit=gate.min_slice_roc_auc, passed=True,
+                                    blocking=False,
+                                    note=why or "reported only: roc_auc undefined (one class)"))
+                continue
+            checks.append(Check(name=name, metric="roc_auc", challenger=slice_auc,
+                                reference=None, limit=gate.min_slice_roc_auc,
+                                passed=slice_auc >= gate.min_slice_roc_auc - 1e-12,
+                                note="slice floor (threshold: gate.min_slice_roc_auc)"))
+    return checks
+
+
 def gate_decision(
     challenger: ModelEvaluation,
     *,
     champion: ModelEvaluation | None,
     baseline: ModelEvaluation | None,
     gate: GateSettings,
+    paired: PairedScores | None = None,
     force_promote: bool = False,
     force_reason: str | None = None,
     actor: str = "shopflow",
@@ -171,9 +297,12 @@ def gate_decision(
     Args:
         challenger: the best candidate, scored on the gate's test rows.
         champion: the production model scored on the same rows, or None.
-        baseline: the baseline candidate on the same rows (the bar when there is no champion).
-        gate: ``primary_metric``, ``min_improvement`` and ``guard_tolerances``.
-        force_promote: promote whatever the checks say (needs ``force_reason``).
+        baseline: the baseline candidate on the same rows (with no champion, it ships
+            unless the challenger beats it by ``min_improvement``).
+        gate: ``primary_metric``, ``min_improvement``, guards, floors and the bootstrap.
+        paired: labels and scores of the models on the same rows, for the paired bootstrap
+            interval of the gain (without it, point estimates decide).
+        force_promote: promote ``challenger`` whatever the checks say (needs ``force_reason``).
         force_reason: why; recorded with ``actor``.
         context: a sentence about the rows compared (cutoffs, sizes), put in the paragraph.
 
@@ -185,6 +314,8 @@ def gate_decision(
     checks: list[Check] = []
     reference_role: str | None = None
     reference: ModelEvaluation | None = None
+    chosen = challenger
+    baseline_promoted = False
     who = f"{challenger.family} candidate {challenger.version}"
     if champion is not None and champion.version == challenger.version:
         reference_role, reference = "champion", champion
@@ -194,51 +325,40 @@ def gate_decision(
         verdict = f"{who} is already the production model, so there is nothing to promote."
     elif champion is not None:
         reference_role, reference = "champion", champion
-        checks.append(_primary_check(challenger, champion, metric, gate.min_improvement,
-                                     f"{metric} beats champion by >= {gate.min_improvement}"))
-        checks += _guard_checks(challenger, champion, gate.guard_tolerances)
+        checks.append(_primary_check(challenger, champion, gate,
+                                     f"{metric} beats champion by >= {gate.min_improvement}",
+                                     paired=paired))
+        checks += _guard_checks(challenger, champion, gate)
         verdict = _champion_verdict(who, challenger, champion, metric, gate, checks)
-    elif baseline is not None and baseline.version != challenger.version:
-        reference_role, reference = "baseline", baseline
-        checks.append(_primary_check(challenger, baseline, metric, 1e-9,
-                                     f"{metric} beats the baseline (no champion yet)"))
-        primary = checks[0]
-        verdict = (
-            f"There is no production model yet, so {who} had to beat the baseline "
-            f"({baseline.family} {baseline.version}) on {metric}: "
-            f"{_fmt(primary.challenger)} vs {_fmt(primary.reference)} — "
-            + ("it does." if primary.passed else "it does not.")
-        )
     else:
-        checks.append(Check(name="beats the baseline (no champion yet)", metric=metric,
-                            challenger=_finite(challenger.metrics.get(metric)), reference=None,
-                            limit=0.0, passed=False,
-                            note="no candidate other than the baseline to compare"))
-        verdict = (
-            f"There is no production model yet and the best candidate is the baseline "
-            f"itself ({who}); no model beats the simple one."
-            if baseline is not None
-            else f"There is no production model and no baseline candidate to compare {who} "
-            "with, so the first-run rule cannot be satisfied; train the baseline family too."
-        )
+        verdict, chosen, reference, baseline_promoted = _first_run(
+            challenger, baseline, gate, checks, paired=paired)
+        reference_role = ("baseline" if reference is baseline and reference is not None
+                          else "candidate" if reference is not None else None)
     passed = all(c.passed for c in checks if c.blocking)
     promote = passed or force_promote
     if force_promote:
+        chosen = challenger
         reason = f"forced by {actor}: {force_reason}"
         explanation = (
             f"Forced promotion of {who} by {actor}, who gave the reason: \"{force_reason}\". "
-            f"On its own the gate would have {'promoted' if passed else 'rejected'} it: {verdict}"
+            f"On its own the gate would have {'promoted' if passed else 'rejected'} "
+            f"{'the baseline' if baseline_promoted else 'it'}: {verdict}"
         )
     else:
-        reason = _short_reason(who, checks, passed, reference_role)
+        chosen_who = f"{chosen.family} candidate {chosen.version}"
+        if baseline_promoted:
+            reason = _baseline_reason(chosen_who, challenger, checks, passed, metric, gate)
+        else:
+            reason = _short_reason(chosen_who, checks, passed, reference_role)
         explanation = f"{verdict} {'It is promoted.' if passed else 'It is not promoted.'}"
     if context:
         explanation = f"{explanation} {context}"
     return GateDecision(
         promote=promote,
         forced=force_promote,
-        challenger_version=challenger.version,
-        challenger_family=challenger.family,
+        challenger_version=chosen.version,
+        challenger_family=chosen.family,
         reference_role=reference_role,
         reference_version=reference.version if reference else None,
         primary_metric=metric,
@@ -246,8 +366,82 @@ def gate_decision(
         reason=reason,
         explanation=explanation.strip(),
         actor=actor,
-        test_rows=int(challenger.metrics.get("rows", 0)),
+        test_rows=int(chosen.metrics.get("rows", 0)),
     )
+
+
+def _first_run(
+    challenger: ModelEvaluation, baseline: ModelEvaluation | None, gate: GateSettings,
+    checks: list[Check], *, paired: PairedScores | None,
+) -> tuple[str, ModelEvaluation, ModelEvaluation | None, bool]:
+    """No champion: the winner if it beats the baseline, else the baseline; then floors.
+
+    Appends to ``checks``; returns (verdict, the model that would ship, its reference,
+    whether that is the baseline in place of the winner).
+    """
+    metric = gate.primary_metric
+    who = f"{challenger.family} candidate {challenger.version}"
+    chosen, reference, baseline_promoted = challenger, None, False
+    if baseline is not None and baseline.version != challenger.version:
+        compare = _primary_check(
+            challenger, baseline, gate,
+            f"{metric} beats the baseline by >= {gate.min_improvement} (no champion yet)",
+            paired=paired)
+        if compare.passed:
+            checks.append(compare)
+            reference = baseline
+            verdict = (f"There is no production model yet, so {who} had to beat the baseline "
+                       f"({baseline.family} {baseline.version}) on {metric} by "
+                       f"{gate.min_improvement}: {_fmt(compare.challenger)} vs "
+                       f"{_fmt(compare.reference)} ({compare.note}) — it does")
+        else:
+            checks.append(replace(compare, blocking=False,
+                                  name=f"{challenger.family} beats the baseline by >= "
+                                  f"{gate.min_improvement} (else the baseline ships)"))
+            chosen, reference, baseline_promoted = baseline, challenger, True
+            verdict = (f"There is no production model yet and {who} did not beat the baseline "
+                       f"({baseline.family} {baseline.version}) on {metric} by "
+                       f"{gate.min_improvement}: {_fmt(compare.challenger)} vs "
+                       f"{_fmt(compare.reference)} ({compare.note}), so the simpler baseline "
+                       "is the first-run candidate")
+    elif baseline is not None:
+        baseline_promoted = True
+        verdict = (f"There is no production model yet and the best candidate is the baseline "
+                   f"itself ({who}): no learned family beat it")
+    else:
+        verdict = (f"There is no production model yet and no baseline candidate to compare "
+                   f"{who} with, so only the absolute floors apply")
+    floors = _floor_checks(chosen, gate)
+    checks.extend(floors)
+    failed = [c for c in floors if c.blocking and not c.passed]
+    if failed:
+        verdict += "; it misses the absolute floor(s): " + "; ".join(
+            f"{c.name} ({_fmt(c.challenger)})" for c in failed) + "."
+    else:
+        auc = _finite(chosen.metrics.get("roc_auc"))
+        ece = _finite(chosen.metrics.get("ece"))
+        verdict += (f"; it clears the absolute floors (roc_auc {_fmt(auc)} >= "
+                    f"{gate.min_roc_auc}, ece {_fmt(ece)} <= {gate.max_ece}, guarded slices "
+                    f"roc_auc >= {gate.min_slice_roc_auc}).")
+    return verdict, chosen, reference, baseline_promoted
+
+
+def _baseline_reason(
+    who: str, winner: ModelEvaluation, checks: list[Check], passed: bool, metric: str,
+    gate: GateSettings,
+) -> str:
+    compare = next((c for c in checks if c.metric == metric and c.reference is not None), None)
+    why = "no learned family beat it by min_improvement"
+    if compare is not None:
+        why += (f" ({winner.family} {_fmt(compare.challenger)} vs {_fmt(compare.reference)}: "
+                f"{compare.note.split(';')[0]}; needed {gate.min_improvement})")
+    else:
+        why += " (the baseline won the evaluation)"
+    if passed:
+        return f"baseline promoted: {why}"
+    failed = [c for c in checks if c.blocking and not c.passed]
+    return f"baseline not promoted: {why}, and {who} misses " + "; ".join(
+        f"{c.name} ({_fmt(c.challenger)})" for c in failed)
 
 
 def _champion_verdict(
@@ -276,10 +470,13 @@ def _champion_verdict(
 
 
 def _short_reason(who: str, checks: list[Check], passed: bool, role: str | None) -> str:
+    if passed and role is None:
+        return f"{who} promoted: no champion, and it clears the absolute floors"
     if passed:
         first = checks[0]
+        ci = _ci(first.interval)
         return (f"{who} beats the {role} on {first.metric}: {_fmt(first.challenger)} vs "
-                f"{_fmt(first.reference)}")
+                f"{_fmt(first.reference)}" + (f" ({ci})" if ci else ""))
     failed = [c for c in checks if c.blocking and not c.passed]
     return f"{who} rejected: " + "; ".join(
         f"{c.name} failed ({_fmt(c.challenger)} vs {_fmt(c.reference)}"

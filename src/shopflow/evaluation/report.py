@@ -56,6 +56,13 @@ _TEMPLATE = """<!doctype html>
  <td class="{{ 'pass' if c.passed else 'fail' }}">{{ 'pass' if c.passed else 'FAIL' }}{% if not c.blocking %} (info){% endif %}</td>
  <td class="l">{{ c.note }}</td></tr>{% endfor %}
 </table>
+{% for c in decision.checks if c.interval %}
+<p class="interval">Paired bootstrap of the {{ c.interval.metric }} gain ({{ c.name }}):
+ <b>{{ '%+.4f' % c.interval.gain }}</b>, {{ '%.0f' % (100 * c.interval.confidence) }}% interval
+ [{{ '%+.4f' % c.interval.lower }}, {{ '%+.4f' % c.interval.upper }}] over
+ {{ c.interval.resamples }} resamples of the same {{ c.interval.rows }} rows (seed
+ {{ c.interval.seed }}); required: {{ c.limit }}.</p>
+{% endfor %}
 {% else %}<p class="muted">No gate decision (dry run or evaluation only).</p>{% endif %}
 
 <h2>Leaderboard (out-of-time test rows)</h2>
@@ -71,12 +78,18 @@ _TEMPLATE = """<!doctype html>
 {% for title, png in plots %}<img alt="{{ title }}" title="{{ title }}" src="data:image/png;base64,{{ png }}">{% endfor %}
 
 <h2>Slices</h2>
+<p class="muted">Gate 2 guards a slice's ROC AUC (no regression beyond
+ gate.guard_tolerances.slice_roc_auc vs the champion; at a first promotion, at least
+ gate.min_slice_roc_auc) only when it holds at least gate.min_slice_positives =
+ {{ min_slice_positives }} positives and as many negatives: below that the AUC is too noisy
+ to block on, so the slice is reported only.</p>
 {% for e in evaluations %}{% if e.slices %}
 <h3>{{ e.family }} {{ e.version }}</h3>
-<table><tr><th>slice</th><th>rows</th><th>positive rate</th><th>roc_auc</th><th>pr_auc</th><th>log_loss</th><th>lift_top_decile</th></tr>
-{% for column, values in e.slices.items() %}{% for value, m in values.items() %}
+<table><tr><th>slice</th><th>rows</th><th>positive rate</th><th>roc_auc</th><th>pr_auc</th><th>log_loss</th><th>ece</th><th>lift_top_decile</th><th>gate 2</th></tr>
+{% for column, values in e.slices.items() %}{% for value, m in values.items() %}{% set guard = slice_guard(m) %}
 <tr><td>{{ column }} = {{ value }}</td><td>{{ m.rows | int }}</td><td>{{ fmt(m.positive_rate) }}</td>
-<td>{{ fmt(m.roc_auc) }}</td><td>{{ fmt(m.pr_auc) }}</td><td>{{ fmt(m.log_loss) }}</td><td>{{ fmt(m.lift_top_decile) }}</td></tr>
+<td>{{ fmt(m.roc_auc) }}</td><td>{{ fmt(m.pr_auc) }}</td><td>{{ fmt(m.log_loss) }}</td><td>{{ fmt(m.get('ece')) }}</td><td>{{ fmt(m.lift_top_decile) }}</td>
+<td class="l">{{ 'guarded' if guard[0] else guard[1] }}</td></tr>
 {% endfor %}{% endfor %}</table>{% endif %}{% endfor %}
 
 <h2>Why these scores (top predictions of the winner)</h2>
@@ -184,6 +197,8 @@ def write_report(
     """Render the run's report; returns its path."""
     import jinja2
 
+    from shopflow.evaluation.gate import slice_guard
+
     safe_run = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in run_id)
     path = settings.reports_dir / "runs" / safe_run / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +218,8 @@ def write_report(
         plots=_plots(evaluations, winner),
         trials=trials or {},
         fmt=_fmt,
+        min_slice_positives=settings.gate.min_slice_positives,
+        slice_guard=lambda m: slice_guard(m, settings.gate.min_slice_positives),
     )
     path.write_text(text, encoding="utf-8")
     logger.info("run report written to %s", path)

@@ -212,4 +212,5 @@ def to_check_result(table: str, validation_result: Any) -> CheckResult:
         ),
         examples=examples,
         exception=exception,
+        key=str(meta["key"]) if meta.get("key") else None,
     )

@@ -26,7 +26,7 @@ from shopflow.quality.result import QualityError
 from shopflow.settings import CANONICAL_COLUMNS
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     import pandas as pd
@@ -35,9 +35,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Columns whose exact copies count as one duplicated event (lineage excluded: the same
-#: event read twice has different source rows).
+#: Columns whose exact copies count as one duplicated event by default (lineage excluded:
+#: the same event read twice has different source rows); ``quality.duplicate_key`` sets it.
 DUPLICATE_KEY = CANONICAL_COLUMNS
+#: A key with one of these keeps every row of a file distinct (exact copies are kept).
+_ROW_IDENTITY = ("source_row",)
 
 
 @dataclass
@@ -183,12 +185,26 @@ def label_rate(frames: Mapping[str, pd.DataFrame]) -> float | None:
     return float(known.mean()) if known.size else None
 
 
-def duplicate_rate(frame: pd.DataFrame) -> float | None:
-    """Share of rows that are extra copies of an earlier identical event."""
-    key = [c for c in DUPLICATE_KEY if c in frame.columns]
-    if not key or frame.empty:
+def duplicate_rate(frame: pd.DataFrame, key: Sequence[str] = DUPLICATE_KEY) -> float | None:
+    """Share of rows that are extra copies of an earlier event with the same ``key``.
+
+    These are the rows staging collapses into one event (its ``event_id`` hashes the same
+    key). A key naming ``source_row`` keeps every row of a file: a file's frame before
+    ingestion has no lineage yet, so its rows count as distinct.
+    """
+    if frame.empty:
         return None
-    return float(frame.duplicated(subset=key).mean())
+    if any(c in key and c not in frame.columns for c in _ROW_IDENTITY):
+        return 0.0
+    present = [c for c in key if c in frame.columns]
+    if not present:
+        return None
+    return float(frame.duplicated(subset=present).mean())
+
+
+def exact_duplicate_rate(frame: pd.DataFrame) -> float | None:
+    """Share of rows that exactly repeat an earlier row's canonical columns (kept or not)."""
+    return duplicate_rate(frame, DUPLICATE_KEY)
 
 
 def batch_metrics(
@@ -197,6 +213,7 @@ def batch_metrics(
     *,
     baseline: Baseline | None,
     quarantine_counts: Mapping[str, int] | None = None,
+    duplicate_key: Sequence[str] = DUPLICATE_KEY,
 ) -> dict[str, float | None]:
     """The numbers ``expectations/batch.py`` judges; a None metric is skipped.
 
@@ -206,10 +223,15 @@ def batch_metrics(
         baseline: the last good baseline (None: no drift metrics yet).
         quarantine_counts: for a raw batch, ``rows_read``, ``missing_user_id`` and
             ``quarantined`` (all reasons) from ingestion.
+        duplicate_key: ``quality.duplicate_key``: what makes two rows one event.
     """
     metrics: dict[str, float | None] = {}
     if layer == "raw":
-        metrics["duplicate_rate"] = duplicate_rate(next(iter(frames.values())))
+        events = next(iter(frames.values()))
+        metrics["duplicate_rate"] = duplicate_rate(events, duplicate_key)
+        if tuple(duplicate_key) != tuple(DUPLICATE_KEY):
+            # exact copies that the configured key keeps (or collapses differently): counted
+            metrics["exact_duplicate_rate"] = exact_duplicate_rate(events)
         if quarantine_counts and quarantine_counts.get("rows_read"):
             read = quarantine_counts["rows_read"]
             missing = quarantine_counts.get("missing_user_id", 0)

@@ -42,6 +42,8 @@ class CheckResult:
         unexpected_percent: their share in percent.
         examples: a few offending values, as text.
         exception: why the check could not be evaluated (e.g. a missing column).
+        key: the configuration key that sets the check's threshold (or what it checks);
+            None for a fixed rule of the event contract.
     """
 
     table: str
@@ -56,16 +58,26 @@ class CheckResult:
     unexpected_percent: float | None = None
     examples: list[str] = field(default_factory=list)
     exception: str | None = None
+    key: str | None = None
 
     @property
     def blocking(self) -> bool:
         """Failed with severity ``error``."""
         return not self.success and self.severity == "error"
 
+    @property
+    def knob(self) -> str:
+        """What a person changes to move this check: its configuration key, named."""
+        if self.key is None:
+            return "fixed rule of the event contract, DESIGN.md §2"
+        kind = "threshold" if self.key.startswith("quality.") else "config"
+        return f"{kind}: {self.key}"
+
     def describe(self) -> str:
-        """One line for messages and logs: what failed, observed vs expected."""
+        """One line for messages and logs: what failed, observed vs expected, its key."""
         where = f"{self.table}: {self.check}"
-        return f"[{self.severity}] {where} — observed {self.observed}; expected {self.expected}"
+        return (f"[{self.severity}] {where} — observed {self.observed}; expected "
+                f"{self.expected} ({self.knob})")
 
 
 @dataclass
@@ -168,7 +180,7 @@ def format_failure(result: GateResult) -> str:
         if item in knock_on:
             continue
         lines.append(f"  - {item.table}: {item.check}: observed {item.observed}; "
-                     f"expected {item.expected}")
+                     f"expected {item.expected} ({item.knob})")
     if knock_on:
         lines.append(f"  - {len(knock_on)} more check(s) on missing column(s) "
                      f"{', '.join(sorted(str(c) for c in missing))} could not run")

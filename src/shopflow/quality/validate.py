@@ -156,7 +156,8 @@ def evaluate(
     missing = sorted(set(suites) - set(frames))
     if missing:
         raise QualityError(f"{layer} gate: no rows given for table(s) {missing}")
-    metrics = batch_metrics(layer, frames, baseline=baseline, quarantine_counts=quarantine_counts)
+    metrics = batch_metrics(layer, frames, baseline=baseline, quarantine_counts=quarantine_counts,
+                            duplicate_key=settings.quality.duplicate_key)
     metrics_suite = suite_modules.load("batch").build_batch_suite(
         layer=layer, metrics=metrics, quality=settings.quality
     )

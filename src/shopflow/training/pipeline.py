@@ -26,6 +26,7 @@ from shopflow.evaluation.evaluate import ModelEvaluation, evaluate_model
 from shopflow.evaluation.gate import (
     ForcedPromotionError,
     GateDecision,
+    PairedScores,
     gate_decision,
     require_force_reason,
 )
@@ -493,7 +494,8 @@ def decide(
             champion_model = model(production.version)
         except ModelLoadError as exc:
             notes.append(f"The production model {production.version} could not be loaded "
-                         f"({exc}), so the first-run rule (beat the baseline) applied.")
+                         f"({exc}), so the first-run rule (the baseline unless beaten, "
+                         "absolute floors) applied.")
             logger.warning("champion %s not loadable: %s", production.version, exc)
     if champion_model is not None:
         champion_test = _restrict(frame_for(champion_model.feature_service), keys)
@@ -523,13 +525,24 @@ def decide(
                          evaluate_model(model(evaluation.baseline), test,
                                         version=evaluation.baseline, threshold=threshold,
                                         explain=False))
+    # the paired bootstrap resamples the same rows for every model compared
+    paired = None
+    if len(test):
+        scores = {evaluation.winner: challenger_model.predict_proba(test)}
+        if (champion_eval is not None and champion_model is not None
+                and champion_test is not None):
+            scores[champion_eval.version] = champion_model.predict_proba(champion_test)
+        if baseline_eval is not None and baseline_eval.version not in scores:
+            scores[baseline_eval.version] = model(baseline_eval.version).predict_proba(test)
+        paired = PairedScores(labels=test["label"].astype(int).to_numpy(), scores=scores)
     cutoffs = ", ".join(str(c)[:10] for c in split.test_cutoffs)
     context = (f"Compared on {len(test)} identical out-of-time rows (test cutoff(s) {cutoffs}).")
     if notes:
         context = " ".join([context, *notes])
     decision = gate_decision(
         challenger_eval, champion=champion_eval, baseline=baseline_eval, gate=settings.gate,
-        force_promote=force_promote, force_reason=force_reason, actor=actor, context=context,
+        paired=paired, force_promote=force_promote, force_reason=force_reason, actor=actor,
+        context=context,
     )
     decision.production_version = production.version if production is not None else None
     logger.info("gate 2: %s", decision.explanation)

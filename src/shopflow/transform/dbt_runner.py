@@ -124,10 +124,12 @@ def dbt_project_dir() -> Path:
 
 
 def dbt_vars(settings: Settings) -> dict[str, Any]:
-    """The project vars for this run: schema prefix and task durations in whole seconds."""
+    """The project vars for this run: schema prefix, task durations in whole seconds, and
+    the columns that make two raw rows one event (``quality.duplicate_key``)."""
     task = settings.task
     return {
         "schema_prefix": settings.warehouse.schema_prefix,
+        "event_key": list(settings.quality.duplicate_key),
         "horizon_seconds": _whole_seconds(task.horizon.total_seconds(), "task.horizon"),
         "lookback_seconds": _whole_seconds(task.lookback.total_seconds(), "task.lookback"),
         "cutoff_every_seconds": _whole_seconds(
