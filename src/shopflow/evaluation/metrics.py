@@ -5,7 +5,7 @@ the leaderboard and gate 2 compare like with like. Metric names are the ones the
 the ledger and ``shopflow status`` use: ``roc_auc``, ``pr_auc``, ``log_loss``, ``brier``,
 ``precision``, ``recall``, ``f1``, ``lift_top_decile``, ``ece``.
 
-Slices (DESIGN.md §6): new vs returning buyers, tenure, activity and spend bands, and any
+Slices (docs/DESIGN.md §6): new vs returning buyers, tenure, activity and spend bands, and any
 low-cardinality categorical column (a top category where the features carry one). Gate 2
 compares two models' primary metric with a paired bootstrap interval on the same rows
 (:func:`paired_bootstrap`), so a decision knows how noisy the difference is.

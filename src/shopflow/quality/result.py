@@ -69,7 +69,7 @@ class CheckResult:
     def knob(self) -> str:
         """What a person changes to move this check: its configuration key, named."""
         if self.key is None:
-            return "fixed rule of the event contract, DESIGN.md §2"
+            return "fixed rule of the event contract, docs/DESIGN.md §2"
         kind = "threshold" if self.key.startswith("quality.") else "config"
         return f"{kind}: {self.key}"
 
