@@ -60,7 +60,7 @@ def _write_marts(settings: Settings, user_rows: list[dict]) -> None:
 def _online(settings: Settings, ids: list[str], store=None) -> dict[str, list]:
     store = store or get_store(settings)
     return store.get_online_features(
-        features=store.get_feature_service("propensity_v1"),
+        features=store.get_feature_service("propensity_v2"),
         entity_rows=[{"user_id": i} for i in ids],
     ).to_dict()
 

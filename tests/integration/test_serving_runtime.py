@@ -68,7 +68,7 @@ def test_swap_keeps_in_flight_model_and_refuses_broken_ones(online: tuple[Settin
         runtime.poll_once()
         assert runtime.current.version == second and runtime.swaps == 2
         # the object a request picked up before the swap still scores as it did
-        again, _ = in_flight.score(runtime.features.get([users[0], "stranger"], "propensity_v1"))
+        again, _ = in_flight.score(runtime.features.get([users[0], "stranger"], "propensity_v2"))
         assert np.array_equal(again, probabilities)
 
         broken = _model(settings, 3, promote=False)

@@ -124,7 +124,13 @@ def dbt_project_dir() -> Path:
 
 
 def dbt_vars(settings: Settings) -> dict[str, Any]:
-    """The project vars for this run: schema prefix and task durations in whole seconds."""
+    """The project vars for this run: schema prefix, task durations and feature windows.
+
+    Durations are whole seconds; ``feature_window_seconds`` is the resolved window list
+    (:func:`shopflow.features.windows.task_windows`), shortest first.
+    """
+    from shopflow.features.windows import task_windows
+
     task = settings.task
     return {
         "schema_prefix": settings.warehouse.schema_prefix,
@@ -133,6 +139,7 @@ def dbt_vars(settings: Settings) -> dict[str, Any]:
         "cutoff_every_seconds": _whole_seconds(
             task.cutoff_every.total_seconds(), "task.cutoff_every"
         ),
+        "feature_window_seconds": list(task_windows(settings)),
     }
 
 
