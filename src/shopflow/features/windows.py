@@ -62,7 +62,7 @@ def ladder(horizon_seconds: int, lookback_seconds: int) -> tuple[int, ...]:
     return normalise_windows((w for w in windows if 0 < w <= lookback_seconds), lookback_seconds)
 
 
-def normalise_windows(windows: Iterable[int], lookback_seconds: int) -> tuple[int, ...]:
+def normalise_windows(windows: Iterable[float], lookback_seconds: int) -> tuple[int, ...]:
     """Distinct positive windows, shortest first.
 
     Raises:
