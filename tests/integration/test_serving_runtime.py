@@ -83,10 +83,10 @@ def test_swap_keeps_in_flight_model_and_refuses_broken_ones(online: tuple[Settin
         rejected = Ledger(settings.ledger_url).events(kind="rejection", version=broken)
         assert len(rejected) == 1 and rejected[0].details["serving_version"] == second
 
-        mismatch = _model(settings, 4, feature_service="propensity_v2")
+        mismatch = _model(settings, 4, feature_service="propensity_v3")
         runtime.poll_once()
         assert runtime.current.version == second
-        assert "propensity_v2" in runtime.refusals[-1].reason
+        assert "propensity_v3" in runtime.refusals[-1].reason
         assert runtime.metadata()["refused"][-1]["version"] == mismatch
         ready, _ = runtime.ready()
         assert ready  # still serving the last good model
