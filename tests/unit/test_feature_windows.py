@@ -110,3 +110,12 @@ def test_the_feature_service_is_versioned_by_catalogue() -> None:
     assert load_settings().features.feature_service == PROPENSITY_V2
     legacy = [f.name for f in LEGACY_USER_CATALOGUE]
     assert {"events_lookback", "events_7d", "events_30d"} <= set(legacy)
+
+
+def test_the_widest_window_column_stands_for_the_lookback() -> None:
+    from shopflow.features.schema import widest_window_column
+
+    assert widest_window_column(USER_TABLE.feature_names, "events") == "events_90d"
+    assert widest_window_column(["events_90m", "events_1h", "events_2h"], "events") == "events_2h"
+    assert widest_window_column(["events_lookback", "events_7d"], "events") == "events_lookback"
+    assert widest_window_column(["purchases_lifetime"], "purchases") is None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from shopflow.features.windows import ladder, task_windows, window_suffix
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
     from pathlib import Path
 
     from shopflow.settings import Settings
@@ -154,6 +154,24 @@ def is_windowed(name: str) -> bool:
         and suffix[:-1].isdigit()
         and suffix[-1:] in ("s", "m", "h", "d")
     )
+
+
+def widest_window_column(columns: Iterable[str], prefix: str) -> str | None:
+    """The column of a windowed family with the longest window (the lookback), if any.
+
+    ``widest_window_column(frame.columns, "events")`` is ``events_90d`` for the default task:
+    the family over the whole lookback (the ``events_lookback`` of the v1 catalogue, which
+    is taken as it is when present).
+    """
+    from shopflow.durations import parse_duration
+
+    names = list(columns)
+    if f"{prefix}_lookback" in names:
+        return f"{prefix}_lookback"
+    windowed = [n for n in names if is_windowed(n) and n.rpartition("_")[0] == prefix]
+    if not windowed:
+        return None
+    return max(windowed, key=lambda n: parse_duration(n.rpartition("_")[2]))
 
 
 def user_feature_catalogue(
