@@ -3,30 +3,38 @@
 This is the last stop before ``publish_marts`` writes the snapshots that Feast serves and
 training reads. The checks are the marts' promises (ARCHITECTURE.md): one row per key,
 non-null features, counts and durations that cannot be negative, rates in [0, 1], nested
-windows (7d <= 30d <= lookback), and a label rate that is plausible on its own and close
+windows (each of the task's windows holds the shorter ones), and a label rate that is plausible on its own and close
 to the last good build's.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
-from shopflow.features.schema import ITEM_TABLE, USER_TABLE
+from shopflow.features.schema import (
+    ITEM_TABLE,
+    USER_TABLE,
+    WINDOWED_FAMILIES,
+    Feature,
+    FeatureKind,
+)
 
 from ._common import TIME_TYPES, check, volume_checks
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from shopflow.settings import QualitySettings
 
 # The column groups below come from the feature catalogue (shopflow.features.schema), so
 # a feature added to or renamed in the marts is checked here without a second list. Each
 # group is in mart order; the check order of the suite is durations, counts, rates, the
-# rest, as it always was.
+# rest, as it always was. The USER_* groups are the default task's; a run's suite is built
+# from its own catalogue (build_marts_suite(user_catalogue=...)).
 USER_DURATION_COLUMNS = USER_TABLE.names_of("duration")
 USER_COUNT_COLUMNS = USER_TABLE.names_of("count")
 USER_RATE_COLUMNS = USER_TABLE.names_of("rate")
@@ -100,15 +108,46 @@ def _one_row_per_key(key: str) -> list[gx.expectations.Expectation]:
     ]
 
 
+def _names(catalogue: Sequence[Feature], *kinds: FeatureKind) -> tuple[str, ...]:
+    return tuple(f.name for f in catalogue if f.kind in kinds)
+
+
+def _window_pairs(catalogue: Sequence[Feature]) -> list[tuple[str, str]]:
+    """``(wider, narrower)`` neighbours of each windowed count family, in window order."""
+    pairs = []
+    for prefix, _, kind in WINDOWED_FAMILIES:
+        if kind != "count":
+            continue
+        # the catalogue lists a family's windows shortest first
+        windowed = re.compile(rf"^{prefix}_\d+[smhd]$")
+        family = [f.name for f in catalogue if windowed.match(f.name)]
+        pairs += [(wide, narrow) for narrow, wide in zip(family, family[1:], strict=False)]
+    return pairs
+
+
 def build_user_features_suite(
     *,
     quality: QualitySettings,
     previous_rows: int | None = None,
     name: str = "marts.user_features",
+    catalogue: Sequence[Feature] | None = None,
 ) -> gx.ExpectationSuite:
-    """Expectations on ``marts.user_features``."""
+    """Expectations on ``marts.user_features``.
+
+    Args:
+        catalogue: the run's user features (``user_feature_catalogue(settings)``); default
+            the default task's.
+    """
+    catalogue = tuple(catalogue if catalogue is not None else USER_TABLE.catalogue)
+    durations = _names(catalogue, "duration")
+    counts = _names(catalogue, "count")
+    rates = _names(catalogue, "rate")
+    flags = _names(catalogue, "flag")
+    columns = (*durations, *counts, *rates, *_names(catalogue, "amount", "flag"))
+    non_null = tuple(c for c in columns if c not in {f.name for f in catalogue if f.nullable})
+    pairs = _window_pairs(catalogue)
     expectations = [
-        *_columns_present(("user_id", "cutoff_time", *USER_FEATURE_COLUMNS)),
+        *_columns_present(("user_id", "cutoff_time", *columns)),
         *_one_row_per_key("user_id"),
         *(
             check(
@@ -118,7 +157,7 @@ def build_user_features_suite(
                 why="The marts promise non-null features; models would see NaN.",
                 column=column,
             )
-            for column in USER_FEATURE_COLUMNS
+            for column in non_null
         ),
         *(
             check(
@@ -129,7 +168,7 @@ def build_user_features_suite(
                 column=column,
                 min_value=0,
             )
-            for column in (*USER_DURATION_COLUMNS, *USER_COUNT_COLUMNS)
+            for column in (*durations, *counts)
         ),
         *(
             check(
@@ -141,7 +180,7 @@ def build_user_features_suite(
                 min_value=0,
                 max_value=1,
             )
-            for column in USER_RATE_COLUMNS
+            for column in rates
         ),
         *(
             check(
@@ -152,7 +191,7 @@ def build_user_features_suite(
                 column=column,
                 value_set=[0, 1],
             )
-            for column in USER_FLAG_COLUMNS
+            for column in flags
         ),
         *(
             check(
@@ -164,11 +203,34 @@ def build_user_features_suite(
                 column_B=narrow,
                 or_equal=True,
             )
-            for wide, narrow in (
-                ("events_30d", "events_7d"),
-                ("events_lookback", "events_30d"),
-                ("purchases_lookback", "purchases_30d"),
+            for wide, narrow in pairs
+        ),
+        # Warnings: a feature that carries no information. Constant columns and a window
+        # that never adds anything to the shorter one (the same column twice) pass the
+        # gate but are reported, so a task whose windows do not fit the data is noticed.
+        *(
+            check(
+                gxe.ExpectColumnUniqueValueCountToBeBetween,
+                severity="warning",
+                name=f"{column} not constant",
+                why="A constant feature tells the models nothing (a window that fits no data?).",
+                column=column,
+                min_value=2,
             )
+            for column in columns
+        ),
+        *(
+            check(
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+                severity="warning",
+                name=f"{wide} differs from {narrow}",
+                why="The longer window never adds an event: the two features are one column.",
+                column_A=wide,
+                column_B=narrow,
+                or_equal=False,
+                mostly=1e-9,
+            )
+            for wide, narrow in pairs
         ),
         *volume_checks(previous_rows=previous_rows, tolerance=quality.volume_tolerance),
     ]
@@ -309,12 +371,16 @@ def build_marts_suite(
     quality: QualitySettings,
     previous_rows: Mapping[str, int] | None = None,
     previous_label_rate: float | None = None,
+    user_catalogue: Sequence[Feature] | None = None,
 ) -> dict[str, gx.ExpectationSuite]:
-    """The marts layer's suites, keyed by table name (one suite per mart)."""
+    """The marts layer's suites, keyed by table name (one suite per mart).
+
+    ``user_catalogue`` is the run's user features (default: the default task's).
+    """
     rows = previous_rows or {}
     return {
         "user_features": build_user_features_suite(
-            quality=quality, previous_rows=rows.get("user_features")
+            quality=quality, previous_rows=rows.get("user_features"), catalogue=user_catalogue
         ),
         "item_features": build_item_features_suite(
             quality=quality, previous_rows=rows.get("item_features")

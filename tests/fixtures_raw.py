@@ -111,7 +111,7 @@ EXPECTED_TRAINING_CUTOFFS = [_t(day) for day in (4, 6, 8, 10, 12, 14, 16)]
 EXPECTED_SERVING_CUTOFF = _t(20, 12)
 EXPECTED_DISTINCT_EVENTS = 15  # 16 rows, one exact duplicate
 
-# (user, cutoff) -> label. Rows exist where the user has an event in (cutoff - 10d, cutoff].
+# (user, cutoff) -> label. Rows exist where the user has an event at or before the cutoff.
 EXPECTED_LABELS: dict[tuple[str, datetime], int] = {
     **{("u1", c): 0 for c in EXPECTED_TRAINING_CUTOFFS},
     **{("u2", c): 0 for c in EXPECTED_TRAINING_CUTOFFS},
@@ -121,47 +121,65 @@ EXPECTED_LABELS: dict[tuple[str, datetime], int] = {
     ("u3", _t(8)): 1,  # 13/14 exactly at the window end Jan 11 00:00
     ("u3", _t(10)): 1,
 }
-EXPECTED_SERVING_USERS = ["u2", "u3", "u4"]  # u1's last event (Jan 9) is out of (Jan 10 12:00, Jan 20 12:00]
+# every known customer: u1's last event (Jan 9) is out of the lookback (Jan 10 12:00, Jan 20
+# 12:00], but u1 is scored all the same (dormant, with its lifetime history)
+EXPECTED_SERVING_USERS = ["u1", "u2", "u3", "u4"]
 
-EXPECTED_USER_FEATURES: dict[tuple[str, datetime], dict[str, float]] = {
-    # window (Dec 31, Jan 10]: events 1,2,3,4,6,7,8 (5 is the duplicate)
+EXPECTED_USER_FEATURES: dict[tuple[str, datetime], dict[str, float | None]] = {
+    # HAND_TASK's windows: 18h (3d / 4), 3d (the horizon), 10d (the lookback; 12d is past it).
+    # lookback (Dec 31, Jan 10]: events 1,2,3,4,6,7,8 (5 is the duplicate)
     ("u1", _t(10)): {
-        "events_lookback": 7, "events_7d": 5, "events_30d": 7,  # 7d: (Jan 3, Jan 10]
-        "views_lookback": 2, "carts_lookback": 1, "purchases_lookback": 3,
-        "purchases_7d": 3, "purchases_30d": 3, "returns_lookback": 1, "orders_lookback": 2,
-        "monetary_lookback": 45.0, "monetary_30d": 45.0,  # 10*2 + 5*1 + 20*1
+        "events_10d": 7, "events_3d": 1, "events_18h": 0,  # 3d: (Jan 7, Jan 10] holds the return 8
+        "views_lookback": 2, "carts_lookback": 1, "purchases_10d": 3,
+        "purchases_3d": 0, "returns_lookback": 1, "orders_lookback": 2,
+        "monetary_10d": 45.0, "monetary_3d": 0.0,  # 10*2 + 5*1 + 20*1
         "avg_order_value": 22.5, "avg_basket_size": 2.0,  # units 2+1+1 over 2 orders
         "cart_rate": 1 / 3, "conversion_rate": 0.5, "return_rate": 0.25,
         "recency_days": 1.0, "days_since_last_purchase": 4.0, "tenure_days": 8 + 14 / 24,
+        "days_since_first_purchase": 6.5,  # 3 and 4 at Jan 3 12:00
+        "purchases_lifetime": 3, "orders_lifetime": 2, "purchase_days_lifetime": 2,
+        "monetary_lifetime": 45.0,
         "distinct_items_lookback": 3, "distinct_categories_lookback": 2,
         "active_days_lookback": 6, "is_returning_buyer": 1.0,
     },
-    # window (Jan 2 00:00, Jan 12]: event 2 sits exactly on the open edge -> 3,4,6,7,8
+    # lookback (Jan 2 00:00, Jan 12]: event 2 sits exactly on the open edge -> 3,4,6,7,8;
+    # the lifetime features still see 1 and 2
     ("u1", _t(12)): {
-        "events_lookback": 5, "events_7d": 3, "views_lookback": 1, "carts_lookback": 0,
-        "purchases_lookback": 3, "purchases_7d": 1, "returns_lookback": 1,
+        "events_10d": 5, "events_3d": 0, "views_lookback": 1, "carts_lookback": 0,
+        "purchases_10d": 3, "purchases_3d": 0, "returns_lookback": 1,
         "cart_rate": 0.0, "recency_days": 3.0, "days_since_last_purchase": 6.0,
-        "tenure_days": 8.5, "active_days_lookback": 4,
+        "tenure_days": 10 + 14 / 24, "active_days_lookback": 4,
     },
-    # events 9, 10 (11 is 9 hours after the cutoff); no purchase
+    # events 9, 10 (11 is 9 hours after the cutoff); no purchase, so no days since one
     ("u2", _t(12)): {
-        "events_lookback": 2, "views_lookback": 2, "purchases_lookback": 0, "orders_lookback": 0,
-        "monetary_lookback": 0.0, "avg_order_value": 0.0, "avg_basket_size": 0.0,
+        "events_10d": 2, "events_3d": 1, "views_lookback": 2, "purchases_10d": 0,
+        "orders_lookback": 0, "monetary_10d": 0.0, "avg_order_value": 0.0, "avg_basket_size": 0.0,
         "cart_rate": 0.0, "conversion_rate": 0.0, "return_rate": 0.0,
-        "recency_days": 1.375, "days_since_last_purchase": 10.0, "tenure_days": 8.0,
+        "recency_days": 1.375, "days_since_last_purchase": None,
+        "days_since_first_purchase": None, "purchases_lifetime": 0, "tenure_days": 8.0,
         "distinct_categories_lookback": 2, "is_returning_buyer": 0.0,
     },
-    # events 12, 13, 14: two purchases without an order id are two orders
+    # events 12, 13, 14: two purchases without an order id are two orders, on one day
     ("u3", _t(12)): {
-        "events_lookback": 3, "purchases_lookback": 2, "orders_lookback": 2,
-        "monetary_lookback": 25.0, "avg_order_value": 12.5, "avg_basket_size": 2.0,
-        "conversion_rate": 2 / 3, "recency_days": 1.0, "days_since_last_purchase": 1.0,
-        "tenure_days": 4 + 1 / 24, "is_returning_buyer": 1.0,
+        "events_10d": 3, "events_3d": 2, "purchases_10d": 2, "purchases_3d": 2,
+        "orders_lookback": 2, "monetary_10d": 25.0, "monetary_3d": 25.0, "avg_order_value": 12.5,
+        "avg_basket_size": 2.0, "conversion_rate": 2 / 3, "recency_days": 1.0,
+        "days_since_last_purchase": 1.0, "days_since_first_purchase": 1.0,
+        "orders_lifetime": 2, "purchase_days_lifetime": 1, "tenure_days": 4 + 1 / 24,
+        "is_returning_buyer": 1.0,
     },
     # the serving snapshot: one view, no category
     ("u4", _t(20, 12)): {
-        "events_lookback": 1, "recency_days": 0.0, "tenure_days": 0.0,
-        "distinct_categories_lookback": 0, "days_since_last_purchase": 10.0,
+        "events_10d": 1, "events_18h": 1, "recency_days": 0.0, "tenure_days": 0.0,
+        "distinct_categories_lookback": 0, "days_since_last_purchase": None,
+    },
+    # dormant at the serving snapshot (last event Jan 9, out of the lookback) but scored,
+    # with all its history
+    ("u1", _t(20, 12)): {
+        "events_10d": 0, "views_lookback": 0, "orders_lookback": 0, "recency_days": 11.5,
+        "tenure_days": 19 + 2 / 24, "days_since_last_purchase": 14.5,
+        "days_since_first_purchase": 17.0, "purchases_lifetime": 3, "orders_lifetime": 2,
+        "monetary_lifetime": 45.0, "is_returning_buyer": 1.0,
     },
 }
 

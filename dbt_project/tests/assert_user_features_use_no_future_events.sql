@@ -1,5 +1,7 @@
 {#
-    No leakage: user_features may only use events in (cutoff_time - lookback, cutoff_time].
+    No leakage: user_features' windowed features may only use events in
+    (cutoff_time - lookback, cutoff_time] (the lifetime ones: see
+    assert_user_lifetime_features_use_no_future_events.sql).
 
     Recomputes, straight from staging (not through int_user_events_by_cutoff, so a bug
     there cannot hide itself), the number of events, purchases and the purchase amount at
@@ -11,6 +13,8 @@
 #}
 
 {%- set lookback = var('lookback_seconds') | int -%}
+{#- the longest window is the lookback: its columns count the whole lookback -#}
+{%- set whole = shopflow.window_suffix(shopflow.feature_windows() | max) -%}
 
 with
 
@@ -19,9 +23,9 @@ features as (
     select
         user_id,
         cutoff_time,
-        events_lookback,
-        purchases_lookback,
-        monetary_lookback,
+        events_{{ whole }} as events_lookback,
+        purchases_{{ whole }} as purchases_lookback,
+        monetary_{{ whole }} as monetary_lookback,
         recency_days
 
     from {{ ref('user_features') }}
@@ -95,8 +99,10 @@ final as (
         or purchases_lookback <> purchases_at_or_before_cutoff
         or abs(monetary_lookback - amount_at_or_before_cutoff) > 1e-6 * (1 + abs(amount_at_or_before_cutoff))
         or recency_days < 0
-        or last_event_at_or_before_cutoff is null
-        or abs(implied_last_event_epoch - {{ shopflow.epoch_seconds('last_event_at_or_before_cutoff') }}) > 0.001
+        or (
+            last_event_at_or_before_cutoff is not null
+            and abs(implied_last_event_epoch - {{ shopflow.epoch_seconds('last_event_at_or_before_cutoff') }}) > 0.001
+        )
 
 )
 

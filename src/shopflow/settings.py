@@ -301,7 +301,20 @@ class FeatureSettings(_Section):
         default=None, description="SQLAlchemy URL of Feast's SQL registry; None: SQLite in home."
     )
     materialize_overlap: Duration = Field(default=timedelta(days=2))
-    feature_service: str = "propensity_v1"
+    windows: list[Duration] | None = Field(
+        default=None,
+        description=(
+            "Windows of the windowed user features (events_7d, purchases_1h, ...), each at "
+            "most task.lookback; None: derived from the task (shopflow.features.windows)."
+        ),
+    )
+    feature_service: str = Field(
+        default="propensity_v2",
+        description=(
+            "Feast feature service the models train on: propensity_v2 is the task's "
+            "catalogue; propensity_v1 the legacy fixed list."
+        ),
+    )
     project: str = Field(
         default="shopflow",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$",

@@ -32,6 +32,7 @@ from fixtures_raw import (
     hand_events,
     write_raw_events,
 )
+from shopflow.features.schema import user_table
 from shopflow.settings import Settings, load_settings
 from shopflow.transform import DbtRunResult, publish_marts, read_mart, run_dbt
 
@@ -43,14 +44,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 POSTGRES_URL = os.environ.get("SHOPFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 # docs/ARCHITECTURE.md, "dbt layers": the columns other parts rely on, in order
+# docs/ARCHITECTURE.md, "dbt layers": the columns other parts rely on, in order, for HAND_TASK
+# (horizon 3d, lookback 10d: windows 18h, 3d, 10d)
 USER_FEATURE_COLUMNS = [
-    "user_id", "cutoff_time", "recency_days", "days_since_last_purchase", "tenure_days",
-    "events_7d", "events_30d", "events_lookback", "views_lookback", "carts_lookback",
-    "purchases_7d", "purchases_30d", "purchases_lookback", "returns_lookback", "orders_lookback",
-    "monetary_30d", "monetary_lookback", "avg_order_value", "avg_basket_size", "cart_rate",
-    "conversion_rate", "return_rate", "distinct_items_lookback", "distinct_categories_lookback",
-    "active_days_lookback", "is_returning_buyer",
+    "user_id", "cutoff_time", "recency_days", "tenure_days", "days_since_first_purchase",
+    "days_since_last_purchase", "purchases_lifetime", "orders_lifetime", "purchase_days_lifetime",
+    "monetary_lifetime", "events_18h", "events_3d", "events_10d", "purchases_18h", "purchases_3d",
+    "purchases_10d", "monetary_18h", "monetary_3d", "monetary_10d", "views_lookback",
+    "carts_lookback", "returns_lookback", "orders_lookback", "avg_order_value", "avg_basket_size",
+    "cart_rate", "conversion_rate", "return_rate", "distinct_items_lookback",
+    "distinct_categories_lookback", "active_days_lookback", "is_returning_buyer",
 ]
+NULLABLE_USER_FEATURES = ["days_since_first_purchase", "days_since_last_purchase"]
 ITEM_FEATURE_COLUMNS = [
     "item_id", "cutoff_time", "item_views_lookback", "item_carts_lookback",
     "item_purchases_lookback", "item_buyers_lookback", "item_conversion_rate", "item_avg_price",
@@ -208,12 +213,17 @@ def _rows_by_key(frame: pd.DataFrame, entity: str) -> dict[tuple[str, datetime],
 def test_user_features_match_the_hand_computed_values(built: Built) -> None:
     features = read_mart(built.settings, "user_features").to_pandas()
     assert list(features.columns) == USER_FEATURE_COLUMNS
-    assert features[USER_FEATURE_COLUMNS[2:]].notna().all().all()
+    assert list(features.columns[2:]) == user_table(built.settings).feature_names
+    non_null = [c for c in USER_FEATURE_COLUMNS[2:] if c not in NULLABLE_USER_FEATURES]
+    assert features[non_null].notna().all().all()
     rows = _rows_by_key(features, "user_id")
     for key, expected in EXPECTED_USER_FEATURES.items():
         assert key in rows, f"no user_features row for {key}"
         for column, value in expected.items():
-            assert rows[key][column] == pytest.approx(value), (key, column)
+            if value is None:
+                assert pd.isna(rows[key][column]), (key, column)
+            else:
+                assert rows[key][column] == pytest.approx(value), (key, column)
     serving = sorted(user for user, cutoff in rows if cutoff == EXPECTED_SERVING_CUTOFF)
     assert serving == EXPECTED_SERVING_USERS
     training_keys = {key for key in rows if key[1] != EXPECTED_SERVING_CUTOFF}

@@ -151,6 +151,32 @@ def test_leakage_test_fails_when_features_read_past_the_cutoff(
             "assert_item_features_use_no_future_events"} <= failed
 
 
+def test_lifetime_leakage_test_fails_when_lifetime_features_read_past_the_cutoff(
+    hand_settings: Settings, tmp_path: Path
+) -> None:
+    project = tmp_path / "dbt_project"
+    shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
+    lifetime = project / "models" / "intermediate" / "int_user_lifetime_by_cutoff.sql"
+    honest = "rows between unbounded preceding and current row"
+    assert honest in lifetime.read_text()
+    # running totals that peek one cutoff ahead: the next bucket's events leak in
+    lifetime.write_text(lifetime.read_text().replace(
+        honest, "rows between unbounded preceding and 1 following"
+    ))
+    write_raw_events(hand_settings, hand_events())
+
+    with pytest.raises(DbtError) as caught:
+        # skip the intermediate's own time check so the mart's leakage test gets to judge
+        run_dbt(
+            hand_settings,
+            command="build --exclude int_user_lifetime_by_cutoff_no_event_after_cutoff",
+            select="+user_features",
+            project_dir=project,
+        )
+    failed = {node.name for node in caught.value.failures if node.status == "fail"}
+    assert "assert_user_lifetime_features_use_no_future_events" in failed
+
+
 def test_cli_prints_each_node_with_status_and_time(
     hand_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

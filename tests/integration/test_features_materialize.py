@@ -60,7 +60,7 @@ def _write_marts(settings: Settings, user_rows: list[dict]) -> None:
 def _online(settings: Settings, ids: list[str], store=None) -> dict[str, list]:
     store = store or get_store(settings)
     return store.get_online_features(
-        features=store.get_feature_service("propensity_v1"),
+        features=store.get_feature_service("propensity_v2"),
         entity_rows=[{"user_id": i} for i in ids],
     ).to_dict()
 
@@ -104,8 +104,12 @@ def test_latest_row_per_user_is_served(store_settings: Settings, caplog: pytest.
 
     online = _online(store_settings, ["u1", "u2", "nobody"])
     assert online[FIRST] == [2.0, 11.0, None]
-    assert online["tenure_days"] == [None, 11.02, None]
-    assert online["is_returning_buyer"] == [2.23, 11.23, None]
+    # feature i of a feature_row is base + i/100
+    tenure = USER_TABLE.feature_names.index("tenure_days") / 100
+    returning = USER_TABLE.feature_names.index("is_returning_buyer") / 100
+    assert online["tenure_days"] == [None, pytest.approx(11 + tenure), None]
+    assert online["is_returning_buyer"] == [pytest.approx(2 + returning),
+                                            pytest.approx(11 + returning), None]
 
 
 def test_same_online_state_as_feast_stock_materialize(store_settings: Settings) -> None:

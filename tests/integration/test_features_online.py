@@ -155,7 +155,7 @@ def test_feast_feature_server_answers_http(settings: Settings) -> None:
             try:
                 response = httpx.post(
                     f"http://127.0.0.1:{port}/get-online-features",
-                    json={"feature_service": "propensity_v1", "entities": {"user_id": ["u1", "ghost"]}},
+                    json={"feature_service": "propensity_v2", "entities": {"user_id": ["u1", "ghost"]}},
                     timeout=10,
                 )
                 break

@@ -67,7 +67,7 @@ def test_feast_cli_in_feature_repo_registers_the_same_objects(settings: Settings
     for side, home in ((via_cli, settings.home_dir), (via_python, other.home_dir)):
         side["views"] = [(*v[:3], v[3].replace(str(home), "HOME"), v[4]) for v in side["views"]]
     assert via_cli == via_python
-    assert {name for name, *_ in via_cli["services"]} == {"propensity_v1", "item_ranking_v1"}
+    assert {name for name, *_ in via_cli["services"]} == {"propensity_v2", "item_ranking_v1"}
 
 
 def test_cli_apply_materialize_get(settings: Settings) -> None:
@@ -108,7 +108,7 @@ def test_cli_errors_are_clean(settings: Settings) -> None:
 def test_apply_is_idempotent(settings: Settings) -> None:
     _marts(settings)
     result = apply(settings)
-    assert "propensity_v1" in result.objects
+    assert "propensity_v2" in result.objects
     assert [(t["table"], t["rows_written"]) for t in result.exported] == [("user_features", 2), ("item_features", 1)]
     first = _registered(settings)
     apply(settings)

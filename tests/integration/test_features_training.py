@@ -116,7 +116,7 @@ def test_tz_aware_and_naive_timestamps_agree(applied: Settings) -> None:
 def test_label_mart_feeds_the_training_set(applied: Settings) -> None:
     write_labels(applied, [("u1", "2024-01-14", 1), ("u2", "2024-01-14", 0), ("u3", "2024-01-14", 1)])
     entities = load_label_entities(applied)
-    result = build_training_set(applied, entities, feature_service="propensity_v1")
+    result = build_training_set(applied, entities, feature_service="propensity_v2")
     assert result[["user_id", "label"]].values.tolist() == [["u1", 1], ["u2", 0], ["u3", 1]]
     assert result[FIRST].tolist() == [2.0, 10.0, 31.0]
 

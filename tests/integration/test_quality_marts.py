@@ -41,16 +41,21 @@ def user_features(seed: int = 0) -> pd.DataFrame:
             e7 = rng.integers(0, e30 + 1)
             p30 = rng.integers(0, buys + 1)
             orders = buys
+            since_purchase = float(rng.uniform(0, 90)) if buys else None
             rows.append({
                 "user_id": f"u{u}", "cutoff_time": cutoff,
                 "recency_days": float(rng.uniform(0, 80)),
-                "days_since_last_purchase": float(rng.uniform(0, 90)),
-                "tenure_days": float(rng.uniform(0, 90)),
-                "events_7d": e7, "events_30d": e30, "events_lookback": lookback,
+                "tenure_days": float(rng.uniform(90, 400)),
+                "days_since_first_purchase": None if since_purchase is None else since_purchase + 10,
+                "days_since_last_purchase": since_purchase,
+                "purchases_lifetime": buys + 1, "orders_lifetime": orders + 1,
+                "purchase_days_lifetime": orders + 1, "monetary_lifetime": float((buys + 1) * 20),
+                "events_7d": e7, "events_30d": e30, "events_90d": lookback,
+                "purchases_7d": min(p30, e7), "purchases_30d": p30, "purchases_90d": buys,
+                "monetary_7d": float(min(p30, e7) * 20), "monetary_30d": float(p30 * 20),
+                "monetary_90d": float(buys * 20),
                 "views_lookback": views, "carts_lookback": carts,
-                "purchases_7d": min(p30, e7), "purchases_30d": p30, "purchases_lookback": buys,
                 "returns_lookback": returns, "orders_lookback": orders,
-                "monetary_30d": float(p30 * 20), "monetary_lookback": float(buys * 20),
                 "avg_order_value": 20.0 if orders else 0.0,
                 "avg_basket_size": 1.0 if orders else 0.0,
                 "cart_rate": carts / (views + carts) if views + carts else 0.0,
@@ -62,7 +67,7 @@ def user_features(seed: int = 0) -> pd.DataFrame:
                 "is_returning_buyer": float(orders >= 2),
             })
     frame = pd.DataFrame(rows)
-    counts = [c for c in frame.columns if c.endswith(("_7d", "_30d", "_lookback"))
+    counts = [c for c in frame.columns if c.endswith(("_7d", "_30d", "_90d", "_lookback", "_lifetime"))
               and not c.startswith("monetary")]
     frame[counts] = frame[counts].astype("float64")
     return frame
@@ -147,6 +152,20 @@ def test_clean_marts_pass_and_leave_a_label_rate_baseline(settings: Settings) ->
     assert baseline is not None
     assert baseline.label_rate == pytest.approx(purchase_labels()["label"].mean())
     assert baseline.rows["user_features"] == USERS * len(CUTOFFS)
+
+
+def test_constant_and_duplicate_windows_warn_but_pass(settings: Settings) -> None:
+    marts = good_marts()
+    users = marts["user_features"]
+    users["events_90d"] = users["events_30d"]  # a window that adds nothing: one column twice
+    users["returns_lookback"] = 0.0  # a constant feature
+    write_tables(settings, "marts", marts)
+    result = run_gate(settings, "marts")
+    assert result.success, [c.describe() for c in result.failed_errors]
+    warned = {(c.table, c.check) for c in result.failed_warnings}
+    assert ("marts.user_features", "events_90d differs from events_30d") in warned
+    assert ("marts.user_features", "returns_lookback not constant") in warned
+    assert ("marts.user_features", "events_30d differs from events_7d") not in warned
 
 
 def test_label_rate_jump_to_80_percent_is_blocked_and_recorded(settings: Settings) -> None:

@@ -68,7 +68,7 @@ def test_swap_keeps_in_flight_model_and_refuses_broken_ones(online: tuple[Settin
         runtime.poll_once()
         assert runtime.current.version == second and runtime.swaps == 2
         # the object a request picked up before the swap still scores as it did
-        again, _ = in_flight.score(runtime.features.get([users[0], "stranger"], "propensity_v1"))
+        again, _ = in_flight.score(runtime.features.get([users[0], "stranger"], "propensity_v2"))
         assert np.array_equal(again, probabilities)
 
         broken = _model(settings, 3, promote=False)
@@ -83,10 +83,10 @@ def test_swap_keeps_in_flight_model_and_refuses_broken_ones(online: tuple[Settin
         rejected = Ledger(settings.ledger_url).events(kind="rejection", version=broken)
         assert len(rejected) == 1 and rejected[0].details["serving_version"] == second
 
-        mismatch = _model(settings, 4, feature_service="propensity_v2")
+        mismatch = _model(settings, 4, feature_service="propensity_v3")
         runtime.poll_once()
         assert runtime.current.version == second
-        assert "propensity_v2" in runtime.refusals[-1].reason
+        assert "propensity_v3" in runtime.refusals[-1].reason
         assert runtime.metadata()["refused"][-1]["version"] == mismatch
         ready, _ = runtime.ready()
         assert ready  # still serving the last good model

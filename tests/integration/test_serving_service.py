@@ -92,7 +92,7 @@ def test_probes_are_open_and_report_readiness(stack: Stack) -> None:
     assert stack.anonymous.get("/readyz").status_code == 200
     meta = stack.metadata()
     assert meta["model_version"] == stack.first_version
-    assert meta["model"]["feature_service"] == "propensity_v1"
+    assert meta["model"]["feature_service"] == "propensity_v2"
     assert meta["model"]["trained_at"]
     assert meta["model"]["metrics"]["roc_auc"] == pytest.approx(0.5)
 

@@ -72,10 +72,54 @@ def _final_columns(sql: str) -> list[str]:
     return out
 
 
+class _Macros:
+    """Stand-ins for the project's dbt macros when rendering a model with plain Jinja."""
+
+    def __init__(self, windows: tuple[int, ...]) -> None:
+        self.windows = windows
+
+    def feature_windows(self) -> list[int]:
+        return list(self.windows)
+
+    def window_suffix(self, seconds: int) -> str:
+        from shopflow.features.windows import window_suffix
+
+        return window_suffix(int(seconds))
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: f"{name}({', '.join(map(str, args))})"
+
+
+def _rendered(table: FeatureTable, windows: tuple[int, ...]) -> str:
+    """The model's SQL with its Jinja expanded for these feature windows."""
+    import jinja2
+
+    source = (MARTS / f"{table.name}.sql").read_text()
+    return jinja2.Environment().from_string(source).render(
+        var=lambda name, default=None: default, ref=lambda name: name, shopflow=_Macros(windows),
+    )
+
+
 @pytest.mark.parametrize("table", FEATURE_TABLES, ids=lambda t: t.name)
 def test_mart_sql_selects_the_catalogue_in_order(table: FeatureTable) -> None:
-    columns = _final_columns((MARTS / f"{table.name}.sql").read_text())
+    from shopflow.features.schema import DEFAULT_WINDOWS
+
+    columns = _final_columns(_rendered(table, DEFAULT_WINDOWS))
     assert columns == [table.join_key, "cutoff_time", *table.feature_names]
+
+
+@pytest.mark.parametrize("task", [("15m", "1h"), ("3d", "10d"), ("1d", "365d")])
+def test_user_features_sql_selects_any_tasks_catalogue_in_order(task: tuple[str, str]) -> None:
+    from shopflow.features.schema import user_feature_catalogue, user_table
+    from shopflow.features.windows import task_windows
+    from shopflow.settings import load_settings
+
+    settings = load_settings(task={"horizon": task[0], "lookback": task[1]})
+    windows = task_windows(settings)
+    columns = _final_columns(_rendered(USER_TABLE, windows))
+    assert columns == ["user_id", "cutoff_time", *user_table(settings).feature_names]
+    names = [f.name for f in user_feature_catalogue(settings)]
+    assert len(names) == len(set(names))
 
 
 def test_the_sql_decides_the_contested_descriptions() -> None:
@@ -86,7 +130,7 @@ def test_the_sql_decides_the_contested_descriptions() -> None:
         "purchases / (views + carts + purchases)"
     )
     assert USER_TABLE.feature("return_rate").description.startswith("returns / (purchases + returns)")
-    assert "in the window" in USER_TABLE.feature("tenure_days").description
+    assert "all history" in USER_TABLE.feature("tenure_days").description
     assert ITEM_TABLE.feature("item_conversion_rate").description.startswith(
         "purchases / (views + carts + purchases)"
     )
@@ -119,24 +163,27 @@ def test_marts_suite_checks_every_catalogue_feature_by_kind() -> None:
             assert all(table.feature(c).kind == kind for c in columns), (table.name, kind)
 
 
-def test_user_features_promise_no_nulls_and_the_suite_checks_each() -> None:
+def test_user_features_promise_no_nulls_but_purchase_ages_and_the_suite_checks_each() -> None:
     from expectations.marts import build_user_features_suite
 
     from shopflow.settings import QualitySettings
 
-    assert not any(f.nullable for f in USER_TABLE.catalogue)
+    nullable = {f.name for f in USER_TABLE.catalogue if f.nullable}
+    # NULL = never bought (the missing-value policy in user_feature_catalogue)
+    assert nullable == {"days_since_first_purchase", "days_since_last_purchase"}
     suite = build_user_features_suite(quality=QualitySettings())
     not_null = {
         e.column for e in suite.expectations
         if type(e).__name__ == "ExpectColumnValuesToNotBeNull"
     }
-    assert set(USER_TABLE.feature_names) <= not_null
+    assert set(USER_TABLE.feature_names) - nullable <= not_null
+    assert not nullable & not_null
 
 
 def test_value_ranges_follow_the_kind() -> None:
     assert USER_TABLE.feature("cart_rate").value_range == (0.0, 1.0)
     assert USER_TABLE.feature("is_returning_buyer").value_range == (0.0, 1.0)
-    assert USER_TABLE.feature("events_lookback").value_range == (0.0, None)
+    assert USER_TABLE.feature("events_90d").value_range == (0.0, None)
     assert ITEM_TABLE.feature("item_popularity_rank").value_range == (1.0, None)
     assert ITEM_TABLE.feature("item_popularity_rank").mart_type == "INTEGER"
     assert ITEM_TABLE.feature("item_avg_price").nullable
@@ -161,5 +208,9 @@ def test_baseline_reads_the_catalogue_baseline_features() -> None:
 
     expected = [f.name for f in USER_TABLE.catalogue if f.baseline]
     assert list(RFM_FEATURES) == expected
-    assert {"recency_days", "purchases_lookback", "monetary_lookback"} <= set(expected)
+    assert {"recency_days", "purchases_90d", "monetary_lifetime"} <= set(expected)
     assert select_features(list(reversed(USER_TABLE.feature_names))) == expected
+    # another task's windows are read too, whatever their names
+    assert select_features(["events_15m", "views_lookback", "recency_days", "monetary_1h"]) == [
+        "recency_days", "events_15m", "monetary_1h",
+    ]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from shopflow.features.definitions import build_definitions
-from shopflow.features.schema import ITEM_TABLE, USER_TABLE
+from shopflow.features.schema import ITEM_TABLE, USER_TABLE, user_table
 from shopflow.features.training import EntityFrameError, build_training_set
 from shopflow.settings import Settings, load_settings
 
@@ -24,7 +24,10 @@ def test_names_ttl_and_sources_follow_settings(shopflow_home) -> None:
     assert defs.user_features_source.path == str(settings.feast_dir / "data" / "user_features.parquet")
     assert defs.user_features_source.timestamp_field == "cutoff_time"
     assert defs.user_features_source.created_timestamp_column == "created_at"
-    assert [f.name for f in defs.user_features_fv.features] == USER_TABLE.feature_names
+    # the task's catalogue: a 30d lookback caps the windows at 30d (7d, 30d; no 90d)
+    assert [f.name for f in defs.user_features_fv.features] == user_table(settings).feature_names
+    assert "events_30d" in user_table(settings).feature_names
+    assert "events_90d" not in user_table(settings).feature_names
     assert [f.name for f in defs.item_features_fv.features] == ITEM_TABLE.feature_names
 
 
@@ -35,14 +38,14 @@ def test_every_view_and_field_is_documented_and_tagged(settings: Settings) -> No
         for field in view.features:
             assert field.description, field.name
             assert field.tags, field.name
-    for service in (defs.propensity_v1, defs.item_ranking_v1):
+    for service in (defs.propensity_v2, defs.item_ranking_v1):
         assert service.description and service.tags
         assert service.name.rsplit("_v", 1)[1].isdigit()
 
 
 def test_propensity_service_is_every_user_feature(settings: Settings) -> None:
     defs = build_definitions(settings)
-    (projection,) = defs.propensity_v1.feature_view_projections
+    (projection,) = defs.propensity_v2.feature_view_projections
     assert projection.name == "user_features_fv"
     assert [f.name for f in projection.features] == USER_TABLE.feature_names
 

@@ -27,6 +27,8 @@ def test_vars_are_the_task_durations_in_seconds() -> None:
         "horizon_seconds": 14 * 86400,
         "lookback_seconds": 12 * 3600,
         "cutoff_every_seconds": 15 * 60,
+        # the horizon's ladder (3d, 14d) is longer than the lookback: only the lookback is left
+        "feature_window_seconds": [12 * 3600],
     }
 
 

@@ -1,19 +1,23 @@
 {#
     Purchase-propensity features: one row per (user_id, cutoff_time) for every user with
-    at least one event in (cutoff_time - lookback, cutoff_time].
+    at least one event at or before cutoff_time, dormant users included.
 
-    All history comes from int_user_events_by_cutoff, so nothing after a cutoff and
-    nothing older than the lookback is ever seen (docs/DESIGN.md §3: "features use at most
-    this much history"). Hence tenure_days is tenure *within the lookback*. The 7d/30d
-    windows are capped at the lookback. Every feature is a non-null DOUBLE: rates and
-    averages are 0 when their denominator is, and days_since_last_purchase is the
-    lookback in days when there was no purchase, so every model family can read them
-    as they are.
+    Three parts (shopflow.features.schema.user_feature_catalogue lists them in this order):
+    - lifetime history from int_user_lifetime_by_cutoff (every event at or before the
+      cutoff): recency, tenure, first/last purchase, purchases, orders, purchase days and
+      money since the first event;
+    - windowed families over the task's windows (var feature_window_seconds, shortest
+      first, the last being the lookback), named by shopflow.window_suffix: events_7d,
+      purchases_30d, monetary_90d, ...;
+    - features over the whole lookback from int_user_events_by_cutoff (views, carts,
+      returns, orders, rates, breadth), 0 for a user without events in the lookback.
+    Nothing after a cutoff is ever read. days_since_first_purchase and
+    days_since_last_purchase are NULL when the user never bought (trees read NULL, the
+    baseline and the MLP impute); every other feature is a non-null DOUBLE, rates and
+    averages being 0 when their denominator is.
 #}
 
-{%- set lookback = var('lookback_seconds') | int -%}
-{%- set window_7d = [7 * 86400, lookback] | min -%}
-{%- set window_30d = [30 * 86400, lookback] | min -%}
+{%- set windows = shopflow.feature_windows() -%}
 
 with
 
@@ -23,42 +27,45 @@ events as (
 
 ),
 
+lifetime as (
+
+    select * from {{ ref('int_user_lifetime_by_cutoff') }}
+
+),
+
 aggregated as (
 
     select
         user_id,
         cutoff_time,
 
-        ----------  timing
-        min(seconds_before_cutoff) as seconds_since_last_event,
-        max(seconds_before_cutoff) as seconds_since_first_event,
-        min(case when event_type = 'purchase' then seconds_before_cutoff end)
-            as seconds_since_last_purchase,
+        ----------  the task's windows (seconds_before_cutoff < lookback for every event here)
+        {%- for w in windows %}
+        sum(case when seconds_before_cutoff < {{ w }} then 1 else 0 end)
+            as events_{{ shopflow.window_suffix(w) }},
+        {%- endfor %}
+        {%- for w in windows %}
+        sum(case when event_type = 'purchase' and seconds_before_cutoff < {{ w }} then 1 else 0 end)
+            as purchases_{{ shopflow.window_suffix(w) }},
+        {%- endfor %}
+        {%- for w in windows %}
+        sum(case when seconds_before_cutoff < {{ w }} then purchase_amount else 0 end)
+            as monetary_{{ shopflow.window_suffix(w) }},
+        {%- endfor %}
 
-        ----------  activity
-        count(*) as events_lookback,
-        sum(case when seconds_before_cutoff < {{ window_7d }} then 1 else 0 end) as events_7d,
-        sum(case when seconds_before_cutoff < {{ window_30d }} then 1 else 0 end) as events_30d,
+        ----------  the lookback
         sum(case when event_type = 'view' then 1 else 0 end) as views_lookback,
         sum(case when event_type = 'cart' then 1 else 0 end) as carts_lookback,
-        count(distinct item_id) as distinct_items_lookback,
-        count(distinct category_id) as distinct_categories_lookback,
-        count(distinct cast(event_time as date)) as active_days_lookback,
-
-        ----------  buying
-        sum(case when event_type = 'purchase' and seconds_before_cutoff < {{ window_7d }} then 1 else 0 end)
-            as purchases_7d,
-        sum(case when event_type = 'purchase' and seconds_before_cutoff < {{ window_30d }} then 1 else 0 end)
-            as purchases_30d,
         sum(case when event_type = 'purchase' then 1 else 0 end) as purchases_lookback,
         sum(case when event_type = 'return' then 1 else 0 end) as returns_lookback,
         -- a purchase without an order id is an order of its own
         count(distinct case when event_type = 'purchase' then coalesce(order_id, event_id) end)
             as orders_lookback,
         sum(case when event_type = 'purchase' then quantity else 0 end) as units_lookback,
-        sum(case when seconds_before_cutoff < {{ window_30d }} then purchase_amount else 0 end)
-            as monetary_30d,
-        sum(purchase_amount) as monetary_lookback
+        sum(purchase_amount) as monetary_lookback,
+        count(distinct item_id) as distinct_items_lookback,
+        count(distinct category_id) as distinct_categories_lookback,
+        count(distinct cast(event_time as date)) as active_days_lookback
 
     from events
 
@@ -66,32 +73,51 @@ aggregated as (
 
 ),
 
-typed as (
+joined as (
 
     select
-        user_id,
-        cutoff_time,
-        cast(seconds_since_last_event as double precision) as seconds_since_last_event,
-        cast(seconds_since_first_event as double precision) as seconds_since_first_event,
-        cast(seconds_since_last_purchase as double precision) as seconds_since_last_purchase,
-        cast(events_7d as double precision) as events_7d,
-        cast(events_30d as double precision) as events_30d,
-        cast(events_lookback as double precision) as events_lookback,
-        cast(views_lookback as double precision) as views_lookback,
-        cast(carts_lookback as double precision) as carts_lookback,
-        cast(purchases_7d as double precision) as purchases_7d,
-        cast(purchases_30d as double precision) as purchases_30d,
-        cast(purchases_lookback as double precision) as purchases_lookback,
-        cast(returns_lookback as double precision) as returns_lookback,
-        cast(orders_lookback as double precision) as orders_lookback,
-        cast(units_lookback as double precision) as units_lookback,
-        cast(monetary_30d as double precision) as monetary_30d,
-        cast(monetary_lookback as double precision) as monetary_lookback,
-        cast(distinct_items_lookback as double precision) as distinct_items_lookback,
-        cast(distinct_categories_lookback as double precision) as distinct_categories_lookback,
-        cast(active_days_lookback as double precision) as active_days_lookback
+        lifetime.user_id,
+        lifetime.cutoff_time,
+        {{ shopflow.seconds_between('lifetime.last_event_time', 'lifetime.cutoff_time') }}
+            as seconds_since_last_event,
+        {{ shopflow.seconds_between('lifetime.first_event_time', 'lifetime.cutoff_time') }}
+            as seconds_since_first_event,
+        case when lifetime.first_purchase_time is not null then
+            {{ shopflow.seconds_between('lifetime.first_purchase_time', 'lifetime.cutoff_time') }}
+        end as seconds_since_first_purchase,
+        case when lifetime.last_purchase_time is not null then
+            {{ shopflow.seconds_between('lifetime.last_purchase_time', 'lifetime.cutoff_time') }}
+        end as seconds_since_last_purchase,
+        cast(lifetime.purchases_lifetime as double precision) as purchases_lifetime,
+        cast(lifetime.orders_lifetime as double precision) as orders_lifetime,
+        cast(lifetime.purchase_days_lifetime as double precision) as purchase_days_lifetime,
+        cast(lifetime.monetary_lifetime as double precision) as monetary_lifetime,
+        {%- for prefix in ['events', 'purchases', 'monetary'] %}
+        {%- for w in windows %}
+        cast(coalesce(aggregated.{{ prefix }}_{{ shopflow.window_suffix(w) }}, 0) as double precision)
+            as {{ prefix }}_{{ shopflow.window_suffix(w) }},
+        {%- endfor %}
+        {%- endfor %}
+        cast(coalesce(aggregated.views_lookback, 0) as double precision) as views_lookback,
+        cast(coalesce(aggregated.carts_lookback, 0) as double precision) as carts_lookback,
+        cast(coalesce(aggregated.purchases_lookback, 0) as double precision) as purchases_lookback,
+        cast(coalesce(aggregated.returns_lookback, 0) as double precision) as returns_lookback,
+        cast(coalesce(aggregated.orders_lookback, 0) as double precision) as orders_lookback,
+        cast(coalesce(aggregated.units_lookback, 0) as double precision) as units_lookback,
+        cast(coalesce(aggregated.monetary_lookback, 0) as double precision) as monetary_lookback,
+        cast(coalesce(aggregated.distinct_items_lookback, 0) as double precision)
+            as distinct_items_lookback,
+        cast(coalesce(aggregated.distinct_categories_lookback, 0) as double precision)
+            as distinct_categories_lookback,
+        cast(coalesce(aggregated.active_days_lookback, 0) as double precision)
+            as active_days_lookback
 
-    from aggregated
+    from lifetime
+
+    left join aggregated
+        on
+            lifetime.user_id = aggregated.user_id
+            and lifetime.cutoff_time = aggregated.cutoff_time
 
 ),
 
@@ -101,20 +127,22 @@ final as (
         user_id,
         cutoff_time,
         seconds_since_last_event / 86400.0 as recency_days,
-        coalesce(seconds_since_last_purchase, {{ lookback }}) / 86400.0 as days_since_last_purchase,
         seconds_since_first_event / 86400.0 as tenure_days,
-        events_7d,
-        events_30d,
-        events_lookback,
+        seconds_since_first_purchase / 86400.0 as days_since_first_purchase,
+        seconds_since_last_purchase / 86400.0 as days_since_last_purchase,
+        purchases_lifetime,
+        orders_lifetime,
+        purchase_days_lifetime,
+        monetary_lifetime,
+        {%- for prefix in ['events', 'purchases', 'monetary'] %}
+        {%- for w in windows %}
+        {{ prefix }}_{{ shopflow.window_suffix(w) }},
+        {%- endfor %}
+        {%- endfor %}
         views_lookback,
         carts_lookback,
-        purchases_7d,
-        purchases_30d,
-        purchases_lookback,
         returns_lookback,
         orders_lookback,
-        monetary_30d,
-        monetary_lookback,
         case when orders_lookback > 0 then monetary_lookback / orders_lookback else 0.0 end
             as avg_order_value,
         case when orders_lookback > 0 then units_lookback / orders_lookback else 0.0 end
@@ -137,9 +165,9 @@ final as (
         distinct_items_lookback,
         distinct_categories_lookback,
         active_days_lookback,
-        cast(case when orders_lookback >= 2 then 1 else 0 end as double precision) as is_returning_buyer
+        cast(case when orders_lifetime >= 2 then 1 else 0 end as double precision) as is_returning_buyer
 
-    from typed
+    from joined
 
 )
 

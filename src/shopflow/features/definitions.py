@@ -17,9 +17,13 @@ from shopflow.contract import PROPENSITY_MODEL
 from shopflow.features.schema import (
     CREATED_FIELD,
     ITEM_TABLE,
+    PROPENSITY_V1,
+    PROPENSITY_V2,
     TIMESTAMP_FIELD,
     USER_TABLE,
     FeatureTable,
+    propensity_service_name,
+    user_table,
 )
 
 if TYPE_CHECKING:
@@ -28,8 +32,13 @@ if TYPE_CHECKING:
     from shopflow.settings import Settings
 
 OWNER = "shopflow"
-PROPENSITY_SERVICE = "propensity_v1"
-"""All user features: the feature service the propensity models record."""
+PROPENSITY_SERVICE = PROPENSITY_V2
+"""All user features of the run's task: the feature service new propensity models record.
+
+Versioned by catalogue (``shopflow.features.schema.propensity_service_name``):
+``propensity_v1`` was the fixed 7d/30d list (``LEGACY_USER_CATALOGUE``); ``propensity_v2``
+is the task-generated catalogue that ``marts.user_features`` now holds."""
+LEGACY_PROPENSITY_SERVICE = PROPENSITY_V1
 ITEM_SERVICE = "item_ranking_v1"
 """All item features: for ranking items in ``/recommend``."""
 
@@ -44,7 +53,7 @@ class FeatureDefinitions:
     item_features_source: FileSource
     user_features_fv: FeatureView
     item_features_fv: FeatureView
-    propensity_v1: FeatureService
+    propensity_v2: FeatureService
     item_ranking_v1: FeatureService
 
     def objects(self) -> list[Any]:
@@ -56,13 +65,13 @@ class FeatureDefinitions:
             self.item_features_source,
             self.user_features_fv,
             self.item_features_fv,
-            self.propensity_v1,
+            self.propensity_v2,
             self.item_ranking_v1,
         ]
 
     def view_for(self, table: FeatureTable) -> FeatureView:
         """The feature view that serves a mart."""
-        return self.user_features_fv if table is USER_TABLE else self.item_features_fv
+        return self.user_features_fv if table.name == USER_TABLE.name else self.item_features_fv
 
 
 def _entity(table: FeatureTable, description: str) -> Entity:
@@ -139,17 +148,22 @@ def build_definitions(settings: Settings) -> FeatureDefinitions:
     """
     from feast import FeatureService
 
-    user = _entity(USER_TABLE, "A shopper (raw_events.user_id, always text).")
+    users = user_table(settings)
+    user = _entity(users, "A shopper (raw_events.user_id, always text).")
     item = _entity(ITEM_TABLE, "A product (raw_events.item_id, always text).")
-    user_source = _source(settings, USER_TABLE)
+    user_source = _source(settings, users)
     item_source = _source(settings, ITEM_TABLE)
-    user_fv = _view(settings, USER_TABLE, user, user_source)
+    user_fv = _view(settings, users, user, user_source)
     item_fv = _view(settings, ITEM_TABLE, item, item_source)
+    service_name = propensity_service_name(users.catalogue)
     propensity = FeatureService(
-        name=PROPENSITY_SERVICE,
+        name=service_name,
         features=[user_fv],
-        description="Inputs of the purchase-propensity models (v1: every user feature).",
-        tags={"owner": OWNER, "model": PROPENSITY_MODEL, "version": "1"},
+        description=(
+            "Inputs of the purchase-propensity models (v2: every user feature of the task's "
+            "catalogue: lifetime, the task's windows, the lookback)."
+        ),
+        tags={"owner": OWNER, "model": PROPENSITY_MODEL, "version": service_name.rsplit("_v", 1)[1]},
         owner=OWNER,
     )
     item_ranking = FeatureService(
@@ -166,7 +180,7 @@ def build_definitions(settings: Settings) -> FeatureDefinitions:
         item_features_source=item_source,
         user_features_fv=user_fv,
         item_features_fv=item_fv,
-        propensity_v1=propensity,
+        propensity_v2=propensity,
         item_ranking_v1=item_ranking,
     )
 

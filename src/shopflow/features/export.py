@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from shopflow.features.schema import (
     CREATED_FIELD,
-    FEATURE_TABLES,
     TIMESTAMP_FIELD,
     FeatureTable,
+    feature_tables,
 )
 
 if TYPE_CHECKING:
@@ -259,11 +259,14 @@ def export_table(settings: Settings, table: FeatureTable, *, source: Path | None
 
 
 def export_marts(
-    settings: Settings, *, tables: Iterable[FeatureTable] = FEATURE_TABLES
+    settings: Settings, *, tables: Iterable[FeatureTable] | None = None
 ) -> ExportResult:
     """Export every feature mart for Feast (see the module docstring for the rules).
+
+    ``tables`` defaults to the run's (``feature_tables(settings)``: its task's catalogue).
 
     Returns:
         Per-table counts: rows read and written, duplicates collapsed, corrections.
     """
-    return ExportResult(tables=[export_table(settings, table) for table in tables])
+    chosen = feature_tables(settings) if tables is None else tables
+    return ExportResult(tables=[export_table(settings, table) for table in chosen])

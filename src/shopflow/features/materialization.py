@@ -30,9 +30,9 @@ import numpy as np
 
 from shopflow.features.schema import (
     CREATED_FIELD,
-    FEATURE_TABLES,
     TIMESTAMP_FIELD,
     FeatureTable,
+    feature_tables,
 )
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ def materialize(
     *,
     start: datetime | None = None,
     end: datetime | None = None,
-    tables: Iterable[FeatureTable] = FEATURE_TABLES,
+    tables: Iterable[FeatureTable] | None = None,
     store: FeatureStore | None = None,
 ) -> MaterializeResult:
     """Load the latest offline features of the window into the online store.
@@ -299,7 +299,7 @@ def materialize(
         settings: the run's settings (online store, overlap).
         start: window start (UTC; naive = UTC); default watermark - overlap, or all history.
         end: window end; default now.
-        tables: which feature tables; default all.
+        tables: which feature tables; default all of the run's (``feature_tables(settings)``).
         store: a FeatureStore to reuse.
 
     Returns:
@@ -308,5 +308,6 @@ def materialize(
     from shopflow.features.store import get_store
 
     store = store or get_store(settings)
-    views = [materialize_view(settings, store, t, start=start, end=end) for t in tables]
+    chosen = feature_tables(settings) if tables is None else tables
+    views = [materialize_view(settings, store, t, start=start, end=end) for t in chosen]
     return MaterializeResult(online_store=settings.features.online_store, views=views)

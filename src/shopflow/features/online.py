@@ -215,7 +215,7 @@ def get_online_user_features(
     Args:
         settings: the run's settings.
         user_ids: ids (text; numbers are converted); duplicates are allowed.
-        feature_service: default ``settings.features.feature_service`` (``propensity_v1``).
+        feature_service: default ``settings.features.feature_service`` (``propensity_v2``).
         store: a FeatureStore to reuse; default one shared per configuration.
         direct: read the SQLite/Redis layout directly (default) or via Feast's
             ``get_online_features`` (same values; slower).

@@ -21,10 +21,13 @@ the others must follow. Pure Python: importing this module never imports Feast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
+from shopflow.features.windows import ladder, task_windows, window_suffix
+
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
     from pathlib import Path
 
     from shopflow.settings import Settings
@@ -78,7 +81,7 @@ class Feature:
         return _RANGES[self.kind]
 
 
-USER_CATALOGUE: tuple[Feature, ...] = (
+LEGACY_USER_CATALOGUE: tuple[Feature, ...] = (
     Feature("recency_days", "Days from the last event in the window to the cutoff.",
             "duration", baseline=True),
     Feature("days_since_last_purchase",
@@ -119,7 +122,146 @@ USER_CATALOGUE: tuple[Feature, ...] = (
             "count"),
     Feature("is_returning_buyer", "1.0 when the window holds at least two orders.", "flag"),
 )
-"""``marts.user_features``, in mart column order (after ``user_id, cutoff_time``)."""
+"""The v1 user features (``propensity_v1``): fixed 7d/30d windows capped at the lookback.
+
+The catalogue before features were generated for the task; kept so that a model trained
+on ``propensity_v1`` keeps its exact column list (see :func:`propensity_service_name`).
+"""
+
+
+DEFAULT_WINDOWS: tuple[int, ...] = ladder(30 * 86_400, 90 * 86_400)
+"""Windows of the default task (horizon 30d, lookback 90d): 7d, 30d, 90d."""
+
+WINDOWED_FAMILIES: tuple[tuple[str, str, FeatureKind], ...] = (
+    ("events", "Events in the {w} before the cutoff.", "count"),
+    ("purchases", "Purchase lines in the {w} before the cutoff.", "count"),
+    ("monetary", "Sum of price x quantity over purchases in the {w} before the cutoff.", "amount"),
+)
+"""``(prefix, description template, kind)`` of the windowed families: one column per window,
+named ``<prefix>_<window_suffix>`` (``events_7d``), family by family, shortest window first."""
+
+
+def windowed_name(prefix: str, seconds: int) -> str:
+    """The column of a windowed family for one window, e.g. ``events_7d``."""
+    return f"{prefix}_{window_suffix(seconds)}"
+
+
+def is_windowed(name: str) -> bool:
+    """Whether ``name`` is a windowed-family column (``events_7d``, not ``events_lifetime``)."""
+    prefix, _, suffix = name.rpartition("_")
+    return (
+        any(prefix == family for family, _, _ in WINDOWED_FAMILIES)
+        and suffix[:-1].isdigit()
+        and suffix[-1:] in ("s", "m", "h", "d")
+    )
+
+
+def widest_window_column(columns: Iterable[str], prefix: str) -> str | None:
+    """The column of a windowed family with the longest window (the lookback), if any.
+
+    ``widest_window_column(frame.columns, "events")`` is ``events_90d`` for the default task:
+    the family over the whole lookback (the ``events_lookback`` of the v1 catalogue, which
+    is taken as it is when present).
+    """
+    from shopflow.durations import parse_duration
+
+    names = list(columns)
+    if f"{prefix}_lookback" in names:
+        return f"{prefix}_lookback"
+    windowed = [n for n in names if is_windowed(n) and n.rpartition("_")[0] == prefix]
+    if not windowed:
+        return None
+    return max(windowed, key=lambda n: parse_duration(n.rpartition("_")[2]))
+
+
+def user_feature_catalogue(
+    settings: Settings | None = None, *, windows: Sequence[int] | None = None
+) -> tuple[Feature, ...]:
+    """The user features of a task, in ``marts.user_features`` column order.
+
+    Lifetime features first (every customer with an event at or before the cutoff has a
+    row, dormant ones included), then the windowed families over the task's windows, then
+    the features over the whole lookback.
+
+    Missing values: only ``days_since_first_purchase`` and ``days_since_last_purchase``
+    are nullable, NULL when the customer never bought before the cutoff (there is no
+    honest number of days since a purchase that never happened). Tree families read NULL
+    (NaN) natively; the baseline and the MLP impute it (median of the training rows).
+    Every other user feature is non-null.
+
+    Args:
+        settings: the run's settings; the windows are
+            :func:`shopflow.features.windows.task_windows` of it.
+        windows: the windows in seconds instead (default: :data:`DEFAULT_WINDOWS` when
+            neither is given).
+    """
+    if windows is None:
+        windows = task_windows(settings) if settings is not None else DEFAULT_WINDOWS
+    windows = tuple(sorted(set(int(w) for w in windows)))
+    lifetime = (
+        Feature("recency_days", "Days from the customer's last event to the cutoff.",
+                "duration", baseline=True),
+        Feature("tenure_days",
+                "Days from the customer's first event to the cutoff (all history, not only the "
+                "lookback).", "duration", baseline=True),
+        Feature("days_since_first_purchase",
+                "Days from the customer's first purchase to the cutoff (all history); null when "
+                "they never bought.", "duration", nullable=True),
+        Feature("days_since_last_purchase",
+                "Days from the customer's last purchase to the cutoff (all history); null when "
+                "they never bought.", "duration", nullable=True, baseline=True),
+        Feature("purchases_lifetime", "Purchase lines at or before the cutoff (all history).",
+                "count", baseline=True),
+        Feature("orders_lifetime",
+                "Distinct orders at or before the cutoff (all history; a purchase without an "
+                "order id is its own).", "count", baseline=True),
+        Feature("purchase_days_lifetime",
+                "Distinct days with a purchase at or before the cutoff (all history).", "count"),
+        Feature("monetary_lifetime",
+                "Sum of price x quantity over purchases at or before the cutoff (all history).",
+                "amount", baseline=True),
+    )
+    windowed = tuple(
+        Feature(windowed_name(prefix, w), template.format(w=window_suffix(w)), kind,
+                baseline=True)
+        for prefix, template, kind in WINDOWED_FAMILIES
+        for w in windows
+    )
+    lookback = (
+        Feature("views_lookback", "Product views in the lookback window.", "count"),
+        Feature("carts_lookback", "Add-to-cart events in the lookback window.", "count"),
+        Feature("returns_lookback", "Return lines in the lookback window.", "count"),
+        Feature("orders_lookback",
+                "Distinct orders in the lookback window (a purchase without an order id is its "
+                "own).", "count"),
+        Feature("avg_order_value",
+                "Purchase amount in the lookback window / orders_lookback; 0 without orders.",
+                "amount", baseline=True),
+        Feature("avg_basket_size", "Units purchased / orders_lookback; 0 without orders.",
+                "amount"),
+        Feature("cart_rate", "carts / (views + carts) in the lookback window; 0 when both are 0.",
+                "rate"),
+        Feature("conversion_rate",
+                "purchases / (views + carts + purchases) in the lookback window; 0 when all are 0.",
+                "rate"),
+        Feature("return_rate",
+                "returns / (purchases + returns) in the lookback window; 0 when both are 0.", "rate"),
+        Feature("distinct_items_lookback", "Distinct items touched in the lookback window.",
+                "count"),
+        Feature("distinct_categories_lookback",
+                "Distinct categories touched in the lookback window.", "count"),
+        Feature("active_days_lookback", "Days with at least one event in the lookback window.",
+                "count"),
+        Feature("is_returning_buyer",
+                "1.0 when the customer has at least two orders at or before the cutoff (all "
+                "history).", "flag"),
+    )
+    return (*lifetime, *windowed, *lookback)
+
+
+USER_CATALOGUE: tuple[Feature, ...] = user_feature_catalogue()
+"""``marts.user_features`` of the default task, in mart column order (after ``user_id,
+cutoff_time``); :func:`user_feature_catalogue` gives any task's."""
 
 ITEM_CATALOGUE: tuple[Feature, ...] = (
     Feature("item_views_lookback", "Views of the item in the lookback window.", "count"),
@@ -147,7 +289,7 @@ ITEM_CATALOGUE: tuple[Feature, ...] = (
 """``marts.item_features``, in mart column order (after ``item_id, cutoff_time``)."""
 
 USER_FEATURES: dict[str, str] = {f.name: f.description for f in USER_CATALOGUE}
-"""Name -> description of the user features, in mart order (views of the catalogue)."""
+"""Name -> description of the default task's user features, in mart order."""
 
 ITEM_FEATURES: dict[str, str] = {f.name: f.description for f in ITEM_CATALOGUE}
 """Name -> description of the item features, in mart order (views of the catalogue)."""
@@ -206,8 +348,12 @@ USER_TABLE = FeatureTable(
     entity="user",
     join_key="user_id",
     catalogue=USER_CATALOGUE,
-    description="Per-user behaviour over the lookback window before each cutoff.",
+    description=(
+        "Per-user behaviour before each cutoff: lifetime history, the task's windows and the "
+        "lookback window; every customer with an event at or before the cutoff has a row."
+    ),
 )
+"""``marts.user_features`` for the default task; :func:`user_table` gives a run's."""
 ITEM_TABLE = FeatureTable(
     name="item_features",
     entity="item",
@@ -216,6 +362,39 @@ ITEM_TABLE = FeatureTable(
     description="Per-item demand and price over the lookback window before each cutoff.",
 )
 FEATURE_TABLES: tuple[FeatureTable, ...] = (USER_TABLE, ITEM_TABLE)
+"""The tables of the default task; :func:`feature_tables` gives a run's."""
+
+
+def user_table(settings: Settings) -> FeatureTable:
+    """``marts.user_features`` as this run's task builds it (its windows, its features)."""
+    catalogue = user_feature_catalogue(settings)
+    if catalogue == USER_TABLE.catalogue:
+        return USER_TABLE
+    return replace(USER_TABLE, catalogue=catalogue)
+
+
+def feature_tables(settings: Settings) -> tuple[FeatureTable, ...]:
+    """The feature tables Feast serves for this run's task."""
+    return (user_table(settings), ITEM_TABLE)
+
+
+PROPENSITY_V1 = "propensity_v1"
+"""Feature service of :data:`LEGACY_USER_CATALOGUE` (the fixed 7d/30d feature list)."""
+PROPENSITY_V2 = "propensity_v2"
+"""Feature service of the task-generated catalogue (:func:`user_feature_catalogue`)."""
+
+
+def propensity_service_name(catalogue: Sequence[Feature]) -> str:
+    """The versioned feature service of a user catalogue.
+
+    ``propensity_v1`` is exactly the legacy list; any catalogue whose feature set differs
+    from it is ``propensity_v2`` (the task-generated one). A model records this name, so a
+    champion trained on v1 is served through v1 and never reads v2's columns.
+    """
+    names = [f.name for f in catalogue]
+    if names == [f.name for f in LEGACY_USER_CATALOGUE]:
+        return PROPENSITY_V1
+    return PROPENSITY_V2
 
 LABELS_TABLE = "purchase_labels"
 """Mart with ``user_id, cutoff_time, label, label_window_end`` at training cutoffs."""

@@ -166,10 +166,14 @@ def distributions(layer: str, frames: Mapping[str, pd.DataFrame]) -> dict[str, n
         found["price"] = _numeric(frame, "price")
         found["events_per_user_day"] = _events_per_user_day(frame)
     elif layer == "marts":
+        from shopflow.features.schema import widest_window_column
+
         users = frames.get("user_features")
-        if users is not None and {"cutoff_time", "events_lookback"} <= set(users.columns):
+        # events over the whole lookback: the widest window of the task (events_90d, ...)
+        column = widest_window_column(users.columns, "events") if users is not None else None
+        if users is not None and column is not None and "cutoff_time" in users.columns:
             latest = users[users["cutoff_time"] == users["cutoff_time"].max()]
-            found["events_lookback"] = _numeric(latest, "events_lookback")
+            found["events_lookback"] = _numeric(latest, column)
     return {name: values for name, values in found.items() if values is not None}
 
 

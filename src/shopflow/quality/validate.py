@@ -65,11 +65,14 @@ def build_suites(
             )
         }
     if layer == "marts":
+        from shopflow.features.schema import user_feature_catalogue
+
         module = suite_modules.load("marts")
         suites: dict[str, Any] = module.build_marts_suite(
             quality=quality,
             previous_rows=rows,
             previous_label_rate=baseline.label_rate if baseline else None,
+            user_catalogue=user_feature_catalogue(settings),
         )
         return suites
     raise QualityError(f"unknown layer {layer!r}: use raw, staging or marts")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopflow.features.schema import widest_window_column
 from shopflow.recommend.candidates import CandidateConfig, WindowStats, generate_candidates
 
 if TYPE_CHECKING:
@@ -201,7 +202,9 @@ def build_cutoff(
     users = marts["user_features"]
     users = users[users["cutoff_time"] == cutoff]
     known = set(users["user_id"])
-    returning = set(users.loc[users["purchases_lookback"] > 0, "user_id"])
+    # bought in the lookback: the task's widest purchases window (purchases_90d, ...)
+    bought_in_lookback = widest_window_column(users.columns, "purchases") or "purchases_lookback"
+    returning = set(users.loc[users[bought_in_lookback] > 0, "user_id"])
     slices = pd.DataFrame({"user_id": buyers, "cutoff_time": cutoff})
     slices["known"] = slices["user_id"].isin(known)
     slices["slice"] = np.where(slices["user_id"].isin(returning), "returning", "new")

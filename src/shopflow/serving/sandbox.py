@@ -80,7 +80,7 @@ def train_tiny_model(
     *,
     seed: int = 0,
     c: float = 1.0,
-    feature_service: str = "propensity_v1",
+    feature_service: str = "propensity_v2",
     feature_names: tuple[str, ...] = SANDBOX_FEATURES,
 ) -> tuple[PropensityModel, float]:
     """Fit the baseline family's pipeline on synthetic labels; returns (model, base rate)."""

@@ -1,6 +1,6 @@
 """A synthetic training frame with known signal, for tests and benchmarks.
 
-Shaped like Feast's output for ``propensity_v1`` (``user_id, event_timestamp, label`` and the
+Shaped like Feast's output for ``propensity_v2`` (``user_id, event_timestamp, label`` and the
 ``marts.user_features`` columns) without running ingest, dbt or Feast. The label depends
 on recency, frequency and money through a non-linear link (plus an interaction), so
 boosted trees have something to find beyond the logistic baseline; ``signal`` scales it
@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 from shopflow.features.schema import USER_TABLE
 
 USER_FEATURES: tuple[str, ...] = tuple(USER_TABLE.feature_names)
-"""The feature columns of the frame: the catalogue's user features, in mart order."""
+"""The feature columns of the frame: the default task's user features, in mart order."""
+
+_LIFETIME_ONLY = (
+    "days_since_first_purchase", "purchases_lifetime", "orders_lifetime",
+    "purchase_days_lifetime", "monetary_lifetime", "monetary_7d",
+)
+"""Columns filled after the label is drawn (so the signal of the other columns is kept)."""
 
 
 def synthetic_training_frame(
@@ -37,7 +43,8 @@ def synthetic_training_frame(
     says which differ if the catalogue gains a feature this function does not simulate).
     The values are only roughly mart-like (they come from a few latent variables, not
     from events); ``missing_rate`` blanks a few columns so the families' NaN handling is
-    exercised, although the marts never hold nulls.
+    exercised (the marts only hold nulls in ``days_since_*_purchase``: never bought, which
+    this frame reproduces too).
     """
     import pandas as pd
 
@@ -56,22 +63,23 @@ def synthetic_training_frame(
     days_since_purchase = np.where(purchases > 0, np.maximum(recency, rng.exponential(25, n)), 90.0)
     days_since_purchase = np.minimum(days_since_purchase, 90.0)
     returning = (purchases > 0).astype(float)
-    frame = pd.DataFrame({
+    # the draws of the v1 columns, in their old order, so labels and signal are unchanged
+    simulated = {
         "recency_days": recency,
-        "days_since_last_purchase": days_since_purchase,
+        "days_since_last_purchase": np.where(purchases > 0, days_since_purchase, np.nan),
         "tenure_days": np.minimum(365.0, recency + rng.exponential(120, n)),
         "events_7d": rng.binomial(events_lookback, 0.1),
         "events_30d": rng.binomial(events_lookback, 0.35),
-        "events_lookback": events_lookback.astype(float),
+        "events_90d": events_lookback.astype(float),
         "views_lookback": views.astype(float),
         "carts_lookback": carts.astype(float),
         "purchases_7d": rng.binomial(purchases, 0.1).astype(float),
         "purchases_30d": rng.binomial(purchases, 0.35).astype(float),
-        "purchases_lookback": purchases.astype(float),
+        "purchases_90d": purchases.astype(float),
         "returns_lookback": rng.binomial(purchases, 0.05).astype(float),
         "orders_lookback": orders.astype(float),
         "monetary_30d": monetary * rng.uniform(0.2, 0.5, n),
-        "monetary_lookback": monetary,
+        "monetary_90d": monetary,
         "avg_order_value": np.where(orders > 0, aov, 0.0),
         "avg_basket_size": np.where(orders > 0, rng.uniform(1, 5, n), 0.0),
         "cart_rate": carts / np.maximum(events_lookback, 1),
@@ -81,12 +89,13 @@ def synthetic_training_frame(
         "distinct_categories_lookback": rng.poisson(1 + 2 * activity).astype(float),
         "active_days_lookback": np.minimum(90, rng.poisson(1 + 6 * activity)).astype(float),
         "is_returning_buyer": returning,
-    })
-    if tuple(frame.columns) != USER_FEATURES:
+    }
+    frame = pd.DataFrame({name: simulated.get(name, np.nan) for name in USER_FEATURES})
+    missing = sorted(set(USER_FEATURES) - set(simulated) - set(_LIFETIME_ONLY))
+    if missing:
         raise ValueError(
-            "synthetic_training_frame simulates "
-            f"{sorted(set(frame.columns) ^ set(USER_FEATURES))} differently from the catalogue "
-            "(shopflow.features.schema); simulate every catalogue feature, in mart order"
+            f"synthetic_training_frame does not simulate {missing} of the catalogue "
+            "(shopflow.features.schema); simulate every catalogue feature"
         )
     for k in range(extra_features):
         frame[f"noise_{k}"] = rng.normal(size=n)
@@ -104,6 +113,20 @@ def synthetic_training_frame(
         for name in ("monetary_30d", "avg_order_value", "tenure_days", "cart_rate"):
             mask = rng.uniform(size=n) < missing_rate
             frame.loc[mask, name] = np.nan
+    # lifetime history and the 7d money, drawn last so the columns above keep their values
+    extra_purchases = rng.poisson(0.5 * activity)
+    extra_orders = np.minimum(extra_purchases, rng.poisson(0.4 * activity))
+    frame["purchases_lifetime"] = (purchases + extra_purchases).astype(float)
+    frame["orders_lifetime"] = (orders + extra_orders).astype(float)
+    frame["purchase_days_lifetime"] = frame["orders_lifetime"]
+    frame["monetary_lifetime"] = monetary + extra_orders * aov
+    frame["monetary_7d"] = frame["monetary_30d"].fillna(0.0) * rng.uniform(0.1, 0.4, n)
+    bought = frame["purchases_lifetime"].to_numpy() > 0
+    last = frame["days_since_last_purchase"].fillna(frame["tenure_days"] * 0.5).to_numpy()
+    frame["days_since_last_purchase"] = np.where(bought, last, np.nan)
+    frame["days_since_first_purchase"] = np.where(
+        bought, np.maximum(last, frame["tenure_days"].fillna(365.0).to_numpy() * 0.8), np.nan
+    )
     base = pd.Timestamp("2026-01-05", tz="UTC")
     stamps = np.repeat(np.arange(cutoffs), per_cutoff)
     frame.insert(0, "user_id", [f"u{i % (per_cutoff * 2):06d}" for i in range(n)])

@@ -124,8 +124,14 @@ def dbt_project_dir() -> Path:
 
 
 def dbt_vars(settings: Settings) -> dict[str, Any]:
-    """The project vars for this run: schema prefix, task durations in whole seconds, and
-    the columns that make two raw rows one event (``quality.duplicate_key``)."""
+    """The project vars for this run: schema prefix, task durations, feature windows, and
+    the columns that make two raw rows one event (``quality.duplicate_key``).
+
+    Durations are whole seconds; ``feature_window_seconds`` is the resolved window list
+    (:func:`shopflow.features.windows.task_windows`), shortest first.
+    """
+    from shopflow.features.windows import task_windows
+
     task = settings.task
     return {
         "schema_prefix": settings.warehouse.schema_prefix,
@@ -135,6 +141,7 @@ def dbt_vars(settings: Settings) -> dict[str, Any]:
         "cutoff_every_seconds": _whole_seconds(
             task.cutoff_every.total_seconds(), "task.cutoff_every"
         ),
+        "feature_window_seconds": list(task_windows(settings)),
     }
 
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from shopflow.features.schema import USER_TABLE
+from shopflow.features.schema import USER_TABLE, is_windowed
 from shopflow.training.families.base import FitContext, FitData, Fitted
 
-#: RFM-style columns of marts.user_features (those the catalogue marks ``baseline``), in
-#: mart order; any subset present is used.
+#: RFM-style columns of marts.user_features of the default task (those the catalogue marks
+#: ``baseline``), in mart order; any subset present is used, and so is every windowed
+#: column (events/purchases/monetary over the task's windows, whatever they are).
 RFM_FEATURES: tuple[str, ...] = tuple(f.name for f in USER_TABLE.catalogue if f.baseline)
 
 
@@ -37,8 +38,10 @@ class LogisticPredictor:
 
 
 def select_features(feature_names: list[str]) -> list[str]:
-    """The RFM columns present, or every column when the frame has none of them."""
+    """The RFM columns present, then other windowed ones, or every column when it has none."""
+    fixed = set(RFM_FEATURES)
     chosen = [name for name in RFM_FEATURES if name in feature_names]
+    chosen += [name for name in feature_names if name not in fixed and is_windowed(name)]
     return chosen or list(feature_names)
 
 
