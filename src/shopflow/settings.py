@@ -47,8 +47,8 @@ CANONICAL_COLUMNS = (
     "category_id",
 )
 EVENT_TYPES = ("view", "cart", "purchase", "return")
-ModelFamily = Literal["baseline", "xgboost", "lightgbm", "torch"]
-MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "xgboost", "lightgbm", "torch")
+ModelFamily = Literal["baseline", "bgnbd", "xgboost", "lightgbm", "torch"]
+MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "bgnbd", "xgboost", "lightgbm", "torch")
 #: The recommender's ranker families (the popularity baseline always runs beside them);
 #: defined here, with the propensity families, so the run params can list them without
 #: importing the rankers' numerical code.

@@ -238,7 +238,8 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _split(settings: Settings, frame: pd.DataFrame) -> Split:
     return split_by_cutoff(frame, validation_cutoffs=settings.training.validation_cutoffs,
-                           test_cutoffs=settings.training.test_cutoffs)
+                           test_cutoffs=settings.training.test_cutoffs,
+                           horizon=settings.task.horizon)
 
 
 def _data_window(split: Split) -> tuple[str, str]:
@@ -284,7 +285,8 @@ def train_family(
         feature_names=columns,
     )
     ctx = FitContext(seed=settings.training.seed, threads=_threads(),
-                     device=resolve_device(settings, family))
+                     device=resolve_device(settings, family),
+                     horizon_days=settings.task.horizon.total_seconds() / 86400)
     started = time.perf_counter()
     logger.info("training %s on %d rows x %d features (%d train cutoffs), device %s",
                 family, len(split.train), len(columns), len(split.train_cutoffs), ctx.device)
