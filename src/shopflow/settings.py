@@ -210,8 +210,14 @@ class TrainingSettings(_Section):
     seed: int = 42
     validation_cutoffs: int = Field(default=1, ge=1)
     test_cutoffs: int = Field(default=1, ge=1)
-    search_trials: int = Field(default=4, ge=1, description="Hyperparameter trials per family.")
-    search_seconds: float = Field(default=120.0, gt=0, description="Time box per family.")
+    search_trials: int | None = Field(
+        default=None, ge=1,
+        description="Hyperparameter trials per family; None: a fixed budget from the "
+        "training rows (4-12 trials, shopflow.training.search.trial_budget).")
+    search_seconds: float = Field(
+        default=1800.0, gt=0,
+        description="Safety time box per family; the trial budget, not this, should end "
+        "the search (the report says when it did not).")
     threshold: float = Field(default=0.5, gt=0, lt=1, description="Decision threshold for P/R/F1.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -269,15 +269,26 @@ def train_family(
         TrainingError: unknown family or unusable device.
     """
     from shopflow.settings import MODEL_FAMILIES, settings_fingerprint
-    from shopflow.training.search import search
+    from shopflow.training.families import family_module
+    from shopflow.training.prune import prune_features
+    from shopflow.training.search import search, trial_budget
 
     if family not in MODEL_FAMILIES:
         raise TrainingError(f"unknown model family {family!r}; expected one of {MODEL_FAMILIES}")
     service = feature_service or settings.features.feature_service
     frame = _ordered(frame)
     split = _split(settings, frame)
-    columns = feature_columns(frame)
-    matrix = feature_matrix(frame, columns)
+    all_columns = feature_columns(frame)
+    full = feature_matrix(frame, all_columns)
+    protected = getattr(family_module(family), "REQUIRED_FEATURES", ())
+    pruning = prune_features(full[split.train], all_columns, protected=protected)
+    if pruning.dropped:
+        logger.info("%s: dropped %d feature(s) before training: %s", family,
+                    len(pruning.dropped), "; ".join(
+                        f"{d['feature']} ({d['reason']}{' of ' + d['to'] if 'to' in d else ''})"
+                        for d in pruning.dropped))
+    columns = pruning.kept
+    matrix = full[:, [all_columns.index(c) for c in columns]]
     labels = frame["label"].astype(int).to_numpy()
     data = FitData(
         x_train=matrix[split.train], y_train=labels[split.train],
@@ -290,12 +301,17 @@ def train_family(
     started = time.perf_counter()
     logger.info("training %s on %d rows x %d features (%d train cutoffs), device %s",
                 family, len(split.train), len(columns), len(split.train_cutoffs), ctx.device)
-    result = search(family, data, ctx, trials=settings.training.search_trials,
+    trials = settings.training.search_trials or trial_budget(len(split.train))
+    result = search(family, data, ctx, trials=trials,
                     seconds=settings.training.search_seconds,
                     primary_metric=settings.gate.primary_metric,
                     threshold=settings.training.threshold)
     seconds = time.perf_counter() - started
     fitted = result.fitted
+    budget = {**result.budget, "rule": (
+        "training.search_trials" if settings.training.search_trials else
+        f"trial_budget({len(split.train)} training rows)")}
+    fitted.info = {**fitted.info, "search": budget, "pruning": pruning.describe()}
     model = PropensityModel(family=family, feature_names=list(fitted.feature_names),
                             feature_service=service, params=dict(fitted.params),
                             predictor=fitted.predictor)
@@ -326,6 +342,9 @@ def train_family(
             "run_id": run_id,
             "airflow_run_id": run_id,
             "fit_info": fitted.info,
+            "search": budget,
+            # serving reads model.feature_names (the kept columns); these were dropped
+            "dropped_features": pruning.dropped,
         })
         owned = ledger is None
         ledger = ledger or Ledger(settings.ledger_url)
