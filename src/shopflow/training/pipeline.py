@@ -102,6 +102,8 @@ class EvaluationResult:
     split: dict[str, Any]
     trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     models: dict[str, PropensityModel] = field(default_factory=dict, repr=False, compare=False)
+    #: per family: search budget, chosen params, dropped features (for the report)
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def evaluation(self, version: str | None) -> ModelEvaluation | None:
         return next((e for e in self.evaluations if e.version == version), None)
@@ -117,6 +119,7 @@ class EvaluationResult:
             "baseline": self.baseline,
             "split": self.split,
             "trials": self.trials,
+            "training": self.training,
         })
         return data
 
@@ -130,6 +133,7 @@ class EvaluationResult:
             baseline=data.get("baseline"),
             split=data.get("split", {}),
             trials=data.get("trials", {}),
+            training=data.get("training", {}),
         )
 
 
@@ -436,7 +440,22 @@ def evaluate_candidates(
         run_id=run_id, feature_service=results[0].feature_service, evaluations=evaluations,
         winner=winner.version, baseline=baseline, split=split.describe(),
         trials={c.family: c.trials for c in results}, models=models,
+        training={c.family: _training_facts(c) for c in results},
     )
+
+
+def _training_facts(candidate: CandidateResult) -> dict[str, Any]:
+    """What the report says about how a candidate was fitted."""
+    info = candidate.info
+    return {
+        "version": candidate.version,
+        "params": candidate.params,
+        "search": info.get("search", {}),
+        "dropped_features": (info.get("pruning") or {}).get("dropped", []),
+        "features_used": len(candidate.model.feature_names) if candidate.model else None,
+        "fit": {k: info[k] for k in ("rounds", "epochs", "bgnbd", "horizon_days")
+                if k in info},
+    }
 
 
 # ---- step 3: gate 2 --------------------------------------------------------------------
@@ -688,7 +707,7 @@ def run_training(
             evaluations.append(gate.champion)
         report = write_report(settings, run_id, evaluations, winner=evaluation.winner,
                               decision=gate.decision, split=evaluation.split,
-                              trials=evaluation.trials)
+                              trials=evaluation.trials, training=evaluation.training)
     finally:
         ledger.close()
     return TrainingOutcome(run_id=run_id, candidates=candidates, evaluation=evaluation,
