@@ -315,7 +315,8 @@ def train_family(
     budget = {**result.budget, "rule": (
         "training.search_trials" if settings.training.search_trials else
         f"trial_budget({len(split.train)} training rows)")}
-    fitted.info = {**fitted.info, "search": budget, "pruning": pruning.describe()}
+    fitted.info = {**fitted.info, "search": budget, "pruning": pruning.describe(),
+                   "n_features": len(fitted.feature_names)}
     model = PropensityModel(family=family, feature_names=list(fitted.feature_names),
                             feature_service=service, params=dict(fitted.params),
                             predictor=fitted.predictor)
@@ -452,7 +453,7 @@ def _training_facts(candidate: CandidateResult) -> dict[str, Any]:
         "params": candidate.params,
         "search": info.get("search", {}),
         "dropped_features": (info.get("pruning") or {}).get("dropped", []),
-        "features_used": len(candidate.model.feature_names) if candidate.model else None,
+        "features_used": info.get("n_features"),
         "fit": {k: info[k] for k in ("rounds", "epochs", "bgnbd", "horizon_days")
                 if k in info},
     }
