@@ -25,6 +25,14 @@ failure and goes on with the others. The scores are probabilities under the mode
 assumptions; the search still fits its monotone calibration map on the validation rows
 like every family's (pooling rows over cutoffs and seasonality shift the level), which
 leaves the ranking untouched.
+
+Measured on UCI Online Retail (horizon 30 d, weekly cutoffs, purged split, the 2,519
+test rows at 2011-11-03; lifetime columns computed from the events): fitted on the
+whole customer base at each training cutoff, pooled (82k rows, 71k patterns, seconds),
+test ROC AUC 0.713 (0.715 fitted on the last training cutoff alone), beside the RFM
+baseline's 0.717 [0.698, 0.734]. Fitted only on rows active in the 90-day lookback (the
+marts before every known customer became a row) it reached 0.690: that selection hides
+dropout (a -> 0) and the ranking degrades to frequency against age.
 """
 
 from __future__ import annotations
