@@ -72,7 +72,7 @@ class Split:
             "rule": ("none: no horizon given" if self.horizon_days is None else
                      "a training row at cutoff c is kept only if c + horizon <= the first "
                      "validation cutoff, a validation row only if c + horizon <= the first "
-                     "test cutoff"),
+                     "test cutoff, and test cutoffs are at least one horizon apart"),
         }
         return parts
 
@@ -119,8 +119,9 @@ def split_by_cutoff(
 ) -> Split:
     """Split rows by their cutoff (``event_timestamp``): train < validation < test.
 
-    The latest ``test_cutoffs`` cutoffs test. With a ``horizon``, validation takes the
-    latest ``validation_cutoffs`` cutoffs whose label window ends by the first test
+    The latest ``test_cutoffs`` cutoffs test; with a ``horizon``, they are the latest
+    cutoffs spaced at least one horizon apart (disjoint label windows), validation takes
+    the latest ``validation_cutoffs`` cutoffs whose label window ends by the first test
     cutoff, and training every cutoff whose label window ends by the first validation
     cutoff; the cutoffs in between are purged. Without one, nothing is purged (the
     parts are just consecutive).
@@ -142,25 +143,30 @@ def split_by_cutoff(
             f"least {needed} ({validation_cutoffs} validation + {test_cutoffs} test + 1 train); "
             "use a longer event history or a shorter task.cutoff_every"
         )
-    test_set = cutoffs[-test_cutoffs:]
+    if horizon is None:
+        test_set = cutoffs[-test_cutoffs:]
+    else:
+        test_set = _spaced_latest(cutoffs, test_cutoffs, horizon)
     if horizon is None:
         validation_set = cutoffs[-(test_cutoffs + validation_cutoffs) : -test_cutoffs]
         train_set = cutoffs[: -(test_cutoffs + validation_cutoffs)]
     else:
         gap = np.timedelta64(int(horizon.total_seconds() * 1e6), "us")
-        earlier = cutoffs[:-test_cutoffs]
+        earlier = cutoffs[cutoffs < test_set[0]]
         validation_set = earlier[earlier + gap <= test_set[0]][-validation_cutoffs:]
         train_set = (earlier[earlier + gap <= validation_set[0]]
                      if len(validation_set) == validation_cutoffs else earlier[:0])
-        if len(validation_set) < validation_cutoffs or not len(train_set):
+        if (len(test_set) < test_cutoffs or len(validation_set) < validation_cutoffs
+                or not len(train_set)):
             span = (cutoffs[-1] - cutoffs[0]) / np.timedelta64(1, "D")
             raise TrainingDataError(
                 f"training frame's {len(cutoffs)} cutoff(s) span {span:g} days, too short for "
                 f"an out-of-time split purged by the {horizon.total_seconds() / 86400:g}-day horizon: a row's label window "
                 "(cutoff, cutoff + horizon] must end before the next part's first cutoff, so "
-                f"the history needs about {validation_cutoffs + test_cutoffs - 1} cutoff "
-                "step(s) plus two horizons plus one training cutoff; use a longer event "
-                "history, a shorter task.horizon or a shorter task.cutoff_every"
+                f"the history needs about {validation_cutoffs - 1} cutoff step(s) plus "
+                f"{test_cutoffs + 1} horizon(s) plus one training cutoff; use a longer event "
+                "history, a shorter task.horizon, a shorter task.cutoff_every or fewer "
+                "training.test_cutoffs"
             )
     kept = np.concatenate([train_set, validation_set, test_set])
     purged = np.setdiff1d(cutoffs, kept)
@@ -168,7 +174,7 @@ def split_by_cutoff(
         "train": np.flatnonzero(values <= train_set[-1]),
         "validation": np.flatnonzero((values >= validation_set[0])
                                      & (values <= validation_set[-1])),
-        "test": np.flatnonzero(values >= test_set[0]),
+        "test": np.flatnonzero(np.isin(values, test_set)),
     }
     labels = frame[LABEL_COLUMN].astype(int).to_numpy()
     for part, rows in parts.items():
@@ -189,6 +195,23 @@ def split_by_cutoff(
         purged_cutoffs=[pd.Timestamp(c, tz="UTC") for c in purged],
         purged_rows=int(np.isin(values, purged).sum()),
     )
+
+
+def _spaced_latest(cutoffs: np.ndarray, count: int, horizon: timedelta) -> np.ndarray:
+    """Up to ``count`` latest cutoffs, each at least ``horizon`` before the next one.
+
+    Several test cutoffs give a mean and an interval (a rolling origin scored with one
+    fit); spacing them a horizon apart keeps their label windows disjoint, so they are
+    separate looks at the future rather than one look counted several times.
+    """
+    gap = np.timedelta64(int(horizon.total_seconds() * 1e6), "us")
+    chosen = [cutoffs[-1]]
+    for cutoff in cutoffs[-2::-1]:
+        if len(chosen) == count:
+            break
+        if cutoff + gap <= chosen[-1]:
+            chosen.append(cutoff)
+    return np.array(chosen[::-1])
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
