@@ -60,8 +60,8 @@ EVENT_TYPES = ("view", "cart", "purchase", "return")
 LINEAGE_COLUMNS = ("batch_id", "source_file", "source_row", "ingested_at")
 #: One event = equal canonical columns (what staging's event_id hashes by default).
 DUPLICATE_KEY_DEFAULT = CANONICAL_COLUMNS
-ModelFamily = Literal["baseline", "xgboost", "lightgbm", "torch"]
-MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "xgboost", "lightgbm", "torch")
+ModelFamily = Literal["baseline", "bgnbd", "xgboost", "lightgbm", "torch"]
+MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "bgnbd", "xgboost", "lightgbm", "torch")
 #: The recommender's ranker families (the popularity baseline always runs beside them);
 #: defined here, with the propensity families, so the run params can list them without
 #: importing the rankers' numerical code.
@@ -331,8 +331,14 @@ class TrainingSettings(_Section):
     seed: int = 42
     validation_cutoffs: int = Field(default=1, ge=1)
     test_cutoffs: int = Field(default=1, ge=1)
-    search_trials: int = Field(default=4, ge=1, description="Hyperparameter trials per family.")
-    search_seconds: float = Field(default=120.0, gt=0, description="Time box per family.")
+    search_trials: int | None = Field(
+        default=None, ge=1,
+        description="Hyperparameter trials per family; None: a fixed budget from the "
+        "training rows (4-12 trials, shopflow.training.search.trial_budget).")
+    search_seconds: float = Field(
+        default=1800.0, gt=0,
+        description="Safety time box per family; the trial budget, not this, should end "
+        "the search (the report says when it did not).")
     threshold: float = Field(default=0.5, gt=0, lt=1, description="Decision threshold for P/R/F1.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

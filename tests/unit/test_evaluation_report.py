@@ -25,3 +25,25 @@ def test_report_lists_the_calibration_of_every_trial(settings: Settings) -> None
     method = result.info["calibration"]["method"]
     assert text.count(f'<td class="l">{method}</td>') == len(result.trials) == 2
     assert '<td class="l">–</td>' in text
+
+
+def test_report_states_purge_interval_budget_and_dropped_features(settings: Settings) -> None:
+    from shopflow.training.pipeline import evaluate_candidates
+
+    quick = load_settings(training={"search_trials": 2})
+    frame = synthetic_training_frame(rows=1500, cutoffs=5, seed=17).assign(constant=3.0)
+    result = train_family(quick, "baseline", frame, "report", dry_run=True)
+    evaluation = evaluate_candidates(quick, [result], frame, run_id="report", dry_run=True)
+    (candidate,) = evaluation.evaluations
+    assert candidate.uncertainty["ci95"][0] < candidate.uncertainty["mean"]
+    facts = evaluation.training["baseline"]
+    assert facts["dropped_features"] == [{"feature": "constant", "reason": "constant",
+                                          "value": 3.0}]
+    assert facts["search"]["trials_planned"] == 2 and facts["params"] == result.params
+    text = write_report(quick, "run-facts", evaluation.evaluations, winner=result.version,
+                        split=evaluation.split, trials=evaluation.trials,
+                        training=evaluation.training).read_text()
+    for expected in ("How sure (test ROC AUC)", "95% percentile bootstrap",
+                     "How each candidate was fitted", "constant (constant)", "2 of 2",
+                     "Out of time: a row's", "ROC AUC drop when shuffled"):
+        assert expected in text, expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pandas as pd
 import pytest
 
@@ -58,3 +60,57 @@ def test_fingerprint_ignores_row_order_but_not_content() -> None:
     changed = frame.copy()
     changed.loc[0, "recency_days"] += 1
     assert frame_fingerprint(changed) != frame_fingerprint(frame)
+
+
+def _weekly_frame(cutoffs: int, rows: int = 1200) -> pd.DataFrame:
+    return synthetic_training_frame(rows=rows, cutoffs=cutoffs, seed=5, cutoff_every_days=7)
+
+
+def test_no_training_or_validation_label_window_overlaps_a_later_part() -> None:
+    horizon = timedelta(days=30)
+    frame = _weekly_frame(20)
+    split = split_by_cutoff(frame, validation_cutoffs=2, test_cutoffs=2, horizon=horizon)
+    stamps = pd.to_datetime(frame["event_timestamp"], utc=True)
+    label_end = stamps + horizon
+    first_validation = stamps.iloc[split.validation].min()
+    first_test = stamps.iloc[split.test].min()
+    # every training label window (c, c + h] ends by the first validation cutoff ...
+    assert (label_end.iloc[split.train] <= first_validation).all()
+    # ... and every validation label window by the first test cutoff
+    assert (label_end.iloc[split.validation] <= first_test).all()
+    assert len(split.test_cutoffs) == 2 and len(split.validation_cutoffs) == 2
+    # the closest cutoffs that qualify are kept; those in the gaps are purged, not moved
+    assert split.validation_cutoffs[-1] + horizon <= split.test_cutoffs[0]
+    assert split.validation_cutoffs[-1] + horizon + timedelta(days=7) > split.test_cutoffs[0]
+    kept = len(split.train) + len(split.validation) + len(split.test)
+    assert kept + split.purged_rows == len(frame) and split.purged_rows > 0
+    described = split.describe()["purge"]
+    assert isinstance(described, dict) and described["horizon_days"] == 30.0
+    # 4 weekly cutoffs in each of three gaps: train|validation, validation|test, test|test
+    assert len(described["cutoffs"]) == 12
+
+
+def test_a_history_too_short_to_purge_is_a_clear_error() -> None:
+    frame = _weekly_frame(6, rows=600)
+    with pytest.raises(TrainingDataError, match="purged by the 30-day horizon"):
+        split_by_cutoff(frame, horizon=timedelta(days=30))
+    # a horizon no longer than the cutoff step purges nothing
+    split = split_by_cutoff(frame, horizon=timedelta(days=7))
+    assert split.purged_rows == 0 and len(split.train_cutoffs) == 4
+
+
+def test_several_test_cutoffs_are_a_horizon_apart() -> None:
+    horizon = timedelta(days=14)
+    frame = _weekly_frame(14)
+    split = split_by_cutoff(frame, validation_cutoffs=1, test_cutoffs=3, horizon=horizon)
+    tests = split.test_cutoffs
+    assert len(tests) == 3 and all(a + horizon <= b for a, b in zip(tests[:-1], tests[1:], strict=True))
+    assert tests[-1] == pd.to_datetime(frame["event_timestamp"], utc=True).max()
+    assert split.validation_cutoffs[-1] + horizon <= tests[0]
+    assert split.train_cutoffs[-1] + horizon <= split.validation_cutoffs[0]
+    stamps = pd.to_datetime(frame["event_timestamp"], utc=True)
+    assert set(stamps.iloc[split.test]) == set(tests)
+    # the weeks between test cutoffs are purged too (their windows overlap the tests')
+    assert len(split.purged_cutoffs) == 4
+    with pytest.raises(TrainingDataError, match="fewer training.test_cutoffs"):
+        split_by_cutoff(_weekly_frame(8, rows=800), test_cutoffs=3, horizon=horizon)

@@ -6,7 +6,10 @@ it between tasks and the report can be rendered from it without the models.
 Metrics, slices and curves use every held-out row. Global SHAP importance uses a fixed,
 seeded sample of at most :data:`SHAP_SAMPLE_ROWS` rows: exact TreeSHAP costs rows x trees
 x leaves x depth, and on all 3.5k test rows of a 600-round XGBoost model it took ~10 s of
-the evaluate step, while the mean |SHAP| ranking of 1,000 rows is already stable.
+the evaluate step, while the mean |SHAP| ranking of 1,000 rows is already stable. The
+same sample gives the permutation importance of families without SHAP (baseline, bgnbd,
+torch). With ``explain``, the ROC AUC also gets its per-test-cutoff values and a
+bootstrap 95% interval (``uncertainty``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from shopflow.evaluation.explain import global_importance, top_reasons
 from shopflow.evaluation.metrics import classification_metrics, reliability, sliced_metrics
+from shopflow.evaluation.uncertainty import roc_auc_interval
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +49,9 @@ class ModelEvaluation:
     importance: list[dict[str, Any]] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     validation_metrics: dict[str, float] = field(default_factory=dict)
+    #: per-test-cutoff ROC AUC, their mean and a bootstrap 95% interval (see
+    #: :mod:`shopflow.evaluation.uncertainty`)
+    uncertainty: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +104,9 @@ def evaluate_model(
     p = model.predict_proba(frame)
     examples: list[dict[str, Any]] = []
     importance: list[dict[str, Any]] = []
+    uncertainty: dict[str, Any] = {}
     if explain:
+        uncertainty = roc_auc_interval(frame, y, p)
         importance = global_importance(model, shap_sample(frame))
         top = np.argsort(-p, kind="mergesort")[:EXAMPLE_ROWS]
         reasons = top_reasons(model, frame.iloc[top])
@@ -119,4 +128,5 @@ def evaluate_model(
         importance=importance,
         examples=examples,
         validation_metrics=dict(validation_metrics or {}),
+        uncertainty=uncertainty,
     )

@@ -45,6 +45,10 @@ _TEMPLATE = """<!doctype html>
  threshold {{ threshold }}{% if split %} · train {{ split.train.rows }} rows, validation
  {{ split.validation.rows }} rows, test {{ split.test.rows }} rows (cutoffs
  {{ split.test.cutoffs | join(', ') }}){% endif %}</p>
+{% if split and split.get('purge') %}<p class="muted">Out of time: {% if split.purge.horizon_days is not none %}a row's
+ label window is (cutoff, cutoff + {{ split.purge.horizon_days }} days]; {{ split.purge.rule }}, so
+ {{ split.purge.rows }} row(s) at {{ split.purge.cutoffs | length }} cutoff(s) between the parts were purged.
+ {% else %}{{ split.purge.rule }}.{% endif %}</p>{% endif %}
 
 <h2>Decision</h2>
 {% if decision %}
@@ -73,6 +77,29 @@ _TEMPLATE = """<!doctype html>
  <td class="l">{{ e.role }}</td><td>{{ fmt(e.validation_metrics.get(primary_metric)) }}</td>
  {% for m in metrics %}<td>{{ fmt(e.metrics.get(m)) }}</td>{% endfor %}</tr>{% endfor %}
 </table>
+
+{% set uncertain = evaluations | selectattr('uncertainty') | list %}{% if uncertain %}
+<h2>How sure (test ROC AUC)</h2>
+<p class="muted">{{ uncertain[0].uncertainty.method }}.</p>
+<table><tr><th>model</th><th>version</th><th>mean roc_auc</th><th>95% interval</th><th>per test cutoff (rows, positives)</th></tr>
+{% for e in uncertain %}<tr><td>{{ e.family }}</td><td class="l">{{ e.version }}</td><td>{{ fmt(e.uncertainty.mean) }}</td>
+<td>{{ fmt(e.uncertainty.ci95[0]) }} – {{ fmt(e.uncertainty.ci95[1]) }}</td>
+<td class="l">{% for c in e.uncertainty.by_cutoff %}{{ c.cutoff[:16] }}: {{ fmt(c.roc_auc) }} ({{ c.rows }}, {{ c.positives }}){% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}
+</table>{% endif %}
+
+{% if training %}<h2>How each candidate was fitted</h2>
+<table><tr><th>family</th><th>trials (budget)</th><th>best trial</th><th>chosen params</th><th>fit</th><th>features</th><th>dropped before training</th></tr>
+{% for family, t in training.items() %}<tr><td>{{ family }}</td>
+<td>{{ t.search.get('trials_run', '–') }} of {{ t.search.get('trials_planned', '–') }}{% if t.search.get('rule') %} ({{ t.search.rule }}){% endif %}{% if t.search.get('time_box_hit') %} <b class="fail">cut by the {{ t.search.time_box_seconds }}s time box</b>{% endif %}</td>
+<td>{{ t.search.get('best_trial', '–') }}</td><td class="l"><code>{{ t.params }}</code></td>
+<td class="l"><code>{{ t.fit }}</code></td><td>{{ t.features_used if t.features_used is not none else '–' }}</td>
+<td class="l">{% for d in t.dropped_features %}{{ d.feature }} ({{ d.reason }}{% if d.get('to') %} of {{ d.to }}{% endif %}{% if d.get('corr') %}, corr {{ d.corr }}{% endif %}){% if not loop.last %}; {% endif %}{% else %}none{% endfor %}</td></tr>{% endfor %}
+</table>{% endif %}
+
+<h2>Top features per model</h2>
+{% for e in evaluations %}{% if e.importance %}<p><b>{{ e.family }}</b> {{ e.version }}
+ <span class="muted">({{ 'mean |SHAP|' if e.importance[0].get('method', 'mean_abs_shap') == 'mean_abs_shap' else 'ROC AUC drop when shuffled' }})</span>:
+ {% for t in e.importance[:8] %}{{ t.feature }} {{ fmt(t.get('importance', t.get('mean_abs_shap'))) }}{% if not loop.last %}, {% endif %}{% endfor %}</p>{% endif %}{% endfor %}
 
 <h2>Plots</h2>
 {% for title, png in plots %}<img alt="{{ title }}" title="{{ title }}" src="data:image/png;base64,{{ png }}">{% endfor %}
@@ -177,8 +204,11 @@ def _plots(evaluations: list[ModelEvaluation], winner: str | None) -> list[tuple
     if chosen is not None:
         top = chosen.importance[:15][::-1]
         fig, ax = plt.subplots(figsize=(5, 4))
-        ax.barh([t["feature"] for t in top], [t["mean_abs_shap"] for t in top])
-        ax.set(title=f"Importance: {chosen.family} (mean |SHAP|)", xlabel="mean |SHAP|")
+        ax.barh([t["feature"] for t in top],
+                [t.get("importance", t.get("mean_abs_shap", 0.0)) for t in top])
+        method = ("mean |SHAP|" if top and top[0].get("method", "mean_abs_shap") == "mean_abs_shap"
+                  else "ROC AUC drop when shuffled")
+        ax.set(title=f"Importance: {chosen.family} ({method})", xlabel=method)
         ax.tick_params(axis="y", labelsize=7)
         plots.append(("Feature importance", _png(fig)))
     return plots
@@ -193,6 +223,7 @@ def write_report(
     decision: GateDecision | None = None,
     split: dict[str, Any] | None = None,
     trials: dict[str, list[dict[str, Any]]] | None = None,
+    training: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Render the run's report; returns its path."""
     import jinja2
@@ -217,6 +248,7 @@ def write_report(
         metrics=LEADERBOARD_METRICS,
         plots=_plots(evaluations, winner),
         trials=trials or {},
+        training=training or {},
         fmt=_fmt,
         min_slice_positives=settings.gate.min_slice_positives,
         slice_guard=lambda m: slice_guard(m, settings.gate.min_slice_positives),

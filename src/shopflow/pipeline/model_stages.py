@@ -233,7 +233,8 @@ def champion_gate(settings: Settings, context: StageContext, *,
     if outcome.champion is not None:
         evaluations.append(outcome.champion)
     report = write_report(settings, context.run_id, evaluations, winner=loaded.winner,
-                          decision=outcome.decision, split=loaded.split, trials=loaded.trials)
+                          decision=outcome.decision, split=loaded.split, trials=loaded.trials,
+                          training=loaded.training)
     decision = outcome.decision
     return {
         "decision": {

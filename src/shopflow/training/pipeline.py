@@ -103,6 +103,8 @@ class EvaluationResult:
     split: dict[str, Any]
     trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     models: dict[str, PropensityModel] = field(default_factory=dict, repr=False, compare=False)
+    #: per family: search budget, chosen params, dropped features (for the report)
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def evaluation(self, version: str | None) -> ModelEvaluation | None:
         return next((e for e in self.evaluations if e.version == version), None)
@@ -118,6 +120,7 @@ class EvaluationResult:
             "baseline": self.baseline,
             "split": self.split,
             "trials": self.trials,
+            "training": self.training,
         })
         return data
 
@@ -131,6 +134,7 @@ class EvaluationResult:
             baseline=data.get("baseline"),
             split=data.get("split", {}),
             trials=data.get("trials", {}),
+            training=data.get("training", {}),
         )
 
 
@@ -239,7 +243,8 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _split(settings: Settings, frame: pd.DataFrame) -> Split:
     return split_by_cutoff(frame, validation_cutoffs=settings.training.validation_cutoffs,
-                           test_cutoffs=settings.training.test_cutoffs)
+                           test_cutoffs=settings.training.test_cutoffs,
+                           horizon=settings.task.horizon)
 
 
 def _data_window(split: Split) -> tuple[str, str]:
@@ -269,15 +274,26 @@ def train_family(
         TrainingError: unknown family or unusable device.
     """
     from shopflow.settings import MODEL_FAMILIES, settings_fingerprint
-    from shopflow.training.search import search
+    from shopflow.training.families import family_module
+    from shopflow.training.prune import prune_features
+    from shopflow.training.search import search, trial_budget
 
     if family not in MODEL_FAMILIES:
         raise TrainingError(f"unknown model family {family!r}; expected one of {MODEL_FAMILIES}")
     service = feature_service or settings.features.feature_service
     frame = _ordered(frame)
     split = _split(settings, frame)
-    columns = feature_columns(frame)
-    matrix = feature_matrix(frame, columns)
+    all_columns = feature_columns(frame)
+    full = feature_matrix(frame, all_columns)
+    protected = getattr(family_module(family), "REQUIRED_FEATURES", ())
+    pruning = prune_features(full[split.train], all_columns, protected=protected)
+    if pruning.dropped:
+        logger.info("%s: dropped %d feature(s) before training: %s", family,
+                    len(pruning.dropped), "; ".join(
+                        f"{d['feature']} ({d['reason']}{' of ' + d['to'] if 'to' in d else ''})"
+                        for d in pruning.dropped))
+    columns = pruning.kept
+    matrix = full[:, [all_columns.index(c) for c in columns]]
     labels = frame["label"].astype(int).to_numpy()
     data = FitData(
         x_train=matrix[split.train], y_train=labels[split.train],
@@ -285,16 +301,23 @@ def train_family(
         feature_names=columns,
     )
     ctx = FitContext(seed=settings.training.seed, threads=_threads(),
-                     device=resolve_device(settings, family))
+                     device=resolve_device(settings, family),
+                     horizon_days=settings.task.horizon.total_seconds() / 86400)
     started = time.perf_counter()
     logger.info("training %s on %d rows x %d features (%d train cutoffs), device %s",
                 family, len(split.train), len(columns), len(split.train_cutoffs), ctx.device)
-    result = search(family, data, ctx, trials=settings.training.search_trials,
+    trials = settings.training.search_trials or trial_budget(len(split.train))
+    result = search(family, data, ctx, trials=trials,
                     seconds=settings.training.search_seconds,
                     primary_metric=settings.gate.primary_metric,
                     threshold=settings.training.threshold)
     seconds = time.perf_counter() - started
     fitted = result.fitted
+    budget = {**result.budget, "rule": (
+        "training.search_trials" if settings.training.search_trials else
+        f"trial_budget({len(split.train)} training rows)")}
+    fitted.info = {**fitted.info, "search": budget, "pruning": pruning.describe(),
+                   "n_features": len(fitted.feature_names)}
     model = PropensityModel(family=family, feature_names=list(fitted.feature_names),
                             feature_service=service, params=dict(fitted.params),
                             predictor=fitted.predictor)
@@ -325,6 +348,9 @@ def train_family(
             "run_id": run_id,
             "airflow_run_id": run_id,
             "fit_info": fitted.info,
+            "search": budget,
+            # serving reads model.feature_names (the kept columns); these were dropped
+            "dropped_features": pruning.dropped,
         })
         owned = ledger is None
         ledger = ledger or Ledger(settings.ledger_url)
@@ -416,7 +442,22 @@ def evaluate_candidates(
         run_id=run_id, feature_service=results[0].feature_service, evaluations=evaluations,
         winner=winner.version, baseline=baseline, split=split.describe(),
         trials={c.family: c.trials for c in results}, models=models,
+        training={c.family: _training_facts(c) for c in results},
     )
+
+
+def _training_facts(candidate: CandidateResult) -> dict[str, Any]:
+    """What the report says about how a candidate was fitted."""
+    info = candidate.info
+    return {
+        "version": candidate.version,
+        "params": candidate.params,
+        "search": info.get("search", {}),
+        "dropped_features": (info.get("pruning") or {}).get("dropped", []),
+        "features_used": info.get("n_features"),
+        "fit": {k: info[k] for k in ("rounds", "epochs", "bgnbd", "horizon_days")
+                if k in info},
+    }
 
 
 # ---- step 3: gate 2 --------------------------------------------------------------------
@@ -680,7 +721,7 @@ def run_training(
             evaluations.append(gate.champion)
         report = write_report(settings, run_id, evaluations, winner=evaluation.winner,
                               decision=gate.decision, split=evaluation.split,
-                              trials=evaluation.trials)
+                              trials=evaluation.trials, training=evaluation.training)
     finally:
         ledger.close()
     return TrainingOutcome(run_id=run_id, candidates=candidates, evaluation=evaluation,

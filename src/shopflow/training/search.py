@@ -1,10 +1,15 @@
-"""A small, time-boxed random search per family, scored on the validation cutoffs.
+"""A small random search per family with a fixed trial budget, scored on validation.
 
 Trial 1 is always the family's defaults (a good model even with a budget of one trial);
 later trials sample from a seeded generator, so the same seed proposes the same trials.
-The search stops after ``search_trials`` trials or once ``search_seconds`` have passed
-(checked between trials — a trial is never cut short), and keeps the best trial by the
-gate's primary metric on validation.
+The budget is a number of trials, not seconds: ``training.search_trials``, or when unset
+:func:`trial_budget` of the training rows (more trials on small data, where each is
+cheap), capped by the family's ``SEARCH_TRIALS`` (BG/NBD has nothing to search). So the
+same data and seed give the same trials and the same model whatever the machine's load
+(a time box made two runs on the same data differ). ``search_seconds`` is only a safety
+net, checked between trials (a trial is never cut short); when it cuts the search, the
+result says so (``budget["time_box_hit"]``) and the report shows it. The best trial by
+the gate's primary metric on validation is kept.
 
 Every trial's predictor is wrapped with a calibration map fitted on the validation rows
 (:mod:`shopflow.training.calibration`), and the trial is scored on its *calibrated*
@@ -32,6 +37,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: Trial budget by training rows: ``clamp(TRIAL_ROWS // rows, MIN_TRIALS, MAX_TRIALS)``.
+TRIAL_ROWS = 200_000
+MIN_TRIALS = 4
+MAX_TRIALS = 12
+
+
+def trial_budget(rows: int) -> int:
+    """The fixed number of search trials for ``rows`` training rows (4 to 12)."""
+    return int(min(MAX_TRIALS, max(MIN_TRIALS, TRIAL_ROWS // max(rows, 1))))
+
+
 @dataclass
 class SearchResult:
     """The best fit, its validation metrics, and every trial for the report."""
@@ -40,6 +56,7 @@ class SearchResult:
     validation_metrics: dict[str, float]
     trials: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    budget: dict[str, Any] = field(default_factory=dict)
 
 
 def _score(metrics: dict[str, float], metric: str) -> float:
@@ -59,16 +76,20 @@ def search(
     primary_metric: str = "roc_auc",
     threshold: float = 0.5,
 ) -> SearchResult:
-    """Run up to ``trials`` fits of ``family`` within ``seconds``; return the best."""
+    """Run ``trials`` fits of ``family`` (``seconds`` only as a safety net); the best wins."""
     module = family_module(family)
+    planned = min(trials, int(getattr(module, "SEARCH_TRIALS", trials)))
     rng = np.random.default_rng([ctx.seed, zlib.crc32(family.encode())])
     started = time.perf_counter()
-    best: tuple[float, Fitted, dict[str, float]] | None = None
+    best: tuple[float, Fitted, dict[str, float], int] | None = None
     history: list[dict[str, Any]] = []
-    for trial in range(trials):
+    time_box_hit = False
+    for trial in range(planned):
         if trial and time.perf_counter() - started > seconds:
-            logger.info("%s: search time box of %.0fs reached after %d trial(s)",
-                        family, seconds, trial)
+            time_box_hit = True
+            logger.warning("%s: the %.0fs safety time box cut the search after %d of %d "
+                           "trial(s); results now depend on machine speed", family, seconds,
+                           trial, planned)
             break
         params = (module.default_params(data, ctx) if trial == 0
                   else module.sample_params(rng, data, ctx))
@@ -84,10 +105,13 @@ def search(
                     primary_metric, metrics.get(primary_metric, float("nan")), elapsed,
                     f"{len(data.y_train) / max(elapsed, 1e-9):,.0f}")
         if best is None or score > best[0]:
-            best = (score, fitted, metrics)
+            best = (score, fitted, metrics, trial)
     assert best is not None
+    budget = {"trials_planned": planned, "trials_run": len(history), "best_trial": best[3],
+              "time_box_seconds": seconds, "time_box_hit": time_box_hit,
+              "primary_metric": primary_metric, "seed": ctx.seed}
     return SearchResult(fitted=best[1], validation_metrics=best[2], trials=history,
-                        seconds=time.perf_counter() - started)
+                        seconds=time.perf_counter() - started, budget=budget)
 
 
 def calibrate(fitted: Fitted, data: FitData, *, method: str = "auto"

@@ -36,8 +36,13 @@ def synthetic_training_frame(
     signal: float = 1.0,
     missing_rate: float = 0.02,
     extra_features: int = 0,
+    cutoff_every_days: int = 30,
 ) -> pd.DataFrame:
-    """``rows`` rows spread over ``cutoffs`` weekly cutoffs, label rate about 15-25%.
+    """``rows`` rows spread over ``cutoffs`` cutoffs, label rate about 15-25%.
+
+    The cutoffs are ``cutoff_every_days`` apart: 30 by default, the default task horizon,
+    so consecutive cutoffs' label windows do not overlap and the purged out-of-time split
+    (:func:`shopflow.training.split.split_by_cutoff`) keeps every cutoff.
 
     The feature columns are exactly :data:`USER_FEATURES` in that order (a ValueError
     says which differ if the catalogue gains a feature this function does not simulate).
@@ -130,6 +135,6 @@ def synthetic_training_frame(
     base = pd.Timestamp("2026-01-05", tz="UTC")
     stamps = np.repeat(np.arange(cutoffs), per_cutoff)
     frame.insert(0, "user_id", [f"u{i % (per_cutoff * 2):06d}" for i in range(n)])
-    frame.insert(1, "event_timestamp", base + pd.to_timedelta(stamps * 7, unit="D"))
+    frame.insert(1, "event_timestamp", base + pd.to_timedelta(stamps * cutoff_every_days, unit="D"))
     frame.insert(2, "label", label)
     return frame

@@ -2,6 +2,9 @@
 
 Each family module offers ``default_params(ctx)``, ``sample_params(rng, ctx)`` and
 ``fit(data, params, ctx) -> Fitted``; :mod:`shopflow.training.search` drives them.
+Optional module attributes: ``SEARCH_TRIALS`` (at most this many trials: 1 for a family
+with nothing to search) and ``REQUIRED_FEATURES`` (columns the family reads by name, which
+the train-time feature pruning never drops).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ if TYPE_CHECKING:
 
 FAMILY_MODULES = {
     "baseline": "shopflow.training.families.baseline",
+    "bgnbd": "shopflow.training.families.bgnbd",
     "xgboost": "shopflow.training.families.xgb",
     "lightgbm": "shopflow.training.families.lgbm",
     "torch": "shopflow.training.families.mlp",

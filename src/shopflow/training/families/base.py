@@ -44,6 +44,7 @@ class FitContext:
     threads: int = 1
     device: str = "cpu"
     calibration: str = "auto"
+    horizon_days: float | None = None  # the task horizon (BG/NBD scores P(buy) within it)
 
 
 @dataclass
