@@ -37,8 +37,11 @@ def test_report_states_purge_interval_budget_and_dropped_features(settings: Sett
     (candidate,) = evaluation.evaluations
     assert candidate.uncertainty["ci95"][0] < candidate.uncertainty["mean"]
     facts = evaluation.training["baseline"]
-    assert facts["dropped_features"] == [{"feature": "constant", "reason": "constant",
-                                          "value": 3.0}]
+    # the synthetic shop's purchase days equal its orders, so that twin is pruned too
+    assert facts["dropped_features"] == [
+        {"feature": "purchase_days_lifetime", "reason": "identical", "to": "orders_lifetime"},
+        {"feature": "constant", "reason": "constant", "value": 3.0},
+    ]
     assert facts["search"]["trials_planned"] == 2 and facts["params"] == result.params
     text = write_report(quick, "run-facts", evaluation.evaluations, winner=result.version,
                         split=evaluation.split, trials=evaluation.trials,

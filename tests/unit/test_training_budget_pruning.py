@@ -100,5 +100,6 @@ def test_bgnbd_trains_as_a_candidate_and_fails_clearly_without_its_columns(
     assert result.model is not None and result.model.feature_names == list(REQUIRED_FEATURES)
     assert len(result.trials) == 1 and result.info["horizon_days"] == 30.0
     assert result.validation_metrics["roc_auc"] > 0.5
+    without = frame.drop(columns=["purchase_days_lifetime"])
     with pytest.raises(MissingInputsError, match="purchase_days_lifetime"):
-        train_family(config, "bgnbd", frame, "run", dry_run=True)
+        train_family(config, "bgnbd", without, "run", dry_run=True)

@@ -104,7 +104,9 @@ def test_direction_recent_activity_raises_propensity(frame: pd.DataFrame, traine
     assert recent.mean() > stale.mean()
 
 
-def test_shuffled_labels_give_chance_level(frame: pd.DataFrame) -> None:
+def test_shuffled_labels_give_chance_level() -> None:
+    # big enough that one purged validation cutoff holds a few hundred positives
+    frame = synthetic_training_frame(rows=8000, cutoffs=5, seed=11)
     quick = load_settings(training={"search_trials": 1})
     rng = np.random.default_rng(0)
     noise = frame.assign(label=rng.permutation(frame["label"].to_numpy()))
