@@ -32,12 +32,19 @@ USER_COUNT_COLUMNS = USER_TABLE.names_of("count")
 USER_RATE_COLUMNS = USER_TABLE.names_of("rate")
 USER_FLAG_COLUMNS = USER_TABLE.names_of("flag")
 USER_OTHER_COLUMNS = USER_TABLE.names_of("amount", "flag")
+USER_RATIO_COLUMNS = USER_TABLE.names_of("ratio")
+USER_CYCLICAL_COLUMNS = USER_TABLE.names_of("cyclical")
 USER_FEATURE_COLUMNS = (
     *USER_DURATION_COLUMNS,
     *USER_COUNT_COLUMNS,
     *USER_RATE_COLUMNS,
     *USER_OTHER_COLUMNS,
+    *USER_RATIO_COLUMNS,
+    *USER_CYCLICAL_COLUMNS,
 )
+# The feature families (FAMILY_FEATURES) are null where undefined (e.g. no purchase gap);
+# the range checks below skip nulls, the not-null check covers the rest.
+USER_NOT_NULL_COLUMNS = tuple(c for c in USER_FEATURE_COLUMNS if not USER_TABLE.feature(c).nullable)
 ITEM_COUNT_COLUMNS = ITEM_TABLE.names_of("count")
 ITEM_RATE_COLUMNS = ITEM_TABLE.names_of("rate")
 ITEM_PRICE_COLUMNS = ITEM_TABLE.names_of("price")
@@ -118,7 +125,7 @@ def build_user_features_suite(
                 why="The marts promise non-null features; models would see NaN.",
                 column=column,
             )
-            for column in USER_FEATURE_COLUMNS
+            for column in USER_NOT_NULL_COLUMNS
         ),
         *(
             check(
@@ -130,6 +137,29 @@ def build_user_features_suite(
                 min_value=0,
             )
             for column in (*USER_DURATION_COLUMNS, *USER_COUNT_COLUMNS)
+        ),
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeBetween,
+                severity="error",
+                name=f"{column} >= 0",
+                why="Ratios of non-negative quantities; a negative one has a sign bug.",
+                column=column,
+                min_value=0,
+            )
+            for column in USER_RATIO_COLUMNS
+        ),
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeBetween,
+                severity="error",
+                name=f"{column} in [-1, 1]",
+                why="A mean of sines or cosines.",
+                column=column,
+                min_value=-1,
+                max_value=1,
+            )
+            for column in USER_CYCLICAL_COLUMNS
         ),
         *(
             check(

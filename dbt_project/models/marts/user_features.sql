@@ -217,7 +217,7 @@ final as (
         distinct_categories_lookback,
         active_days_lookback,
         cast(case when orders_lookback >= 2 then 1 else 0 end as double precision) as is_returning_buyer,
-        -- feature families
+        -- feature families (to the end of the select)
         event_gap_mean_days_lookback,
         event_gap_std_days_lookback,
         event_gap_cv_lookback,
@@ -255,7 +255,6 @@ final as (
         bought_price_index_lookback,
         returns_value_lookback,
         returns_value_share_lookback
-        -- end of feature families
 
     from typed
 

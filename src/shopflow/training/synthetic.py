@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-from shopflow.features.schema import USER_TABLE
+from shopflow.features.schema import FAMILY_FEATURES, USER_TABLE
 
 USER_FEATURES: tuple[str, ...] = tuple(USER_TABLE.feature_names)
 """The feature columns of the frame: the catalogue's user features, in mart order."""
@@ -82,6 +82,7 @@ def synthetic_training_frame(
         "active_days_lookback": np.minimum(90, rng.poisson(1 + 6 * activity)).astype(float),
         "is_returning_buyer": returning,
     })
+    _add_family_features(frame, activity, seed)
     if tuple(frame.columns) != USER_FEATURES:
         raise ValueError(
             "synthetic_training_frame simulates "
@@ -110,3 +111,30 @@ def synthetic_training_frame(
     frame.insert(1, "event_timestamp", base + pd.to_timedelta(stamps * 7, unit="D"))
     frame.insert(2, "label", label)
     return frame
+
+
+def _add_family_features(frame: pd.DataFrame, activity: np.ndarray, seed: int) -> None:
+    """The feature-family columns (``FAMILY_FEATURES``), in catalogue order, carrying no signal.
+
+    Drawn from their own generator so the base features and the label are exactly what
+    they were before the families existed; values stay inside each kind's range and the
+    nullable ones are null for about a third of the rows, as in the marts.
+    """
+    rng = np.random.default_rng([seed, 19])
+    n = len(frame)
+    for feature in FAMILY_FEATURES:
+        if feature.kind == "count":
+            values = rng.poisson(0.5 + 2 * activity).astype(float)
+        elif feature.kind == "rate":
+            values = rng.uniform(0.0, 1.0, n)
+        elif feature.kind == "cyclical":
+            values = rng.uniform(-1.0, 1.0, n)
+        elif feature.kind == "ratio":
+            values = rng.gamma(2.0, 0.5, n)
+        elif feature.kind == "duration":
+            values = rng.exponential(5.0, n)
+        else:
+            values = rng.gamma(1.5, 10.0, n)
+        if feature.nullable:
+            values[rng.uniform(size=n) < 0.3] = np.nan
+        frame[feature.name] = values
