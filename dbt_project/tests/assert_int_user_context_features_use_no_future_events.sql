@@ -8,6 +8,8 @@
     user, count differently.
 #}
 
+{{ config(tags=['feature_family']) }}
+
 {%- set lookback = var('lookback_seconds') | int -%}
 
 with

@@ -7,6 +7,8 @@
     last cart, or buy an abandoned item.
 #}
 
+{{ config(tags=['feature_family']) }}
+
 {%- set lookback = var('lookback_seconds') | int -%}
 
 with

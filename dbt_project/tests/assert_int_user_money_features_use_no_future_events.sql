@@ -7,6 +7,8 @@
     category mean or a return that saw events after the cutoff differs.
 #}
 
+{{ config(tags=['feature_family']) }}
+
 {%- set lookback = var('lookback_seconds') | int -%}
 
 with

@@ -12,6 +12,8 @@
     at the next event instead of the previous one count differently.
 #}
 
+{{ config(tags=['feature_family']) }}
+
 {%- set horizon = var('horizon_seconds') | int -%}
 {%- set lookback = var('lookback_seconds') | int -%}
 {%- set session_gap = [1800, horizon] | min -%}

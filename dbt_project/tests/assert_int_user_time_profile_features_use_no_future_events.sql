@@ -6,6 +6,8 @@
     by more than 1e-9: an event after the cutoff moves the means.
 #}
 
+{{ config(tags=['feature_family']) }}
+
 {%- set lookback = var('lookback_seconds') | int -%}
 
 with

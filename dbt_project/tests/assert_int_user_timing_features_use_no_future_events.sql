@@ -9,6 +9,8 @@
     after the cutoff (or before the lookback) spans other instants.
 #}
 
+{{ config(tags=['feature_family']) }}
+
 {%- set lookback = var('lookback_seconds') | int -%}
 
 with

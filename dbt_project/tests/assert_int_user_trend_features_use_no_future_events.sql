@@ -5,6 +5,8 @@
     one, or the reverse). Events after the cutoff would inflate the short window's count.
 #}
 
+{{ config(tags=['feature_family']) }}
+
 {%- set horizon = var('horizon_seconds') | int -%}
 {%- set lookback = var('lookback_seconds') | int -%}
 {%- set short = [horizon, lookback] | min -%}

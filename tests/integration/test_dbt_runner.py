@@ -138,17 +138,28 @@ def test_leakage_test_fails_when_features_read_past_the_cutoff(
     write_raw_events(hand_settings, hand_events())
 
     with pytest.raises(DbtError) as caught:
-        # the intermediate's own range test would stop the build first; skip it so the
-        # marts are built and the leakage tests get to judge them
+        # the intermediate's own range test would stop the build first, and so would the
+        # feature families' tests (they read the same window); skip them so the marts are
+        # built and the marts' leakage tests get to judge them
         run_dbt(
             hand_settings,
-            command="build --exclude int_user_events_by_cutoff_inside_lookback",
+            command="build --exclude int_user_events_by_cutoff_inside_lookback"
+                    " tag:feature_family,resource_type:test",
             select="+user_features +item_features",
             project_dir=project,
         )
     failed = {node.name for node in caught.value.failures if node.status == "fail"}
     assert {"assert_user_features_use_no_future_events",
             "assert_item_features_use_no_future_events"} <= failed
+
+    # each feature family's own leakage test sees it too
+    with pytest.raises(DbtError) as caught:
+        run_dbt(hand_settings, command="test", select="tag:feature_family",
+                project_dir=project)
+    failed = {node.name for node in caught.value.failures if node.status == "fail"}
+    families = ("timing", "trend", "intent", "session", "context", "time_profile", "money")
+    assert {f"assert_int_user_{family}_features_use_no_future_events"
+            for family in families} <= failed
 
 
 def test_cli_prints_each_node_with_status_and_time(
