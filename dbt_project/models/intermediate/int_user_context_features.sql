@@ -13,6 +13,10 @@
     none of the user's events has a category (e.g. data without category_id).
 #}
 
+{#- A table, not a view like the other intermediates: user_features and this model's tests
+    (its invariants and leakage test) then read it instead of recomputing it each. -#}
+{{ config(materialized='table') }}
+
 with
 
 events as (

@@ -14,6 +14,10 @@
     the horizon is shorter (minute-level tasks), so a session never spans a label window.
 #}
 
+{#- A table, not a view like the other intermediates: user_features and this model's tests
+    (its invariants and leakage test) then read it instead of recomputing it each. -#}
+{{ config(materialized='table') }}
+
 {%- set horizon = var('horizon_seconds') | int -%}
 {%- set session_gap = [1800, horizon] | min -%}
 

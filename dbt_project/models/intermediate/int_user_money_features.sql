@@ -19,6 +19,10 @@
     window holds neither purchase nor return value.
 #}
 
+{#- A table, not a view like the other intermediates: user_features and this model's tests
+    (its invariants and leakage test) then read it instead of recomputing it each. -#}
+{{ config(materialized='table') }}
+
 with
 
 events as (

@@ -12,6 +12,10 @@
     Missing values: none; every row has at least one event, hence one session.
 #}
 
+{#- A table, not a view like the other intermediates: user_features and this model's tests
+    (its invariants and leakage test) then read it instead of recomputing it each. -#}
+{{ config(materialized='table') }}
+
 with
 
 events as (

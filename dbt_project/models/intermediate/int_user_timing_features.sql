@@ -13,6 +13,10 @@
     NULL. Tree models read NULL natively; linear models must impute.
 #}
 
+{#- A table, not a view like the other intermediates: user_features and this model's tests
+    (its invariants and leakage test) then read it instead of recomputing it each. -#}
+{{ config(materialized='table') }}
+
 {%- set lookback = var('lookback_seconds') | int -%}
 
 with

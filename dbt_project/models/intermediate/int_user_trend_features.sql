@@ -14,6 +14,10 @@
     amount) in the lookback.
 #}
 
+{#- A table, not a view like the other intermediates: user_features and this model's tests
+    (its invariants and leakage test) then read it instead of recomputing it each. -#}
+{{ config(materialized='table') }}
+
 {%- set horizon = var('horizon_seconds') | int -%}
 {%- set lookback = var('lookback_seconds') | int -%}
 {%- set short = [horizon, lookback] | min -%}
