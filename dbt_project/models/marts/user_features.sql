@@ -95,7 +95,8 @@ typed as (
 
 ),
 
-----------  feature families (one intermediate model each, same keys as `typed`)
+----------  feature families (one intermediate model each, same keys as `typed`). Unlike the
+----------  base features, a family feature is NULL where undefined (see its description).
 families as (
 
     select
