@@ -40,11 +40,15 @@ USER_COUNT_COLUMNS = USER_TABLE.names_of("count")
 USER_RATE_COLUMNS = USER_TABLE.names_of("rate")
 USER_FLAG_COLUMNS = USER_TABLE.names_of("flag")
 USER_OTHER_COLUMNS = USER_TABLE.names_of("amount", "flag")
+USER_RATIO_COLUMNS = USER_TABLE.names_of("ratio")
+USER_CYCLICAL_COLUMNS = USER_TABLE.names_of("cyclical")
 USER_FEATURE_COLUMNS = (
     *USER_DURATION_COLUMNS,
     *USER_COUNT_COLUMNS,
     *USER_RATE_COLUMNS,
     *USER_OTHER_COLUMNS,
+    *USER_RATIO_COLUMNS,
+    *USER_CYCLICAL_COLUMNS,
 )
 ITEM_COUNT_COLUMNS = ITEM_TABLE.names_of("count")
 ITEM_RATE_COLUMNS = ITEM_TABLE.names_of("rate")
@@ -169,6 +173,29 @@ def build_user_features_suite(
                 min_value=0,
             )
             for column in (*durations, *counts)
+        ),
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeBetween,
+                severity="error",
+                name=f"{column} >= 0",
+                why="Ratios of non-negative quantities; a negative one has a sign bug.",
+                column=column,
+                min_value=0,
+            )
+            for column in USER_RATIO_COLUMNS
+        ),
+        *(
+            check(
+                gxe.ExpectColumnValuesToBeBetween,
+                severity="error",
+                name=f"{column} in [-1, 1]",
+                why="A mean of sines or cosines.",
+                column=column,
+                min_value=-1,
+                max_value=1,
+            )
+            for column in USER_CYCLICAL_COLUMNS
         ),
         *(
             check(

@@ -32,7 +32,7 @@ from fixtures_raw import (
     hand_events,
     write_raw_events,
 )
-from shopflow.features.schema import user_table
+from shopflow.features.schema import FAMILY_FEATURES, user_table
 from shopflow.settings import Settings, load_settings
 from shopflow.transform import DbtRunResult, publish_marts, read_mart, run_dbt
 
@@ -54,6 +54,12 @@ USER_FEATURE_COLUMNS = [
     "carts_lookback", "returns_lookback", "orders_lookback", "avg_order_value", "avg_basket_size",
     "cart_rate", "conversion_rate", "return_rate", "distinct_items_lookback",
     "distinct_categories_lookback", "active_days_lookback", "is_returning_buyer",
+    # the point-in-time feature families, after the base features (catalogue order)
+    *(feature.name for feature in FAMILY_FEATURES),
+]
+FAMILY_MODELS = [
+    f"int_user_{family}_features"
+    for family in ("timing", "trend", "intent", "session", "context", "time_profile", "money")
 ]
 NULLABLE_USER_FEATURES = ["days_since_first_purchase", "days_since_last_purchase"]
 ITEM_FEATURE_COLUMNS = [
@@ -156,8 +162,10 @@ def test_build_runs_every_model_and_test_successfully(built: Built) -> None:
         "user_features", "item_features", "purchase_labels",
     }
     assert sum(node.resource_type == "unit_test" for node in result.nodes) >= 3
+    assert models >= {"int_user_event_sequence", *FAMILY_MODELS}
     for leakage_test in ("assert_user_features_use_no_future_events",
-                         "assert_item_features_use_no_future_events"):
+                         "assert_item_features_use_no_future_events",
+                         *(f"assert_{model}_use_no_future_events" for model in FAMILY_MODELS)):
         assert result.node(leakage_test).status == "pass"
     assert all(node.execution_time >= 0 for node in result.nodes)
 
@@ -214,7 +222,8 @@ def test_user_features_match_the_hand_computed_values(built: Built) -> None:
     features = read_mart(built.settings, "user_features").to_pandas()
     assert list(features.columns) == USER_FEATURE_COLUMNS
     assert list(features.columns[2:]) == user_table(built.settings).feature_names
-    non_null = [c for c in USER_FEATURE_COLUMNS[2:] if c not in NULLABLE_USER_FEATURES]
+    nullable = {*NULLABLE_USER_FEATURES, *(f.name for f in FAMILY_FEATURES if f.nullable)}
+    non_null = [c for c in USER_FEATURE_COLUMNS[2:] if c not in nullable]
     assert features[non_null].notna().all().all()
     rows = _rows_by_key(features, "user_id")
     for key, expected in EXPECTED_USER_FEATURES.items():
@@ -259,3 +268,76 @@ def test_published_snapshots_equal_the_marts(built: Built) -> None:
         snapshot = pq.read_table(path)
         assert snapshot.equals(read_mart(built.settings, table))
     assert not [p for p in Path(built.settings.data_dir / "marts").iterdir() if p.suffix == ".tmp"]
+
+
+# Feature families, worked out by hand from tests/fixtures_raw.py under HAND_TASK (3d
+# horizon, 10d lookback; short window = min(3d, 10d) = 3d; sessions split at 30 minutes).
+EXPECTED_FAMILY_FEATURES: dict[tuple[str, datetime], dict[str, float | None]] = {
+    # window (Dec 25, Jan 4]: instants Jan 1 10:00, Jan 2 00:00, Jan 3 12:00 (2 lines)
+    ("u1", datetime(2024, 1, 4)): {
+        "event_gap_mean_days_lookback": 25 / 24,                 # gaps 14h, 36h
+        "event_gap_std_days_lookback": (22 / 24) / 2**0.5,       # sample std of 14h, 36h
+        "purchase_gap_mean_days_lookback": None,                 # one purchase instant
+        "purchase_recency_over_mean_gap_lookback": None,
+        "event_rate_short_over_lookback": (4 / 3) / (4 / 10),    # all 4 events in (Jan 1, Jan 4]
+        "days_since_last_cart": 2.0,
+        "carted_not_bought_items_lookback": 0,                   # i1 carted Jan 2, bought Jan 3
+        "sessions_lookback": 3, "events_per_session_lookback": 4 / 3,
+        "last_session_events": 2, "days_since_last_session_start": 0.5,
+        "top_category_share_lookback": 3 / 4,                    # c1: 3 of 4 events
+        "weekend_share_lookback": 0.0,                           # Jan 1-3 2024: Mon-Wed
+        "returns_value_lookback": 0.0, "returns_value_share_lookback": 0.0,
+    },
+    # window (Dec 31, Jan 10]: purchase instants Jan 3 12:00 and Jan 6 00:00; return Jan 9
+    ("u1", datetime(2024, 1, 10)): {
+        "purchase_gap_mean_days_lookback": 2.5,
+        "purchase_gap_std_days_lookback": None,                  # a single gap
+        "purchase_recency_over_mean_gap_lookback": 4 / 2.5,      # last purchase Jan 6
+        "returns_value_lookback": 20.0,                          # 20.0 x |-1|
+        "returns_value_share_lookback": 20 / (20 + 5 + 20 + 20),
+    },
+    # window (Jan 4, Jan 14]: i2 carted Jan 12 09:00 without a price, bought only Jan 15
+    ("u2", datetime(2024, 1, 14)): {
+        "carted_not_bought_items_lookback": 1, "carted_not_bought_value_lookback": 0.0,
+        "days_since_last_cart": 1.625, "viewed_only_items_lookback": 0,
+        "purchase_rate_short_over_lookback": None,
+    },
+    # the serving snapshot: one view of i4 at 12:00 on a Saturday, no category, price 7.0
+    ("u4", datetime(2024, 1, 20, 12)): {
+        "hour_sin_mean_lookback": 0.0, "hour_cos_mean_lookback": -1.0,
+        "hour_concentration_lookback": 1.0, "weekend_share_lookback": 1.0,
+        "night_share_lookback": 0.0,
+        "touched_item_popularity_lookback": 1.0, "touched_item_conversion_rate_lookback": 0.0,
+        "touched_category_conversion_rate_lookback": None, "top_category_share_lookback": None,
+        # no category: against the shop's priced events in the window, 5, 5, 10 and 7
+        "viewed_price_index_lookback": 7.0 / 6.75, "bought_price_index_lookback": None,
+        "carted_not_bought_items_lookback": 0, "days_since_last_cart": None,
+        "sessions_lookback": 1, "last_session_length_days": 0.0,
+    },
+}
+
+
+def test_feature_families_match_the_hand_computed_values(built: Built) -> None:
+    features = read_mart(built.settings, "user_features").to_pandas()
+    rows = _rows_by_key(features, "user_id")
+    for key, expected in EXPECTED_FAMILY_FEATURES.items():
+        for column, value in expected.items():
+            got = rows[key][column]
+            if value is None:
+                assert pd.isna(got), (key, column, got)
+            else:
+                assert got == pytest.approx(value), (key, column)
+
+
+def test_feature_families_are_the_intermediate_models_joined(built: Built) -> None:
+    """Each family model has one row per user_features row, and the mart copies it."""
+    marts = read_mart(built.settings, "user_features").to_pandas()
+    keys = ["user_id", "cutoff_time"]
+    for model in FAMILY_MODELS:
+        family = built.query(f"select * from {{intermediate}}.{model}")
+        assert len(family) == len(marts), model
+        merged = marts.merge(family, on=keys, suffixes=("", "_family"), validate="one_to_one")
+        for column in family.columns.drop(keys):
+            pd.testing.assert_series_equal(
+                merged[column], merged[f"{column}_family"], check_names=False, check_dtype=False
+            )

@@ -138,17 +138,28 @@ def test_leakage_test_fails_when_features_read_past_the_cutoff(
     write_raw_events(hand_settings, hand_events())
 
     with pytest.raises(DbtError) as caught:
-        # the intermediate's own range test would stop the build first; skip it so the
-        # marts are built and the leakage tests get to judge them
+        # the intermediate's own range test would stop the build first, and so would the
+        # feature families' tests (they read the same window); skip them so the marts are
+        # built and the marts' leakage tests get to judge them
         run_dbt(
             hand_settings,
-            command="build --exclude int_user_events_by_cutoff_inside_lookback",
+            command="build --exclude int_user_events_by_cutoff_inside_lookback"
+                    " tag:feature_family,resource_type:test",
             select="+user_features +item_features",
             project_dir=project,
         )
     failed = {node.name for node in caught.value.failures if node.status == "fail"}
     assert {"assert_user_features_use_no_future_events",
             "assert_item_features_use_no_future_events"} <= failed
+
+    # each feature family's own leakage test sees it too
+    with pytest.raises(DbtError) as caught:
+        run_dbt(hand_settings, command="test", select="tag:feature_family",
+                project_dir=project)
+    failed = {node.name for node in caught.value.failures if node.status == "fail"}
+    families = ("timing", "trend", "intent", "session", "context", "time_profile", "money")
+    assert {f"assert_int_user_{family}_features_use_no_future_events"
+            for family in families} <= failed
 
 
 def test_lifetime_leakage_test_fails_when_lifetime_features_read_past_the_cutoff(
@@ -202,3 +213,33 @@ def test_stale_source_freshness_only_warns(hand_settings: Settings) -> None:
     write_raw_events(hand_settings, hand_events())  # ingested_at in January 2024
     result = run_dbt(hand_settings, command="source freshness")
     assert [(node.name, node.status) for node in result.nodes] == [("raw_events", "warn")]
+
+
+def test_feature_families_work_on_purchase_only_data_without_categories(
+    any_backend_settings: Settings,
+) -> None:
+    """No views, no carts, no category_id (e.g. an order export): the whole build passes,
+    every family's leakage test included; intent features are 0 or null, category ones null."""
+    from shopflow.features.schema import FAMILY_FEATURES
+    from shopflow.transform import read_mart
+
+    settings = any_backend_settings
+    orders_only = [replace(event, category_id=None) for event in hand_events()
+                   if event.event_type == "purchase"]
+    write_raw_events(settings, orders_only)
+    result = run_dbt(settings)
+    assert result.success
+    features = read_mart(settings, "user_features").to_pandas()
+    assert len(features) > 0
+    assert (features.carted_not_bought_items_lookback == 0).all()
+    assert (features.viewed_only_items_lookback == 0).all()
+    assert (features.max_views_of_one_item_lookback == 0).all()
+    assert (features.touched_item_popularity_lookback >= 1).all()
+    for always_null in ("days_since_last_cart", "viewed_price_index_lookback",
+                        "touched_category_conversion_rate_lookback",
+                        "top_category_share_lookback"):
+        assert features[always_null].isna().all(), always_null
+    # without a category a price is compared with the whole shop's mean price
+    assert features.bought_price_index_lookback.notna().any()
+    not_null = [f.name for f in FAMILY_FEATURES if not f.nullable]
+    assert features[not_null].notna().all().all()

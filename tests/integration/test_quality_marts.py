@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shopflow.features.schema import FAMILY_FEATURES
 from shopflow.quality import GateFailed, run_gate
 from shopflow.quality.metrics import load_baseline
 from shopflow.warehouse import connect
@@ -70,6 +71,15 @@ def user_features(seed: int = 0) -> pd.DataFrame:
     counts = [c for c in frame.columns if c.endswith(("_7d", "_30d", "_90d", "_lookback", "_lifetime"))
               and not c.startswith("monetary")]
     frame[counts] = frame[counts].astype("float64")
+    # the feature families: values inside each kind's range, nullable ones sometimes null
+    family_rng = np.random.default_rng([seed, 19])
+    for feature in FAMILY_FEATURES:
+        low, high = feature.value_range
+        values = family_rng.uniform(0.0 if low is None else low, 5.0 if high is None else high,
+                                    len(frame))
+        if feature.nullable:
+            values[family_rng.uniform(size=len(frame)) < 0.2] = np.nan
+        frame[feature.name] = values
     return frame
 
 

@@ -154,7 +154,9 @@ def test_marts_suite_checks_every_catalogue_feature_by_kind() -> None:
     assert sorted(marts.ITEM_FEATURE_COLUMNS) == sorted(ITEM_TABLE.feature_names)
     for table, groups in (
         (USER_TABLE, {"rate": marts.USER_RATE_COLUMNS, "count": marts.USER_COUNT_COLUMNS,
-                      "duration": marts.USER_DURATION_COLUMNS, "flag": marts.USER_FLAG_COLUMNS}),
+                      "duration": marts.USER_DURATION_COLUMNS, "flag": marts.USER_FLAG_COLUMNS,
+                      "ratio": marts.USER_RATIO_COLUMNS,
+                      "cyclical": marts.USER_CYCLICAL_COLUMNS}),
         (ITEM_TABLE, {"rate": marts.ITEM_RATE_COLUMNS, "count": marts.ITEM_COUNT_COLUMNS,
                       "price": marts.ITEM_PRICE_COLUMNS, "rank": marts.ITEM_RANK_COLUMNS}),
     ):
@@ -166,11 +168,15 @@ def test_marts_suite_checks_every_catalogue_feature_by_kind() -> None:
 def test_user_features_promise_no_nulls_but_purchase_ages_and_the_suite_checks_each() -> None:
     from expectations.marts import build_user_features_suite
 
+    from shopflow.features.schema import FAMILY_FEATURES
     from shopflow.settings import QualitySettings
 
+    # NULL = never bought, or a family feature where undefined (the missing-value policy
+    # in user_feature_catalogue); the other base features never are
+    family = {f.name for f in FAMILY_FEATURES}
     nullable = {f.name for f in USER_TABLE.catalogue if f.nullable}
-    # NULL = never bought (the missing-value policy in user_feature_catalogue)
-    assert nullable == {"days_since_first_purchase", "days_since_last_purchase"}
+    assert nullable - family == {"days_since_first_purchase", "days_since_last_purchase"}
+    assert nullable & family
     suite = build_user_features_suite(quality=QualitySettings())
     not_null = {
         e.column for e in suite.expectations
@@ -187,6 +193,8 @@ def test_value_ranges_follow_the_kind() -> None:
     assert ITEM_TABLE.feature("item_popularity_rank").value_range == (1.0, None)
     assert ITEM_TABLE.feature("item_popularity_rank").mart_type == "INTEGER"
     assert ITEM_TABLE.feature("item_avg_price").nullable
+    assert USER_TABLE.feature("hour_sin_mean_lookback").value_range == (-1.0, 1.0)
+    assert USER_TABLE.feature("event_rate_short_over_lookback").value_range == (0.0, None)
     with pytest.raises(KeyError, match="user_features has no feature 'nope'"):
         USER_TABLE.feature("nope")
 

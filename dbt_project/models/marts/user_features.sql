@@ -121,6 +121,86 @@ joined as (
 
 ),
 
+----------  feature families (one intermediate model each, keyed like `joined`). Unlike the
+----------  base features, a family feature is NULL where undefined (see its description).
+families as (
+
+    select
+        timing.user_id as family_user_id,
+        timing.cutoff_time as family_cutoff_time,
+        timing.event_gap_mean_days_lookback,
+        timing.event_gap_std_days_lookback,
+        timing.event_gap_cv_lookback,
+        timing.purchase_gap_mean_days_lookback,
+        timing.purchase_gap_std_days_lookback,
+        timing.purchase_gap_cv_lookback,
+        timing.purchase_recency_over_mean_gap_lookback,
+        trend.event_rate_short_over_lookback,
+        trend.purchase_rate_short_over_lookback,
+        trend.monetary_rate_short_over_lookback,
+        intent.carted_not_bought_items_lookback,
+        intent.carted_not_bought_value_lookback,
+        intent.viewed_only_items_lookback,
+        intent.repeat_viewed_items_lookback,
+        intent.max_views_of_one_item_lookback,
+        intent.days_since_last_cart,
+        session.sessions_lookback,
+        session.events_per_session_lookback,
+        session.mean_session_length_days_lookback,
+        session.last_session_events,
+        session.last_session_length_days,
+        session.days_since_last_session_start,
+        context.touched_item_popularity_lookback,
+        context.touched_item_conversion_rate_lookback,
+        context.touched_category_conversion_rate_lookback,
+        context.top_category_share_lookback,
+        time_profile.hour_sin_mean_lookback,
+        time_profile.hour_cos_mean_lookback,
+        time_profile.hour_concentration_lookback,
+        time_profile.weekday_sin_mean_lookback,
+        time_profile.weekday_cos_mean_lookback,
+        time_profile.weekend_share_lookback,
+        time_profile.night_share_lookback,
+        money.viewed_price_index_lookback,
+        money.bought_price_index_lookback,
+        money.returns_value_lookback,
+        money.returns_value_share_lookback
+
+    from {{ ref('int_user_timing_features') }} as timing
+
+    left join {{ ref('int_user_trend_features') }} as trend
+        on
+            timing.user_id = trend.user_id
+            and timing.cutoff_time = trend.cutoff_time
+
+    left join {{ ref('int_user_intent_features') }} as intent
+        on
+            timing.user_id = intent.user_id
+            and timing.cutoff_time = intent.cutoff_time
+
+    left join {{ ref('int_user_session_features') }} as session
+        on
+            timing.user_id = session.user_id
+            and timing.cutoff_time = session.cutoff_time
+
+    left join {{ ref('int_user_context_features') }} as context
+        on
+            timing.user_id = context.user_id
+            and timing.cutoff_time = context.cutoff_time
+
+    left join {{ ref('int_user_time_profile_features') }} as time_profile
+        on
+            timing.user_id = time_profile.user_id
+            and timing.cutoff_time = time_profile.cutoff_time
+
+    left join {{ ref('int_user_money_features') }} as money
+        on
+            timing.user_id = money.user_id
+            and timing.cutoff_time = money.cutoff_time
+
+),
+----------  end of feature families
+
 final as (
 
     select
@@ -165,9 +245,55 @@ final as (
         distinct_items_lookback,
         distinct_categories_lookback,
         active_days_lookback,
-        cast(case when orders_lifetime >= 2 then 1 else 0 end as double precision) as is_returning_buyer
+        cast(case when orders_lifetime >= 2 then 1 else 0 end as double precision) as is_returning_buyer,
+        -- feature families (to the end of the select); a customer without events in the
+        -- lookback (dormant) has no family row: counts, rates, shares and the time profile
+        -- are 0 for them, the last session start is their last event, the rest stays NULL
+        event_gap_mean_days_lookback,
+        event_gap_std_days_lookback,
+        event_gap_cv_lookback,
+        purchase_gap_mean_days_lookback,
+        purchase_gap_std_days_lookback,
+        purchase_gap_cv_lookback,
+        purchase_recency_over_mean_gap_lookback,
+        coalesce(event_rate_short_over_lookback, 0.0) as event_rate_short_over_lookback,
+        purchase_rate_short_over_lookback,
+        monetary_rate_short_over_lookback,
+        coalesce(carted_not_bought_items_lookback, 0.0) as carted_not_bought_items_lookback,
+        coalesce(carted_not_bought_value_lookback, 0.0) as carted_not_bought_value_lookback,
+        coalesce(viewed_only_items_lookback, 0.0) as viewed_only_items_lookback,
+        coalesce(repeat_viewed_items_lookback, 0.0) as repeat_viewed_items_lookback,
+        coalesce(max_views_of_one_item_lookback, 0.0) as max_views_of_one_item_lookback,
+        days_since_last_cart,
+        coalesce(sessions_lookback, 0.0) as sessions_lookback,
+        coalesce(events_per_session_lookback, 0.0) as events_per_session_lookback,
+        coalesce(mean_session_length_days_lookback, 0.0) as mean_session_length_days_lookback,
+        coalesce(last_session_events, 0.0) as last_session_events,
+        coalesce(last_session_length_days, 0.0) as last_session_length_days,
+        coalesce(days_since_last_session_start, seconds_since_last_event / 86400.0)
+            as days_since_last_session_start,
+        coalesce(touched_item_popularity_lookback, 0.0) as touched_item_popularity_lookback,
+        touched_item_conversion_rate_lookback,
+        touched_category_conversion_rate_lookback,
+        top_category_share_lookback,
+        coalesce(hour_sin_mean_lookback, 0.0) as hour_sin_mean_lookback,
+        coalesce(hour_cos_mean_lookback, 0.0) as hour_cos_mean_lookback,
+        coalesce(hour_concentration_lookback, 0.0) as hour_concentration_lookback,
+        coalesce(weekday_sin_mean_lookback, 0.0) as weekday_sin_mean_lookback,
+        coalesce(weekday_cos_mean_lookback, 0.0) as weekday_cos_mean_lookback,
+        coalesce(weekend_share_lookback, 0.0) as weekend_share_lookback,
+        coalesce(night_share_lookback, 0.0) as night_share_lookback,
+        viewed_price_index_lookback,
+        bought_price_index_lookback,
+        coalesce(returns_value_lookback, 0.0) as returns_value_lookback,
+        returns_value_share_lookback
 
     from joined
+
+    left join families
+        on
+            joined.user_id = families.family_user_id
+            and joined.cutoff_time = families.family_cutoff_time
 
 )
 

@@ -38,13 +38,17 @@ TIMESTAMP_FIELD = "cutoff_time"
 CREATED_FIELD = "created_at"
 """When the row became known. Optional in the marts; defaults to ``cutoff_time``."""
 
-FeatureKind = Literal["duration", "count", "rate", "amount", "flag", "price", "rank"]
+FeatureKind = Literal[
+    "duration", "count", "rate", "amount", "flag", "price", "rank", "ratio", "cyclical"
+]
 """What a feature measures, which fixes the values the marts promise for it.
 
 ``duration``: days, >= 0. ``count``: events, lines, orders or distinct things, >= 0.
 ``rate``: a share, in [0, 1]. ``amount``: money or a per-order average, not range-checked
 by the marts suite. ``flag``: 0 or 1. ``price``: a unit price, null when no event in the
-window carried one. ``rank``: 1 = first.
+window carried one. ``rank``: 1 = first. ``ratio``: a non-negative quotient or mean that
+is not a share (a trend ratio, a price index, events per session), >= 0, upper bound in its
+description. ``cyclical``: a mean of sin or cos of a clock angle, in [-1, 1].
 """
 
 _RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -55,6 +59,8 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "flag": (0.0, 1.0),
     "price": (None, None),
     "rank": (1.0, None),
+    "ratio": (0.0, None),
+    "cyclical": (-1.0, 1.0),
 }
 
 
@@ -71,7 +77,7 @@ class Feature:
     mart_type: str = "DOUBLE"
     """SQL type in the mart. The Parquet export casts every feature to DOUBLE for Feast."""
     nullable: bool = False
-    """Whether the mart may hold nulls (the user marts promise none at all)."""
+    """Whether the mart may hold nulls (only the user feature families, where undefined)."""
     baseline: bool = False
     """Whether the logistic baseline reads it (its recency/frequency/monetary columns)."""
 
@@ -80,6 +86,136 @@ class Feature:
         """Inclusive ``(min, max)`` the mart promises for non-null values (None: open)."""
         return _RANGES[self.kind]
 
+
+FAMILY_FEATURES: tuple[Feature, ...] = (
+    # timing (int_user_timing_features): gaps between consecutive distinct instants
+    Feature("event_gap_mean_days_lookback",
+            "Mean days between consecutive distinct event instants, both in the window; "
+            "null with fewer than two instants.",
+            "duration", nullable=True),
+    Feature("event_gap_std_days_lookback",
+            "Sample standard deviation of those gaps in days; null with fewer than two gaps.",
+            "duration", nullable=True),
+    Feature("event_gap_cv_lookback",
+            "event_gap_std / event_gap_mean (regularity, 0 = clockwork); null when the std is.",
+            "ratio", nullable=True),
+    Feature("purchase_gap_mean_days_lookback",
+            "Mean days between consecutive distinct purchase instants, both in the window; "
+            "null with fewer than two.",
+            "duration", nullable=True),
+    Feature("purchase_gap_std_days_lookback",
+            "Sample standard deviation of those purchase gaps in days; null with fewer than two "
+            "gaps.",
+            "duration", nullable=True),
+    Feature("purchase_gap_cv_lookback",
+            "purchase_gap_std / purchase_gap_mean (buying regularity); null when the std is.",
+            "ratio", nullable=True),
+    Feature("purchase_recency_over_mean_gap_lookback",
+            "Days since the last purchase / purchase_gap_mean_days_lookback, capped at 100 "
+            "(> 1: overdue); null without a purchase gap.",
+            "ratio", nullable=True),
+    # trend (int_user_trend_features): short window = min(horizon, lookback)
+    Feature("event_rate_short_over_lookback",
+            "Events per day in the short window (min(horizon, lookback)) / events per day in "
+            "the lookback; 1 = steady, in [0, lookback / short].",
+            "ratio"),
+    Feature("purchase_rate_short_over_lookback",
+            "Purchase lines per day in the short window / per day in the lookback; null "
+            "without a purchase in the lookback.",
+            "ratio", nullable=True),
+    Feature("monetary_rate_short_over_lookback",
+            "Purchase amount per day in the short window / per day in the lookback; null "
+            "without a purchase amount in the lookback.",
+            "ratio", nullable=True),
+    # intent (int_user_intent_features)
+    Feature("carted_not_bought_items_lookback",
+            "Items whose last cart in the window is later than their last purchase there (or "
+            "that have none); 0 without carts.",
+            "count"),
+    Feature("carted_not_bought_value_lookback",
+            "Sum over those items of the highest unit price their carts carried (0 without a "
+            "price).",
+            "amount"),
+    Feature("viewed_only_items_lookback",
+            "Items viewed in the window but neither carted nor bought there.", "count"),
+    Feature("repeat_viewed_items_lookback", "Items viewed at least twice in the window.",
+            "count"),
+    Feature("max_views_of_one_item_lookback",
+            "Most views of a single item in the window; 0 without views.", "count"),
+    Feature("days_since_last_cart",
+            "Days from the last add-to-cart in the window; null without one.",
+            "duration", nullable=True),
+    # sessions (int_user_session_features): split at gaps over min(30 minutes, horizon)
+    Feature("sessions_lookback",
+            "Sessions (split at gaps over min(30 minutes, horizon)) with an event in the "
+            "window.",
+            "count"),
+    Feature("events_per_session_lookback", "Events in the window / sessions_lookback (>= 1).",
+            "ratio"),
+    Feature("mean_session_length_days_lookback",
+            "Mean days from a session's first to its last event, within the window.",
+            "duration"),
+    Feature("last_session_events", "Events of the latest session, up to the cutoff.", "count"),
+    Feature("last_session_length_days",
+            "Days from the first to the last event of the latest session, within the window.",
+            "duration"),
+    Feature("days_since_last_session_start",
+            "Days from the start of the latest session (within the window) to the cutoff; "
+            "a customer without events in the window: days from their last event.",
+            "duration"),
+    # context (int_user_context_features): every user's events in the same window
+    Feature("touched_item_popularity_lookback",
+            "Mean events (all users, same window) of the distinct items the user touched.",
+            "ratio"),
+    Feature("touched_item_conversion_rate_lookback",
+            "purchases / (views + carts + purchases) of all users on the items the user "
+            "touched, same window; null when all are 0.",
+            "rate", nullable=True),
+    Feature("touched_category_conversion_rate_lookback",
+            "purchases / (views + carts + purchases) of all users in the categories the user "
+            "touched, same window; null without categories.",
+            "rate", nullable=True),
+    Feature("top_category_share_lookback",
+            "Share of the user's categorised events in their most active category; null "
+            "without categories.",
+            "rate", nullable=True),
+    # time profile (int_user_time_profile_features): UTC clock, circular means
+    Feature("hour_sin_mean_lookback", "Mean of sin(2 pi hour / 24) over the window's events.",
+            "cyclical"),
+    Feature("hour_cos_mean_lookback", "Mean of cos(2 pi hour / 24) over the window's events.",
+            "cyclical"),
+    Feature("hour_concentration_lookback",
+            "Length of the mean (sin, cos) hour vector: 1 = always the same hour, 0 = spread.",
+            "rate"),
+    Feature("weekday_sin_mean_lookback",
+            "Mean of sin(2 pi weekday / 7), Monday = 0, over the window's events.", "cyclical"),
+    Feature("weekday_cos_mean_lookback",
+            "Mean of cos(2 pi weekday / 7), Monday = 0, over the window's events.", "cyclical"),
+    Feature("weekend_share_lookback", "Share of the window's events on a Saturday or Sunday.",
+            "rate"),
+    Feature("night_share_lookback", "Share of the window's events between 00:00 and 06:00.",
+            "rate"),
+    # money (int_user_money_features): category price level at the cutoff
+    Feature("viewed_price_index_lookback",
+            "Mean over priced views of price / the category's mean price in the window (all "
+            "users; the shop's without a category); null without a priced view.",
+            "ratio", nullable=True),
+    Feature("bought_price_index_lookback",
+            "Mean over priced purchases of price / the category's mean price in the window "
+            "(all users; the shop's without a category); null without one.",
+            "ratio", nullable=True),
+    Feature("returns_value_lookback",
+            "Sum of price x |quantity| over returns in the window (a missing price counts 0).",
+            "amount"),
+    Feature("returns_value_share_lookback",
+            "returns_value / (purchase amount + returns_value); null when both are 0.",
+            "rate", nullable=True),
+)
+"""Point-in-time feature families appended to ``marts.user_features`` (one dbt model each,
+``dbt_project/models/intermediate/int_user_*_features.sql``). Missing values are explicit:
+``nullable`` ones are null where undefined (trees read nulls natively), never imputed. A
+customer without events in the lookback (dormant) has no family row: ``user_features``
+gives them 0 for the non-nullable counts, rates, shares and time profile."""
 
 LEGACY_USER_CATALOGUE: tuple[Feature, ...] = (
     Feature("recency_days", "Days from the last event in the window to the cutoff.",
@@ -181,13 +317,14 @@ def user_feature_catalogue(
 
     Lifetime features first (every customer with an event at or before the cutoff has a
     row, dormant ones included), then the windowed families over the task's windows, then
-    the features over the whole lookback.
+    the features over the whole lookback, then the feature families.
 
-    Missing values: only ``days_since_first_purchase`` and ``days_since_last_purchase``
-    are nullable, NULL when the customer never bought before the cutoff (there is no
-    honest number of days since a purchase that never happened). Tree families read NULL
-    (NaN) natively; the baseline and the MLP impute it (median of the training rows).
-    Every other user feature is non-null.
+    Missing values: ``days_since_first_purchase`` and ``days_since_last_purchase`` are
+    NULL when the customer never bought before the cutoff (there is no honest number of
+    days since a purchase that never happened); a family feature
+    (:data:`FAMILY_FEATURES`, last) is NULL where its description says it is undefined.
+    Tree families read NULL (NaN) natively; the baseline and the MLP impute it (median of
+    the training rows). Every other user feature is non-null.
 
     Args:
         settings: the run's settings; the windows are
@@ -256,7 +393,7 @@ def user_feature_catalogue(
                 "1.0 when the customer has at least two orders at or before the cutoff (all "
                 "history).", "flag"),
     )
-    return (*lifetime, *windowed, *lookback)
+    return (*lifetime, *windowed, *lookback, *FAMILY_FEATURES)
 
 
 USER_CATALOGUE: tuple[Feature, ...] = user_feature_catalogue()

@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-from shopflow.features.schema import USER_TABLE
+from shopflow.features.schema import FAMILY_FEATURES, USER_TABLE
 
 USER_FEATURES: tuple[str, ...] = tuple(USER_TABLE.feature_names)
 """The feature columns of the frame: the default task's user features, in mart order."""
@@ -96,12 +96,14 @@ def synthetic_training_frame(
         "is_returning_buyer": returning,
     }
     frame = pd.DataFrame({name: simulated.get(name, np.nan) for name in USER_FEATURES})
-    missing = sorted(set(USER_FEATURES) - set(simulated) - set(_LIFETIME_ONLY))
+    families = {f.name for f in FAMILY_FEATURES}
+    missing = sorted(set(USER_FEATURES) - set(simulated) - set(_LIFETIME_ONLY) - families)
     if missing:
         raise ValueError(
             f"synthetic_training_frame does not simulate {missing} of the catalogue "
             "(shopflow.features.schema); simulate every catalogue feature"
         )
+    _add_family_features(frame, activity, seed)
     for k in range(extra_features):
         frame[f"noise_{k}"] = rng.normal(size=n)
     tenure = frame["tenure_days"].to_numpy()
@@ -138,3 +140,30 @@ def synthetic_training_frame(
     frame.insert(1, "event_timestamp", base + pd.to_timedelta(stamps * cutoff_every_days, unit="D"))
     frame.insert(2, "label", label)
     return frame
+
+
+def _add_family_features(frame: pd.DataFrame, activity: np.ndarray, seed: int) -> None:
+    """The feature-family columns (``FAMILY_FEATURES``), in catalogue order, carrying no signal.
+
+    Drawn from their own generator so the base features and the label are exactly what
+    they were before the families existed; values stay inside each kind's range and the
+    nullable ones are null for about a third of the rows, as in the marts.
+    """
+    rng = np.random.default_rng([seed, 19])
+    n = len(frame)
+    for feature in FAMILY_FEATURES:
+        if feature.kind == "count":
+            values = rng.poisson(0.5 + 2 * activity).astype(float)
+        elif feature.kind == "rate":
+            values = rng.uniform(0.0, 1.0, n)
+        elif feature.kind == "cyclical":
+            values = rng.uniform(-1.0, 1.0, n)
+        elif feature.kind == "ratio":
+            values = rng.gamma(2.0, 0.5, n)
+        elif feature.kind == "duration":
+            values = rng.exponential(5.0, n)
+        else:
+            values = rng.gamma(1.5, 10.0, n)
+        if feature.nullable:
+            values[rng.uniform(size=n) < 0.3] = np.nan
+        frame[feature.name] = values
