@@ -147,7 +147,10 @@ def build_user_features_suite(
     counts = _names(catalogue, "count")
     rates = _names(catalogue, "rate")
     flags = _names(catalogue, "flag")
-    columns = (*durations, *counts, *rates, *_names(catalogue, "amount", "flag"))
+    ratios = _names(catalogue, "ratio")
+    cyclical = _names(catalogue, "cyclical")
+    columns = (*durations, *counts, *rates, *_names(catalogue, "amount", "flag"), *ratios,
+               *cyclical)
     non_null = tuple(c for c in columns if c not in {f.name for f in catalogue if f.nullable})
     pairs = _window_pairs(catalogue)
     expectations = [
@@ -183,7 +186,7 @@ def build_user_features_suite(
                 column=column,
                 min_value=0,
             )
-            for column in USER_RATIO_COLUMNS
+            for column in ratios
         ),
         *(
             check(
@@ -195,7 +198,7 @@ def build_user_features_suite(
                 min_value=-1,
                 max_value=1,
             )
-            for column in USER_CYCLICAL_COLUMNS
+            for column in cyclical
         ),
         *(
             check(

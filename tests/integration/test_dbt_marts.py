@@ -330,13 +330,16 @@ def test_feature_families_match_the_hand_computed_values(built: Built) -> None:
 
 
 def test_feature_families_are_the_intermediate_models_joined(built: Built) -> None:
-    """Each family model has one row per user_features row, and the mart copies it."""
+    """Each family model has one row per user_features row with events in the lookback, and
+    the mart copies it; a dormant user's row (no events in the lookback) has none."""
     marts = read_mart(built.settings, "user_features").to_pandas()
     keys = ["user_id", "cutoff_time"]
+    active = marts[marts["events_10d"] > 0]  # the hand shop's lookback is 10 days
+    assert len(active) < len(marts)  # the fixture holds a dormant user
     for model in FAMILY_MODELS:
         family = built.query(f"select * from {{intermediate}}.{model}")
-        assert len(family) == len(marts), model
-        merged = marts.merge(family, on=keys, suffixes=("", "_family"), validate="one_to_one")
+        assert len(family) == len(active), model
+        merged = active.merge(family, on=keys, suffixes=("", "_family"), validate="one_to_one")
         for column in family.columns.drop(keys):
             pd.testing.assert_series_equal(
                 merged[column], merged[f"{column}_family"], check_names=False, check_dtype=False

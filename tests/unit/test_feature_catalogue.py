@@ -51,6 +51,7 @@ def test_dbt_yml_descriptions_are_the_catalogue_descriptions(table: FeatureTable
 def _final_columns(sql: str) -> list[str]:
     """Output column names of the model's ``final`` CTE, in select order."""
     body = sql.split("final as (", 1)[1].split("\n    from ", 1)[0]
+    body = re.sub(r"--[^\n]*", "", body)  # comments may hold commas
     body = body.split("select", 1)[1]
     names: list[str] = []
     depth = 0

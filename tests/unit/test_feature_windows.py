@@ -3,6 +3,7 @@ Python function and the dbt macro agree on, and a versioned feature service per 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jinja2
@@ -82,7 +83,7 @@ def test_settings_override_the_windows() -> None:
                              features={"windows": ["1d", "1h", "7d", "24h", "30m"]})
     assert tuple(window_suffix(w) for w in task_windows(settings)) == ("30m", "1h", "1d", "7d")
     names = user_table(settings).feature_names
-    assert [n for n in names if n.startswith("events_")] == [
+    assert [n for n in names if re.fullmatch(r"events_\d+[mhd]", n)] == [
         "events_30m", "events_1h", "events_1d", "events_7d",
     ]
     assert dbt_vars(settings)["feature_window_seconds"] == [30 * MINUTE, HOUR, DAY, 7 * DAY]

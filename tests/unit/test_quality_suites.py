@@ -130,10 +130,10 @@ def test_every_blocking_check_names_the_key_that_moves_its_threshold() -> None:
                 continue
             key = meta.get("key")
             args = {name: getattr(expectation, name, None) for name in _THRESHOLD_ARGS}
-            # a threshold from the settings (not a contract constant such as 0, 1 or "all
-            # rows") must name its quality.* key
+            # a threshold from the settings (not a contract constant such as 0, 1, the -1 of
+            # a sine's range or "all rows") must name its quality.* key
             configurable = (args["mostly"] not in (None, 1.0)
-                            or args["min_value"] not in (None, 0, 1)
+                            or args["min_value"] not in (None, 0, 1, -1)
                             or args["max_value"] not in (None, 1, 64))  # 64: MAX_ID_LENGTH
             if configurable:
                 assert key and key.startswith("quality."), (suite.name, meta["check"])
