@@ -34,6 +34,10 @@ class TableCheck:
 
 
 #: The tables behind each gate, in the order they are validated and reported.
+#: ``marts.user_features_v1`` (the frozen propensity_v1 features) is left out on purpose:
+#: its SQL does not change, its dbt data tests (one row per key, counts, rates, nested
+#: windows, times inside the lookback, no future events) fail ``dbt build`` before this
+#: gate runs, and validating a second copy of the user mart would double the gate's cost.
 GATE_TABLES: dict[str, tuple[TableCheck, ...]] = {
     "raw": (TableCheck("raw", "raw_events"),),
     "staging": (TableCheck("staging", "stg_shop__events"),),

@@ -5,6 +5,9 @@ training reads. The checks are the marts' promises (ARCHITECTURE.md): one row pe
 non-null features, counts and durations that cannot be negative, rates in [0, 1], nested
 windows (each of the task's windows holds the shorter ones), and a label rate that is plausible on its own and close
 to the last good build's.
+
+``marts.user_features_v1`` (the frozen features of ``propensity_v1``) has no suite here:
+its dbt data tests guard it (see ``GATE_TABLES`` in ``checkpoints.py``).
 """
 
 from __future__ import annotations

@@ -6,3 +6,4 @@ from shopflow.features.definitions import repo_definitions
 
 user_features_fv = repo_definitions().user_features_fv
 item_features_fv = repo_definitions().item_features_fv
+user_features_v1_fv = repo_definitions().user_features_v1_fv

@@ -183,6 +183,52 @@ EXPECTED_USER_FEATURES: dict[tuple[str, datetime], dict[str, float | None]] = {
     },
 }
 
+# marts.user_features_v1 (the frozen propensity_v1 SQL): the values user_features held
+# before its catalogue was generated for the task. Rows only where the user has an event
+# in (cutoff - 10d, cutoff]; windows 7d and 30d capped at the lookback (10d).
+EXPECTED_SERVING_USERS_V1 = ["u2", "u3", "u4"]  # u1's last event (Jan 9) is out of the lookback
+EXPECTED_USER_FEATURES_V1: dict[tuple[str, datetime], dict[str, float]] = {
+    # window (Dec 31, Jan 10]: events 1,2,3,4,6,7,8 (5 is the duplicate)
+    ("u1", _t(10)): {
+        "events_lookback": 7, "events_7d": 5, "events_30d": 7,  # 7d: (Jan 3, Jan 10]
+        "views_lookback": 2, "carts_lookback": 1, "purchases_lookback": 3,
+        "purchases_7d": 3, "purchases_30d": 3, "returns_lookback": 1, "orders_lookback": 2,
+        "monetary_lookback": 45.0, "monetary_30d": 45.0,  # 10*2 + 5*1 + 20*1
+        "avg_order_value": 22.5, "avg_basket_size": 2.0,  # units 2+1+1 over 2 orders
+        "cart_rate": 1 / 3, "conversion_rate": 0.5, "return_rate": 0.25,
+        "recency_days": 1.0, "days_since_last_purchase": 4.0, "tenure_days": 8 + 14 / 24,
+        "distinct_items_lookback": 3, "distinct_categories_lookback": 2,
+        "active_days_lookback": 6, "is_returning_buyer": 1.0,
+    },
+    # window (Jan 2 00:00, Jan 12]: event 2 sits exactly on the open edge -> 3,4,6,7,8
+    ("u1", _t(12)): {
+        "events_lookback": 5, "events_7d": 3, "views_lookback": 1, "carts_lookback": 0,
+        "purchases_lookback": 3, "purchases_7d": 1, "returns_lookback": 1,
+        "cart_rate": 0.0, "recency_days": 3.0, "days_since_last_purchase": 6.0,
+        "tenure_days": 8.5, "active_days_lookback": 4,
+    },
+    # events 9, 10 (11 is 9 hours after the cutoff); no purchase
+    ("u2", _t(12)): {
+        "events_lookback": 2, "views_lookback": 2, "purchases_lookback": 0, "orders_lookback": 0,
+        "monetary_lookback": 0.0, "avg_order_value": 0.0, "avg_basket_size": 0.0,
+        "cart_rate": 0.0, "conversion_rate": 0.0, "return_rate": 0.0,
+        "recency_days": 1.375, "days_since_last_purchase": 10.0, "tenure_days": 8.0,
+        "distinct_categories_lookback": 2, "is_returning_buyer": 0.0,
+    },
+    # events 12, 13, 14: two purchases without an order id are two orders
+    ("u3", _t(12)): {
+        "events_lookback": 3, "purchases_lookback": 2, "orders_lookback": 2,
+        "monetary_lookback": 25.0, "avg_order_value": 12.5, "avg_basket_size": 2.0,
+        "conversion_rate": 2 / 3, "recency_days": 1.0, "days_since_last_purchase": 1.0,
+        "tenure_days": 4 + 1 / 24, "is_returning_buyer": 1.0,
+    },
+    # the serving snapshot: one view, no category
+    ("u4", _t(20, 12)): {
+        "events_lookback": 1, "recency_days": 0.0, "tenure_days": 0.0,
+        "distinct_categories_lookback": 0, "days_since_last_purchase": 10.0,
+    },
+}
+
 EXPECTED_ITEM_FEATURES: dict[tuple[str, datetime], dict[str, float | None]] = {
     # window (Jan 2, Jan 12]: i2 <- 4 (u1 buys at 5), 10 (u2 views, no price),
     # 12 (u3 views at 5), 13 (u3 buys at 5)

@@ -26,13 +26,15 @@ from fixtures_raw import (
     EXPECTED_LABELS,
     EXPECTED_SERVING_CUTOFF,
     EXPECTED_SERVING_USERS,
+    EXPECTED_SERVING_USERS_V1,
     EXPECTED_TRAINING_CUTOFFS,
     EXPECTED_USER_FEATURES,
+    EXPECTED_USER_FEATURES_V1,
     HAND_TASK,
     hand_events,
     write_raw_events,
 )
-from shopflow.features.schema import FAMILY_FEATURES, user_table
+from shopflow.features.schema import FAMILY_FEATURES, USER_V1_TABLE, user_table
 from shopflow.settings import Settings, load_settings
 from shopflow.transform import DbtRunResult, publish_marts, read_mart, run_dbt
 
@@ -159,11 +161,12 @@ def test_build_runs_every_model_and_test_successfully(built: Built) -> None:
     models = {node.name for node in result.nodes if node.resource_type == "model"}
     assert models >= {
         "stg_shop__events", "int_cutoffs", "int_user_events_by_cutoff",
-        "user_features", "item_features", "purchase_labels",
+        "user_features", "item_features", "purchase_labels", "user_features_v1",
     }
     assert sum(node.resource_type == "unit_test" for node in result.nodes) >= 3
     assert models >= {"int_user_event_sequence", *FAMILY_MODELS}
     for leakage_test in ("assert_user_features_use_no_future_events",
+                         "assert_user_features_v1_use_no_future_events",
                          "assert_item_features_use_no_future_events",
                          *(f"assert_{model}_use_no_future_events" for model in FAMILY_MODELS)):
         assert result.node(leakage_test).status == "pass"
@@ -187,6 +190,7 @@ def test_schemas_are_exactly_prefix_plus_layer(built: Built) -> None:
         (schema("marts"), "user_features"),
         (schema("marts"), "item_features"),
         (schema("marts"), "purchase_labels"),
+        (schema("marts"), "user_features_v1"),
     }
 
 
@@ -239,6 +243,26 @@ def test_user_features_match_the_hand_computed_values(built: Built) -> None:
     assert training_keys == set(EXPECTED_LABELS)
 
 
+def test_v1_features_keep_the_old_hand_computed_values(built: Built) -> None:
+    """user_features_v1 is the old user_features SQL: the values its tests once expected."""
+    v1 = read_mart(built.settings, "user_features_v1").to_pandas()
+    assert list(v1.columns) == ["user_id", "cutoff_time", *USER_V1_TABLE.feature_names]
+    assert v1[USER_V1_TABLE.feature_names].notna().all().all()
+    rows = _rows_by_key(v1, "user_id")
+    for key, expected in EXPECTED_USER_FEATURES_V1.items():
+        assert key in rows, f"no user_features_v1 row for {key}"
+        for column, value in expected.items():
+            assert rows[key][column] == pytest.approx(value), (key, column)
+    serving = sorted(user for user, cutoff in rows if cutoff == EXPECTED_SERVING_CUTOFF)
+    assert serving == EXPECTED_SERVING_USERS_V1
+    # every cutoff, training ones too (gate 2 scores a v1 champion on the test cutoffs):
+    # exactly the user_features rows with an event in the lookback
+    current = read_mart(built.settings, "user_features").to_pandas()
+    active = current[current["events_10d"] >= 1]
+    assert set(rows) == set(zip(active.user_id, (t.to_pydatetime() for t in active.cutoff_time),
+                                strict=True))
+
+
 def test_labels_match_the_hand_computed_values(built: Built) -> None:
     labels = read_mart(built.settings, "purchase_labels").to_pandas()
     assert list(labels.columns) == LABEL_COLUMNS
@@ -262,7 +286,8 @@ def test_item_features_match_the_hand_computed_values(built: Built) -> None:
 
 def test_published_snapshots_equal_the_marts(built: Built) -> None:
     published = publish_marts(built.settings)
-    assert set(published) == {"user_features", "item_features", "purchase_labels"}
+    assert set(published) == {"user_features", "item_features", "purchase_labels",
+                              "user_features_v1"}
     for table, path in published.items():
         assert path == built.settings.data_dir / "marts" / f"{table}.parquet"
         snapshot = pq.read_table(path)

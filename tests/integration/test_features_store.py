@@ -67,7 +67,8 @@ def test_feast_cli_in_feature_repo_registers_the_same_objects(settings: Settings
     for side, home in ((via_cli, settings.home_dir), (via_python, other.home_dir)):
         side["views"] = [(*v[:3], v[3].replace(str(home), "HOME"), v[4]) for v in side["views"]]
     assert via_cli == via_python
-    assert {name for name, *_ in via_cli["services"]} == {"propensity_v2", "item_ranking_v1"}
+    assert {name for name, *_ in via_cli["services"]} == {"propensity_v2", "item_ranking_v1",
+                                                          "propensity_v1"}
 
 
 def test_cli_apply_materialize_get(settings: Settings) -> None:
@@ -135,7 +136,8 @@ def test_postgres_registry_is_shared_between_stores(postgres_url: str, postgres_
     materialize(writer)
     # The other "task" sees the definitions and the watermark without applying anything.
     other = get_store(reader)
-    assert {v.name for v in other.list_feature_views()} == {"user_features_fv", "item_features_fv"}
+    assert {v.name for v in other.list_feature_views()} == {
+        "user_features_fv", "item_features_fv", "user_features_v1_fv"}
     assert other.get_feature_view("user_features_fv").most_recent_end_time is not None
     import pandas as pd
 

@@ -209,6 +209,21 @@ def test_good_run_succeeds_with_every_stage(good_run: dict[str, Any],
     assert {"train_candidate[baseline]", "train_candidate[xgboost]"} <= set(tasks)
 
 
+def test_the_frozen_v1_features_are_published_exported_and_online(
+        good_run: dict[str, Any], workspace: dict[str, Path]) -> None:
+    """A champion on propensity_v1 stays servable: the run built, published and loaded v1."""
+    import sqlite3
+
+    assert good_run["rc"] == 0
+    home = workspace["home"]
+    assert (home / "data" / "marts" / "user_features_v1.parquet").is_file()
+    assert (home / "feast" / "data" / "user_features_v1.parquet").is_file()
+    with sqlite3.connect(home / "feast" / "online.db") as conn:
+        tables = {row[0] for row in conn.execute("select name from sqlite_master")}
+        (v1_table,) = [t for t in tables if t.endswith("_user_features_v1_fv")]
+        assert conn.execute(f'select count(*) from "{v1_table}"').fetchone()[0] > 0
+
+
 def test_service_hot_swapped_to_the_promoted_model_and_gate_3_passed(
         good_run: dict[str, Any], service: dict[str, Any], workspace: dict[str, Path]) -> None:
     decision = good_run["summary"]["decision"]

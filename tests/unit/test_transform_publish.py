@@ -33,6 +33,11 @@ def _make_marts(settings: Settings, *, skip: str | None = None) -> None:
                 "create table marts.item_features as select 'i1' as item_id, "
                 "timestamp '2024-01-04' as cutoff_time, cast(1 as integer) as item_popularity_rank"
             )
+        if skip != "user_features_v1":
+            conn.execute(
+                "create table marts.user_features_v1 as select 'u1' as user_id, "
+                "timestamp '2024-01-04' as cutoff_time, 3.0 as events_lookback"
+            )
         if skip != "purchase_labels":
             conn.execute(
                 "create table marts.purchase_labels as select 'u1' as user_id, "
@@ -56,7 +61,7 @@ def test_publish_writes_each_mart_sorted_with_stable_types(settings: Settings) -
     labels = pq.read_table(published["purchase_labels"])
     assert labels.schema.field("label").type == pa.int64()
     assert labels.column("label").to_pylist() == [1]
-    # only the three snapshots, no temporary files left behind
+    # only the snapshots, no temporary files left behind
     assert sorted(p.name for p in marts_dir(settings).iterdir()) == sorted(
         f"{name}.parquet" for name in MART_TABLES
     )

@@ -65,7 +65,8 @@ def apply(settings: Any, **kwargs: Any) -> ApplyResult:
     from shopflow.features.store import apply_definitions
 
     exported: list[dict[str, Any]] = []
-    if all(t.mart_path(settings).is_file() for t in FEATURE_TABLES):
+    # the frozen v1 mart is exported when published, never required (FeatureTable.legacy)
+    if all(t.mart_path(settings).is_file() for t in FEATURE_TABLES if not t.legacy):
         exported = [asdict(t) for t in export_marts(settings).tables]
     definitions = apply_definitions(settings, **kwargs)
     return ApplyResult(

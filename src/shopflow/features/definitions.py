@@ -21,6 +21,7 @@ from shopflow.features.schema import (
     PROPENSITY_V2,
     TIMESTAMP_FIELD,
     USER_TABLE,
+    USER_V1_TABLE,
     FeatureTable,
     propensity_service_name,
     user_table,
@@ -39,6 +40,8 @@ Versioned by catalogue (``shopflow.features.schema.propensity_service_name``):
 ``propensity_v1`` was the fixed 7d/30d list (``LEGACY_USER_CATALOGUE``); ``propensity_v2``
 is the task-generated catalogue that ``marts.user_features`` now holds."""
 LEGACY_PROPENSITY_SERVICE = PROPENSITY_V1
+"""The fixed 7d/30d list over ``marts.user_features_v1`` (frozen): a champion trained on it
+is still served and scored through it in gate 2."""
 ITEM_SERVICE = "item_ranking_v1"
 """All item features: for ranking items in ``/recommend``."""
 
@@ -55,6 +58,9 @@ class FeatureDefinitions:
     item_features_fv: FeatureView
     propensity_v2: FeatureService
     item_ranking_v1: FeatureService
+    user_features_v1_source: FileSource
+    user_features_v1_fv: FeatureView
+    propensity_v1: FeatureService
 
     def objects(self) -> list[Any]:
         """All objects, in the order ``FeatureStore.apply`` takes them."""
@@ -67,11 +73,16 @@ class FeatureDefinitions:
             self.item_features_fv,
             self.propensity_v2,
             self.item_ranking_v1,
+            self.user_features_v1_source,
+            self.user_features_v1_fv,
+            self.propensity_v1,
         ]
 
     def view_for(self, table: FeatureTable) -> FeatureView:
         """The feature view that serves a mart."""
-        return self.user_features_fv if table.name == USER_TABLE.name else self.item_features_fv
+        views = {USER_TABLE.name: self.user_features_fv, ITEM_TABLE.name: self.item_features_fv,
+                 USER_V1_TABLE.name: self.user_features_v1_fv}
+        return views[table.name]
 
 
 def _entity(table: FeatureTable, description: str) -> Entity:
@@ -166,6 +177,18 @@ def build_definitions(settings: Settings) -> FeatureDefinitions:
         tags={"owner": OWNER, "model": PROPENSITY_MODEL, "version": service_name.rsplit("_v", 1)[1]},
         owner=OWNER,
     )
+    user_v1_source = _source(settings, USER_V1_TABLE)
+    user_v1_fv = _view(settings, USER_V1_TABLE, user, user_v1_source)
+    propensity_v1 = FeatureService(
+        name=LEGACY_PROPENSITY_SERVICE,
+        features=[user_v1_fv],
+        description=(
+            "Inputs of the purchase-propensity models trained on v1: the fixed 7d/30d list "
+            "(LEGACY_USER_CATALOGUE) over marts.user_features_v1, kept for their champions."
+        ),
+        tags={"owner": OWNER, "model": PROPENSITY_MODEL, "version": "1"},
+        owner=OWNER,
+    )
     item_ranking = FeatureService(
         name=ITEM_SERVICE,
         features=[item_fv],
@@ -182,6 +205,9 @@ def build_definitions(settings: Settings) -> FeatureDefinitions:
         item_features_fv=item_fv,
         propensity_v2=propensity,
         item_ranking_v1=item_ranking,
+        user_features_v1_source=user_v1_source,
+        user_features_v1_fv=user_v1_fv,
+        propensity_v1=propensity_v1,
     )
 
 

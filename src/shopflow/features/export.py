@@ -263,10 +263,22 @@ def export_marts(
 ) -> ExportResult:
     """Export every feature mart for Feast (see the module docstring for the rules).
 
-    ``tables`` defaults to the run's (``feature_tables(settings)``: its task's catalogue).
+    ``tables`` defaults to the run's (``feature_tables(settings)``: its task's catalogue and
+    the frozen ``user_features_v1``). A legacy table whose snapshot was never published is
+    skipped with a warning (:attr:`FeatureTable.legacy`); any other missing one fails.
 
     Returns:
         Per-table counts: rows read and written, duplicates collapsed, corrections.
     """
     chosen = feature_tables(settings) if tables is None else tables
-    return ExportResult(tables=[export_table(settings, table) for table in chosen])
+    exported = []
+    for table in chosen:
+        if table.legacy and not table.mart_path(settings).is_file():
+            logger.warning(
+                "mart %s not published (%s): not exported; models on its feature service "
+                "cannot be trained, scored or served until `shopflow transform` publishes it",
+                table.name, table.mart_path(settings),
+            )
+            continue
+        exported.append(export_table(settings, table))
+    return ExportResult(tables=exported)

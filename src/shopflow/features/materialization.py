@@ -299,7 +299,8 @@ def materialize(
         settings: the run's settings (online store, overlap).
         start: window start (UTC; naive = UTC); default watermark - overlap, or all history.
         end: window end; default now.
-        tables: which feature tables; default all of the run's (``feature_tables(settings)``).
+        tables: which feature tables; default all of the run's (``feature_tables(settings)``;
+            a legacy table never exported is skipped with a warning).
         store: a FeatureStore to reuse.
 
     Returns:
@@ -309,5 +310,12 @@ def materialize(
 
     store = store or get_store(settings)
     chosen = feature_tables(settings) if tables is None else tables
-    views = [materialize_view(settings, store, t, start=start, end=end) for t in chosen]
+    views = []
+    for table in chosen:
+        if table.legacy and not table.offline_path(settings).is_file():
+            # never exported (its mart was not published): nothing to load, see export_marts
+            logger.warning("materialize %s: no offline file %s, skipped", table.view_name,
+                           table.offline_path(settings))
+            continue
+        views.append(materialize_view(settings, store, table, start=start, end=end))
     return MaterializeResult(online_store=settings.features.online_store, views=views)

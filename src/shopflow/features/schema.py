@@ -445,6 +445,12 @@ class FeatureTable:
     catalogue: tuple[Feature, ...]
     """The table's features, in mart column order."""
     description: str
+    legacy: bool = False
+    """A frozen mart kept for models trained on an older catalogue (``user_features_v1``).
+
+    Published, exported and materialized like the others; where its snapshot was never
+    published (hand-made marts, a home published before it existed) the export and the
+    materialization skip it with a warning instead of failing the current tables."""
 
     @property
     def features(self) -> dict[str, str]:
@@ -498,7 +504,19 @@ ITEM_TABLE = FeatureTable(
     catalogue=ITEM_CATALOGUE,
     description="Per-item demand and price over the lookback window before each cutoff.",
 )
-FEATURE_TABLES: tuple[FeatureTable, ...] = (USER_TABLE, ITEM_TABLE)
+USER_V1_TABLE = FeatureTable(
+    name="user_features_v1",
+    entity="user",
+    join_key="user_id",
+    catalogue=LEGACY_USER_CATALOGUE,
+    description=(
+        "Per-user behaviour in the lookback window before each cutoff, the fixed 7d/30d list "
+        "of propensity_v1 (frozen); every customer with an event in the lookback has a row."
+    ),
+    legacy=True,
+)
+"""``marts.user_features_v1``: the v1 catalogue, behind feature service ``propensity_v1``."""
+FEATURE_TABLES: tuple[FeatureTable, ...] = (USER_TABLE, ITEM_TABLE, USER_V1_TABLE)
 """The tables of the default task; :func:`feature_tables` gives a run's."""
 
 
@@ -511,8 +529,8 @@ def user_table(settings: Settings) -> FeatureTable:
 
 
 def feature_tables(settings: Settings) -> tuple[FeatureTable, ...]:
-    """The feature tables Feast serves for this run's task."""
-    return (user_table(settings), ITEM_TABLE)
+    """The feature tables Feast serves for this run's task (the legacy v1 table last)."""
+    return (user_table(settings), ITEM_TABLE, USER_V1_TABLE)
 
 
 PROPENSITY_V1 = "propensity_v1"

@@ -29,6 +29,8 @@ MART_TABLES: dict[str, tuple[str, ...]] = {
     "user_features": ("user_id", "cutoff_time"),
     "item_features": ("item_id", "cutoff_time"),
     "purchase_labels": ("user_id", "cutoff_time"),
+    # the frozen propensity_v1 features, for champions trained on them
+    "user_features_v1": ("user_id", "cutoff_time"),
 }
 
 
@@ -105,9 +107,9 @@ def _normalise_types(table: pa.Table) -> pa.Table:
 
 
 def publish_marts(settings: Settings) -> dict[str, Path]:
-    """Write the three marts to ``data_dir/marts/<table>.parquet``, each atomically.
+    """Write the marts (:data:`MART_TABLES`) to ``data_dir/marts/<table>.parquet``, atomically.
 
-    Call only after the marts quality gate has passed. All three are read before any
+    Call only after the marts quality gate has passed. All are read before any
     is written, so a warehouse error leaves every old snapshot as it was.
 
     Returns:
