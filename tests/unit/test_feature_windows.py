@@ -120,3 +120,15 @@ def test_the_widest_window_column_stands_for_the_lookback() -> None:
     assert widest_window_column(["events_90m", "events_1h", "events_2h"], "events") == "events_2h"
     assert widest_window_column(["events_lookback", "events_7d"], "events") == "events_lookback"
     assert widest_window_column(["purchases_lifetime"], "purchases") is None
+
+
+def test_time_profiles_need_history_as_long_as_their_cycle() -> None:
+    from shopflow.features.schema import PROFILE_CYCLES
+
+    minutes = user_table(load_settings(task={"horizon": "30m", "lookback": "60m"})).feature_names
+    days = user_table(load_settings(task={"horizon": "1d", "lookback": "3d"})).feature_names
+    default = user_table(load_settings()).feature_names
+    assert not set(PROFILE_CYCLES) & set(minutes)
+    assert {"hour_sin_mean_lookback", "night_share_lookback"} <= set(days)
+    assert "weekday_sin_mean_lookback" not in days
+    assert set(PROFILE_CYCLES) <= set(default)

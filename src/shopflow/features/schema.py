@@ -217,6 +217,16 @@ FAMILY_FEATURES: tuple[Feature, ...] = (
 customer without events in the lookback (dormant) has no family row: ``user_features``
 gives them 0 for the non-nullable counts, rates, shares and time profile."""
 
+#: Time-profile features and the cycle they describe, in seconds: a task whose longest
+#: feature window is shorter than the cycle leaves them out (on a 60-minute lookback the
+#: weekday of every event is the same, the hour nearly so: constant columns, no signal).
+PROFILE_CYCLES: dict[str, int] = {
+    **dict.fromkeys(("hour_sin_mean_lookback", "hour_cos_mean_lookback",
+                     "hour_concentration_lookback", "night_share_lookback"), 86_400),
+    **dict.fromkeys(("weekday_sin_mean_lookback", "weekday_cos_mean_lookback",
+                     "weekend_share_lookback"), 7 * 86_400),
+}
+
 LEGACY_USER_CATALOGUE: tuple[Feature, ...] = (
     Feature("recency_days", "Days from the last event in the window to the cutoff.",
             "duration", baseline=True),
@@ -393,7 +403,12 @@ def user_feature_catalogue(
                 "1.0 when the customer has at least two orders at or before the cutoff (all "
                 "history).", "flag"),
     )
-    return (*lifetime, *windowed, *lookback, *FAMILY_FEATURES)
+    longest = max(windows)
+    families = tuple(
+        f for f in FAMILY_FEATURES
+        if longest >= PROFILE_CYCLES.get(f.name, 0)
+    )
+    return (*lifetime, *windowed, *lookback, *families)
 
 
 USER_CATALOGUE: tuple[Feature, ...] = user_feature_catalogue()
