@@ -53,11 +53,7 @@ def quality(layer: str, batch_id: str | None, failed_only: bool, width: int,
     click.echo(result.headline())
     for note in result.notes:
         click.echo(f"  note: {note}")
-    if result.quarantine_path is not None:
-        click.echo(f"  quarantined to: {result.quarantine_path}")
-    if result.report_path is not None:
-        click.echo(f"  report: {result.report_path} (+ .html)")
-    if result.data_docs_path is not None:
-        click.echo(f"  data docs: {result.data_docs_path}")
+    for line in result.where_to_look():
+        click.echo(line)
     if not result.success:
         raise SystemExit(1)

@@ -137,6 +137,13 @@ class GateResult:
             f"{warnings} warning{'s' if warnings != 1 else ''}"
         )
 
+    def where_to_look(self) -> list[str]:
+        """Where the gate put what it found: quarantine, JSON report (+ .html), Data Docs."""
+        places = [("quarantined to", self.quarantine_path),
+                  ("report", f"{self.report_path} (+ .html)" if self.report_path else None),
+                  ("data docs", self.data_docs_path)]
+        return [f"  {label}: {where}" for label, where in places if where is not None]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the report file, the pipeline's task summary)."""
         data = asdict(self)
@@ -191,13 +198,7 @@ def format_failure(result: GateResult) -> str:
                   if c.expectation == "expect_table_columns_to_match_set"]
     if result.failed_warnings:
         lines.append(f"  ({len(result.failed_warnings)} warning(s) in the report)")
-    if result.quarantine_path is not None:
-        lines.append(f"  quarantined to: {result.quarantine_path}")
-    if result.report_path is not None:
-        lines.append(f"  report: {result.report_path}")
-    if result.data_docs_path is not None:
-        lines.append(f"  data docs: {result.data_docs_path}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *result.where_to_look()])
 
 
 def format_table(result: GateResult, *, only_failed: bool = False, width: int = 48) -> str:
