@@ -87,6 +87,7 @@ class Warehouse:
     """
 
     backend: str
+    _con: Any  # the backend's DB-API connection; None once closed
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -164,7 +165,9 @@ class Warehouse:
 
     def close(self) -> None:
         """Release the connection (idempotent)."""
-        raise NotImplementedError
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def _default_schema(self) -> str:
         raise NotImplementedError
@@ -211,11 +214,6 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self._con.unregister(view)
         return len(df)
-
-    def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
 
     def _default_schema(self) -> str:
         return "main"
@@ -271,11 +269,6 @@ class PostgresWarehouse(Warehouse):
                 f"copy {table} ({columns}) from stdin with (format csv, null '\\N')", buffer
             )
         return len(df)
-
-    def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
 
     def _default_schema(self) -> str:
         return "public"
