@@ -86,3 +86,16 @@ def test_read_mart_rejects_unknown_tables_and_missing_warehouses(settings: Setti
         read_mart(settings, "orders")
     with pytest.raises(PublishError, match="no DuckDB warehouse"):
         read_mart(settings, "user_features")
+
+
+def test_doubles_that_differ_in_the_last_bits_publish_the_same() -> None:
+    """Two DuckDB builds of one mart sum doubles in different orders; the snapshot is one."""
+    import pyarrow as pa
+
+    from shopflow.transform.publish import _normalise_types
+
+    first = pa.table({"monetary": [0.1 + 0.2, 1234.5678], "n": pa.array([1, 2], pa.int32())})
+    second = pa.table({"monetary": [0.3, 1234.5678 + 1e-11], "n": pa.array([1, 2], pa.int32())})
+    assert first.column("monetary") != second.column("monetary")
+    assert _normalise_types(first).equals(_normalise_types(second))
+    assert _normalise_types(first).schema.field("n").type == pa.int64()

@@ -92,9 +92,17 @@ def _read_postgres(url: str, sql: str, name: str) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
+#: Decimal places kept in a published double. DuckDB sums doubles in parallel, so two
+#: builds of the same data differ in the last bits (1e-11 on a sum of money); LightGBM's
+#: bins then differ and so does its model. Rounded, the same data gives the same snapshot.
+SNAPSHOT_DECIMALS = 9
+
+
 def _normalise_types(table: pa.Table) -> pa.Table:
-    """The same snapshot schema from either backend: naive ``timestamp[us]``, ``int64``."""
+    """The same snapshot from either backend and every build: naive ``timestamp[us]``,
+    ``int64``, doubles rounded to :data:`SNAPSHOT_DECIMALS` places."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     fields = []
     for item in table.schema:
@@ -103,7 +111,12 @@ def _normalise_types(table: pa.Table) -> pa.Table:
         elif pa.types.is_integer(item.type):
             item = item.with_type(pa.int64())
         fields.append(item)
-    return table.cast(pa.schema(fields))
+    table = table.cast(pa.schema(fields))
+    for index, item in enumerate(table.schema):
+        if pa.types.is_floating(item.type):
+            rounded = pc.round(table.column(index), ndigits=SNAPSHOT_DECIMALS)
+            table = table.set_column(index, item, rounded)
+    return table
 
 
 def publish_marts(settings: Settings) -> dict[str, Path]:
