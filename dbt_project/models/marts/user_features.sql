@@ -276,20 +276,15 @@ final as (
         touched_item_conversion_rate_lookback,
         touched_category_conversion_rate_lookback,
         top_category_share_lookback,
-        {#- a profile needs history as long as its cycle (shopflow.features.schema.PROFILE_CYCLES) #}
-        {%- if windows | max >= 86400 %}
+        -- the time profile is built for every task; a task whose windows are shorter than
+        -- its cycle leaves it out of the catalogue (shopflow.features.schema.PROFILE_CYCLES)
         coalesce(hour_sin_mean_lookback, 0.0) as hour_sin_mean_lookback,
         coalesce(hour_cos_mean_lookback, 0.0) as hour_cos_mean_lookback,
         coalesce(hour_concentration_lookback, 0.0) as hour_concentration_lookback,
-        {%- endif %}
-        {%- if windows | max >= 7 * 86400 %}
         coalesce(weekday_sin_mean_lookback, 0.0) as weekday_sin_mean_lookback,
         coalesce(weekday_cos_mean_lookback, 0.0) as weekday_cos_mean_lookback,
         coalesce(weekend_share_lookback, 0.0) as weekend_share_lookback,
-        {%- endif %}
-        {%- if windows | max >= 86400 %}
         coalesce(night_share_lookback, 0.0) as night_share_lookback,
-        {%- endif %}
         viewed_price_index_lookback,
         bought_price_index_lookback,
         coalesce(returns_value_lookback, 0.0) as returns_value_lookback,
