@@ -96,6 +96,10 @@ def test_doubles_that_differ_in_the_last_bits_publish_the_same() -> None:
 
     first = pa.table({"monetary": [0.1 + 0.2, 1234.5678], "n": pa.array([1, 2], pa.int32())})
     second = pa.table({"monetary": [0.3, 1234.5678 + 1e-11], "n": pa.array([1, 2], pa.int32())})
+    # one ulp apart, as two DuckDB builds of online_retail's monetary_90d were
+    assert _normalise_types(pa.table({"x": [1628.12]})).equals(
+        _normalise_types(pa.table({"x": [1628.1200000000001]})))
+    assert _normalise_types(pa.table({"x": [None, 1.5]})).column("x").null_count == 1
     assert first.column("monetary") != second.column("monetary")
     assert _normalise_types(first).equals(_normalise_types(second))
     assert _normalise_types(first).schema.field("n").type == pa.int64()

@@ -101,8 +101,8 @@ SNAPSHOT_DECIMALS = 9
 def _normalise_types(table: pa.Table) -> pa.Table:
     """The same snapshot from either backend and every build: naive ``timestamp[us]``,
     ``int64``, doubles rounded to :data:`SNAPSHOT_DECIMALS` places."""
+    import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     fields = []
     for item in table.schema:
@@ -114,8 +114,12 @@ def _normalise_types(table: pa.Table) -> pa.Table:
     table = table.cast(pa.schema(fields))
     for index, item in enumerate(table.schema):
         if pa.types.is_floating(item.type):
-            rounded = pc.round(table.column(index), ndigits=SNAPSHOT_DECIMALS)
-            table = table.set_column(index, item, rounded)
+            column = table.column(index)
+            # numpy's round (rint(x * 1e9) / 1e9) maps both neighbours of a value to one
+            # double; pyarrow's round leaves 1628.1200000000001 as it is
+            values = np.round(column.to_numpy(zero_copy_only=False), SNAPSHOT_DECIMALS)
+            nulls = column.is_null().to_numpy(zero_copy_only=False)
+            table = table.set_column(index, item, pa.array(values, type=item.type, mask=nulls))
     return table
 
 
