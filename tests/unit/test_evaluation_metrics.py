@@ -108,16 +108,16 @@ def test_counting_and_loss_metrics_match_sklearn() -> None:
 def test_paired_bootstrap_is_seeded_bounded_and_centred_on_the_gain() -> None:
     from sklearn.metrics import roc_auc_score
 
-    from shopflow.evaluation.metrics import _weighted_auc, paired_bootstrap
+    from shopflow.evaluation.metrics import paired_bootstrap, weighted_roc_auc
 
     rng = np.random.default_rng(5)
     y = rng.integers(0, 2, 2000)
     a = np.round(rng.random(2000) + 0.4 * y, 2)  # rounded: ties are counted half
     b = np.round(rng.random(2000) + 0.2 * y, 2)
-    assert _weighted_auc(y, a, np.ones((1, 2000)))[0] == pytest.approx(roc_auc_score(y, a))
+    assert weighted_roc_auc(y, a, np.ones((1, 2000)))[0] == pytest.approx(roc_auc_score(y, a))
     index = rng.integers(0, 2000, 2000)
     counts = np.bincount(index, minlength=2000)[None].astype(float)
-    assert _weighted_auc(y, a, counts)[0] == pytest.approx(roc_auc_score(y[index], a[index]))
+    assert weighted_roc_auc(y, a, counts)[0] == pytest.approx(roc_auc_score(y[index], a[index]))
 
     interval = paired_bootstrap(y, a, b, resamples=300, seed=7)
     assert interval.gain == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))

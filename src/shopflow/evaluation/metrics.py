@@ -224,8 +224,12 @@ class Interval:
         return asdict(self)
 
 
-def _weighted_auc(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC AUC of every row of ``weights`` (resample counts), via ranks, ties counted half."""
+def weighted_roc_auc(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC of every row of ``weights`` (resample counts), via ranks, ties counted half.
+
+    Every bootstrap of a ROC AUC goes through it (gate 2's paired interval, the per-cutoff
+    interval of :mod:`shopflow.evaluation.uncertainty`); unit weights give the plain AUC.
+    """
     order = np.argsort(p, kind="mergesort")
     p_sorted, y_sorted, w = p[order], y[order].astype(bool), weights[:, order]
     starts = np.flatnonzero(np.r_[True, p_sorted[1:] != p_sorted[:-1]])
@@ -243,7 +247,7 @@ def _weighted_auc(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarr
 
 def _weighted_metric(metric: str, y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
     if metric == "roc_auc":
-        return _weighted_auc(y, p, weights)
+        return weighted_roc_auc(y, p, weights)
     q = np.clip(p, _EPS, 1 - _EPS)
     if metric == "log_loss":
         loss = -np.where(y == 1, np.log(q), np.log1p(-q))

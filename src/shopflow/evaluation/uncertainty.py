@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopflow.evaluation.metrics import weighted_roc_auc
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -23,16 +25,8 @@ SEED = 0
 
 
 def fast_roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC by the rank-sum formula (ties averaged); NaN without both classes."""
-    from scipy.stats import rankdata
-
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if not positives or not negatives:
-        return float("nan")
-    ranks = rankdata(p)
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2)
-                 / (positives * negatives))
+    """ROC AUC by ranks (ties counted half); NaN without both classes."""
+    return float(weighted_roc_auc(y, p, np.ones((1, len(y))))[0])
 
 
 def roc_auc_interval(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, *,
@@ -63,13 +57,17 @@ def roc_auc_interval(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, *,
     if not values or resamples < 2:
         return result
     rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
+    # resample counts per cutoff (resamples x rows), then every resample's AUC at once
+    counts = [np.empty((resamples, len(rows))) for rows in groups]
     for i in range(resamples):
-        per_cutoff = []
-        for rows in groups:
-            pick = rows[rng.integers(0, len(rows), len(rows))]
-            per_cutoff.append(fast_roc_auc(y[pick], p[pick]))
-        means[i] = np.nanmean(per_cutoff) if np.isfinite(per_cutoff).any() else np.nan
+        for g, rows in enumerate(groups):
+            counts[g][i] = np.bincount(rng.integers(0, len(rows), len(rows)),
+                                       minlength=len(rows))
+    per_cutoff = np.column_stack([weighted_roc_auc(y[rows], p[rows], counts[g])
+                                  for g, rows in enumerate(groups)])
+    usable = np.isfinite(per_cutoff).any(axis=1)
+    means = np.full(resamples, np.nan)
+    means[usable] = np.nanmean(per_cutoff[usable], axis=1)
     finite = means[np.isfinite(means)]
     if len(finite):
         result["ci95"] = [float(np.quantile(finite, 0.025)), float(np.quantile(finite, 0.975))]
