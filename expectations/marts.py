@@ -33,26 +33,10 @@ if TYPE_CHECKING:
 
     from shopflow.settings import QualitySettings
 
-# The column groups below come from the feature catalogue (shopflow.features.schema), so
-# a feature added to or renamed in the marts is checked here without a second list. Each
-# group is in mart order; the check order of the suite is durations, counts, rates, the
-# rest, as it always was. The USER_* groups are the default task's; a run's suite is built
-# from its own catalogue (build_marts_suite(user_catalogue=...)).
-USER_DURATION_COLUMNS = USER_TABLE.names_of("duration")
-USER_COUNT_COLUMNS = USER_TABLE.names_of("count")
-USER_RATE_COLUMNS = USER_TABLE.names_of("rate")
-USER_FLAG_COLUMNS = USER_TABLE.names_of("flag")
-USER_OTHER_COLUMNS = USER_TABLE.names_of("amount", "flag")
-USER_RATIO_COLUMNS = USER_TABLE.names_of("ratio")
-USER_CYCLICAL_COLUMNS = USER_TABLE.names_of("cyclical")
-USER_FEATURE_COLUMNS = (
-    *USER_DURATION_COLUMNS,
-    *USER_COUNT_COLUMNS,
-    *USER_RATE_COLUMNS,
-    *USER_OTHER_COLUMNS,
-    *USER_RATIO_COLUMNS,
-    *USER_CYCLICAL_COLUMNS,
-)
+# The column groups come from the feature catalogue (shopflow.features.schema), so a
+# feature added to or renamed in the marts is checked without a second list. The user
+# suite groups the run's own catalogue by kind (build_user_features_suite(catalogue=...));
+# the item groups below are fixed. Each group is in mart order.
 ITEM_COUNT_COLUMNS = ITEM_TABLE.names_of("count")
 ITEM_RATE_COLUMNS = ITEM_TABLE.names_of("rate")
 ITEM_PRICE_COLUMNS = ITEM_TABLE.names_of("price")

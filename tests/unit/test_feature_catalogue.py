@@ -153,16 +153,24 @@ def test_feast_fields_are_the_catalogue(settings: Any) -> None:
         ]
 
 
+#: The range check the user suite puts on a feature of each kind (amounts have none).
+_USER_RANGE_CHECK = {"duration": "{} >= 0", "count": "{} >= 0", "ratio": "{} >= 0",
+                     "rate": "{} in [0, 1]", "cyclical": "{} in [-1, 1]", "flag": "{} is 0/1"}
+
+
 def test_marts_suite_checks_every_catalogue_feature_by_kind() -> None:
     from expectations import marts
 
-    assert sorted(marts.USER_FEATURE_COLUMNS) == sorted(USER_TABLE.feature_names)
+    from shopflow.settings import QualitySettings
+
+    suite = marts.build_user_features_suite(quality=QualitySettings())
+    names = {(e.meta or {})["check"] for e in suite.expectations}
+    for feature in USER_TABLE.catalogue:
+        assert f"column {feature.name} present" in names, feature.name
+        if feature.kind in _USER_RANGE_CHECK:
+            assert _USER_RANGE_CHECK[feature.kind].format(feature.name) in names, feature.name
     assert sorted(marts.ITEM_FEATURE_COLUMNS) == sorted(ITEM_TABLE.feature_names)
     for table, groups in (
-        (USER_TABLE, {"rate": marts.USER_RATE_COLUMNS, "count": marts.USER_COUNT_COLUMNS,
-                      "duration": marts.USER_DURATION_COLUMNS, "flag": marts.USER_FLAG_COLUMNS,
-                      "ratio": marts.USER_RATIO_COLUMNS,
-                      "cyclical": marts.USER_CYCLICAL_COLUMNS}),
         (ITEM_TABLE, {"rate": marts.ITEM_RATE_COLUMNS, "count": marts.ITEM_COUNT_COLUMNS,
                       "price": marts.ITEM_PRICE_COLUMNS, "rank": marts.ITEM_RANK_COLUMNS}),
     ):
