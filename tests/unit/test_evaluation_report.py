@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shopflow.evaluation.evaluate import evaluate_model
-from shopflow.evaluation.report import write_report
+from shopflow.evaluation.report import TOP_FEATURES_LISTED, write_report
 from shopflow.settings import Settings, load_settings
 from shopflow.training.pipeline import train_family
 from shopflow.training.split import split_by_cutoff
@@ -50,3 +50,8 @@ def test_report_states_purge_interval_budget_and_dropped_features(settings: Sett
                      "How each candidate was fitted", "constant (constant)", "2 of 2",
                      "Out of time: a row's", "ROC AUC drop when shuffled"):
         assert expected in text, expected
+    # the ten most important features of each model are listed, not fewer
+    listed = text.split("<h2>Top features per model</h2>")[1].split("<h2>")[0]
+    top = [t["feature"] for t in candidate.importance[:TOP_FEATURES_LISTED]]
+    assert len(top) == min(TOP_FEATURES_LISTED, len(candidate.importance)) >= 10
+    assert all(f"{name} " in listed for name in top)

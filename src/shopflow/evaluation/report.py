@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 LEADERBOARD_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1",
                        "lift_top_decile", "ece")
+#: Features listed per model under "Top features per model" (the plot shows the winner's 15).
+TOP_FEATURES_LISTED = 10
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -99,7 +101,7 @@ _TEMPLATE = """<!doctype html>
 <h2>Top features per model</h2>
 {% for e in evaluations %}{% if e.importance %}<p><b>{{ e.family }}</b> {{ e.version }}
  <span class="muted">({{ 'mean |SHAP|' if e.importance[0].get('method', 'mean_abs_shap') == 'mean_abs_shap' else 'ROC AUC drop when shuffled' }})</span>:
- {% for t in e.importance[:8] %}{{ t.feature }} {{ fmt(t.get('importance', t.get('mean_abs_shap'))) }}{% if not loop.last %}, {% endif %}{% endfor %}</p>{% endif %}{% endfor %}
+ {% for t in e.importance[:top_features_listed] %}{{ t.feature }} {{ fmt(t.get('importance', t.get('mean_abs_shap'))) }}{% if not loop.last %}, {% endif %}{% endfor %}</p>{% endif %}{% endfor %}
 
 <h2>Plots</h2>
 {% for title, png in plots %}<img alt="{{ title }}" title="{{ title }}" src="data:image/png;base64,{{ png }}">{% endfor %}
@@ -246,6 +248,7 @@ def write_report(
         winner=winner,
         winner_eval=next((e for e in evaluations if e.version == winner), None),
         metrics=LEADERBOARD_METRICS,
+        top_features_listed=TOP_FEATURES_LISTED,
         plots=_plots(evaluations, winner),
         trials=trials or {},
         training=training or {},
