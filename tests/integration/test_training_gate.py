@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
 import numpy as np
 import pytest
 
 from shopflow.evaluation.gate import ForcedPromotionError
 from shopflow.ledger import Ledger
 from shopflow.registry import list_models, load_model
+from shopflow.serving.process import ServiceProcess
 from shopflow.serving.runtime import ServingRuntime
 from shopflow.serving.sandbox import synthetic_user_features, write_online_features
 from shopflow.settings import Settings, load_settings
@@ -121,16 +123,27 @@ def test_a_first_run_the_baseline_wins_ships_the_baseline_and_serves_it(
         assert {"lower", "upper", "resamples", "seed"} <= set(interval)
     assert "Paired bootstrap" in outcome.report_path.read_text()
 
-    # what /predict runs: the serving runtime loads the promoted baseline and scores with it
+    # a real `bentoml serve` of this home answers POST /predict with the promoted baseline,
+    # scored through its own runtime (same probabilities as loading it in-process)
     users = synthetic_user_features(20, seed=3)
     write_online_features(config, users)
+    ids = users["user_id"].tolist()[:5]
+    with ServiceProcess(config, inherit_shopflow_env=False).start(wait=180) as service:
+        response = httpx.post(f"{service.url}/predict", json={"user_ids": ids}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == baseline
+    assert [p["user_id"] for p in body["predictions"]] == ids
+    assert all(p["known_user"] for p in body["predictions"])
     runtime = ServingRuntime(config, poll=False)
     runtime.start()
     try:
-        served, probabilities, known = runtime.predict(users["user_id"].tolist()[:5])
+        served, probabilities, _known = runtime.predict(ids)
     finally:
         runtime.stop()
-    assert served.version == baseline and known.all()
+    assert served.version == baseline
+    assert [p["purchase_probability"] for p in body["predictions"]] == pytest.approx(
+        probabilities.tolist(), abs=1e-9)
     assert ((probabilities > 0) & (probabilities < 1)).all()
 
 
