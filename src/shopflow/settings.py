@@ -155,6 +155,12 @@ class GeneratorSettings(_Section):
     bad_price_rate: float = Field(default=0.002, ge=0, le=1)
     late_event_rate: float = Field(default=0.01, ge=0, le=1)
     return_rate: float = Field(default=0.05, ge=0, le=1)
+    cart_return_rate: float = Field(
+        default=0.0, ge=0, le=1,
+        description="Share of sessions that cart without buying after which the shopper "
+        "comes back (1.5 days later on average; a 24th of a sub-day period) and buys the "
+        "carted items. 0: carts only mark intent.",
+    )
     chunk_events: int = Field(default=1_000_000, gt=0)
 
     @model_validator(mode="after")

@@ -363,3 +363,26 @@ def test_shipped_clickstream_config_loads() -> None:
     retail = load_settings(root / "online_retail_purchases_90d.yaml")
     assert retail.task.horizon == pd.Timedelta(days=90).to_pytimedelta()
     assert retail.config_dir == root
+
+
+@pytest.mark.parametrize("period", ["3h", None])
+def test_shoppers_come_back_to_buy_a_cart_they_left(period: str | None) -> None:
+    """cart_return_rate: some sessions that cart without buying are followed by a later
+    session of the same user that buys exactly those items; 0 adds none."""
+    shape = {"period": period} if period else {"days": 30}
+    base = GeneratorSettings(events=30_000, seed=13, chunk_events=10_000,
+                             missing_user_rate=0.0, duplicate_rate=0.0, **shape)
+
+    def came_back(params: GeneratorSettings) -> tuple[int, int]:
+        events = _frame(params).sort_values("event_time", kind="stable")
+        events = events[events["event_type"].isin(["view", "cart", "purchase"])]
+        # the session that comes back views and carts the items again, then buys them:
+        # a purchase of an item its user had carted twice by then
+        carts = (events["event_type"] == "cart").astype(int).groupby(
+            [events["user_id"], events["item_id"]]).cumsum()
+        buys = events["event_type"] == "purchase"
+        return int((buys & (carts >= 2)).sum()), int(buys.sum())
+
+    none, buys_without = came_back(base)
+    some, buys_with = came_back(base.model_copy(update={"cart_return_rate": 0.3}))
+    assert some > 2 * max(none, 1) and buys_with > buys_without

@@ -94,6 +94,7 @@ class _Clock:
     late_min_s: float
     end_margin_s: float  # no session starts this close to the end of the period
     buy_logit: float  # log-odds of buying a cart, for a user of average intent
+    cart_return_mean_s: float  # mean delay of a session that buys an abandoned cart
     events_per_user: int  # the default number of users is events / events_per_user
 
 
@@ -103,7 +104,8 @@ def _clock(params: GeneratorSettings) -> _Clock:
         return _Clock(days=seconds // int(_DAY), seconds=seconds, seasonal=True,
                       min_lifetime_days=3.0, mood_days=30.0, return_days=_RETURN_DAYS,
                       late_mean_s=_LATE_MEAN_DAYS * _DAY, late_min_s=3600.0,
-                      end_margin_s=3600.0, buy_logit=-1.3, events_per_user=40)
+                      end_margin_s=3600.0, buy_logit=-1.3, cart_return_mean_s=1.5 * _DAY,
+                      events_per_user=40)
     # Sub-day, as shares of the period (for a 6h stream): lifetimes of at least 9 minutes,
     # moods and intent that change every 90 minutes (between a 60m lookback and a 30m
     # horizon, the past predicts the future only noisily), returns 15 minutes to 2 hours
@@ -118,7 +120,7 @@ def _clock(params: GeneratorSettings) -> _Clock:
                   return_days=(fraction / 24, fraction / 3),
                   late_mean_s=seconds / 40, late_min_s=60.0,
                   end_margin_s=min(3600.0, seconds / 72), buy_logit=-2.4,
-                  events_per_user=10)
+                  cart_return_mean_s=seconds / 24, events_per_user=10)
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ class _Sessions:
     returns: np.ndarray  # purchase lines returned (within the period)
     return_delay: np.ndarray  # seconds from session start to the return
     keep: np.ndarray  # events kept (all but for the one session cut to hit the budget)
+    basket: np.ndarray  # -1, or a key shared by a cart session and the later one that buys it
 
     def __len__(self) -> int:
         return len(self.start)
@@ -332,19 +335,61 @@ def _draw_sessions(shop: _Shop, params: GeneratorSettings, scale: float,
     return_delay = rng.uniform(*clock.return_days, n) * _DAY
     returns = np.where(purchased, rng.binomial(lines, params.return_rate), 0)
     returns = np.where(start + return_delay < days * _DAY, returns, 0)
+    basket = np.full(n, -1, dtype=np.int64)
+    sessions = _Sessions(
+        user=user, start=start, category=category, views=views, lines=lines,
+        purchased=purchased, returns=returns, return_delay=return_delay,
+        keep=np.zeros(n), basket=basket,
+    )
+    if params.cart_return_rate > 0:
+        sessions = _with_cart_returns(sessions, clock, params, carted & ~purchased, rng)
     # Compact dtypes: the session plan is what scales with the number of events.
     big = np.iinfo(np.int32).max
     return _Sessions(
-        user=user.astype(np.int32),
-        start=start.astype(np.int64),
-        category=category.astype(np.int32),
-        views=views.astype(np.int16),
-        lines=lines.astype(np.int16),
-        purchased=purchased,
-        returns=returns.astype(np.int16),
-        return_delay=return_delay.astype(np.int32),
-        keep=np.full(n, big, dtype=np.int32),
+        user=sessions.user.astype(np.int32),
+        start=sessions.start.astype(np.int64),
+        category=sessions.category.astype(np.int32),
+        views=sessions.views.astype(np.int16),
+        lines=sessions.lines.astype(np.int16),
+        purchased=sessions.purchased,
+        returns=sessions.returns.astype(np.int16),
+        return_delay=sessions.return_delay.astype(np.int32),
+        keep=np.full(len(sessions), big, dtype=np.int32),
+        basket=sessions.basket,
     )
+
+
+def _with_cart_returns(s: _Sessions, clock: _Clock, params: GeneratorSettings,
+                       abandoned: np.ndarray, rng: np.random.Generator) -> _Sessions:
+    """Add the sessions in which shoppers come back and buy a cart they left.
+
+    A share ``cart_return_rate`` of the sessions that carted without buying is followed,
+    after an exponential delay (mean ``clock.cart_return_mean_s``: 1.5 days in a day-scale
+    shop, a 24th of a sub-day period), by a session of the same user that views the carted
+    items again and buys them: the "carted, not bought yet" signal of real shops, which
+    activity counts alone do not carry. Both sessions share a ``basket`` key, so they
+    draw the same items (:func:`_expand`). Drawn after every other draw of the session
+    plan, so a rate of 0 leaves the file byte-identical to before the knob existed.
+    """
+    n = len(s)
+    back = abandoned & (rng.random(n) < params.cart_return_rate)
+    back_start = s.start + np.floor(rng.exponential(clock.cart_return_mean_s, n))
+    back &= back_start < clock.days * _DAY - clock.end_margin_s
+    keys = rng.integers(0, 2**62, n)
+    return_delay = rng.uniform(*clock.return_days, n) * _DAY
+    returns = rng.binomial(s.lines, params.return_rate)
+    returns = np.where(back_start + return_delay < clock.days * _DAY, returns, 0)
+    basket = np.where(back, keys, s.basket)
+    follow = _Sessions(
+        user=s.user[back], start=back_start[back], category=s.category[back],
+        views=s.lines[back], lines=s.lines[back], purchased=np.ones(int(back.sum()), bool),
+        returns=returns[back], return_delay=return_delay[back], keep=s.keep[back],
+        basket=basket[back],
+    )
+    merged = _Sessions(**{name: np.concatenate([getattr(s, name), getattr(follow, name)])
+                          for name in s.__dataclass_fields__})
+    merged.basket[:n] = basket
+    return merged.take(np.argsort(merged.start, kind="stable"))
 
 
 def _sessions_for_budget(shop: _Shop, params: GeneratorSettings, budget: int,
@@ -403,7 +448,11 @@ def _expand(shop: _Shop, s: _Sessions, first_session: int,
     # rank); carts, purchases and returns refer back to the viewed item of their line.
     cat = s.category[sess]
     size = shop.cat_size[cat]
-    rank = np.minimum(np.floor(np.power(size + 1.0, rng.random(total))) - 1, size - 1)
+    draw = rng.random(total)
+    linked = s.basket[sess] >= 0
+    if linked.any():  # a cart session and the session that buys it: the same items
+        draw[linked] = _key_uniform(s.basket[sess][linked], pos[linked])
+    rank = np.minimum(np.floor(np.power(size + 1.0, draw)) - 1, size - 1)
     item = shop.cat_start[cat] + rank.astype(np.int64)
     source_row = np.where(kind == 0, np.arange(total), offsets[sess] + line)
     item = item[source_row]
@@ -433,6 +482,16 @@ def _expand(shop: _Shop, s: _Sessions, first_session: int,
         "order": order_no,
         "category": cat,
     }
+
+
+def _key_uniform(key: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """A uniform [0, 1) number per (key, position), the same in every chunk (splitmix64)."""
+    x = key.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + position.astype(np.uint64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    uniform: np.ndarray = (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return uniform
 
 
 _KINDS = np.array(["view", "cart", "purchase", "return"], dtype=object)
