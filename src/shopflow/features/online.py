@@ -104,7 +104,9 @@ def _read_feast(
 
 
 _readers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-_views: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, Any]]] = weakref.WeakKeyDictionary()
+_views: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, Any, list[str]]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _read_direct(store: FeatureStore, service: Any, ids: list[str]) -> tuple[Any, Any]:
@@ -123,9 +125,10 @@ def _read_direct(store: FeatureStore, service: Any, ids: list[str]) -> tuple[Any
     for projection in service.feature_view_projections:
         hit = views.get(projection.name)
         if hit is None or now - hit[0] >= _SERVICE_CACHE_SECONDS:
-            hit = (now, store.get_feature_view(projection.name, allow_registry_cache=True))
+            hit = (now, store.get_feature_view(projection.name, allow_registry_cache=True),
+                   [f.name for f in projection.features])
             views[projection.name] = hit
-        view_known, values = reader.read(hit[1], [f.name for f in projection.features], ids)
+        view_known, values = reader.read(hit[1], hit[2], ids)
         known &= view_known
         parts.append(values)
     return known, np.hstack(parts)
@@ -193,13 +196,36 @@ def get_online_matrix(
         known, values = _read_direct(store, service, clean)
     else:
         known, values = _read_feast(store, service, names, table.join_key, clean)
-    position = {name: j for j, name in enumerate(names)}
-    for target, name in enumerate(feature_names):
-        source = position.get(name)
-        if source is not None:
-            out[:, target] = values[:, source]
+    take = _column_positions(store, names, feature_names)
+    served = take >= 0
+    out[:, served] = values[:, take[served]]
     out[~known] = np.nan
     return out, known
+
+
+_positions: weakref.WeakKeyDictionary[Any, dict[tuple[tuple[str, ...], tuple[str, ...]], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _column_positions(store: FeatureStore, names: list[str], feature_names: Sequence[str]) -> Any:
+    """Index of each wanted column among the service's columns (-1: not served), cached.
+
+    Looked up once per (service columns, model columns): a model asks for the same columns on
+    every request, and mapping 70 names costs more than a one-user read.
+    """
+    import numpy as np
+
+    cache = _positions.setdefault(store, {})
+    key = (tuple(names), tuple(feature_names))
+    take = cache.get(key)
+    if take is None or len(cache) > 64:
+        if len(cache) > 64:  # a bounded memo: stale services' entries go
+            cache.clear()
+        position = {name: j for j, name in enumerate(names)}
+        take = np.array([position.get(name, -1) for name in feature_names], dtype=np.int64)
+        cache[key] = take
+    return take
 
 
 def get_online_user_features(

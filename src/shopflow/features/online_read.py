@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,13 +25,14 @@ if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
 _DOUBLE = struct.Struct("<d")
+_DOUBLE_TAG = 0x29  # field number 5 (double_val), wire type 1 (64-bit): Value(double_val=x)
 
 
 def _decode(value: bytes | None) -> float:
     """A serialized Feast ``Value`` as float; missing or empty -> NaN."""
     if not value:
         return np.nan
-    if len(value) == 9 and value[0] == 0x29:
+    if len(value) == 9 and value[0] == _DOUBLE_TAG:
         number: float = _DOUBLE.unpack_from(value, 1)[0]
         return number
     from feast.protos.feast.types.Value_pb2 import Value
@@ -45,6 +47,42 @@ def _decode(value: bytes | None) -> float:
     return np.nan
 
 
+def decode_values(values: list[bytes | None]) -> np.ndarray:
+    """Serialized Feast ``Value`` records as a float64 array, vectorised.
+
+    The records the writer stores are 9 bytes (a tag, then a little-endian double): they
+    are decoded in one numpy pass over the joined bytes; empty or missing ones are NaN;
+    anything else (another value type) goes through :func:`_decode`, one by one. Equal to
+    ``[_decode(v) for v in values]`` at a fraction of the cost (100 users x 70 features:
+    7,000 Python calls otherwise).
+    """
+    n = len(values)
+    records_in: list[bytes] = values  # type: ignore[assignment]  # Nones replaced below
+    try:
+        lengths = np.fromiter(map(len, records_in), dtype=np.int64, count=n)
+    except TypeError:  # a None (Redis: a field never written)
+        records_in = [v or b"" for v in values]
+        lengths = np.fromiter(map(len, records_in), dtype=np.int64, count=n)
+    blob = np.frombuffer(b"".join(records_in), dtype=np.uint8)
+    out = np.full(n, np.nan)
+    nine = lengths == 9
+    if nine.all():
+        records = blob.reshape(n, 9)
+    else:
+        starts = np.cumsum(lengths) - lengths
+        records = blob[starts[nine, None] + np.arange(9)]
+    doubles = np.ascontiguousarray(records[:, 1:]).view("<f8").reshape(-1)
+    tagged = records[:, 0] == _DOUBLE_TAG
+    if nine.all() and tagged.all():
+        return doubles.astype(np.float64, copy=False)
+    positions = np.flatnonzero(nine)
+    out[positions[tagged]] = doubles[tagged]
+    odd = np.flatnonzero((lengths > 0) & ~nine)
+    for i in (*positions[~tagged].tolist(), *odd.tolist()):
+        out[i] = _decode(values[i])
+    return out
+
+
 class DirectReader:
     """Reads one FeatureStore's online rows without Feast's per-value protobuf work.
 
@@ -56,6 +94,9 @@ class DirectReader:
         self.kind = store.config.online_store.type
         self._local = threading.local()
         self._redis: Any = None
+        self._fields: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
+        self._columns: dict[tuple[str, ...], dict[str, int]] = {}
+        self._view_cache: dict[str, tuple[str, str]] = {}
 
     @staticmethod
     def supports(store: FeatureStore) -> bool:
@@ -68,27 +109,56 @@ class DirectReader:
 
     def read(self, view: FeatureView, names: list[str], ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(known, values)`` for ``ids``: a bool array and a float64 array (ids x names)."""
-        join_key = view.join_keys[0]
+        join_key, table = self._view_facts(view)
         keys = encode_entity_keys(join_key, ids)
         if self.kind == "redis":
             return self._read_redis(view, names, keys)
-        return self._read_sqlite(view, names, keys)
+        return self._read_sqlite(table, names, keys)
+
+    def _view_facts(self, view: FeatureView) -> tuple[str, str]:
+        """The view's join key and SQLite table name, cached (Feast's ``join_keys``
+        property is type-checked at run time: tens of microseconds a call)."""
+        facts = self._view_cache.get(view.name)
+        if facts is None:
+            # unversioned: supports() turns stores with feature-view versioning away
+            table = internals.sqlite_online_table(self.store.config.project, view,
+                                                  versioned=False)
+            facts = (view.join_keys[0], table.replace('"', '""'))
+            self._view_cache[view.name] = facts
+        return facts
+
+    def _redis_fields(self, view: FeatureView, names: list[str]) -> list[bytes]:
+        """The hash fields of ``names`` (murmur3 of each), then the view's timestamp field.
+
+        Cached per view and column list: hashing 70 names costs more than a one-user read.
+        """
+        key = (view.name, tuple(names))
+        fields: list[bytes] | None = self._fields.get(key)
+        if fields is None:
+            fields = [internals.redis_feature_field(view.name, name) for name in names]
+            fields.append(internals.redis_timestamp_field(view.name))
+            self._fields[key] = fields
+        return fields
 
     def _read_redis(self, view: FeatureView, names: list[str], keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         if self._redis is None:
             self._redis = internals.feast_redis_client(self.store)
-        fields = [internals.redis_feature_field(view.name, name) for name in names]
-        fields.append(internals.redis_timestamp_field(view.name))
-        pipe = self._redis.pipeline(transaction=False)
-        for key in internals.redis_hash_keys(keys, self.store.config.project):
-            pipe.hmget(key, fields)
-        replies = pipe.execute()
-        known = np.fromiter((reply[-1] is not None for reply in replies), dtype=bool, count=len(keys))
-        values = np.array(
-            [[_decode(v) for v in reply[:-1]] if ok else [np.nan] * len(names)
-             for reply, ok in zip(replies, known.tolist(), strict=True)],
-            dtype="float64",
-        ).reshape(len(keys), len(names))
+        fields = self._redis_fields(view, names)
+        hash_keys = internals.redis_hash_keys(keys, self.store.config.project)
+        if len(hash_keys) == 1:  # one round trip without a pipeline's bookkeeping
+            replies = [self._redis.hmget(hash_keys[0], fields)]
+        else:
+            pipe = self._redis.pipeline(transaction=False)
+            for key in hash_keys:
+                pipe.hmget(key, fields)
+            replies = pipe.execute()
+        known = np.fromiter((reply[-1] is not None for reply in replies), dtype=bool,
+                            count=len(keys))
+        values = np.full((len(keys), len(names)), np.nan)
+        if known.any():
+            rows = [reply for reply, ok in zip(replies, known.tolist(), strict=True) if ok]
+            flat = decode_values(list(chain.from_iterable(reply[:-1] for reply in rows)))
+            values[known] = flat.reshape(len(rows), len(names))
         return known, values
 
     def _sqlite_conn(self) -> Any:
@@ -101,15 +171,14 @@ class DirectReader:
             self._local.conn = conn
         return conn
 
-    def _read_sqlite(self, view: FeatureView, names: list[str], keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        # unversioned: supports() turns stores with feature-view versioning away
-        table = internals.sqlite_online_table(self.store.config.project, view, versioned=False)
-        table = table.replace('"', '""')
+    def _read_sqlite(self, table: str, names: list[str], keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         first: dict[bytes, int] = {}
         for index, key in enumerate(keys):
             first.setdefault(key, index)
-        column = {name: j for j, name in enumerate(names)}
-        found = [False] * len(keys)
+        column = self._columns.get(tuple(names))
+        if column is None:
+            column = self._columns.setdefault(tuple(names), {n: j for j, n in enumerate(names)})
+        found = np.zeros(len(keys), dtype=bool)
         values = np.full((len(keys), len(names)), np.nan)
         unique = list(first)
         conn = self._sqlite_conn()
@@ -121,17 +190,19 @@ class DirectReader:
                 f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall()
-            for key, name, raw in rows:
-                row = first[key]
-                found[row] = True
-                j = column.get(name)
-                if j is not None:
-                    values[row, j] = _decode(raw)
+            if not rows:
+                continue
+            entity, feature, raw = zip(*rows, strict=True)
+            row_of = np.fromiter(map(first.__getitem__, entity), dtype=np.int64, count=len(rows))
+            found[row_of] = True
+            col_of = np.fromiter((column.get(name, -1) for name in feature), dtype=np.int64,
+                                 count=len(rows))
+            wanted = col_of >= 0
+            values[row_of[wanted], col_of[wanted]] = decode_values(list(raw))[wanted]
         if len(first) < len(keys):  # repeated ids: copy the first occurrence
             for index, key in enumerate(keys):
                 row = first[key]
                 if row != index:
                     found[index] = found[row]
                     values[index] = values[row]
-        known = np.array(found, dtype=bool)
-        return known, values
+        return found, values
