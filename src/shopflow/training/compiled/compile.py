@@ -218,6 +218,10 @@ def compile_checked(model: PropensityModel, rows: np.ndarray | None, *,
     except NotCompilable as exc:
         logger.info("%s model not compiled: %s", model.family, exc)
         return Compilation(None, {"inference": LIBRARY, "reason": f"not compiled: {exc}"})
+    except Exception as exc:  # a faster path is never a reason to fail a registration
+        logger.warning("%s model not compiled: %s: %s", model.family, type(exc).__name__, exc)
+        return Compilation(None, {"inference": LIBRARY,
+                                  "reason": f"compiling failed: {type(exc).__name__}: {exc}"})
     facts: dict[str, Any] = {"method": compiled.method, "max_abs_diff": difference,
                              "rows_checked": int(len(checked)), "tolerance": TOLERANCE,
                              "test_rows": 0 if rows is None else int(len(rows))}
