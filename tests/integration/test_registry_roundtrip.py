@@ -98,3 +98,43 @@ def test_two_homes_in_one_process_use_two_stores(settings: Settings, tmp_path) -
     second = save_model(other, model, metadata={})
     assert [m.version for m in list_models(other)] == [second]
     assert [m.version for m in list_models(settings)] == [first]
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm", "torch"])
+def test_compiled_predictor_is_stored_beside_the_model_and_loads(settings: Settings,
+                                                                family: str) -> None:
+    from shopflow.registry import COMPILED_FILE, load_compiled
+    from shopflow.training.compiled import TOLERANCE, compile_checked
+
+    model, frame = _fit(family)
+    rows = model.matrix(frame.tail(300))
+    compilation = compile_checked(model, rows, time_it=False)
+    assert compilation.predictor is not None, compilation.facts
+    version = save_model(settings, model, compiled=compilation.predictor,
+                         metadata={"compiled": compilation.facts})
+    assert (model_info(settings, version).path / COMPILED_FILE).is_file()
+    stored = model_info(settings, version).metadata["compiled"]
+    assert stored["inference"] == "compiled-numpy" and stored["max_abs_diff"] <= TOLERANCE
+    assert stored["rows_checked"] > 300 and stored["method"].startswith("numpy-")
+
+    loaded = load_compiled(settings, version)
+    assert loaded is not None
+    np.testing.assert_allclose(loaded.predict(rows), load_model(settings, version)
+                               .predictor.predict(rows), rtol=0, atol=TOLERANCE)
+
+
+def test_missing_or_corrupt_compiled_predictor(settings: Settings) -> None:
+    from shopflow.registry import COMPILED_FILE, load_compiled
+    from shopflow.serving.served import load_served_model
+
+    model, _ = _fit("lightgbm")
+    plain = save_model(settings, model, metadata={"base_rate": 0.3})
+    assert load_compiled(settings, plain) is None
+    served = load_served_model(settings, plain)
+    assert served.inference == "library" and "no compiled predictor" in served.inference_reason
+
+    (model_info(settings, plain).path / COMPILED_FILE).write_bytes(b"\x80\x05junk")
+    with pytest.raises(ModelLoadError, match="compiled predictor .* could not be loaded"):
+        load_compiled(settings, plain)
+    served = load_served_model(settings, plain)  # the model itself still serves
+    assert served.compiled is None and "could not be loaded" in served.inference_reason

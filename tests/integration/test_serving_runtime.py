@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ from shopflow.serving.sandbox import (
     write_online_features,
 )
 from shopflow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 pytestmark = [pytest.mark.integration]
 
@@ -112,3 +116,94 @@ def test_shadow_scores_the_newest_candidate(online: tuple[Settings, list[str]]) 
     assert len(records) == 4
     assert [r["champion"] for r in records] == pytest.approx(probabilities.tolist(), abs=1e-6)
     assert all(r["user"] not in users for r in records)
+
+
+def _xgboost_model(settings: Settings, frame: pd.DataFrame, *, promote: bool = True) -> str:
+    """A real XGBoost model over the sandbox features, published with its compiled trees."""
+    from shopflow.serving.sandbox import SANDBOX_FEATURES
+    from shopflow.training.families import xgb
+    from shopflow.training.families.base import FitContext, FitData
+    from shopflow.training.model import PropensityModel
+
+    x = frame.reindex(columns=list(SANDBOX_FEATURES)).to_numpy(dtype=np.float64)
+    x[::4, 0] = np.nan
+    y = (x[:, 2] + np.random.default_rng(0).normal(0, 2, len(x)) > 7).astype(int)
+    data = FitData(x, y, x, y, list(SANDBOX_FEATURES))
+    ctx = FitContext(seed=0)
+    fitted = xgb.fit(data, {**xgb.default_params(data, ctx), "max_depth": 3}, ctx)
+    model = PropensityModel(family="xgboost", feature_names=list(SANDBOX_FEATURES),
+                            feature_service="propensity_v2", params=fitted.params,
+                            predictor=fitted.predictor)
+    return publish_model(settings, model, base_rate=float(y.mean()), promote=promote,
+                         compile_rows=x)
+
+
+def test_compiled_predictor_serves_small_batches_within_tolerance(
+        online: tuple[Settings, list[str]]) -> None:
+    from shopflow.training.compiled import TOLERANCE
+
+    settings, users = online
+    version = _xgboost_model(settings, synthetic_user_features(30, seed=1))
+    runtime = ServingRuntime(settings, poll=False)
+    runtime.start()
+    try:
+        served, probabilities, known = runtime.predict(users[:3] + ["stranger"])
+        assert served.version == version and served.fast_path
+        model = runtime.metadata()["model"]
+        assert model["inference"] == "compiled-numpy", model["inference_reason"]
+        assert "agrees with the library" in model["inference_reason"]
+        frame = runtime.features.get(users[:3], served.feature_service)
+        library = served.model.predict_proba(frame)
+        np.testing.assert_allclose(probabilities[:3], library, rtol=0, atol=TOLERANCE)
+        assert known.tolist() == [True, True, True, False]
+    finally:
+        runtime.stop()
+
+
+def test_a_tampered_compiled_predictor_is_refused_and_the_library_serves(
+        online: tuple[Settings, list[str]]) -> None:
+    import dataclasses
+    import pickle
+
+    from shopflow.registry import COMPILED_FILE, model_info
+
+    settings, users = online
+    version = _xgboost_model(settings, synthetic_user_features(30, seed=1), promote=False)
+    path = Path(model_info(settings, version).path) / COMPILED_FILE
+    compiled = pickle.loads(path.read_bytes())
+    trees = compiled.raw
+    value = trees.value.copy()
+    value[np.flatnonzero(trees.left == np.arange(len(trees.left)))[0]] += 0.5  # one leaf
+    path.write_bytes(pickle.dumps(dataclasses.replace(
+        compiled, raw=dataclasses.replace(trees, value=value))))
+    Ledger(settings.ledger_url).promote(version, actor="test", reason="tampered compiled")
+
+    runtime = ServingRuntime(settings, poll=False)
+    runtime.start()
+    try:
+        served, probabilities, _ = runtime.predict(users[:5])
+        assert served.version == version  # the model serves ...
+        model = runtime.metadata()["model"]
+        assert model["inference"] == "library"  # ... through its library predictor
+        assert "refused at swap" in model["inference_reason"]
+        frame = runtime.features.get(users[:5], served.feature_service)
+        np.testing.assert_array_equal(probabilities, served.model.predict_proba(frame))
+    finally:
+        runtime.stop()
+
+
+def test_a_model_without_a_compiled_predictor_says_why(online: tuple[Settings, list[str]]
+                                                        ) -> None:
+    settings, users = online
+    model, base_rate = train_tiny_model(synthetic_user_features(30, seed=1), seed=9)
+    version = publish_model(settings, model, base_rate=base_rate, compiled=False)
+    runtime = ServingRuntime(settings, poll=False)
+    runtime.start()
+    try:
+        served, _, _ = runtime.predict(users[:2])
+        assert served.version == version and served.compiled is None
+        model_facts = runtime.metadata()["model"]
+        assert model_facts["inference"] == "library"
+        assert "no compiled predictor stored" in model_facts["inference_reason"]
+    finally:
+        runtime.stop()

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from shopflow.ledger import Ledger
-from shopflow.registry import load_model, model_info
+from shopflow.registry import load_compiled, load_model, model_info
 from shopflow.settings import Settings, load_settings
+from shopflow.training.compiled import TOLERANCE
 from shopflow.training.pipeline import train_family
 from shopflow.training.synthetic import synthetic_training_frame
 
@@ -31,6 +32,15 @@ def test_saved_candidate_loads_calibrated_and_records_its_map(settings: Settings
     assert not np.allclose(loaded.predictor.raw_predict(matrix), loaded.predict_proba(rows))
 
     info = model_info(config, result.version)
+    # registration compiled it and checked it on the model's own test rows
+    compiled = info.metadata["compiled"]
+    assert compiled["test_rows"] == result.split["test"]["rows"] > 0
+    assert compiled["inference"] == "compiled-numpy", compiled
+    assert compiled["max_abs_diff"] <= TOLERANCE
+    predictor = load_compiled(config, result.version)
+    assert predictor is not None
+    np.testing.assert_allclose(predictor.predict(matrix), loaded.predictor.predict(matrix),
+                               rtol=0, atol=TOLERANCE)
     # the service's cold-start answer: the positive rate of the rows the model trained on
     base_rate = info.metadata["base_rate"]
     assert 0.0 < base_rate < 1.0

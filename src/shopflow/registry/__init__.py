@@ -1,19 +1,23 @@
 """The model registry: Shopflow models in the BentoML model store.
 
-``save_model(settings, model, metadata=...) -> version``, ``load_model(settings, version)``
-and ``list_models(settings)``; ``use_model_store(settings)`` points BentoML at
-``settings.bentoml_home`` (call it before any other BentoML store access).
+``save_model(settings, model, metadata=..., compiled=None) -> version``,
+``load_model(settings, version)``, ``load_compiled(settings, version)`` (the compiled
+predictor stored beside it, or None) and ``list_models(settings)``;
+``use_model_store(settings)`` points BentoML at ``settings.bentoml_home`` (call it before
+any other BentoML store access).
 """
 
 from __future__ import annotations
 
 from shopflow.registry.store import (
+    COMPILED_FILE,
     MODEL_FILE,
     MODEL_NAME,
     ModelLoadError,
     StoredModel,
     code_version,
     list_models,
+    load_compiled,
     load_model,
     model_info,
     save_model,
@@ -21,12 +25,14 @@ from shopflow.registry.store import (
 )
 
 __all__ = [
+    "COMPILED_FILE",
     "MODEL_FILE",
     "MODEL_NAME",
     "ModelLoadError",
     "StoredModel",
     "code_version",
     "list_models",
+    "load_compiled",
     "load_model",
     "model_info",
     "save_model",

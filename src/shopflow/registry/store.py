@@ -3,7 +3,9 @@
 Every model is saved with BentoML 1.4's ``bentoml.models.create`` context manager as
 ``shopflow-propensity:<version>``; the pickled :class:`PropensityModel` is the file
 ``model.pkl`` in the model's folder. The tag's version is the model version everywhere
-(ledger, responses, reports).
+(ledger, responses, reports). Beside it, ``compiled.pkl`` holds the model's compiled
+predictor when registration produced one (``shopflow.training.compiled``; metadata
+``compiled`` says how it was checked, or why there is none).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "shopflow-propensity"
 MODEL_FILE = "model.pkl"
+COMPILED_FILE = "compiled.pkl"
 
 
 class ModelLoadError(RuntimeError):
@@ -115,7 +118,8 @@ def metadata_value(value: Any) -> Any:
     return value
 
 
-def save_model(settings: Settings, model: PropensityModel, *, metadata: dict[str, Any]) -> str:
+def save_model(settings: Settings, model: PropensityModel, *, metadata: dict[str, Any],
+               compiled: Any = None) -> str:
     """Save ``model`` to the store; returns its new version (the BentoML tag's version).
 
     Args:
@@ -124,6 +128,8 @@ def save_model(settings: Settings, model: PropensityModel, *, metadata: dict[str
         metadata: metrics, hyperparameters, data window and fingerprint, config hash, run
             id... (``family``, ``feature_service``, ``feature_names`` and ``code_version``
             are added when missing).
+        compiled: the model's checked compiled predictor, stored as ``compiled.pkl``
+            (the registry only stores it: training compiles and checks it).
     """
     use_model_store(settings)
     import bentoml
@@ -146,6 +152,9 @@ def save_model(settings: Settings, model: PropensityModel, *, metadata: dict[str
     with bentoml.models.create(MODEL_NAME, metadata=meta, labels=labels) as ref:
         with open(ref.path_of(MODEL_FILE), "wb") as handle:
             pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        if compiled is not None:
+            with open(ref.path_of(COMPILED_FILE), "wb") as handle:
+                pickle.dump(compiled, handle, protocol=pickle.HIGHEST_PROTOCOL)
         version = str(ref.tag.version)
     logger.info("saved %s model as %s:%s", model.family, MODEL_NAME, version)
     return version
@@ -200,6 +209,30 @@ def load_model(settings: Settings, version: str) -> PropensityModel:
             f"model {MODEL_NAME}:{version} holds a {type(model).__name__}, not a PropensityModel"
         )
     return cast("PropensityModel", model)
+
+
+def load_compiled(settings: Settings, version: str) -> Any | None:
+    """The compiled predictor stored beside ``version``, or None when it has none.
+
+    Raises:
+        ModelLoadError: the version is not in the store, or its ``compiled.pkl`` cannot
+            be unpickled (the caller serves the library predictor and says why).
+    """
+    ref = _get(settings, version)
+    path = Path(ref.path_of(COMPILED_FILE))
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            compiled = pickle.load(handle)
+    except Exception as exc:  # unpickling raises nearly anything on corrupt bytes
+        raise ModelLoadError(
+            f"compiled predictor of {MODEL_NAME}:{version} could not be loaded from {path}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not callable(getattr(compiled, "predict", None)):
+        raise ModelLoadError(f"{path} holds a {type(compiled).__name__}, not a predictor")
+    return compiled
 
 
 def list_models(settings: Settings) -> list[StoredModel]:

@@ -6,7 +6,8 @@ load beside, check, swap by one assignment, or refuse and record a ``rejection``
 can roll back); a background thread polls it, and the recommender's alias, every
 ``serving.reload_interval`` seconds. What is specific to this model lives here: its check
 (it loads, Feast serves its feature service with all its columns, golden requests give
-finite probabilities in [0, 1], and whether the fast matrix path gives the same scores),
+finite probabilities in [0, 1], whether its compiled predictor still agrees with the
+library, and whether the fast matrix path gives the same scores),
 shadow scoring of a challenger, and the answers of ``/predict``, ``/readyz`` and
 ``/metadata``.
 """
@@ -142,6 +143,7 @@ class ServingRuntime(AliasFollower[ServedModel]):
         return load_served_model(self.settings, version)
 
     def _check(self, candidate: ServedModel) -> ServedModel:
+        candidate = self.check_compiled(candidate)
         return dataclasses.replace(candidate, fast_path=True) if self.check(candidate) \
             else candidate
 
@@ -170,6 +172,24 @@ class ServingRuntime(AliasFollower[ServedModel]):
                 self._snapshot_ids = _snapshot_user_ids(self.settings, 5)
             known = self._snapshot_ids
         return [*known, GOLDEN_UNKNOWN_ID]
+
+    def check_compiled(self, candidate: ServedModel) -> ServedModel:
+        """``candidate`` keeping its compiled predictor only if it agrees with the library.
+
+        Compared on the golden users' online rows plus probe rows (missing, zero and
+        extreme values): see :meth:`ServedModel.check_compiled`. Golden rows that cannot
+        be read leave the probe rows (:meth:`check` then refuses the model anyway).
+        """
+        if candidate.compiled is None:
+            return candidate
+        try:
+            frame = self.features.get(self.golden_user_ids(), candidate.feature_service)
+            rows = candidate.model.matrix(frame)
+        except Exception as exc:
+            logger.info("no golden rows for the compiled check of %s: %s",
+                        candidate.version, exc)
+            rows = np.empty((0, len(candidate.feature_names)))
+        return candidate.check_compiled(rows)
 
     def check(self, candidate: ServedModel) -> bool:
         """Prove ``candidate`` can serve before it takes traffic.
@@ -220,9 +240,9 @@ class ServingRuntime(AliasFollower[ServedModel]):
         try:
             import pandas as pd
 
-            expected = np.clip(np.asarray(candidate.model.predict_proba(
-                pd.DataFrame(synthetic, columns=list(candidate.feature_names))),
-                dtype=np.float64), 0.0, 1.0)
+            # the frame path with the predictor that serves (compiled or library)
+            expected, _ = candidate.score(
+                pd.DataFrame(synthetic, columns=list(candidate.feature_names)))
             matches = np.array_equal(
                 candidate.score_matrix(synthetic, np.ones(len(synthetic), dtype=bool)), expected)
         except Exception as exc:

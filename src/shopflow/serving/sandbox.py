@@ -124,13 +124,25 @@ def publish_model(
     actor: str = "sandbox",
     reason: str = "sandbox model",
     metrics: dict[str, Any] | None = None,
+    compile_rows: np.ndarray | None = None,
+    compiled: bool = True,
 ) -> str:
-    """Save to the model store, record as a candidate, and (optionally) promote it."""
+    """Save to the model store, record as a candidate, and (optionally) promote it.
+
+    Like training's registration, a compiled predictor is stored beside the model when
+    it agrees with the library on ``compile_rows`` plus probe rows (``compiled=False``:
+    none, as for a model registered before compiled inference).
+    """
     from shopflow.ledger import Ledger
     from shopflow.registry import save_model
+    from shopflow.training.compiled import compile_checked
 
     metrics = {"roc_auc": 0.5, "log_loss": 0.69, **(metrics or {})}
-    version = save_model(settings, model, metadata={"base_rate": base_rate, "metrics": metrics})
+    compilation = compile_checked(model, compile_rows) if compiled else None
+    version = save_model(
+        settings, model, compiled=compilation.predictor if compilation else None,
+        metadata={"base_rate": base_rate, "metrics": metrics,
+                  **({"compiled": compilation.facts} if compilation else {})})
     with Ledger(settings.ledger_url) as ledger:
         ledger.record_candidate(version=version, family=model.family, metrics=metrics,
                                 params=model.params, feature_service=model.feature_service)

@@ -3,10 +3,17 @@
 A :class:`ServedModel` is immutable. The hot swap replaces the service's reference to one
 with a reference to another in a single assignment, so a request that has picked up a
 model keeps scoring with it even while the next one takes over.
+
+When registration stored a compiled predictor beside the model
+(:mod:`shopflow.training.compiled`), batches up to its ``max_rows`` are scored with it
+(``inference: compiled-numpy`` in ``/metadata``), larger ones and everything else with the
+library predictor. It serves only after :meth:`ServedModel.check_compiled` found it within
+:data:`~shopflow.training.compiled.TOLERANCE` of the library at swap time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -44,6 +51,9 @@ class ServedModel:
         cold_start_probability: the score for a shopper without features (base rate).
         cold_start_source: where that number came from, for /metadata.
         loaded_at: when this process loaded it.
+        fast_path: the matrix path gave the frame path's scores on golden rows.
+        compiled: the compiled predictor that scores small batches (None: the library's).
+        inference_reason: why the library serves, or how the compiled one was checked.
     """
 
     version: str
@@ -57,6 +67,24 @@ class ServedModel:
     cold_start_source: str
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     fast_path: bool = False
+    compiled: Any = None
+    inference_reason: str = ""
+
+    @property
+    def inference(self) -> str:
+        """``compiled-numpy`` when a checked compiled predictor scores small batches."""
+        from shopflow.training.compiled import COMPILED, LIBRARY
+
+        return COMPILED if self.compiled is not None else LIBRARY
+
+    def _probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """Clipped P(buy) of a feature matrix: compiled for small batches, else the library."""
+        compiled = self.compiled
+        if compiled is not None and compiled.serves(len(rows)):
+            raw = compiled.predict(rows)
+        else:
+            raw = self.model.predictor.predict(rows)
+        return np.clip(np.asarray(raw, dtype=np.float64).reshape(-1), 0.0, 1.0)
 
     def score(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """P(buy) per row of an online-feature frame, cold start where the user is unknown.
@@ -76,21 +104,51 @@ class ServedModel:
         probabilities = np.full(n, self.cold_start_probability, dtype=np.float64)
         if known.any():
             rows = features if known.all() else features.loc[known]
-            probabilities[known] = self.model.predict_proba(rows)
+            if self.compiled is None:
+                probabilities[known] = self.model.predict_proba(rows)
+            else:
+                probabilities[known] = self._probabilities(self.model.matrix(rows))
         return probabilities, known
 
     def score_matrix(self, matrix: np.ndarray, known: np.ndarray) -> np.ndarray:
         """Like :meth:`score`, on a matrix already in ``feature_names`` order.
 
-        Exactly ``PropensityModel.predict_proba`` without its pandas alignment (the
-        runtime verifies equality on golden rows before using it for a model).
+        Exactly :meth:`score` without its pandas alignment (the runtime verifies equality
+        on golden rows before using it for a model).
         """
         probabilities = np.full(len(known), self.cold_start_probability, dtype=np.float64)
         if known.any():
-            rows = matrix if known.all() else matrix[known]
-            raw = np.asarray(self.model.predictor.predict(rows), dtype=np.float64)
-            probabilities[known] = np.clip(raw.reshape(-1), 0.0, 1.0)
+            probabilities[known] = self._probabilities(matrix if known.all() else matrix[known])
         return probabilities
+
+    def check_compiled(self, rows: np.ndarray) -> ServedModel:
+        """This model with its compiled predictor if it still agrees with the library.
+
+        Compares both on ``rows`` (golden rows in ``feature_names`` order) plus probe rows
+        with missing, zero and extreme values; more than
+        :data:`~shopflow.training.compiled.TOLERANCE` apart anywhere (or an error) and the
+        compiled predictor is dropped: the library serves, and ``/metadata`` says why.
+        """
+        from shopflow.training.compiled import TOLERANCE, max_difference, probe_rows
+
+        if self.compiled is None:
+            return self
+        checked = probe_rows(rows, len(self.feature_names))
+        try:
+            difference = max_difference(self.compiled, self.model.predictor, checked)
+        except Exception as exc:  # a broken artefact must never take the model down
+            difference, failure = float("inf"), f"{type(exc).__name__}: {exc}"
+        else:
+            failure = f"max |compiled - library| = {difference:.3g} > {TOLERANCE:g}"
+        if difference <= TOLERANCE:
+            return dataclasses.replace(self, inference_reason=(
+                f"compiled predictor ({getattr(self.compiled, 'method', '?')}) agrees with the "
+                f"library within {TOLERANCE:g} on {len(checked)} rows at swap (max "
+                f"{difference:.3g}); it scores batches up to "
+                f"{getattr(self.compiled, 'max_rows', None) or 'any number of'} rows"))
+        reason = f"compiled predictor refused at swap: {failure} on {len(checked)} rows"
+        logger.warning("model %s: %s; the library predictor serves", self.version, reason)
+        return dataclasses.replace(self, compiled=None, inference_reason=reason)
 
     def describe(self) -> dict[str, Any]:
         """The JSON facts of ``GET /metadata``."""
@@ -105,6 +163,8 @@ class ServedModel:
             "cold_start_source": self.cold_start_source,
             "loaded_at": self.loaded_at,
             "fast_path": self.fast_path,
+            "inference": self.inference,
+            "inference_reason": self.inference_reason,
         }
 
 
@@ -156,6 +216,7 @@ def load_served_model(settings: Settings, version: str) -> ServedModel:
     except Exception as exc:  # a broken store entry must never take the service down
         raise ModelRefused(f"model {version} could not be loaded: {type(exc).__name__}: {exc}") from exc
     metadata = dict(info.metadata)
+    compiled, inference_reason = _compiled_predictor(settings, version, metadata)
     metrics: dict[str, Any] = dict(metadata.get("metrics") or {})
     ledger = Ledger(settings.ledger_url)
     try:
@@ -176,4 +237,27 @@ def load_served_model(settings: Settings, version: str) -> ServedModel:
         trained_at=trained_at.isoformat() if trained_at is not None else metadata.get("trained_at"),
         cold_start_probability=base_rate,
         cold_start_source=source,
+        compiled=compiled,
+        inference_reason=inference_reason,
     )
+
+
+def _compiled_predictor(settings: Settings, version: str, metadata: dict[str, Any]
+                        ) -> tuple[Any, str]:
+    """The compiled predictor stored beside ``version`` (or None), and why when None.
+
+    An unreadable one is no reason to refuse the model: the library predictor serves.
+    """
+    from shopflow.registry import ModelLoadError, load_compiled
+
+    try:
+        compiled = load_compiled(settings, version)
+    except ModelLoadError as exc:
+        logger.warning("%s; the library predictor serves", exc)
+        return None, str(exc)
+    if compiled is not None:
+        return compiled, "not checked yet"
+    facts = metadata.get("compiled")
+    if isinstance(facts, dict) and facts.get("reason"):
+        return None, str(facts["reason"])
+    return None, "no compiled predictor stored (registered without one)"

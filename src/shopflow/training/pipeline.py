@@ -332,10 +332,15 @@ def train_family(
     if not dry_run:
         from shopflow.ledger import Ledger
         from shopflow.registry import code_version, save_model
+        from shopflow.training.compiled import compile_checked
 
         config_hash = settings_fingerprint(settings)
         code = code_version()
-        version = save_model(settings, model, metadata={
+        # the service's small batches use a numpy copy of the model, kept only if it
+        # predicts the model's own test rows (and probe rows) as the library does
+        compilation = compile_checked(model, model.matrix(frame.iloc[split.test]))
+        version = save_model(settings, model, compiled=compilation.predictor, metadata={
+            "compiled": compilation.facts,
             "metrics": {f"validation_{k}": v for k, v in result.validation_metrics.items()},
             # the service answers shoppers without features with this (cold start)
             "base_rate": float(labels[split.train].mean()),
