@@ -406,6 +406,11 @@ class ServingSettings(_Section):
         description="Challenger scored in shadow mode; None: the newest non-production candidate.",
     )
     reload_interval: float = Field(default=2.0, gt=0, description="Seconds between alias polls.")
+    compiled: bool = Field(
+        default=True,
+        description="Score with the compiled predictor registration stored beside a model "
+        "(after the swap-time check); false: always the library's predict.",
+    )
     batching: bool = Field(
         default=True, description="Score concurrent /predict requests together (micro-batching)."
     )

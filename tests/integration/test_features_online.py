@@ -197,3 +197,30 @@ def test_direct_reads_equal_feast_reads(served: Settings) -> None:
     pd.testing.assert_frame_equal(direct, stock)
     assert direct["known"].sum() == 60 + 3  # 60 random users, u1, 17850 and u0 again
     assert direct[USER_TABLE.feature_names].isna().to_numpy().any()
+
+
+def test_a_model_reading_some_columns_gets_exactly_those(served: Settings) -> None:
+    """The serving matrix reads only the model's columns (a SQLite point lookup per
+    feature, fewer Redis fields); values and "known" equal the full read's."""
+    import numpy as np
+
+    from shopflow.features.online import get_online_matrix
+    from shopflow.features.synthetic import random_feature_frame
+
+    frame = random_feature_frame(USER_TABLE, 120, entities=40, cutoffs=3, null_rate=0.2, seed=5)
+    write_mart(served, USER_TABLE, frame)
+    apply(served)
+    materialize(served, start=datetime(2000, 1, 1, tzinfo=UTC))
+    ids = [*sorted(frame["user_id"].unique())[:25], "ghost", "u1"]
+    store = get_store(served)
+    every = USER_TABLE.feature_names
+    wanted = [every[7], every[0], "not_served", every[-1]]  # any order, one unknown column
+    service = served.features.feature_service
+    full, full_known = get_online_matrix(served, USER_TABLE, ids, feature_service=service,
+                                         feature_names=every, store=store)
+    some, some_known = get_online_matrix(served, USER_TABLE, ids, feature_service=service,
+                                         feature_names=wanted, store=store)
+    np.testing.assert_array_equal(some_known, full_known)
+    assert some_known.sum() == 25 + 1 and not some_known[-2]
+    expected = np.column_stack([full[:, 7], full[:, 0], np.full(len(ids), np.nan), full[:, -1]])
+    np.testing.assert_array_equal(some, expected)

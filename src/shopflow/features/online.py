@@ -104,13 +104,23 @@ def _read_feast(
 
 
 _readers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-_views: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, Any, list[str]]]] = (
+_views: weakref.WeakKeyDictionary[
+    Any, dict[tuple[str, str, tuple[str, ...] | None], tuple[float, Any, list[str]]]
+] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _read_direct(store: FeatureStore, service: Any, ids: list[str]) -> tuple[Any, Any]:
-    """``(known, values)`` per view of the service, read directly; known in every view."""
+def _read_direct(store: FeatureStore, service: Any, ids: list[str],
+                 wanted: Sequence[str] | None = None) -> tuple[Any, Any, list[str]]:
+    """``(known, values, names)`` of the service's views, read directly; known in every view.
+
+    Only the ``wanted`` columns are read (all of them when None): a model rarely reads
+    every column its service serves, and on SQLite (one row per entity and feature) the
+    rows fetched are most of a large request's cost. A view none of whose columns is
+    wanted still has its first column read, so that "known" keeps meaning "has a row in
+    every view of the service".
+    """
     import numpy as np
 
     from shopflow.features.online_read import DirectReader
@@ -119,19 +129,27 @@ def _read_direct(store: FeatureStore, service: Any, ids: list[str]) -> tuple[Any
     if reader is None:
         reader = _readers.setdefault(store, DirectReader(store))
     views = _views.setdefault(store, {})
+    wanted_key = None if wanted is None else tuple(wanted)
     known = np.ones(len(ids), dtype=bool)
     parts = []
+    names: list[str] = []
     now = time.monotonic()
     for projection in service.feature_view_projections:
-        hit = views.get(projection.name)
+        key = (service.name, projection.name, wanted_key)
+        hit = views.get(key)
         if hit is None or now - hit[0] >= _SERVICE_CACHE_SECONDS:
+            if len(views) > 256:  # a bounded memo: stale services' entries go
+                views.clear()
+            served = [f.name for f in projection.features]
+            chosen = served if wanted is None else [n for n in served if n in set(wanted)]
             hit = (now, store.get_feature_view(projection.name, allow_registry_cache=True),
-                   [f.name for f in projection.features])
-            views[projection.name] = hit
+                   chosen or served[:1])
+            views[key] = hit
         view_known, values = reader.read(hit[1], hit[2], ids)
         known &= view_known
         parts.append(values)
-    return known, np.hstack(parts)
+        names.extend(hit[2])
+    return known, np.hstack(parts), names
 
 
 def get_online_features_frame(
@@ -193,7 +211,7 @@ def get_online_matrix(
     if not clean:
         return out, np.ones(0, dtype=bool)
     if direct and DirectReader.supports(store):
-        known, values = _read_direct(store, service, clean)
+        known, values, names = _read_direct(store, service, clean, feature_names)
     else:
         known, values = _read_feast(store, service, names, table.join_key, clean)
     take = _column_positions(store, names, feature_names)

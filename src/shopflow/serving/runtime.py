@@ -182,6 +182,9 @@ class ServingRuntime(AliasFollower[ServedModel]):
         """
         if candidate.compiled is None:
             return candidate
+        if not self.settings.serving.compiled:
+            return dataclasses.replace(candidate, compiled=None, inference_reason=(
+                "serving.compiled is false: the library's predictor serves"))
         try:
             frame = self.features.get(self.golden_user_ids(), candidate.feature_service)
             rows = candidate.model.matrix(frame)
