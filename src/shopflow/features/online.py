@@ -149,7 +149,7 @@ def _read_direct(store: FeatureStore, service: Any, ids: list[str],
         known &= view_known
         parts.append(values)
         names.extend(hit[2])
-    return known, np.hstack(parts), names
+    return known, (parts[0] if len(parts) == 1 else np.hstack(parts)), names
 
 
 def get_online_features_frame(
@@ -221,9 +221,8 @@ def get_online_matrix(
     return out, known
 
 
-_positions: weakref.WeakKeyDictionary[Any, dict[tuple[tuple[str, ...], tuple[str, ...]], Any]] = (
-    weakref.WeakKeyDictionary()
-)
+_positions: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+_LAST = "last"  # the memo's entry for the previous request's (names, feature_names, take)
 
 
 def _column_positions(store: FeatureStore, names: list[str], feature_names: Sequence[str]) -> Any:
@@ -235,6 +234,9 @@ def _column_positions(store: FeatureStore, names: list[str], feature_names: Sequ
     import numpy as np
 
     cache = _positions.setdefault(store, {})
+    last = cache.get(_LAST)
+    if last is not None and last[0] is names and last[1] is feature_names:
+        return last[2]  # the same cached lists as the previous request: no key to build
     key = (tuple(names), tuple(feature_names))
     take = cache.get(key)
     if take is None or len(cache) > 64:
@@ -243,6 +245,7 @@ def _column_positions(store: FeatureStore, names: list[str], feature_names: Sequ
         position = {name: j for j, name in enumerate(names)}
         take = np.array([position.get(name, -1) for name in feature_names], dtype=np.int64)
         cache[key] = take
+    cache[_LAST] = (names, feature_names, take)
     return take
 
 
