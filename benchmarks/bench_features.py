@@ -2,17 +2,19 @@
 
 For each online store (SQLite and Redis):
 
-- **materialize**: ``shopflow.features.materialize`` of N entity rows (24 features each;
+- **materialize**: ``shopflow.features.materialize`` of N entity rows (the default task's
+  user features, ``USER_TABLE``: 68 of them today;
   default 1M) from the offline Parquet into the online store;
 - **Feast stock**: ``FeatureStore.materialize`` (the baseline) on a smaller slice;
 - **raw floor**: the same encoded rows written straight into the store with no Feast
   and no encoding in the timed part (SQLite ``executemany`` into Feast's table layout;
   Redis pipelined ``HSET`` bytes on one socket);
-- **online reads**: p50/p99 of ``get_online_user_features`` for 1 and 100 random known
+- **online reads**: p50/p99 of ``get_online_user_features`` (a frame) and
+  ``get_online_matrix`` (the service's hot path: a float matrix) for 1 and 100 random known
   users, Feast's stock ``get_online_features`` beside it, and the raw floor (a direct
   SQLite ``SELECT`` / a Redis pipelined ``HMGET`` of the same fields).
 
-Rates are entity rows per second (one row = one user's 24 features); wall time, with this
+Rates are entity rows per second (one row = one user's features); wall time, with this
 process's CPU seconds alongside (the machine may be shared). Writes JSON to
 ``SHOPFLOW_HOME/bench/features.json``.
 
@@ -35,8 +37,6 @@ from typing import Any
 import numpy as np
 
 from benchmarks.machine import print_table, write_json
-
-FEATURES = 24
 
 
 def _settings(home: Path, store: str, project: str, redis_url: str) -> Any:
@@ -98,8 +98,9 @@ def _floor_sqlite(settings: Any, store: Any) -> tuple[float, int]:
             encoded = ow.encode_double_values(values)
             texts = ow._value_texts(values)
             ts = 1_700_000_000
+            width = len(rows.feature_names)
             tuples = [
-                (k, name, encoded[i * FEATURES + j], texts[i * FEATURES + j], ts, ts)
+                (k, name, encoded[i * width + j], texts[i * width + j], ts, ts)
                 for i, k in enumerate(keys)
                 for j, name in enumerate(rows.feature_names)
             ]
@@ -132,7 +133,7 @@ def _floor_redis(settings: Any, store: Any, project: str) -> tuple[float, int]:
                 keys = internals.redis_hash_keys(
                     ow.encode_entity_keys("user_id", rows.ids[start:stop]), project)
                 bodies = ow._resp_field_runs(heads, rows.values[start:stop])
-                head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (FEATURES + 1))
+                head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (len(rows.feature_names) + 1))
                 tail = ow._resp_bulk(internals.redis_timestamp_field("user_features_fv")) + ow._resp_bulk(
                     ow.timestamp_proto_bytes(rows.event_ts[start])
                 )
@@ -163,11 +164,13 @@ def _reads(settings: Any, store: Any, rows: int, repeats: int, seed: int) -> lis
     from shopflow import internals
     from shopflow.features import get_online_user_features
     from shopflow.features import online_write as ow
+    from shopflow.features.online import get_online_matrix
     from shopflow.features.schema import USER_TABLE
 
     rng = np.random.default_rng(seed)
     ids = [f"u{i}" for i in range(rows)]
-    service = store.get_feature_service("propensity_v1", allow_cache=True)
+    service_name = settings.features.feature_service  # the default task's, over USER_TABLE
+    service = store.get_feature_service(service_name, allow_cache=True)
     names = USER_TABLE.feature_names
     if settings.features.online_store == "sqlite":
         view = store.get_feature_view("user_features_fv")
@@ -202,6 +205,12 @@ def _reads(settings: Any, store: Any, rows: int, repeats: int, seed: int) -> lis
         get_online_user_features(settings, pick(batch), store=store)
         raw(pick(batch))
         ours = _percentiles(lambda b=batch: get_online_user_features(settings, pick(b), store=store), repeats)
+        served = _percentiles(
+            lambda b=batch: get_online_matrix(settings, USER_TABLE, pick(b),
+                                              feature_service=service_name,
+                                              feature_names=names, store=store),
+            repeats,
+        )
         stock = _percentiles(
             lambda b=batch: store.get_online_features(
                 features=service, entity_rows=[{"user_id": i} for i in pick(b)]
@@ -209,7 +218,9 @@ def _reads(settings: Any, store: Any, rows: int, repeats: int, seed: int) -> lis
             repeats,
         )
         floor = _percentiles(lambda b=batch: raw(pick(b)), repeats)
-        for label, (p50, p99) in (("get_online_user_features", ours), ("feast get_online_features", stock), ("raw floor", floor)):
+        for label, (p50, p99) in (("get_online_user_features", ours),
+                                  ("get_online_matrix (serving path)", served),
+                                  ("feast get_online_features", stock), ("raw floor", floor)):
             out.append({"users": batch, "path": label, "p50_ms": p50, "p99_ms": p99})
     return out
 
@@ -284,7 +295,7 @@ def bench_store(kind: str, *, rows: int, stock_rows: int, repeats: int, work: Pa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="entity rows to materialize (24 features each)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="entity rows to materialize (one per user)")
     parser.add_argument("--stock-rows", type=int, default=20_000, help="rows for Feast's stock materialize")
     parser.add_argument("--stores", nargs="+", choices=["sqlite", "redis"], default=["sqlite", "redis"])
     parser.add_argument("--repeats", type=int, default=300, help="online reads per percentile")
@@ -309,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         table.append([r["store"], "shopflow materialize", r["shopflow"]["rows"], r["shopflow"]["seconds"], r["shopflow"]["rows_per_s"], r["shopflow"]["cpu_seconds"]])
         table.append([r["store"], "Feast stock materialize", r["feast_stock"]["rows"], r["feast_stock"]["seconds"], r["feast_stock"]["rows_per_s"], r["feast_stock"]["cpu_seconds"]])
         table.append([r["store"], "raw bulk write (floor)", r["raw_floor"]["rows"], r["raw_floor"]["seconds"], r["raw_floor"]["rows_per_s"], "-"])
-    print_table("Materialization (entity rows of 24 features)", ["store", "path", "rows", "seconds", "rows/s", "CPU s (this process)"], table)
+    from shopflow.features.schema import USER_TABLE
+
+    print_table(f"Materialization (entity rows of {len(USER_TABLE.catalogue)} features)", ["store", "path", "rows", "seconds", "rows/s", "CPU s (this process)"], table)
     reads = [[r["store"], x["users"], x["path"], x["p50_ms"], x["p99_ms"]] for r in results for x in r["reads"]]
     print_table(f"Online reads ({args.repeats} requests each)", ["store", "users", "path", "p50 ms", "p99 ms"], reads)
     print(f"load average before {load_avg_before}, after {load_avg_after}")

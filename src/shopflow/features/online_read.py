@@ -49,6 +49,14 @@ def _decode(value: bytes | None) -> float:
     return np.nan
 
 
+def _decode_one(value: bytes | None) -> float:
+    """:func:`_decode` with the writer's 9-byte double record inlined (one-user reads)."""
+    if value is not None and len(value) == 9 and value[0] == _DOUBLE_TAG:
+        number: float = _DOUBLE.unpack_from(value, 1)[0]
+        return number
+    return _decode(value)
+
+
 def decode_values(values: list[bytes | None]) -> np.ndarray:
     """Serialized Feast ``Value`` records as a float64 array, vectorised.
 
@@ -147,8 +155,11 @@ class DirectReader:
             self._redis = internals.feast_redis_client(self.store)
         fields = self._redis_fields(view, names)
         hash_keys = internals.redis_hash_keys(keys, self.store.config.project)
-        if len(hash_keys) == 1:  # one round trip without a pipeline's bookkeeping
-            replies = [self._redis.hmget(hash_keys[0], fields)]
+        if len(hash_keys) == 1:  # one round trip without a pipeline's bookkeeping or numpy
+            reply = self._redis.hmget(hash_keys[0], fields)
+            if reply[-1] is None:
+                return np.zeros(1, dtype=bool), np.full((1, len(names)), np.nan)
+            return np.ones(1, dtype=bool), np.array([[_decode_one(v) for v in reply[:-1]]])
         else:
             pipe = self._redis.pipeline(transaction=False)
             for key in hash_keys:
@@ -173,14 +184,34 @@ class DirectReader:
             self._local.conn = conn
         return conn
 
+    def _read_sqlite_one(self, table: str, names: list[str], column: dict[str, int],
+                         key: bytes, *, every_feature: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One entity: its rows into a Python list, one array at the end (a one-user read
+        is a handful of rows; numpy's per-call costs would be most of it)."""
+        subset = [] if every_feature else names
+        where_names = f" AND feature_name IN ({','.join('?' * len(subset))})" if subset else ""
+        rows = self._sqlite_conn().execute(
+            f'SELECT feature_name, value FROM "{table}" WHERE entity_key = ?{where_names}',
+            [key, *subset],
+        ).fetchall()
+        row = [np.nan] * len(names)
+        for name, raw in rows:
+            j = column.get(name)
+            if j is not None:
+                row[j] = _decode_one(raw)
+        return np.array([bool(rows)]), np.array([row])
+
     def _read_sqlite(self, table: str, names: list[str], keys: list[bytes], *,
                      every_feature: bool) -> tuple[np.ndarray, np.ndarray]:
-        first: dict[bytes, int] = {}
-        for index, key in enumerate(keys):
-            first.setdefault(key, index)
         column = self._columns.get(tuple(names))
         if column is None:
             column = self._columns.setdefault(tuple(names), {n: j for j, n in enumerate(names)})
+        if len(keys) == 1:
+            return self._read_sqlite_one(table, names, column, keys[0],
+                                         every_feature=every_feature)
+        first: dict[bytes, int] = {}
+        for index, key in enumerate(keys):
+            first.setdefault(key, index)
         found = np.zeros(len(keys), dtype=bool)
         values = np.full((len(keys), len(names)), np.nan)
         unique = list(first)
