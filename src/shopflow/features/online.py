@@ -207,17 +207,20 @@ def get_online_matrix(
     clean = _clean_ids(ids, table.join_key)
     store = store or shared_store(settings)
     service, names = _resolve_service(store, feature_service)
-    out = np.full((len(clean), len(feature_names)), np.nan)
     if not clean:
-        return out, np.ones(0, dtype=bool)
+        return np.full((0, len(feature_names)), np.nan), np.ones(0, dtype=bool)
     if direct and DirectReader.supports(store):
         known, values, names = _read_direct(store, service, clean, feature_names)
     else:
         known, values = _read_feast(store, service, names, table.join_key, clean)
-    take = _column_positions(store, names, feature_names)
-    served = take >= 0
-    out[:, served] = values[:, take[served]]
-    out[~known] = np.nan
+    take, served, identity = _column_positions(store, names, feature_names)
+    if identity:  # the reader gave the model's columns in the model's order: no copy
+        out = values
+    else:
+        out = np.full((len(clean), len(feature_names)), np.nan)
+        out[:, served] = values[:, take[served]]
+    if not known.all():
+        out[~known] = np.nan
     return out, known
 
 
@@ -226,7 +229,8 @@ _LAST = "last"  # the memo's entry for the previous request's (names, feature_na
 
 
 def _column_positions(store: FeatureStore, names: list[str], feature_names: Sequence[str]) -> Any:
-    """Index of each wanted column among the service's columns (-1: not served), cached.
+    """``(take, served, identity)``: the index of each wanted column among the columns read
+    (-1: not served), which are served, and whether ``take`` is the identity; cached.
 
     Looked up once per (service columns, model columns): a model asks for the same columns on
     every request, and mapping 70 names costs more than a one-user read.
@@ -243,7 +247,11 @@ def _column_positions(store: FeatureStore, names: list[str], feature_names: Sequ
         if len(cache) > 64:  # a bounded memo: stale services' entries go
             cache.clear()
         position = {name: j for j, name in enumerate(names)}
-        take = np.array([position.get(name, -1) for name in feature_names], dtype=np.int64)
+        positions = np.array([position.get(name, -1) for name in feature_names],
+                            dtype=np.int64)
+        take = (positions, positions >= 0,
+                len(names) == len(positions)
+                and bool(np.array_equal(positions, np.arange(len(positions)))))
         cache[key] = take
     cache[_LAST] = (names, feature_names, take)
     return take
