@@ -19,7 +19,11 @@ import pytest
 from shopflow.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+    import pandas as pd
+
+    from shopflow.training.model import PropensityModel
 
 POSTGRES_URL = os.environ.get("SHOPFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -107,3 +111,26 @@ def online_retail_path() -> Path:
             pytest.fail(f"shared dataset missing at {ONLINE_RETAIL}")
         pytest.skip(f"shared dataset not found at {ONLINE_RETAIL}")
     return ONLINE_RETAIL
+
+
+@pytest.fixture(scope="session")
+def quick_model() -> Callable[[pd.DataFrame, str], PropensityModel]:
+    """``(frame, family) -> model``: a real model trained on ``frame`` with one search
+    trial (no registry), once per frame and family for the whole session (several
+    modules compare the families of one frame; training them is the slow part)."""
+    import pandas as pd
+
+    from shopflow.training.pipeline import train_family
+
+    trained: dict[tuple[int, str], PropensityModel] = {}
+
+    def get(frame: pd.DataFrame, family: str) -> PropensityModel:
+        key = (int(pd.util.hash_pandas_object(frame).sum()), family)
+        if key not in trained:
+            quick = load_settings(training={"search_trials": 1})
+            result = train_family(quick, family, frame, "quick", dry_run=True)
+            assert result.model is not None, result
+            trained[key] = result.model
+        return trained[key]
+
+    return get

@@ -239,7 +239,11 @@ class PostgresWarehouse(Warehouse):
         try:
             self._con: Any = psycopg2.connect(dsn)
         except psycopg2.OperationalError as exc:
-            raise WarehouseError(f"cannot connect to PostgreSQL warehouse {url}: {exc}") from exc
+            from shopflow.redact import redact
+
+            raise WarehouseError(
+                redact(f"cannot connect to PostgreSQL warehouse {url}: {exc}", url)
+            ) from None  # the driver's exception may carry the DSN: not chained
         self._con.autocommit = True
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:

@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 
 from shopflow.evaluation.metrics import classification_metrics
-from shopflow.settings import load_settings
-from shopflow.training.pipeline import train_family
 from shopflow.training.split import split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
 
@@ -29,7 +27,6 @@ if TYPE_CHECKING:
 FAMILIES = ["baseline", "xgboost", "lightgbm", "torch"]
 MEAN_TOLERANCE = 0.03  # about 2 standard errors of a rate on ~1,200 test rows
 BRIER_MARGIN = 0.005
-_MODELS: dict[str, PropensityModel] = {}
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +40,9 @@ def test_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture
-def model(frame: pd.DataFrame) -> Callable[[str], PropensityModel]:
-    def get(family: str) -> PropensityModel:
-        if family not in _MODELS:
-            quick = load_settings(training={"search_trials": 1})
-            result = train_family(quick, family, frame, "calibration", dry_run=True)
-            assert result.model is not None
-            _MODELS[family] = result.model
-        return _MODELS[family]
-
-    return get
+def model(frame: pd.DataFrame, quick_model: Callable[[pd.DataFrame, str], PropensityModel]
+          ) -> Callable[[str], PropensityModel]:
+    return lambda family: quick_model(frame, family)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from shopflow.settings import load_settings
 from shopflow.training.compiled import (
     COMPILED,
     LIBRARY,
@@ -31,7 +30,6 @@ from shopflow.training.compiled import (
 from shopflow.training.compiled.trees import NAN_LEFT, NAN_RIGHT, ZERO_LEFT, ZERO_RIGHT
 from shopflow.training.families.base import FitContext, FitData
 from shopflow.training.model import PropensityModel
-from shopflow.training.pipeline import train_family
 from shopflow.training.split import feature_columns, split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
 
@@ -41,7 +39,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FAMILIES = ["baseline", "xgboost", "lightgbm", "torch"]
-_MODELS: dict[str, PropensityModel] = {}
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +52,9 @@ def test_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture
-def model(frame: pd.DataFrame) -> Callable[[str], PropensityModel]:
-    def get(family: str) -> PropensityModel:
-        if family not in _MODELS:
-            quick = load_settings(training={"search_trials": 1})
-            result = train_family(quick, family, frame, "compiled", dry_run=True)
-            assert result.model is not None
-            _MODELS[family] = result.model
-        return _MODELS[family]
-
-    return get
+def model(frame: pd.DataFrame, quick_model: Callable[[pd.DataFrame, str], PropensityModel]
+          ) -> Callable[[str], PropensityModel]:
+    return lambda family: quick_model(frame, family)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

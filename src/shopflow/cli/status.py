@@ -9,6 +9,7 @@ import click
 
 from shopflow.cli.options import config_option, load
 from shopflow.contract import RECOMMENDER_MODEL
+from shopflow.redact import redact
 
 HEADLINE = ("roc_auc", "pr_auc", "log_loss", "brier")
 RECOMMENDER_HEADLINE = ("ndcg@10", "recall@10", "map@10", "hit_rate@10")
@@ -34,7 +35,8 @@ def status(*, config_path: str | None, as_json: bool, limit: int) -> None:
             data = ledger.status(limit=limit)
     except Exception as exc:  # an unreachable ledger is a clean CLI error, not a traceback
         raise click.ClickException(
-            f"cannot read the ledger at {settings.ledger_url}: {type(exc).__name__}: {exc}"
+            redact(f"cannot read the ledger at {settings.ledger_url}: {type(exc).__name__}: "
+                   f"{exc}", settings.ledger_url)
         ) from exc
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))

@@ -14,6 +14,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from shopflow.redact import redact_url
+
 if TYPE_CHECKING:
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
@@ -184,7 +186,7 @@ def apply_definitions(
         "applied Feast project %r: %d objects (registry %s, online %s)",
         settings.features.project,
         len(definitions.objects()),
-        _redact(registry_url(settings)),
+        redact_url(registry_url(settings)),
         settings.features.online_store,
     )
     return definitions
@@ -229,13 +231,3 @@ def feast_env(settings: Settings) -> dict[str, str]:
         # before parsing, so one variable can carry either store's keys.
         "SHOPFLOW_FEAST_ONLINE_STORE": json.dumps(online),
     }
-
-
-def _redact(url: str) -> str:
-    """A URL without its password, for logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url

@@ -196,19 +196,23 @@ def load_model(settings: Settings, version: str) -> PropensityModel:
     path = Path(ref.path_of(MODEL_FILE))
     if not path.is_file():
         raise ModelLoadError(f"model {MODEL_NAME}:{version} has no {MODEL_FILE} at {path}")
-    try:
-        with open(path, "rb") as handle:
-            model = pickle.load(handle)
-    except Exception as exc:  # unpickling raises nearly anything on corrupt bytes
-        raise ModelLoadError(
-            f"model {MODEL_NAME}:{version} could not be loaded from {path}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+    model = _unpickle(path, f"model {MODEL_NAME}:{version}")
     if not isinstance(model, _ScoringModel):
         raise ModelLoadError(
             f"model {MODEL_NAME}:{version} holds a {type(model).__name__}, not a PropensityModel"
         )
     return cast("PropensityModel", model)
+
+
+def _unpickle(path: Path, what: str) -> Any:
+    """The object pickled at ``path``; a :class:`ModelLoadError` naming ``what`` if not."""
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception as exc:  # unpickling raises nearly anything on corrupt bytes
+        raise ModelLoadError(
+            f"{what} could not be loaded from {path}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def load_compiled(settings: Settings, version: str) -> Any | None:
@@ -222,14 +226,7 @@ def load_compiled(settings: Settings, version: str) -> Any | None:
     path = Path(ref.path_of(COMPILED_FILE))
     if not path.is_file():
         return None
-    try:
-        with open(path, "rb") as handle:
-            compiled = pickle.load(handle)
-    except Exception as exc:  # unpickling raises nearly anything on corrupt bytes
-        raise ModelLoadError(
-            f"compiled predictor of {MODEL_NAME}:{version} could not be loaded from {path}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+    compiled = _unpickle(path, f"compiled predictor of {MODEL_NAME}:{version}")
     if not callable(getattr(compiled, "predict", None)):
         raise ModelLoadError(f"{path} holds a {type(compiled).__name__}, not a predictor")
     return compiled
