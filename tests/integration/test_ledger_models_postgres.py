@@ -50,6 +50,7 @@ def test_old_postgres_ledger_is_upgraded_and_holds_both_models(
     with Ledger(postgres_url, schema=schema) as ledger:
         assert ledger.production().version == "old-1"
         assert ledger.candidate("old-1").model == "propensity"
+        assert ledger.candidate("old-1").artefacts == {}  # column added: loads unverified
         ledger.record_candidate(version="r1", family="torch", metrics={"ndcg@10": 0.2},
                                 model="recommender")
         assert ledger.promote("r1", actor="a", reason="first recommender",

@@ -68,6 +68,8 @@ def build_tables(schema: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.T
         sa.Column("run_id", sa.String(256), nullable=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
         _model_column(),
+        # relative file path -> sha256 of the stored model's files (registry.digest)
+        sa.Column("artefacts", sa.JSON, nullable=True),
     )
     events = sa.Table(
         "shopflow_events",
@@ -110,6 +112,21 @@ def missing_model_columns(conn: sa.Connection, schema: str | None) -> list[str]:
         if "model" not in columns:
             missing.append(name)
     return missing
+
+
+def lacks_artefacts_column(conn: sa.Connection, schema: str | None) -> bool:
+    """Whether the candidates table predates model digests (no ``artefacts`` column)."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("shopflow_candidates", schema=schema):
+        return False
+    columns = {c["name"] for c in inspector.get_columns("shopflow_candidates", schema=schema)}
+    return "artefacts" not in columns
+
+
+def add_artefacts_column(conn: sa.Connection, table: sa.Table) -> None:
+    """``ALTER TABLE ... ADD COLUMN artefacts`` (NULL for old rows: loaded unverified)."""
+    name = conn.dialect.identifier_preparer.format_table(table)
+    conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN artefacts JSON")
 
 
 def add_model_column(conn: sa.Connection, table: sa.Table) -> None:

@@ -34,9 +34,11 @@ from shopflow.jsonable import jsonable
 from shopflow.ledger.schema import (
     DEFAULT_MODEL,
     EVENT_KINDS,
+    add_artefacts_column,
     add_model_column,
     alias_for,
     build_tables,
+    lacks_artefacts_column,
     missing_model_columns,
 )
 
@@ -91,6 +93,9 @@ class CandidateRecord:
     run_id: str | None
     created_at: datetime
     model: str = DEFAULT_MODEL
+    artefacts: dict[str, str] = field(default_factory=dict)
+    """Relative file path -> sha256 of the stored model's files, recorded at registration
+    (empty for models registered before digests existed)."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,10 @@ class Ledger:
                     logger.info("ledger: adding the model column to %s (old rows: %s)",
                                 name, DEFAULT_MODEL)
                     add_model_column(conn, self._metadata.tables[_qualified(name, self.schema)])
+                if lacks_artefacts_column(conn, self.schema):
+                    logger.info("ledger: adding the artefacts column (model digests) to "
+                                "shopflow_candidates; older models load unverified")
+                    add_artefacts_column(conn, self._candidates)
                 self._ensure_alias(conn, DEFAULT_MODEL)
         self._ready = True
 
@@ -269,8 +278,14 @@ class Ledger:
         run_id: str | None = None,
         created_at: datetime | None = None,
         model: str | None = None,
+        artefacts: Mapping[str, str] | None = None,
     ) -> None:
-        """Record (or update, when the version is already known) a trained candidate."""
+        """Record (or update, when the version is already known) a trained candidate.
+
+        ``artefacts`` (file -> sha256, :func:`shopflow.registry.digest.artefact_digests`)
+        are what the model's files are checked against before they are loaded; an update
+        without them keeps the recorded ones.
+        """
         start, end = data_window if data_window is not None else (None, None)
         values = {
             "model": self._model(model),
@@ -285,6 +300,8 @@ class Ledger:
             "code_version": code_version,
             "run_id": run_id,
         }
+        if artefacts is not None:
+            values["artefacts"] = dict(artefacts)
         table = self._candidates
         with self._write() as conn:
             if not self.is_sqlite:
@@ -580,6 +597,7 @@ class Ledger:
                 run_id=r.run_id,
                 created_at=r.created_at,
                 model=r.model,
+                artefacts=dict(r.artefacts or {}),
             )
             for r in rows
         ]

@@ -161,7 +161,7 @@ def run_recommendation(
         version = None
         if save:
             from shopflow.recommend.snapshot import build_snapshot
-            from shopflow.recommend.store import save_recommender
+            from shopflow.recommend.store import recommender_digests, save_recommender
 
             tick = time.perf_counter()
             snapshot = build_snapshot(settings, models[winner], events=events,
@@ -176,7 +176,7 @@ def run_recommendation(
                 version=version, family=winner, metrics=test[winner],
                 params=models[winner].params, feature_service="recommend_v1",
                 data_window=(split["train"]["cutoffs"][0], split["test"]["cutoffs"][-1]),
-                run_id=run_id,
+                run_id=run_id, artefacts=recommender_digests(settings, version),
             )
             details = {"model": "shopflow-recommender", "run_id": run_id,
                        "decision": decision.details,

@@ -80,6 +80,13 @@ def _ref(settings: Settings, version: str) -> Any:
     return get_ref(settings, MODEL_NAME, version, error=RecommenderLoadError, what=RECOMMENDER_MODEL)
 
 
+def recommender_digests(settings: Settings, version: str) -> dict[str, str]:
+    """``file -> sha256`` of a stored recommender's files, for the ledger at registration."""
+    from shopflow.registry.digest import artefact_digests
+
+    return artefact_digests(Path(_ref(settings, version).path))
+
+
 def list_recommenders(settings: Settings) -> list[StoredRecommender]:
     """Every stored recommender, newest first."""
     from shopflow.registry import use_model_store
@@ -110,9 +117,14 @@ def load_recommender(settings: Settings, version: str
     """
     from shopflow.recommend.rankers import RankerModel
     from shopflow.recommend.snapshot import ServingSnapshot
+    from shopflow.registry.digest import ArtefactMismatch, verify_artefacts
 
     ref = _ref(settings, version)
     path = Path(ref.path_of(MODEL_FILE))
+    try:  # every recorded file (the ranker and its snapshot) before anything is read
+        verify_artefacts(settings, version, Path(ref.path), model=RECOMMENDER_MODEL)
+    except ArtefactMismatch as exc:
+        raise RecommenderLoadError(str(exc)) from exc
     try:
         with open(path, "rb") as handle:
             model = pickle.load(handle)

@@ -180,6 +180,29 @@ def _get(settings: Settings, version: str) -> Any:
     return get_ref(settings, MODEL_NAME, version)
 
 
+class ModelTampered(ModelLoadError):
+    """A stored file differs from the sha256 the ledger recorded (refused, not unpickled)."""
+
+
+def model_digests(settings: Settings, version: str) -> dict[str, str]:
+    """``file -> sha256`` of a stored version's files, for the ledger at registration."""
+    from shopflow.registry.digest import artefact_digests
+
+    return artefact_digests(Path(_get(settings, version).path))
+
+
+def _verified(settings: Settings, version: str, ref: Any, name: str) -> None:
+    """Check ``name`` of ``version`` against the ledger's digest before it is unpickled."""
+    from shopflow.contract import PROPENSITY_MODEL
+    from shopflow.registry.digest import ArtefactMismatch, verify_artefacts
+
+    try:
+        verify_artefacts(settings, version, Path(ref.path), model=PROPENSITY_MODEL,
+                         files=(name,))
+    except ArtefactMismatch as exc:
+        raise ModelTampered(str(exc)) from exc
+
+
 def model_info(settings: Settings, version: str) -> StoredModel:
     """Labels and metadata of a stored version, without unpickling it."""
     return _stored(_get(settings, version))
@@ -189,6 +212,7 @@ def load_model(settings: Settings, version: str) -> PropensityModel:
     """Load a stored model and check that it is one.
 
     Raises:
+        ModelTampered: its file differs from the digest the ledger recorded.
         ModelLoadError: the version is not in the store, its file is missing or corrupt,
             or it does not hold a PropensityModel.
     """
@@ -196,6 +220,7 @@ def load_model(settings: Settings, version: str) -> PropensityModel:
     path = Path(ref.path_of(MODEL_FILE))
     if not path.is_file():
         raise ModelLoadError(f"model {MODEL_NAME}:{version} has no {MODEL_FILE} at {path}")
+    _verified(settings, version, ref, MODEL_FILE)
     model = _unpickle(path, f"model {MODEL_NAME}:{version}")
     if not isinstance(model, _ScoringModel):
         raise ModelLoadError(
@@ -226,6 +251,7 @@ def load_compiled(settings: Settings, version: str) -> Any | None:
     path = Path(ref.path_of(COMPILED_FILE))
     if not path.is_file():
         return None
+    _verified(settings, version, ref, COMPILED_FILE)
     compiled = _unpickle(path, f"compiled predictor of {MODEL_NAME}:{version}")
     if not callable(getattr(compiled, "predict", None)):
         raise ModelLoadError(f"{path} holds a {type(compiled).__name__}, not a predictor")

@@ -134,7 +134,7 @@ def publish_model(
     none, as for a model registered before compiled inference).
     """
     from shopflow.ledger import Ledger
-    from shopflow.registry import save_model
+    from shopflow.registry import model_digests, save_model
     from shopflow.training.compiled import compile_checked
 
     metrics = {"roc_auc": 0.5, "log_loss": 0.69, **(metrics or {})}
@@ -145,7 +145,8 @@ def publish_model(
                   **({"compiled": compilation.facts} if compilation else {})})
     with Ledger(settings.ledger_url) as ledger:
         ledger.record_candidate(version=version, family=model.family, metrics=metrics,
-                                params=model.params, feature_service=model.feature_service)
+                                params=model.params, feature_service=model.feature_service,
+                                artefacts=model_digests(settings, version))
         if promote:
             ledger.promote(version, actor=actor, reason=reason)
     return version
@@ -216,7 +217,7 @@ def publish_recommender(settings: Settings, snapshot: Any, *, promote: bool = Tr
     """Store a recommender (a popularity ranker + ``snapshot``), record it, maybe promote it."""
     from shopflow.ledger import Ledger
     from shopflow.recommend.rankers import PopularityPredictor, RankerModel
-    from shopflow.recommend.store import save_recommender
+    from shopflow.recommend.store import recommender_digests, save_recommender
 
     metrics = {"ndcg@10": 0.1, "recall@10": 0.1, **(metrics or {})}
     model = RankerModel(family="sandbox", feature_names=["cand_popularity"],
@@ -224,7 +225,8 @@ def publish_recommender(settings: Settings, snapshot: Any, *, promote: bool = Tr
     version = save_recommender(settings, model, snapshot, metadata={"metrics": metrics})
     with Ledger(settings.ledger_url, model=RECOMMENDER_MODEL) as ledger:
         ledger.record_candidate(version=version, family=model.family, metrics=metrics,
-                                params=model.params, feature_service="recommend_v1")
+                                params=model.params, feature_service="recommend_v1",
+                                artefacts=recommender_digests(settings, version))
         if promote:
             ledger.promote(version, actor=actor, reason=reason)
     return version

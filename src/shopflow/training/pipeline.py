@@ -331,7 +331,7 @@ def train_family(
     version = f"{DRY_RUN_PREFIX}{family}"
     if not dry_run:
         from shopflow.ledger import Ledger
-        from shopflow.registry import code_version, save_model
+        from shopflow.registry import code_version, model_digests, save_model
         from shopflow.training.compiled import compile_checked
 
         config_hash = settings_fingerprint(settings)
@@ -365,7 +365,7 @@ def train_family(
                 metrics={f"validation_{k}": v for k, v in result.validation_metrics.items()},
                 params=fitted.params, feature_service=service, data_window=window,
                 data_fingerprint=fingerprint, config_hash=config_hash, code_version=code,
-                run_id=run_id,
+                run_id=run_id, artefacts=model_digests(settings, version),
             )
         finally:
             if owned:
