@@ -32,3 +32,6 @@ GOLDEN_UNKNOWN_ID: Final = "__shopflow_golden_unknown__"
 #: The largest ``k`` of ``POST /recommend`` (validated by the request schema and again by
 #: the recommender itself, for callers in process).
 MAX_K: Final = 100
+#: Longest user id the HTTP API accepts, in characters (a longer one is a 422 naming the
+#: field: no shop's id is that long, and an unbounded one only costs memory and logs).
+MAX_ID_LENGTH: Final = 256

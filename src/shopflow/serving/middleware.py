@@ -53,7 +53,8 @@ def describe_validation_error(detail: list[dict[str, Any]]) -> str:
     for item in detail[:5]:
         loc = [p for p in item.get("loc", []) if p not in ("body",)]
         # pydantic adds the union branch ("str", "int", "constrained-str") to the location
-        loc = [p for p in loc if not (isinstance(p, str) and p in {"str", "int", "constrained-str"})]
+        loc = [p for p in loc if not (isinstance(p, str)
+                                      and p in {"str", "int", "constrained-str", "constrained-int"})]
         name = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
                        for i, p in enumerate(loc)) or "body"
         message = item.get("msg", "invalid value")

@@ -4,7 +4,8 @@ and ``/recommend``.
 Pydantic models with a description on every field, so BentoML's OpenAPI page documents
 the contract. User ids are text everywhere in Shopflow; the API also accepts integers
 (many shops number their customers) and turns them into text. Anything else (floats,
-booleans, nulls, objects) is rejected with an error that names the field.
+booleans, nulls, objects, ids over ``MAX_ID_LENGTH`` characters or past 64 bits) is
+rejected with an error that names the field.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from shopflow.contract import MAX_K
+from shopflow.contract import MAX_ID_LENGTH, MAX_K
 
 UserId = Annotated[
-    StrictStr | StrictInt,
-    Field(description="A shopper id: a string, or an integer that is read as its text."),
+    Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)]
+    | Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)],
+    Field(description=f"A shopper id: a string of at most {MAX_ID_LENGTH} characters, or a "
+          "64-bit integer that is read as its text."),
 ]
 
 
