@@ -49,14 +49,6 @@ def _decode(value: bytes | None) -> float:
     return np.nan
 
 
-def _decode_one(value: bytes | None) -> float:
-    """:func:`_decode` with the writer's 9-byte double record inlined (one-user reads)."""
-    if value is not None and len(value) == 9 and value[0] == _DOUBLE_TAG:
-        number: float = _DOUBLE.unpack_from(value, 1)[0]
-        return number
-    return _decode(value)
-
-
 def decode_values(values: list[bytes | None]) -> np.ndarray:
     """Serialized Feast ``Value`` records as a float64 array, vectorised.
 
@@ -159,7 +151,7 @@ class DirectReader:
             reply = self._redis.hmget(hash_keys[0], fields)
             if reply[-1] is None:
                 return np.zeros(1, dtype=bool), np.full((1, len(names)), np.nan)
-            return np.ones(1, dtype=bool), np.array([[_decode_one(v) for v in reply[:-1]]])
+            return np.ones(1, dtype=bool), np.array([[_decode(v) for v in reply[:-1]]])
         else:
             pipe = self._redis.pipeline(transaction=False)
             for key in hash_keys:
@@ -198,7 +190,7 @@ class DirectReader:
         for name, raw in rows:
             j = column.get(name)
             if j is not None:
-                row[j] = _decode_one(raw)
+                row[j] = _decode(raw)
         return np.array([bool(rows)]), np.array([row])
 
     def _read_sqlite(self, table: str, names: list[str], keys: list[bytes], *,

@@ -30,6 +30,7 @@ give byte-identical files (Parquet, CSV or gzipped CSV, whose gzip header carrie
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -379,16 +380,15 @@ def _with_cart_returns(s: _Sessions, clock: _Clock, params: GeneratorSettings,
     return_delay = rng.uniform(*clock.return_days, n) * _DAY
     returns = rng.binomial(s.lines, params.return_rate)
     returns = np.where(back_start + return_delay < clock.days * _DAY, returns, 0)
-    basket = np.where(back, keys, s.basket)
+    s = dataclasses.replace(s, basket=np.where(back, keys, s.basket))
     follow = _Sessions(
         user=s.user[back], start=back_start[back], category=s.category[back],
         views=s.lines[back], lines=s.lines[back], purchased=np.ones(int(back.sum()), bool),
         returns=returns[back], return_delay=return_delay[back], keep=s.keep[back],
-        basket=basket[back],
+        basket=s.basket[back],
     )
     merged = _Sessions(**{name: np.concatenate([getattr(s, name), getattr(follow, name)])
                           for name in s.__dataclass_fields__})
-    merged.basket[:n] = basket
     return merged.take(np.argsort(merged.start, kind="stable"))
 
 
