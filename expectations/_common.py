@@ -31,7 +31,6 @@ INT_TYPES = ["int64", "int32", "int16", "Int64", "Int32", "Int16", "int"]
 NULL_LIKE_IDS = ["", "nan", "NaN", "None", "none", "null", "NULL", "<NA>", "NaT"]
 #: An id is one token: no leading/trailing whitespace, not empty.
 WELL_FORMED_ID = r"^\S(?:.*\S)?$"
-MAX_ID_LENGTH = 64
 
 _GX_SEVERITY: dict[str, FailureSeverity] = {
     "error": FailureSeverity.CRITICAL,

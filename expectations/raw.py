@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
+from shopflow.contract import MAX_ID_LENGTH
 from shopflow.settings import EVENT_TYPES
 
 from ._common import (
@@ -21,7 +22,6 @@ from ._common import (
     FLOAT_TYPES,
     INT_TYPES,
     LINEAGE_COLUMNS,
-    MAX_ID_LENGTH,
     NULL_LIKE_IDS,
     TEXT_TYPES,
     TIME_TYPES,

@@ -32,6 +32,7 @@ GOLDEN_UNKNOWN_ID: Final = "__shopflow_golden_unknown__"
 #: The largest ``k`` of ``POST /recommend`` (validated by the request schema and again by
 #: the recommender itself, for callers in process).
 MAX_K: Final = 100
-#: Longest user id the HTTP API accepts, in characters (a longer one is a 422 naming the
-#: field: no shop's id is that long, and an unbounded one only costs memory and logs).
-MAX_ID_LENGTH: Final = 256
+#: Longest id, in characters: the raw gate quarantines a longer user or item id (a whole
+#: record pasted into an id column), so no stored shopper has one, and the HTTP API
+#: answers a longer one with a 422 naming the field.
+MAX_ID_LENGTH: Final = 64
