@@ -224,3 +224,86 @@ def test_a_model_reading_some_columns_gets_exactly_those(served: Settings) -> No
     assert some_known.sum() == 25 + 1 and not some_known[-2]
     expected = np.column_stack([full[:, 7], full[:, 0], np.full(len(ids), np.nan), full[:, -1]])
     np.testing.assert_array_equal(some, expected)
+
+
+def _one_user_rows(served: Settings, store: object, ids: list[str],
+                   names: list[str]) -> tuple[object, object]:
+    """Each id read alone through the serving matrix: ``(values, known)`` stacked."""
+    import numpy as np
+
+    from shopflow.features.online import get_online_matrix
+
+    rows = [get_online_matrix(served, USER_TABLE, [user_id], store=store,  # type: ignore[arg-type]
+                              feature_service=served.features.feature_service,
+                              feature_names=names) for user_id in ids]
+    return np.vstack([values for values, _ in rows]), np.concatenate([known for _, known in rows])
+
+
+def test_one_user_reads_equal_feast_reads(served: Settings) -> None:
+    """A one-user read (SQLite: one row of concatenated records) gives Feast's values, for
+    every column and for a model's few, nulls included."""
+    import numpy as np
+
+    from shopflow.features.synthetic import random_feature_frame
+
+    frame = random_feature_frame(USER_TABLE, 90, entities=30, cutoffs=3, null_rate=0.3, seed=13)
+    write_mart(served, USER_TABLE, frame)
+    apply(served)
+    materialize(served, start=datetime(2000, 1, 1, tzinfo=UTC))
+    ids = [*sorted(frame["user_id"].unique()), "ghost", "u1", "17850"]
+    store = get_store(served)
+    stock = get_online_user_features(served, ids, store=store, direct=False)
+    every = USER_TABLE.feature_names
+    wanted = [every[7], every[0], every[-1]]
+    for names in (every, wanted):
+        values, known = _one_user_rows(served, store, ids, names)
+        np.testing.assert_array_equal(known, stock["known"].to_numpy())
+        np.testing.assert_array_equal(values, stock[names].to_numpy(dtype=float))
+    assert np.isnan(stock[every].to_numpy(dtype=float)).any(axis=1).sum() > 10
+
+
+def test_one_user_sqlite_rows_out_of_the_ordinary(shopflow_home) -> None:
+    """Rows the one-row SQLite read cannot decode (a feature without a row, an integer
+    value) are read the general way, rows stored in another order are put in order: the
+    same answers as the batch read."""
+    import sqlite3
+
+    import numpy as np
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from shopflow import internals
+    from shopflow.features.online_write import encode_entity_keys
+    from shopflow.features.synthetic import random_feature_frame
+
+    settings = load_settings(features={"project": f"t{uuid.uuid4().hex[:10]}"})
+    settings.ensure_dirs()
+    _fill(settings)
+    frame = random_feature_frame(USER_TABLE, 20, entities=10, cutoffs=2, null_rate=0.1, seed=3)
+    write_mart(settings, USER_TABLE, frame)
+    apply(settings)
+    materialize(settings, start=datetime(2000, 1, 1, tzinfo=UTC))
+    store = get_store(settings)
+    ids = sorted(frame["user_id"].unique())
+    table = internals.sqlite_online_table(store.project, store.get_feature_view("user_features_fv"),
+                                          versioned=False)
+    every = USER_TABLE.feature_names
+    key = dict(zip(ids, encode_entity_keys("user_id", ids), strict=True))
+    with sqlite3.connect(internals.sqlite_online_path(store.config)) as conn:
+        conn.execute(f'DELETE FROM "{table}" WHERE entity_key = ? AND feature_name = ?',
+                     [key[ids[0]], every[3]])
+        conn.execute(f'UPDATE "{table}" SET value = ? WHERE entity_key = ? AND feature_name = ?',
+                     [Value(int64_val=41).SerializeToString(), key[ids[1]], every[5]])
+        moved = conn.execute(f'SELECT * FROM "{table}" WHERE entity_key = ? AND feature_name = ?',
+                             [key[ids[2]], every[0]]).fetchone()
+        conn.execute(f'DELETE FROM "{table}" WHERE entity_key = ? AND feature_name = ?',
+                     [key[ids[2]], every[0]])
+        conn.execute(f'INSERT INTO "{table}" VALUES ({",".join("?" * len(moved))})', moved)
+    clear_shared_stores()
+    store = get_store(settings)
+    batch = get_online_user_features(settings, ids, store=store)
+    values, known = _one_user_rows(settings, store, ids, every)
+    np.testing.assert_array_equal(known, batch["known"].to_numpy())
+    np.testing.assert_array_equal(values, batch[every].to_numpy(dtype=float))
+    assert values[1, 5] == 41.0 and np.isnan(values[0, 3])
+    latest = frame.sort_values("cutoff_time").groupby("user_id").tail(1).set_index("user_id")
+    np.testing.assert_equal(values[2, 0], latest.loc[ids[2], every[0]])  # moved, still its own

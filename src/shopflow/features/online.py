@@ -130,7 +130,7 @@ def _read_direct(store: FeatureStore, service: Any, ids: list[str],
         reader = _readers.setdefault(store, DirectReader(store))
     views = _views.setdefault(store, {})
     wanted_key = None if wanted is None else tuple(wanted)
-    known = np.ones(len(ids), dtype=bool)
+    knowns = []
     parts = []
     names: list[str] = []
     now = time.monotonic()
@@ -145,11 +145,14 @@ def _read_direct(store: FeatureStore, service: Any, ids: list[str],
             hit = (now, store.get_feature_view(projection.name, allow_registry_cache=True),
                    chosen or served[:1])
             views[key] = hit
-        view_known, values = reader.read(hit[1], hit[2], ids)
-        known &= view_known
+        view_names = hit[2]
+        view_known, values = reader.read(hit[1], view_names, ids)
+        knowns.append(view_known)
         parts.append(values)
-        names.extend(hit[2])
-    return known, (parts[0] if len(parts) == 1 else np.hstack(parts)), names
+        names.extend(view_names)
+    if len(parts) == 1:  # one view (the usual case): its cached names, no copies
+        return knowns[0], parts[0], view_names
+    return np.logical_and.reduce(knowns), np.hstack(parts), names
 
 
 def get_online_features_frame(
