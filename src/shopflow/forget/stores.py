@@ -156,15 +156,15 @@ def remove_from_parquet(path: Path, user_id: str) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    if not USER_COLUMNS & set(pq.read_schema(path).names):
+    columns = sorted(USER_COLUMNS & set(pq.read_schema(path).names))
+    if not columns:
         return 0
-    table = pq.read_table(path)
-    mask = _user_rows(table, user_id)
+    mask = _user_rows(pq.read_table(path, columns=columns), user_id)  # ids only: cheap
     removed = int(pc.sum(mask).as_py() or 0) if mask is not None else 0
     if removed:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.forget")
         try:
-            pq.write_table(table.filter(pc.invert(mask)), tmp)
+            pq.write_table(pq.read_table(path).filter(pc.invert(mask)), tmp)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
