@@ -427,6 +427,29 @@ class MonitoringSettings(_Section):
     min_matured_rows: int = 200
 
 
+class RetentionSettings(_Section):
+    """How long files that hold (pseudonymized or raw) shopper rows are kept; None: forever.
+
+    Enforced by the writers when they add a file (shopflow.privacy.expire), by file age.
+    ``shopflow forget`` erases one shopper at once, whatever these say.
+    """
+
+    logs: Duration | None = Field(
+        default=timedelta(days=30),
+        description="Daily log files of the service (shadow log, prediction log), by age.",
+    )
+    quarantine: Duration | None = Field(
+        default=timedelta(days=90),
+        description="Quarantined raw batches (quarantine/<batch_id>/), by age.",
+    )
+
+
+class PrivacySettings(_Section):
+    """Pseudonymization and retention of shopper data."""
+
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+
 class Settings(BaseSettings):
     """Everything a Shopflow run needs to know."""
 
@@ -451,6 +474,7 @@ class Settings(BaseSettings):
     gate: GateSettings = Field(default_factory=GateSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     _config_dir: Path | None = PrivateAttr(default=None)
 
@@ -506,6 +530,11 @@ class Settings(BaseSettings):
     def data_dir(self) -> Path:
         """Generated raw files and exported mart snapshots."""
         return self.home_dir / "data"
+
+    @property
+    def privacy_dir(self) -> Path:
+        """The records of ``shopflow forget`` (pseudonymized ids only)."""
+        return self.home_dir / "privacy"
 
     @property
     def config_dir(self) -> Path | None:
@@ -587,5 +616,7 @@ def settings_fingerprint(settings: Settings) -> str:
     import hashlib
     import json
 
-    payload = settings.model_dump(mode="json", exclude={"home", "database_url", "serving"})
+    # privacy (retention) changes no model: leaving it out keeps recorded fingerprints put
+    payload = settings.model_dump(mode="json",
+                                  exclude={"home", "database_url", "serving", "privacy"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -10,12 +10,15 @@ import pytest
 
 from shopflow.evaluation.evaluate import SHAP_SAMPLE_ROWS, evaluate_model, shap_sample
 from shopflow.evaluation.explain import global_importance
+from shopflow.evaluation.report import write_report
+from shopflow.privacy import id_hasher
 from shopflow.settings import load_settings
 from shopflow.training.pipeline import train_family
 from shopflow.training.split import split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
 
 if TYPE_CHECKING:
+    from shopflow.settings import Settings
     from shopflow.training.model import PropensityModel
 
 
@@ -58,3 +61,20 @@ def test_metrics_use_every_row_and_importance_the_sample(frame: pd.DataFrame,
     assert len(evaluation.examples) == 5
     top = np.sort(model.predict_proba(held_out))[::-1][:5]
     np.testing.assert_allclose([e["probability"] for e in evaluation.examples], top)
+
+
+def test_examples_name_users_by_pseudonym_in_the_evaluation_and_the_report(
+        frame: pd.DataFrame, model: PropensityModel, settings: Settings) -> None:
+    held_out = frame.iloc[split_by_cutoff(frame, validation_cutoffs=1, test_cutoffs=2).test]
+    held_out = held_out.reset_index(drop=True)
+    hash_id = id_hasher(settings)
+    evaluation = evaluate_model(model, held_out, version="v1", hash_id=hash_id)
+    tokens = {hash_id(u) for u in held_out["user_id"]}
+    shown = [e["user_id"] for e in evaluation.examples]
+    assert len(shown) == 5 and set(shown) <= tokens
+    assert not set(shown) & set(held_out["user_id"])
+    html = write_report(settings, "pseudonyms", [evaluation], winner="v1").read_text()
+    assert all(f"<td>{t}</td>" in html for t in shown)
+    assert "<td>u0" not in html  # no raw synthetic id (u000123) in any cell
+    # without a hasher the examples name nobody (the report shows a dash)
+    assert all("user_id" not in e for e in evaluate_model(model, held_out, version="v1").examples)

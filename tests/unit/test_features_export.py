@@ -14,6 +14,7 @@ from shopflow.features.export import (
 )
 from shopflow.features.schema import USER_TABLE
 from shopflow.features.synthetic import feature_row, write_mart
+from shopflow.privacy import id_hasher
 
 if TYPE_CHECKING:
     from shopflow.settings import Settings
@@ -78,7 +79,9 @@ def test_conflicting_duplicates_raise_with_examples(settings: Settings) -> None:
             feature_row(USER_TABLE, "u2", "2024-01-07", 2.0),
         ],
     )
-    with pytest.raises(DuplicateFeatureRowsError, match=r"1 \(entity, cutoff_time, created_at\).*user_id='u1'"):
+    token = id_hasher(settings)("u1")  # the message names the shopper by pseudonym only
+    with pytest.raises(DuplicateFeatureRowsError,
+                       match=rf"1 \(entity, cutoff_time, created_at\).*user_id='{token}'"):
         export_table(settings, USER_TABLE)
 
 

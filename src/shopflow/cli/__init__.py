@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("shopflow.cli.serve", "serve", "Serve the production model over HTTP."),
     "status": ("shopflow.cli.status", "status", "What is in production, and the history."),
     "rollback": ("shopflow.cli.rollback", "rollback", "Roll production back to an earlier model."),
+    "forget": ("shopflow.cli.forget", "forget", "Erase one shopper from every store."),
 }
 
 

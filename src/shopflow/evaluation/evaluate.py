@@ -9,7 +9,8 @@ x leaves x depth, and on all 3.5k test rows of a 600-round XGBoost model it took
 the evaluate step, while the mean |SHAP| ranking of 1,000 rows is already stable. The
 same sample gives the permutation importance of families without SHAP (baseline, bgnbd,
 torch). With ``explain``, the ROC AUC also gets its per-test-cutoff values and a
-bootstrap 95% interval (``uncertainty``).
+bootstrap 95% interval (``uncertainty``). The explained examples name their shopper by
+pseudonym only (``hash_id``, :class:`shopflow.privacy.IdHasher`): they end up in reports.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from shopflow.evaluation.metrics import classification_metrics, reliability, sli
 from shopflow.evaluation.uncertainty import roc_auc_interval
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
     from shopflow.training.model import PropensityModel
@@ -98,8 +101,12 @@ def evaluate_model(
     threshold: float = 0.5,
     validation_metrics: dict[str, float] | None = None,
     explain: bool = True,
+    hash_id: Callable[[str], str] | None = None,
 ) -> ModelEvaluation:
-    """Score ``model`` on ``frame`` (held-out rows with ``label``) and describe the result."""
+    """Score ``model`` on ``frame`` (held-out rows with ``label``) and describe the result.
+
+    ``hash_id`` pseudonymizes the user of each explained example; None: examples name none.
+    """
     y = frame["label"].astype(int).to_numpy()
     p = model.predict_proba(frame)
     examples: list[dict[str, Any]] = []
@@ -112,8 +119,8 @@ def evaluate_model(
         reasons = top_reasons(model, frame.iloc[top])
         if reasons is not None:
             examples = [
-                {"user_id": str(frame["user_id"].iloc[i]), "probability": float(p[i]),
-                 "label": int(y[i]), "reasons": r}
+                {**({"user_id": hash_id(str(frame["user_id"].iloc[i]))} if hash_id else {}),
+                 "probability": float(p[i]), "label": int(y[i]), "reasons": r}
                 for i, r in zip(top, reasons, strict=True)
             ]
     return ModelEvaluation(

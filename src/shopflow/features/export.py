@@ -34,6 +34,7 @@ from shopflow.features.schema import (
     FeatureTable,
     feature_tables,
 )
+from shopflow.privacy import USER_COLUMNS, id_hasher
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -198,8 +199,9 @@ def export_table(settings: Settings, table: FeatureTable, *, source: Path | None
                 f"""SELECT count(*) FROM (SELECT 1 FROM typed GROUP BY {group}
                     HAVING count(DISTINCT ({feature_list})) > 1)""",
             )[0]
-            examples = "; ".join(
-                f"{table.join_key}={k!r} cutoff_time={c} created_at={cr} ({n} rows)"
+            shown = id_hasher(settings).value if table.join_key in USER_COLUMNS else str
+            examples = "; ".join(  # a shopper is named by pseudonym: messages reach the ledger
+                f"{table.join_key}={shown(k)!r} cutoff_time={c} created_at={cr} ({n} rows)"
                 for k, c, cr, n in conflicts
             )
             raise DuplicateFeatureRowsError(

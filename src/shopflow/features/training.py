@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING
 
 from shopflow.errors import PermanentError
 from shopflow.features.schema import LABELS_TABLE, USER_TABLE
+from shopflow.privacy import id_hasher
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
     from feast import FeatureStore
 
@@ -34,8 +37,12 @@ class EntityFrameError(PermanentError, ValueError):
     """The entity frame cannot be joined as given (missing columns, nulls, duplicates)."""
 
 
-def _validate_entity_df(entity_df: pd.DataFrame, join_key: str) -> pd.DataFrame:
-    """A typed copy of the entity frame: text ids, tz-aware UTC timestamps, row order."""
+def _validate_entity_df(entity_df: pd.DataFrame, join_key: str,
+                        hash_id: Callable[[str], str]) -> pd.DataFrame:
+    """A typed copy of the entity frame: text ids, tz-aware UTC timestamps, row order.
+
+    Errors name duplicated entities by pseudonym (``hash_id``): they reach the ledger.
+    """
     import pandas as pd
 
     missing = [c for c in (join_key, ENTITY_TIMESTAMP) if c not in entity_df.columns]
@@ -59,10 +66,9 @@ def _validate_entity_df(entity_df: pd.DataFrame, join_key: str) -> pd.DataFrame:
     )
     duplicated = frame.duplicated([join_key, ENTITY_TIMESTAMP], keep=False)
     if duplicated.any():
+        shown = frame.loc[duplicated, [join_key, ENTITY_TIMESTAMP]].drop_duplicates().head(5)
         examples = (
-            frame.loc[duplicated, [join_key, ENTITY_TIMESTAMP]]
-            .drop_duplicates()
-            .head(5)
+            shown.assign(**{join_key: shown[join_key].map(hash_id)})
             .astype(str)
             .agg(" @ ".join, axis=1)
             .tolist()
@@ -104,7 +110,7 @@ def build_training_set(
 
     started = time.perf_counter()
     join_key = USER_TABLE.join_key
-    frame = _validate_entity_df(entity_df, join_key)
+    frame = _validate_entity_df(entity_df, join_key, id_hasher(settings))
     store = store or get_store(settings)
     service_name = feature_service or settings.features.feature_service
     service = store.get_feature_service(service_name)

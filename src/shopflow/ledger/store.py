@@ -330,6 +330,22 @@ class Ledger:
             merged = {**(row.metrics or {}), **jsonable(dict(metrics))}
             conn.execute(sa.update(table).where(table.c.version == version).values(metrics=merged))
 
+    def update_candidate_artefacts(self, version: str, artefacts: Mapping[str, str]) -> bool:
+        """Replace the recorded digests of a candidate whose files were rewritten on purpose
+        (``shopflow forget`` erasing a shopper from a stored snapshot). Returns False, and
+        records nothing, when the candidate is unknown or was registered without digests
+        (it stays unverified, as before)."""
+        table = self._candidates
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(table.c.artefacts).where(table.c.version == version)
+            ).first()
+            if row is None or not row.artefacts:
+                return False
+            conn.execute(sa.update(table).where(table.c.version == version)
+                         .values(artefacts=dict(artefacts)))
+        return True
+
     def record_event(
         self,
         *,

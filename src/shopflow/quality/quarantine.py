@@ -7,7 +7,8 @@ before they leave ``raw.raw_events``, and its ``raw.ingested_files`` row is mark
 a README saying what failed and how to get the data back in. Staging and marts are
 rebuilt by dbt from raw, so there is nothing to move: the blocked build is recorded
 (folder + a line in ``reports/quality/blocked.jsonl``) and the pipeline stops before
-``publish_marts``, leaving Feast and the served model untouched.
+``publish_marts``, leaving Feast and the served model untouched. Folders older than
+``privacy.retention.quarantine`` are deleted whenever a new one is made.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shopflow.privacy import expire
 from shopflow.quality import html_report
 from shopflow.quality.result import GateResult, QualityError
 
@@ -110,6 +112,13 @@ def _readme(result: GateResult, *, moved_rows: int | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _expire_old(settings: Settings) -> None:
+    """Delete quarantine folders past ``privacy.retention.quarantine`` (before adding one)."""
+    if settings.quarantine_dir.is_dir():
+        expire((p for p in settings.quarantine_dir.iterdir() if p.is_dir()),
+               settings.privacy.retention.quarantine)
+
+
 def move_raw_batch(
     settings: Settings,
     warehouse: Warehouse,
@@ -126,6 +135,7 @@ def move_raw_batch(
     batch_id = result.batch_id
     if not batch_id:
         raise QualityError("cannot quarantine a raw check without a batch id")
+    _expire_old(settings)
     folder = settings.quarantine_dir / _safe(batch_id)
     folder.mkdir(parents=True, exist_ok=True)
     rows_path = folder / "rows.parquet"
@@ -161,6 +171,7 @@ def move_raw_batch(
 
 def record_blocked_build(settings: Settings, result: GateResult) -> Path:
     """Record a blocked staging/marts build: a folder with its README (report added later)."""
+    _expire_old(settings)
     folder = settings.quarantine_dir / f"{result.layer}-{_stamp(result)}"
     counter = 1
     while folder.exists():

@@ -1,5 +1,7 @@
 """Run a layer's suites on frames through one GX checkpoint; no warehouse, no side effects
-beyond GX's own stores (validation results, Data Docs).
+beyond GX's own stores (validation results, Data Docs). Sampled failing values of checks on
+a user-id column are pseudonymized (:mod:`shopflow.quality.pseudonymize`) before the
+results are stored for good, described or rendered.
 
 A checkpoint passes the same batch parameters to every validation definition, so frames
 cannot be handed over in memory when a gate validates several tables (marts) or a table
@@ -17,10 +19,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shopflow.privacy import id_hasher
 from shopflow.quality import suites as suite_modules
 from shopflow.quality.context import DATA_DOCS_SITE, build_context, data_docs_dir, gx_dir
 from shopflow.quality.describe import to_check_result
 from shopflow.quality.metrics import Baseline, batch_metrics
+from shopflow.quality.pseudonymize import pseudonymize_suite_results
 from shopflow.quality.result import CheckResult, GateResult, QualityError
 
 if TYPE_CHECKING:
@@ -124,6 +128,17 @@ def _to_parquet(frame: pd.DataFrame, path: Any) -> None:
         fixed.to_parquet(path, index=False)
 
 
+def _render_data_docs(context: Any, run_results: Mapping[Any, Any]) -> None:
+    """Data Docs of this run's (pseudonymized) results, as GX's UpdateDataDocsAction would."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    identifiers = [*run_results, *(ExpectationSuiteIdentifier(name=r.suite_name)
+                                   for r in run_results.values())]
+    context.build_data_docs(site_names=[DATA_DOCS_SITE], resource_identifiers=identifiers)
+
+
 def evaluate(
     settings: Settings,
     layer: str,
@@ -194,18 +209,20 @@ def evaluate(
                     gx.ValidationDefinition(name=label, data=batch, suite=added)
                 )
             )
-        checkpoint = checkpoints.build_checkpoint(
-            layer=layer, validation_definitions=definitions, data_docs_site=DATA_DOCS_SITE
+        checkpoint = context.checkpoints.add(
+            checkpoints.build_checkpoint(layer=layer, validation_definitions=definitions)
         )
-        if not data_docs:
-            checkpoint.actions = []
-        checkpoint = context.checkpoints.add(checkpoint)
         name = run_name or (f"{layer}-{batch_id}" if batch_id else layer)
         outcome = checkpoint.run(
             run_id=RunIdentifier(run_name=name, run_time=started.replace(tzinfo=UTC))
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if pseudonymize_suite_results(outcome.run_results.values(), id_hasher(settings)):
+        for identifier, suite_result in outcome.run_results.items():
+            context.validation_results_store.set(identifier, suite_result)
+    if data_docs:
+        _render_data_docs(context, outcome.run_results)
 
     checks: list[CheckResult] = []
     for suite_result in outcome.run_results.values():

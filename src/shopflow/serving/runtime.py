@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shopflow.contract import GOLDEN_UNKNOWN_ID, PROPENSITY_MODEL, RECOMMENDER_MODEL
+from shopflow.privacy import IdHasher
 from shopflow.serving.alias_follower import AliasFollower, ModelRefused
 from shopflow.serving.online import OnlineFeatures
-from shopflow.serving.privacy import IdHasher
 from shopflow.serving.served import ServedModel, load_served_model
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class ServingRuntime(AliasFollower[ServedModel]):
                 directory=shadow_dir(self.settings.reports_dir),
                 score=self.score,
                 hash_id=self.hash_id,
+                keep=self.settings.privacy.retention.logs,
             )
             self.shadow.start()
         self.poll_once()

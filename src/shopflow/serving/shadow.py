@@ -4,7 +4,8 @@ The challenger is scored off the request path, in one background thread fed by a
 queue: a slow or broken challenger can neither slow down nor fail a live request (when
 the queue is full, shadow work is dropped and counted). Both predictions go to JSON lines
 under ``reports_dir/shadow/`` (one file per UTC day), user ids as keyed hashes, for the
-comparison the monitoring part does later.
+comparison the monitoring part does later. Files older than ``privacy.retention.logs``
+are deleted whenever a new day's file starts.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shopflow.privacy import expire
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from datetime import timedelta
     from pathlib import Path
 
     import numpy as np
@@ -42,6 +46,7 @@ class ShadowScorer:
         score: ``(model, user_ids) -> (probabilities, known)`` (the runtime's scorer).
         hash_id: pseudonymises user ids for the log.
         max_pending: requests waiting for shadow scoring before new ones are dropped.
+        keep: how long a day's file is kept (``privacy.retention.logs``); None: forever.
     """
 
     def __init__(
@@ -51,8 +56,10 @@ class ShadowScorer:
         score: Callable[[ServedModel, Sequence[str]], tuple[np.ndarray, np.ndarray]],
         hash_id: Callable[[str], str],
         max_pending: int = 1000,
+        keep: timedelta | None = None,
     ) -> None:
         self.directory = directory
+        self._keep = keep
         self._score_with = score
         self._hash_id = hash_id
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
@@ -120,6 +127,8 @@ class ShadowScorer:
     ) -> None:
         scores, _ = self._score_with(challenger, user_ids)
         path = self.directory / f"shadow-{at:%Y%m%d}.jsonl"
+        if not path.exists():  # a new day: the old days past retention go
+            expire(shadow_files(self.directory), self._keep)
         lines = [
             json.dumps(
                 {
@@ -140,10 +149,15 @@ class ShadowScorer:
         self.logged += len(lines)
 
 
+def shadow_files(directory: Path) -> list[Path]:
+    """The day files of the shadow log in ``directory``, oldest first."""
+    return sorted(directory.glob("shadow-*.jsonl"))
+
+
 def read_shadow_log(reports_dir: Path) -> list[dict[str, Any]]:
     """Every shadow record written so far (oldest file first), for comparisons and tests."""
     records: list[dict[str, Any]] = []
-    for path in sorted(shadow_dir(reports_dir).glob("shadow-*.jsonl")):
+    for path in shadow_files(shadow_dir(reports_dir)):
         with open(path, encoding="utf-8") as handle:
             records.extend(json.loads(line) for line in handle if line.strip())
     return records

@@ -32,6 +32,7 @@ from shopflow.evaluation.gate import (
 )
 from shopflow.evaluation.metrics import flat_slice_metric, higher_is_better
 from shopflow.features.matrix import feature_matrix
+from shopflow.privacy import id_hasher
 from shopflow.training.families.base import FitContext, FitData
 from shopflow.training.model import PropensityModel
 from shopflow.training.split import (
@@ -419,12 +420,13 @@ def evaluate_candidates(
     metric = settings.gate.primary_metric
     evaluations: list[ModelEvaluation] = []
     models: dict[str, PropensityModel] = {}
+    hash_id = id_hasher(settings)  # the report names example users by pseudonym only
     for candidate in results:
         model = _model_for(settings, candidate)
         models[candidate.version] = model
         evaluations.append(evaluate_model(
             model, test, version=candidate.version, threshold=settings.training.threshold,
-            validation_metrics=candidate.validation_metrics,
+            validation_metrics=candidate.validation_metrics, hash_id=hash_id,
         ))
     winner = max(results, key=lambda c: _primary_score(c.validation_metrics, metric))
     baseline = next((c.version for c in results if c.family == "baseline"), None)
