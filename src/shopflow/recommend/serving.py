@@ -16,6 +16,8 @@ import numpy as np
 from shopflow.contract import MAX_K, POPULARITY_VERSION
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from shopflow.recommend.snapshot import ServingSnapshot
     from shopflow.settings import Settings
 
@@ -73,7 +75,8 @@ class Recommender:
         self.metadata = dict(metadata or {})
         cutoff = snapshot.cutoff
         self.snapshot_time = (cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff).isoformat()
-        ranked = snapshot.ranked.sort_values(["user_id", "rank"], kind="mergesort")
+        ranked = _finite_scores(snapshot.ranked, model_version, "ranked lists").sort_values(
+            ["user_id", "rank"], kind="mergesort")
         users = ranked["user_id"].to_numpy(dtype=object)
         self._items = ranked["item_id"].to_numpy(dtype=object)
         self._scores = ranked["score"].to_numpy(dtype=np.float64)
@@ -83,8 +86,9 @@ class Recommender:
             self._spans = {str(users[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
         else:
             self._spans = {}
-        self._popular_items = snapshot.popular["item_id"].to_numpy(dtype=object)
-        self._popular_scores = snapshot.popular["score"].to_numpy(dtype=np.float64)
+        popular = _finite_scores(snapshot.popular, model_version, "popular items")
+        self._popular_items = popular["item_id"].to_numpy(dtype=object)
+        self._popular_scores = popular["score"].to_numpy(dtype=np.float64)
         purchased: dict[str, set[str]] = {}
         for user, item in zip(snapshot.purchased["user_id"], snapshot.purchased["item_id"],
                               strict=True):
@@ -238,3 +242,20 @@ class Recommender:
             family=self.family if span is not None else "popularity",
             cold_start=span is None, snapshot_time=self.snapshot_time,
         )
+
+
+def _finite_scores(frame: pd.DataFrame, version: str, what: str) -> pd.DataFrame:
+    """``frame`` without the rows whose score is NaN or infinite.
+
+    JSON has no NaN, and an item the ranker could not score has no place in a ranking: it
+    is left out (a short list is filled up from the popular items, as for any shopper with
+    fewer ranked items than asked for), with a warning that names the recommender.
+    """
+    scores = frame["score"].to_numpy(dtype=np.float64)
+    finite = np.isfinite(scores)
+    if finite.all():
+        return frame
+    logger.warning("recommender %s: %d of the %s have a non-finite score; left out",
+                   version, int((~finite).sum()), what)
+    kept: pd.DataFrame = frame.loc[finite]
+    return kept

@@ -334,10 +334,13 @@ class ServingRuntime(AliasFollower[ServedModel]):
         return self.features.reachable(served.feature_service, served.feature_names)
 
     def metadata(self) -> dict[str, Any]:
-        """The ``GET /metadata`` object."""
+        """The ``GET /metadata`` object, JSON-safe: a metric that is NaN or infinite (an
+        AUC on a slice with one class) reads as null instead of failing the answer."""
+        from shopflow.jsonable import jsonable
+
         served = self.current
         shadow = self.shadow
-        return {
+        answer: dict[str, Any] = jsonable({
             "model_version": served.version if served else None,
             "model": served.describe() if served else None,
             "production_alias": self.alias_version,
@@ -355,7 +358,8 @@ class ServingRuntime(AliasFollower[ServedModel]):
                 "dropped": shadow.dropped,
                 "failed": shadow.failed,
             },
-        }
+        })
+        return answer
 
 
 def _snapshot_user_ids(settings: Settings, n: int) -> list[str]:

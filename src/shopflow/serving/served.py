@@ -78,13 +78,30 @@ class ServedModel:
         return COMPILED if self.compiled is not None else LIBRARY
 
     def _probabilities(self, rows: np.ndarray) -> np.ndarray:
-        """Clipped P(buy) of a feature matrix: compiled for small batches, else the library."""
+        """P(buy) of a feature matrix: compiled for small batches, else the library.
+
+        Hostile values on the way in and out: an infinite feature value (a ratio over a
+        zero count, a corrupt online record) is read as missing, as NaN is, which every
+        family imputes; a score the model cannot give as a finite number (NaN or an
+        infinity) is never served: that shopper gets the cold-start probability, the
+        honest answer for someone the model cannot score, and a warning names the model.
+        Finite scores are clipped into [0, 1].
+        """
+        if np.isinf(rows).any():
+            rows = np.where(np.isinf(rows), np.nan, rows)
         compiled = self.compiled
         if compiled is not None and compiled.serves(len(rows)):
             raw = compiled.predict(rows)
         else:
             raw = self.model.predictor.predict(rows)
-        return np.clip(np.asarray(raw, dtype=np.float64).reshape(-1), 0.0, 1.0)
+        values = np.asarray(raw, dtype=np.float64).reshape(-1)
+        scores = np.clip(values, 0.0, 1.0)
+        bad = ~np.isfinite(values)  # before the clip, which would make an infinity 0 or 1
+        if bad.any():
+            logger.warning("model %s gave %d non-finite score(s) of %d; those shoppers get "
+                           "the cold-start probability", self.version, int(bad.sum()), len(bad))
+            scores[bad] = self.cold_start_probability
+        return scores
 
     def score(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """P(buy) per row of an online-feature frame, cold start where the user is unknown.
@@ -104,10 +121,9 @@ class ServedModel:
         probabilities = np.full(n, self.cold_start_probability, dtype=np.float64)
         if known.any():
             rows = features if known.all() else features.loc[known]
-            if self.compiled is None:
-                probabilities[known] = self.model.predict_proba(rows)
-            else:
-                probabilities[known] = self._probabilities(self.model.matrix(rows))
+            # the model's own column alignment, then the guarded scoring of the matrix path
+            # (the library predictor gives exactly PropensityModel.predict_proba's scores)
+            probabilities[known] = self._probabilities(self.model.matrix(rows))
         return probabilities, known
 
     def score_matrix(self, matrix: np.ndarray, known: np.ndarray) -> np.ndarray:
