@@ -134,6 +134,9 @@ class ShopService:
             return _error(ctx, 413, f"too many user_ids: {len(user_ids)} is over the limit of "
                                f"serving.max_batch={self.max_batch} per request")
         ids = [uid if isinstance(uid, str) else str(uid) for uid in user_ids]
+        blank = next((i for i, uid in enumerate(ids) if not uid.strip()), None)
+        if blank is not None:  # the online read strips ids: a blank one names no shopper
+            return _error(ctx, 422, f"user_ids[{blank}]: must be a non-empty shopper id")
         try:
             if self.batcher is not None:
                 served, probabilities, known = await self.batcher(ids)

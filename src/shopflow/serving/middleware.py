@@ -5,6 +5,8 @@ request) added to the BentoML service with ``add_asgi_middleware``. It
 
 * answers 401 without ``Authorization: Bearer <serving.auth_token>`` when a token is set
   (the probes ``/healthz``, ``/livez`` and ``/readyz`` stay open for orchestrators);
+* answers 415 to a POST body that is not JSON (BentoML would hand form types to a
+  multipart parser that fails with a 500);
 * answers 413 when the body is larger than the limit (by ``Content-Length`` up front, or
   while a chunked body streams in), before anything parses it;
 * reshapes BentoML's input-validation answer (400 with pydantic's ``detail`` list and a
@@ -35,6 +37,20 @@ _MAX_ERROR_BODY = 64 * 1024
 def max_body_bytes(max_batch: int) -> int:
     """Largest accepted request body: room for ``max_batch`` ids of up to 128 characters."""
     return 4096 + max_batch * 140
+
+
+def is_json_media_type(content_type: bytes | None) -> bool:
+    """Whether a POST body of this ``Content-Type`` is read as JSON (absent: BentoML's default).
+
+    BentoML picks its parser by the header: form types go to a multipart parser that
+    answers a malformed body with a 500, and the API has no file or form input anyway;
+    so anything but JSON is turned away with a 415 before BentoML sees it.
+    """
+    if not content_type:
+        return True
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or (
+        media_type.startswith(b"application/") and media_type.endswith(b"+json"))
 
 
 def _json_error(status: int, message: str, extra_headers: list[tuple[bytes, bytes]] | None = None
@@ -104,6 +120,11 @@ class FrontDoorMiddleware:
                                       "(send 'Authorization: Bearer <serving.auth_token>')",
                                       [(b"www-authenticate", b"Bearer")])
                     return
+            if scope.get("method") == "POST" and not is_json_media_type(
+                    headers.get(b"content-type")):
+                await self._reply(send, record, 415, "unsupported Content-Type: send the "
+                                  "body as JSON with 'Content-Type: application/json'")
+                return
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body:
                 await self._reply(send, record, 413, f"request body of {int(length)} bytes is "

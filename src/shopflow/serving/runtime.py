@@ -27,7 +27,7 @@ from shopflow.contract import GOLDEN_UNKNOWN_ID, PROPENSITY_MODEL, RECOMMENDER_M
 from shopflow.privacy import IdHasher
 from shopflow.serving.alias_follower import AliasFollower, ModelRefused
 from shopflow.serving.online import OnlineFeatures
-from shopflow.serving.served import ServedModel, load_served_model
+from shopflow.serving.served import ServedModel, load_served_model, missing_if_infinite
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -209,7 +209,12 @@ class ServingRuntime(AliasFollower[ServedModel]):
         ids = self.golden_user_ids()
         try:
             frame = self.features.get(ids, candidate.feature_service)
-            raw = np.asarray(candidate.model.predict_proba(frame), dtype=np.float64)
+            # the model's own answer (no cold-start fallback), on the rows as served: an
+            # infinite online value reads as missing, so one corrupt shopper cannot get
+            # every model refused; a model that answers NaN to missing values is refused
+            rows = missing_if_infinite(candidate.model.matrix(frame))
+            raw = np.clip(np.asarray(candidate.model.predictor.predict(rows),
+                                     dtype=np.float64).reshape(-1), 0.0, 1.0)
             probabilities, _ = candidate.score(frame)
         except Exception as exc:
             raise ModelRefused(f"golden request failed: {type(exc).__name__}: {exc}") from exc

@@ -19,8 +19,8 @@ from shopflow.contract import MAX_ID_LENGTH, MAX_K
 UserId = Annotated[
     Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)]
     | Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)],
-    Field(description=f"A shopper id: a string of at most {MAX_ID_LENGTH} characters, or a "
-          "64-bit integer that is read as its text."),
+    Field(description=f"A shopper id: a non-blank string of at most {MAX_ID_LENGTH} "
+          "characters, or a 64-bit integer that is read as its text."),
 ]
 
 

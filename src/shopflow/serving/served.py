@@ -87,8 +87,7 @@ class ServedModel:
         honest answer for someone the model cannot score, and a warning names the model.
         Finite scores are clipped into [0, 1].
         """
-        if np.isinf(rows).any():
-            rows = np.where(np.isinf(rows), np.nan, rows)
+        rows = missing_if_infinite(rows)
         compiled = self.compiled
         if compiled is not None and compiled.serves(len(rows)):
             raw = compiled.predict(rows)
@@ -182,6 +181,17 @@ class ServedModel:
             "inference": self.inference,
             "inference_reason": self.inference_reason,
         }
+
+
+def missing_if_infinite(rows: np.ndarray) -> np.ndarray:
+    """``rows`` with every infinite value read as missing (NaN); a copy only if there is one.
+
+    An infinity in the online store is a broken value, not a very large one; scikit-learn
+    pipelines refuse it outright (the whole request would fail), boosted trees put it on
+    an arbitrary side of every split. Missing is what every family knows how to score.
+    """
+    infinite = np.isinf(rows)
+    return np.where(infinite, np.nan, rows) if infinite.any() else rows
 
 
 def _finite_probability(value: Any) -> float | None:
