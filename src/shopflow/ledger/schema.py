@@ -141,3 +141,25 @@ def add_model_column(conn: sa.Connection, table: sa.Table) -> None:
     for index in table.indexes:
         if "model" in index.columns:
             index.create(conn, checkfirst=True)
+
+
+def postgres_ddl() -> str:
+    """The ledger's tables as PostgreSQL DDL, exactly as :class:`~shopflow.ledger.Ledger`
+    would create them.
+
+    The containerised deployment creates the tables up front (``docker/postgres/ledger.sql``,
+    owned by the pipeline's role) so that the model server's role can be granted read and
+    append rights on tables that exist before either process starts; a unit test keeps that
+    file equal to this text.
+    """
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    metadata, *_ = build_tables()
+    statements = []
+    for table in metadata.sorted_tables:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
+    return "".join(f"{statement};\n" for statement in statements)
