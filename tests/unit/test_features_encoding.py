@@ -92,6 +92,8 @@ def test_redis_hset_command_parses_as_feast_layout() -> None:
         ("redis://127.0.0.1:6380/2", "127.0.0.1:6380,db=2"),
         ("redis://:secret@cache:6379", "cache:6379,password=secret"),
         ("rediss://cache", "cache:6379,ssl=true"),
+        ("redis://shopflow-serve:p%40ss@redis:6379/0",
+         "redis:6379,db=0,username=shopflow-serve,password=p@ss"),
     ],
 )
 def test_redis_url_forms(url: str, expected: str) -> None:

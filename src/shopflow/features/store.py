@@ -55,11 +55,14 @@ def registry_url(settings: Settings) -> str:
 def redis_connection_string(url: str) -> str:
     """Feast's ``host:port[,key=value...]`` form of a Redis address.
 
-    Accepts Feast's own form unchanged and converts ``redis://[:password@]host:port[/db]``.
+    Accepts Feast's own form unchanged and converts
+    ``redis://[[user]:password@]host:port[/db]``: a user name logs in as that Redis ACL user
+    (the deployment gives the pipeline and the model server users of their own; see
+    docker/redis/). User name and password are percent-decoded.
     """
     if "://" not in url:
         return url
-    from urllib.parse import urlparse
+    from urllib.parse import unquote, urlparse
 
     parsed = urlparse(url)
     if parsed.scheme not in {"redis", "rediss"}:
@@ -68,8 +71,10 @@ def redis_connection_string(url: str) -> str:
     db = parsed.path.strip("/")
     if db:
         parts.append(f"db={int(db)}")
+    if parsed.username:
+        parts.append(f"username={unquote(parsed.username)}")
     if parsed.password:
-        parts.append(f"password={parsed.password}")
+        parts.append(f"password={unquote(parsed.password)}")
     if parsed.scheme == "rediss":
         parts.append("ssl=true")
     return ",".join(parts)
