@@ -31,6 +31,13 @@ EXTRA_SHOPFLOW_VARS = {"SHOPFLOW_CONFIG"}
 EXTRA_CONTAINER_VARS = {"AIRFLOW_HOME", "AIRFLOW_ADMIN_USER", "AIRFLOW_ADMIN_PASSWORD",
                         "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "REDISCLI_AUTH",
                         "DUMB_INIT_SETSID"}
+# every secret compose requires (``${NAME:?...}``): it fails loudly when one is unset
+REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "POSTGRES_AIRFLOW_PASSWORD",
+                    "POSTGRES_PIPELINE_PASSWORD", "POSTGRES_SERVE_PASSWORD",
+                    "REDIS_FEAST_PASSWORD", "REDIS_SERVE_PASSWORD", "REDIS_CELERY_PASSWORD",
+                    "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD",
+                    "SHOPFLOW_SERVING__AUTH_TOKEN")
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?([-?])([^}]*))?\}")
 SECRET_NAMES = re.compile(r"(PASSWORD|SECRET|FERNET|TOKEN|KEY)$")
 
 
@@ -106,10 +113,10 @@ def test_no_literal_passwords(services: dict[str, Any]) -> None:
         userinfo = url.split("://", 1)[1].split("@")[0] if "@" in url else ""
         if ":" in userinfo:
             assert "${" in userinfo.split(":", 1)[1], f"literal password in {url}"
-    # every required secret fails loudly when unset
-    for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "AIRFLOW_FERNET_KEY",
-                   "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD"):
+    # every required secret fails loudly when unset, and never falls back to a default
+    for secret in REQUIRED_SECRETS:
         assert f"${{{secret}:?" in text, f"{secret} should be required (${{{secret}:?...}})"
+        assert f"${{{secret}:-" not in text, f"{secret} must not have a default"
 
 
 def test_env_example_lists_every_variable_and_holds_no_secret() -> None:
@@ -141,19 +148,25 @@ def test_shopflow_variables_are_settings_we_understand(services: dict[str, Any])
                 fields = getattr(model, "model_fields", None)
                 assert fields is not None and part in fields, f"{name}: {key} is not a setting"
                 model = fields[part].annotation
-    # and the values, with the secrets filled in, load into Settings as intended
-    sample = {k: v.replace("${POSTGRES_USER:-shopflow}", "u")
-              .replace("${POSTGRES_PASSWORD:?set it in .env}", "p")
-              .replace("${REDIS_PASSWORD:?set it in .env}", "r")
-              for k, v in _environment(services["shopflow-serve"]).items()
-              if k.startswith("SHOPFLOW_") and "${SHOPFLOW_SERVING__AUTH_TOKEN" not in v}
-    result = subprocess.run(
-        [sys.executable, "-c",
-         "from shopflow.settings import load_settings; s = load_settings(); "
-         "print(s.warehouse.backend, s.features.online_store, s.serving.host)"],
-        env={**sample, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["postgres", "redis", "0.0.0.0"]
+    # and the values, with the secrets filled in, load into Settings as intended: the
+    # pipeline on the warehouse, the model server without it (it reads published marts)
+    probe = ("from shopflow.settings import load_settings; s = load_settings(); "
+             "print(s.warehouse.backend, s.features.online_store, s.serving.host, "
+             "s.serving.auth_token)")
+    for name, expected in (("shopflow-serve", ["duckdb", "redis", "0.0.0.0", "x"]),
+                           ("airflow-worker", ["postgres", "redis", "shopflow-serve", "x"])):
+        sample = {k: _filled(v) for k, v in _environment(services[name]).items()
+                  if k.startswith("SHOPFLOW_")}
+        result = subprocess.run([sys.executable, "-c", probe],
+                                env={**sample, "PATH": "/usr/bin:/bin"}, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.split() == expected, name
+
+
+def _filled(value: str) -> str:
+    """``value`` with every ``${NAME...}`` replaced by its default, or ``x`` for a secret."""
+    return INTERPOLATION.sub(lambda m: m.group(3) if m.group(2) == "-" else "x", value)
 
 
 def test_airflow_variables_are_real_airflow_options(services: dict[str, Any],
@@ -195,8 +208,13 @@ def test_every_command_is_one_of_ours(services: dict[str, Any], tmp_path: Path) 
     airflow_commands = []
     for name, service in services.items():
         command = _command(service)
-        if name in {"postgres", "redis"}:
-            assert not command or command[0] == "redis-server", name
+        if name == "postgres":
+            assert not command, name
+            continue
+        if name == "redis":  # redis-server behind docker/redis/start.sh (the ACL users)
+            assert command[:2] == ["sh", "/opt/shopflow/redis/start.sh"], command
+            assert "./docker/redis:/opt/shopflow/redis:ro" in service["volumes"]
+            assert "exec redis-server --aclfile" in (REPO / "docker/redis/start.sh").read_text()
             continue
         assert command, f"{name} has no command"
         if command[0] == "shopflow":
