@@ -10,7 +10,7 @@ LOCK_HASH := $(shell sha256sum requirements.lock pyproject.toml | sha256sum | cu
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast lint bench lock clean
+.PHONY: help setup demo test test-fast lint bench lock image clean
 
 help:
 	@echo "make demo   - set up .venv, run the training pipeline on synthetic data, serve it"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint   - ruff and mypy --strict (CI runs it before the tests)"
 	@echo "make bench  - run the benchmarks (tables + JSON in SHOPFLOW_HOME/bench)"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock"
+	@echo "make image  - docker compose build, recording the git commit in the image"
 
 setup: $(STAMP)
 
@@ -50,6 +51,12 @@ bench: setup
 lock:
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"; }
 	$(BIN)/uv pip compile requirements.in --python 3.11 $(UV_FIND_LINKS) -o requirements.lock
+
+# The image has no .git: the commit (+dirty when tracked files under src/ changed) goes
+# in as a build argument and becomes the code version every model records.
+image:
+	GIT_SHA="$$(git rev-parse --short=12 HEAD)$$(git status --porcelain --untracked-files=no -- src | grep -q . && echo +dirty)" \
+	  docker compose build
 
 clean:
 	rm -rf $(VENV) .shopflow

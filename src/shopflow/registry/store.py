@@ -88,11 +88,20 @@ def use_model_store(settings: Settings) -> Path:
     return home
 
 
+#: Written by the image build (docker/Dockerfile) where there is no git checkout.
+CODE_VERSION_FILE = "_code_version"
+
+
 def code_version() -> str:
-    """The git commit of the code (short sha, ``+dirty`` if modified), else the package version."""
+    """The git commit of the code (short sha, ``+dirty`` if modified).
+
+    Without a git checkout (the Docker image), the commit the image was built from, as
+    the build wrote it beside the package; else the package version.
+    """
     import shopflow
 
     here = Path(shopflow.__file__).resolve().parent
+    baked = here / CODE_VERSION_FILE
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
@@ -102,7 +111,8 @@ def code_version() -> str:
         sha = git("rev-parse", "--short=12", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
     except (OSError, subprocess.SubprocessError):
-        return f"shopflow-{shopflow.__version__}"
+        built = baked.read_text().strip() if baked.is_file() else ""
+        return built or f"shopflow-{shopflow.__version__}"
     return f"{sha}+dirty" if dirty else sha or f"shopflow-{shopflow.__version__}"
 
 
