@@ -1,4 +1,4 @@
-"""NaN and infinities on the serving path: never served as numbers (docs/serving.md).
+"""NaN and infinities on the serving path: never served as numbers (README, HTTP API).
 
 On the way in, an infinite online feature value is read as missing (as NaN is, which
 every family imputes); on the way out, a score the model cannot give as a finite number
