@@ -236,6 +236,7 @@ def _roll_back(settings: Settings, report: DeployReport, *, actor: str, url: str
         return
     try:
         rollback(settings, to_version=report.previous_version, actor=actor,
+                 from_version=report.version,
                  reason=f"gate 3 failed for {report.version}: {report.failure}",
                  details={"gate": "post_deploy", **report.asdict()})
     except RollbackError as exc:

@@ -504,11 +504,23 @@ class Ledger:
         actor: str = "shopflow",
         details: Mapping[str, Any] | None = None,
         model: str | None = None,
+        expected_current: Any = _ANY,
     ) -> str | None:
-        """Point production back at ``to_version`` and record why; returns the version left."""
+        """Point production back at ``to_version`` and record why; returns the version left.
+
+        Args:
+            expected_current: when given (a version or None), roll back only if production
+                is still that version — the version the caller saw and judged. Check and
+                move are one transaction, so two rollbacks of the same bad model (gate 4
+                and a person, or a retried task) move production once; the second gets
+                :class:`ProductionChangedError` instead of rolling back a good model.
+
+        Raises:
+            ProductionChangedError: production is no longer ``expected_current``.
+        """
         return self._move_alias(
             to_version, kind="rollback", actor=actor, reason=reason, details=details,
-            model=model,
+            model=model, expected_current=expected_current,
         )
 
     # ---- reads -------------------------------------------------------------------------

@@ -393,11 +393,16 @@ def post_deploy_check(settings: Settings, context: StageContext, *,
 
 
 def rollback(settings: Settings, context: StageContext) -> StageResult:
-    """The rollback DAG: production back to a named or the previous version."""
+    """The rollback DAG: production back to a named or the previous version.
+
+    Idempotent per run: a retried or cleared task finds its run's rollback in the ledger
+    and returns it instead of rolling back a second time.
+    """
     from shopflow.deploy import rollback as roll_back
 
     resolved = context.resolved
     result = roll_back(settings, to_version=resolved.get("version") or None,
-                       reason=str(resolved["reason"]), actor=context.actor)
+                       reason=str(resolved["reason"]), actor=context.actor,
+                       run_id=context.run_id)
     summary: StageResult = jsonable(result)
     return summary
