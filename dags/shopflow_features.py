@@ -15,7 +15,6 @@ from airflow.sdk import CronTriggerTimetable, dag, task
 
 from shopflow.orchestration.assets import ONLINE_FEATURES
 from shopflow.orchestration.defaults import default_args
-from shopflow.orchestration.notifier import run_failed_alert
 from shopflow.orchestration.params import dag_params
 from shopflow.orchestration.runtime import stage
 
@@ -28,7 +27,6 @@ from shopflow.orchestration.runtime import stage
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=50),
     default_args=default_args(retries=3, timeout=timedelta(minutes=40)),
-    on_failure_callback=run_failed_alert(),
     params=dag_params("shopflow_features"),
     doc_md=__doc__,
     tags=["shopflow", "features"],

@@ -22,7 +22,6 @@ from airflow.sdk import CronTriggerTimetable, dag, task
 
 from shopflow.orchestration.assets import DRIFT_DETECTED, PRODUCTION_MODEL
 from shopflow.orchestration.defaults import default_args
-from shopflow.orchestration.notifier import run_failed_alert
 from shopflow.orchestration.params import dag_params
 from shopflow.orchestration.runtime import stage
 
@@ -35,7 +34,6 @@ from shopflow.orchestration.runtime import stage
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),
     default_args=default_args(timeout=timedelta(minutes=45)),
-    on_failure_callback=run_failed_alert(),
     params=dag_params("shopflow_monitoring"),
     doc_md=__doc__,
     tags=["shopflow", "monitoring"],

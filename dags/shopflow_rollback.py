@@ -18,7 +18,6 @@ from airflow.sdk import dag, task
 
 from shopflow.orchestration.assets import PRODUCTION_MODEL
 from shopflow.orchestration.defaults import default_args
-from shopflow.orchestration.notifier import run_failed_alert
 from shopflow.orchestration.params import dag_params
 from shopflow.orchestration.runtime import stage
 
@@ -31,7 +30,6 @@ from shopflow.orchestration.runtime import stage
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=30),
     default_args=default_args(retries=0, timeout=timedelta(minutes=10)),
-    on_failure_callback=run_failed_alert(),
     params=dag_params("shopflow_rollback"),
     doc_md=__doc__,
     tags=["shopflow", "rollback"],

@@ -31,7 +31,6 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, 
 
 from shopflow.orchestration.assets import DRIFT_DETECTED, MARTS, ONLINE_FEATURES, PRODUCTION_MODEL
 from shopflow.orchestration.defaults import default_args
-from shopflow.orchestration.notifier import run_failed_alert
 from shopflow.orchestration.params import dag_params
 from shopflow.orchestration.runtime import stage
 
@@ -48,7 +47,6 @@ NO_RETRY = {"retries": 0}  # gates: a verdict, not a glitch; a retry cannot chan
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),
     default_args=default_args(timeout=timedelta(hours=1)),
-    on_failure_callback=run_failed_alert(),
     params=dag_params("shopflow_training"),
     doc_md=__doc__,
     tags=["shopflow", "training"],

@@ -21,8 +21,26 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
 
 
+def _serve_in_background(server: socketserver.ThreadingTCPServer) -> int:
+    """Serve ``server`` from a daemon thread; returns its port."""
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return int(server.server_address[1])
+
+
+class _Stoppable:
+    """``stop()`` for a receiver holding its server in ``_server``."""
+
+    _server: socketserver.ThreadingTCPServer | None
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
 @dataclass
-class SmtpSink:
+class SmtpSink(_Stoppable):
     """Messages received, as ``(envelope_from, envelope_to, message)``."""
 
     host: str = "127.0.0.1"
@@ -72,26 +90,19 @@ class SmtpSink:
                         self.reply("502 not implemented")
 
         self._server = socketserver.ThreadingTCPServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.port = _serve_in_background(self._server)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 @dataclass
-class WebhookReceiver:
+class WebhookReceiver(_Stoppable):
     """JSON bodies POSTed to it; answers ``status`` (200 by default)."""
 
     host: str = "127.0.0.1"
     port: int = 0
     status: int = 200
     bodies: list[dict[str, Any]] = field(default_factory=list)
-    _server: http.server.ThreadingHTTPServer | None = None
+    _server: socketserver.ThreadingTCPServer | None = None
 
     @property
     def url(self) -> str:
@@ -116,11 +127,5 @@ class WebhookReceiver:
                 pass
 
         self._server = http.server.ThreadingHTTPServer((self.host, 0), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.port = _serve_in_background(self._server)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()

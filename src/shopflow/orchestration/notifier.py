@@ -1,10 +1,11 @@
-"""Airflow notifier: a failed Shopflow DAG run becomes a ``run_failed`` alert.
+"""Airflow notifier: a task of a Shopflow DAG run that failed for good becomes an alert.
 
-Set as the DAG-level ``on_failure_callback`` of every Shopflow DAG, so the scheduler (and
-``dag.test()``, which ``shopflow pipeline run`` uses) tells people when a run ends failed.
-It delivers through :func:`shopflow.alerts.send_alert`, the function stage code uses for
-the alerts it raises itself (blocked gate, deploy pending, rollback, drift), so both paths
-share one configuration (``settings.alerts``) and one format.
+Every Shopflow task has it as an ``on_failure_callback`` (:mod:`shopflow.orchestration.defaults`),
+so the scheduler and ``dag.test()`` (which ``shopflow pipeline run`` uses) both tell people
+when a run fails. It delivers through :func:`shopflow.alerts.send_alert`, the function stage
+code uses for the alerts it raises itself (blocked gate, deploy pending, rollback, drift),
+so both paths share one configuration (``settings.alerts``) and one format. A task stopped
+by a blocked gate is not alerted twice: the stage already sent ``gate_blocked``.
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ class ShopflowAlertNotifier(BaseNotifier):
 
 def _notify(event: AlertEvent, context: Mapping[str, Any]) -> None:
     from shopflow.alerts import send_alert
+    from shopflow.errors import blocks_run
     from shopflow.orchestration.callbacks import settings_for_run
 
+    error = context.get("exception")
+    if isinstance(error, BaseException) and error.__cause__ is not None \
+            and blocks_run(error.__cause__):
+        return  # run_stage already sent the gate_blocked (or deploy_pending) alert
     dag_run = context.get("dag_run")
     ti = context.get("ti") or context.get("task_instance")
     dag = context.get("dag")
@@ -56,15 +62,14 @@ def _notify(event: AlertEvent, context: Mapping[str, Any]) -> None:
     params = dict(context.get("params") or getattr(dag_run, "conf", None) or {})
     settings = settings_for_run(params, dag_id)
     stopped = _stopped_stages(settings, run_id)
-    reason = context.get("reason") or context.get("exception")
-    summary = f"{dag_id} run {run_id} failed"
-    if stopped:
-        summary += f" at {', '.join(stopped)}"
-    elif reason:
+    task_id = getattr(ti, "task_id", None)
+    reason = context.get("reason") or error
+    summary = f"{dag_id} run {run_id} failed" + (f" at {task_id}" if task_id else "")
+    if reason:
         summary += f": {reason}"
     send_alert(settings, event, summary, {
         "dag_id": dag_id, "run_id": run_id, "reason": str(reason) if reason else None,
-        "stopped_stages": stopped, "task_id": getattr(ti, "task_id", None),
+        "stopped_stages": stopped, "task_id": task_id,
     })
 
 
@@ -82,5 +87,5 @@ def _stopped_stages(settings: Settings, run_id: str) -> list[str]:
 
 
 def run_failed_alert() -> ShopflowAlertNotifier:
-    """The ``on_failure_callback`` of a Shopflow DAG."""
+    """The alerting ``on_failure_callback`` of every Shopflow task."""
     return ShopflowAlertNotifier(event="run_failed")
