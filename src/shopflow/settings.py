@@ -414,6 +414,11 @@ class ServingSettings(_Section):
     batching: bool = Field(
         default=True, description="Score concurrent /predict requests together (micro-batching)."
     )
+    deploy_pending_on_start: bool = Field(
+        default=True,
+        description="At start, run gate 3 against this service on a deploy-pending candidate "
+        "(promoted while no service answered); false: only `shopflow deploy --pending` does.",
+    )
     post_deploy_window: float = Field(default=5.0, ge=0)
     max_error_rate: float = 0.01
     max_p99_ms: float = 250.0

@@ -75,6 +75,11 @@ def _render_model(data: dict[str, Any], *, title: str, headline: tuple[str, ...]
             f"  replaced: {production.get('previous_version') or 'nothing (first model)'}",
             f"  metrics:  {_metrics(production.get('metrics') or {}, headline)}",
         ]
+    pending = data.get("pending")
+    if pending is not None:
+        lines.append(f"Deploy pending: {pending['version']} ({pending.get('family') or '?'}) "
+                     f"since {pending['since']}, waiting for gate 3 (start `shopflow serve` "
+                     "or run `shopflow deploy --pending`)")
     lines.append("")
     lines.append(f"Events ({len(data['events'])} most recent, oldest first):")
     if not data["events"]:

@@ -25,7 +25,7 @@ from shopflow.pipeline.vocabulary import StageContext, StageRecord, StageSkipped
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from shopflow.settings import Settings
+    from shopflow.settings import AlertEvent, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +121,16 @@ def run_stage(
 
 
 def _alert_blocked(settings: Settings, label: str, run_id: str, exc: BaseException) -> None:
-    """A gate (or a check standing in for one) stopped the run: tell people, with its report."""
-    from shopflow.alerts import send_alert
+    """A gate (or a check standing in for one) stopped the run: tell people, with its report.
 
-    send_alert(settings, "gate_blocked", f"{label} blocked run {run_id}: {exc}",
+    A deploy left pending (no service for gate 3) is its own kind: nothing is wrong with the
+    model, someone has to start the service.
+    """
+    from shopflow.alerts import send_alert
+    from shopflow.deploy.gate import DeployPending
+
+    event: AlertEvent = "deploy_pending" if isinstance(exc, DeployPending) else "gate_blocked"
+    send_alert(settings, event, f"{label} blocked run {run_id}: {exc}",
                {"stage": label, "run_id": run_id, "error": f"{type(exc).__name__}: {exc}",
                 **_error_details(exc)})
 
