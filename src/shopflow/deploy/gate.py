@@ -210,7 +210,8 @@ def deploy_pending(settings: Settings, *, actor: str, url: str | None = None,
     if pending is None:
         return None
     return deploy(settings, pending.version, actor=actor, url=url,
-                  reason=f"deploy pending since {pending.since}: {pending.reason}",
+                  reason=f"deploy pending since {pending.since:%Y-%m-%d %H:%M} UTC: "
+                         f"{pending.reason}",
                   golden_user_ids=golden_user_ids)
 
 

@@ -126,7 +126,7 @@ def deploy_pending(run: PipelineRun) -> dict[str, Any] | None:
         return None
     deployed = run.records.get("deploy")
     result = (deployed.result if deployed else None) or {}
-    message = str(record.error).split(": ", 1)[-1]
+    message = str(record.error).split(": ", 1)[-1].removeprefix("deploy pending: ")
     return {"version": result.get("version"), "production_version":
             result.get("production_version"), "message": message}
 
