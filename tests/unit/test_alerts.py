@@ -113,3 +113,24 @@ def test_alert_settings_come_from_the_environment(shopflow_home: object,
     monkeypatch.setenv("SHOPFLOW_ALERTS__EVENTS", '["nonsense"]')
     with pytest.raises(ValueError, match="alerts.events"):
         load_settings()
+
+
+def test_drift_beyond_the_threshold_raises_a_drift_alert(settings: Settings,
+                                                          webhook: WebhookReceiver) -> None:
+    from shopflow.pipeline.monitoring_stages import drift_verdict
+    from shopflow.pipeline.vocabulary import StageContext, StageSkipped
+
+    hooked = _configured(settings, None, webhook)
+    context = StageContext(run_id="scheduled__1", dag_id="shopflow_monitoring")
+    with pytest.raises(StageSkipped):
+        drift_verdict(hooked, context, features={"drifted": []}, predictions={"drifted": False})
+    assert webhook.bodies == []  # no drift, no alert
+    verdict = drift_verdict(hooked, context,
+                            features={"version": "v1", "drifted": ["recency_days"],
+                                      "max_psi": 0.61},
+                            predictions={"version": "v1", "drifted": True, "psi": 0.4})
+    assert verdict["retrain"] is True
+    (body,) = webhook.bodies
+    assert body["event"] == "drift" and body["severity"] == "warning"
+    assert "recency_days" in body["summary"]
+    assert body["details"]["features_max_psi"] == 0.61 and body["details"]["version"] == "v1"

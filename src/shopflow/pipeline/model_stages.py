@@ -410,6 +410,7 @@ def rollback(settings: Settings, context: StageContext) -> StageResult:
     resolved = context.resolved
     result = roll_back(settings, to_version=resolved.get("version") or None,
                        reason=str(resolved["reason"]), actor=context.actor,
+                       from_version=resolved.get("from_version") or None,
                        run_id=context.run_id)
     summary: StageResult = jsonable(result)
     return summary
