@@ -5,6 +5,9 @@ Manual: put an earlier model back in production. Give the version to restore (em
 previous production model) and a reason; the ledger records who, when, from which version
 to which, and why. The serving process picks the change up by polling the ledger's
 production alias (hot swap, no restart).
+
+The rollback is not retried, and is idempotent per run besides: a cleared or re-run task
+finds this run's rollback in the ledger and does not roll back a second time.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from shopflow.orchestration.runtime import stage
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=30),
-    default_args=default_args(retries=1, timeout=timedelta(minutes=10)),
+    default_args=default_args(retries=0, timeout=timedelta(minutes=10)),
     params=dag_params("shopflow_rollback"),
     doc_md=__doc__,
     tags=["shopflow", "rollback"],

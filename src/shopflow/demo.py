@@ -1,8 +1,10 @@
 """`make demo`: the whole flow on the embedded default, then a served model answering curl.
 
-Runs ``shopflow pipeline run`` (synthetic events -> dbt -> gates -> Feast -> training ->
-gate 2 -> registry), starts ``shopflow serve`` on loopback, sends one real request and
-prints the ``curl`` a user can repeat. On a terminal it keeps serving until Ctrl-C;
+Starts ``shopflow serve`` on loopback first (nothing in production yet), then runs
+``shopflow pipeline run`` (synthetic events -> dbt -> gates -> Feast -> training -> gate 2
+-> registry -> deploy), whose deploy task finds the service and runs gate 3 on the promoted
+model before production moves; prints gate 3's numbers, sends one real request and prints
+the ``curl`` a user can repeat. On a terminal it keeps serving until Ctrl-C;
 without one (CI, scripts) it stops the server and exits once the request succeeded.
 """
 
@@ -22,6 +24,8 @@ from shopflow.settings import load_settings
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from shopflow.settings import Settings
 
 DEMO_EVENTS = int(os.environ.get("SHOPFLOW_DEMO_EVENTS", "200000"))
 
@@ -63,20 +67,36 @@ def _sample_user_ids(data_dir: Path, count: int = 3) -> list[str]:
     return [*ids, "no-such-user"]
 
 
+def _gate3_line(settings: Settings) -> str:
+    """What gate 3 did for the production model, from its ledger ``deployment`` event."""
+    from shopflow.ledger import Ledger
+
+    with Ledger(settings.ledger_url) as ledger:
+        production = ledger.production()
+        pending = ledger.pending()
+        deployments = [e for e in ledger.events(kind="deployment")
+                       if production is not None and e.version == production.version]
+    if pending is not None:
+        return f"gate 3: {pending.version} is still deploy pending (see `shopflow status`)"
+    if not deployments:
+        return "gate 3: no deployment recorded for the production model"
+    report = deployments[-1].details
+    return (f"gate 3 passed for {deployments[-1].version}: {report.get('requests')} requests, "
+            f"error rate {report.get('error_rate')}, p99 {report.get('p99_ms')} ms, "
+            f"swap {report.get('swap_seconds')} s")
+
+
 def main() -> int:
     """Run the demo; returns the process exit code."""
+    from shopflow.cli.pipeline import EXIT_DEPLOY_PENDING
+
     os.environ.setdefault("SHOPFLOW_GENERATOR__EVENTS", str(DEMO_EVENTS))
     settings = load_settings()
     settings.ensure_dirs()
     started = time.monotonic()
 
-    _step(f"training pipeline on {DEMO_EVENTS:,} synthetic events (SHOPFLOW_HOME={settings.home_dir})")
-    result = subprocess.run([sys.executable, "-m", "shopflow.cli", "pipeline", "run"], check=False)
-    if result.returncode != 0:
-        print("\nThe pipeline did not finish; see the summary above.", file=sys.stderr)
-        return result.returncode
-
-    _step(f"serving the production model on port {settings.serving.port}")
+    # the service first: the run's deploy task finds it and runs gate 3 on the new model
+    _step(f"starting the model service on port {settings.serving.port} (nothing to serve yet)")
     service = ServiceProcess(settings, port=settings.serving.port)
     try:
         service.start(wait=180)
@@ -84,6 +104,18 @@ def main() -> int:
         raise SystemExit(str(exc)) from exc
     with service:
         print(f"service log: {service.log_path}")
+        _step(f"training pipeline on {DEMO_EVENTS:,} synthetic events "
+              f"(SHOPFLOW_HOME={settings.home_dir})")
+        result = subprocess.run([sys.executable, "-m", "shopflow.cli", "pipeline", "run"],
+                                check=False)
+        if result.returncode == EXIT_DEPLOY_PENDING:  # the service was not ready in time
+            _step("deploying the pending candidate through gate 3")
+            subprocess.run([sys.executable, "-m", "shopflow.cli", "deploy", "--pending",
+                            "--wait", "60"], check=False)
+        elif result.returncode != 0:
+            print("\nThe pipeline did not finish; see the summary above.", file=sys.stderr)
+            return result.returncode
+        _step(_gate3_line(settings))
         _wait_ready(service.url, timeout=180)
         user_ids = _sample_user_ids(settings.data_dir)
         body = json.dumps({"user_ids": user_ids})

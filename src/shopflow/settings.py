@@ -414,6 +414,11 @@ class ServingSettings(_Section):
     batching: bool = Field(
         default=True, description="Score concurrent /predict requests together (micro-batching)."
     )
+    deploy_pending_on_start: bool = Field(
+        default=True,
+        description="At start, run gate 3 against this service on a deploy-pending candidate "
+        "(promoted while no service answered); false: only `shopflow deploy --pending` does.",
+    )
     post_deploy_window: float = Field(default=5.0, ge=0)
     max_error_rate: float = 0.01
     max_p99_ms: float = 250.0
@@ -450,6 +455,39 @@ class PrivacySettings(_Section):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
 
+AlertEvent = Literal["run_failed", "gate_blocked", "deploy_pending", "rollback", "drift",
+                     "skew", "staleness"]
+#: Every kind of alert Shopflow raises (``shopflow.alerts.ALERT_EVENTS`` describes each).
+ALERT_EVENT_KINDS: tuple[AlertEvent, ...] = ("run_failed", "gate_blocked", "deploy_pending",
+                                            "rollback", "drift", "skew", "staleness")
+
+
+class AlertSettings(_Section):
+    """Who is told when a run fails, a gate blocks, a model is rolled back or data drifts.
+
+    No channel is configured by default (alerts go to the log only). Env overrides, e.g.
+    ``SHOPFLOW_ALERTS__SMTP_HOST=mail.internal``, ``SHOPFLOW_ALERTS__SMTP_TO='["ops@shop"]'``,
+    ``SHOPFLOW_ALERTS__WEBHOOK_URL=https://hooks.slack.com/services/...``.
+    """
+
+    events: list[AlertEvent] = Field(
+        default_factory=lambda: list(ALERT_EVENT_KINDS),
+        description="Which events are sent; the others are only logged.",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server; None: no e-mail.")
+    smtp_port: int = Field(default=25, gt=0)
+    smtp_from: str = "shopflow@localhost"
+    smtp_to: list[str] = Field(default_factory=list, description="Recipients of alert e-mail.")
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    webhook_url: str | None = Field(
+        default=None,
+        description="POSTed a Slack-compatible JSON body ({'text': ...} plus the fields).",
+    )
+    timeout: float = Field(default=10.0, gt=0, description="Seconds per delivery attempt.")
+
+
 class Settings(BaseSettings):
     """Everything a Shopflow run needs to know."""
 
@@ -475,6 +513,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     _config_dir: Path | None = PrivateAttr(default=None)
 
@@ -616,7 +655,8 @@ def settings_fingerprint(settings: Settings) -> str:
     import hashlib
     import json
 
-    # privacy (retention) changes no model: leaving it out keeps recorded fingerprints put
-    payload = settings.model_dump(mode="json",
-                                  exclude={"home", "database_url", "serving", "privacy"})
+    # privacy (retention) and alerts change no model: leaving them out keeps recorded
+    # fingerprints put (and SMTP passwords out of the hash input)
+    payload = settings.model_dump(mode="json", exclude={"home", "database_url", "serving",
+                                                        "privacy", "alerts"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -129,6 +129,28 @@ def test_live_gate_rolls_back_a_regressed_model(settings: Settings,
         ledger.close()
 
 
+def test_live_gate_alerts_rollback_or_blocked(settings: Settings, state: dict[str, str]) -> None:
+    """Gate 4's alerts reach a real webhook: a rollback alert, or gate_blocked without one."""
+    from alert_sinks import WebhookReceiver
+    from shopflow.monitoring.live import run_live_gate
+
+    receiver = WebhookReceiver().start()
+    try:
+        hooked = settings.model_copy(update={"alerts": settings.alerts.model_copy(
+            update={"webhook_url": receiver.url})})
+        held = run_live_gate(hooked, auto_rollback=False, actor="test-gate4")
+        assert held.status == "regressed" and held.rolled_back_to is None
+        assert receiver.events() == ["gate_blocked"]
+        assert receiver.bodies[0]["details"]["production_version"] == state["bad"]
+        assert run_live_gate(hooked, actor="test-gate4").rolled_back_to == state["good"]
+        assert receiver.events() == ["gate_blocked", "rollback"]
+        rollback = receiver.bodies[1]
+        assert rollback["details"]["from_version"] == state["bad"]
+        assert rollback["details"]["gate"] == "live" and "gate 4" in rollback["summary"]
+    finally:
+        receiver.stop()
+
+
 def test_live_gate_passes_when_production_is_not_worse(settings: Settings,
                                                        state: dict[str, str]) -> None:
     from shopflow.monitoring.live import run_live_gate

@@ -332,7 +332,8 @@ def test_feature_service_mismatch_is_refused(stack: Stack) -> None:
     rollback(stack.settings, to_version=stack.first_version, reason="undo", actor="pytest")
 
 
-def test_gate3_deploys_a_good_model_and_rolls_back_a_broken_one(stack: Stack) -> None:
+def test_gate3_deploys_a_good_model_and_never_lets_a_broken_one_reach_production(
+        stack: Stack) -> None:
     from shopflow.deploy import DeployFailed, deploy
     from shopflow.registry import model_info
 
@@ -352,8 +353,33 @@ def test_gate3_deploys_a_good_model_and_rolls_back_a_broken_one(stack: Stack) ->
     with pytest.raises(DeployFailed) as failure:
         deploy(stack.settings, bad, actor="pytest", reason="broken on purpose",
                url=stack.service.url)
-    assert failure.value.report.rolled_back_to == good
-    assert ledger.production().version == good
-    rollback_event = ledger.events(kind="rollback")[-1]
-    assert rollback_event.version == good and "gate 3" in rollback_event.reason
+    assert failure.value.report.rolled_back_to == good  # the service went back to it
+    assert ledger.production().version == good  # production never held the broken model
+    assert ledger.pending() is None
+    (dropped,) = [e for e in ledger.events(kind="rejection", version=bad)
+                  if e.details.get("stage") == "post_deploy"]
+    assert "gate 3" in dropped.reason and dropped.details["alias"] == "candidate"
+    assert not [e for e in ledger.events(kind="rollback") if e.previous_version == bad]
     assert stack.predict(stack.user_ids[:1]).json()["model_version"] == good
+
+
+def test_a_deploy_pending_candidate_passes_gate3_then_takes_production(stack: Stack) -> None:
+    """What a run without a service leaves behind, deployed once the service answers."""
+    from shopflow.deploy import deploy_pending
+
+    ledger = Ledger(stack.settings.ledger_url)
+    before = ledger.production().version
+    model, base_rate = train_tiny_model(synthetic_user_features(60, seed=0), seed=33)
+    waiting = publish_model(stack.settings, model, base_rate=base_rate, promote=False)
+    ledger.nominate(waiting, actor="gate2", reason="beats production",
+                    expected_current=before)
+    assert ledger.production().version == before  # pending: nothing moved yet
+    report = deploy_pending(stack.settings, actor="pytest", url=stack.service.url,
+                            golden_user_ids=stack.user_ids[:3])
+    assert report is not None and report.golden_ok and report.requests > 0
+    assert ledger.production().version == waiting and ledger.pending() is None
+    deployment = ledger.events(kind="deployment")[-1]
+    assert (deployment.version, deployment.previous_version) == (waiting, before)
+    assert deployment.details["alias"] == "production"
+    assert stack.metadata()["model_version"] == waiting
+    assert deploy_pending(stack.settings, actor="pytest", url=stack.service.url) is None

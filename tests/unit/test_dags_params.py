@@ -62,6 +62,7 @@ def test_rollback_needs_a_reason_and_monitoring_has_its_own_table() -> None:
     with pytest.raises(ParamError, match="reason"):
         resolve_params({}, ROLLBACK_PARAMS)
     assert resolve_params({"reason": "bad canary"}, ROLLBACK_PARAMS)["version"] is None
+    assert resolve_params({"reason": "bad canary"}, ROLLBACK_PARAMS)["from_version"] is None
     assert resolve_params({}, MONITORING_PARAMS)["auto_rollback"] is True
     with pytest.raises(ParamError, match="unknown parameter"):
         resolve_params({"families": ["xgboost"]}, MONITORING_PARAMS)

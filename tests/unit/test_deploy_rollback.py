@@ -77,3 +77,49 @@ def test_cli_rollback(settings: Settings) -> None:
 def test_serve_help() -> None:
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0 and "--port" in result.output
+
+
+def test_rollback_only_from_the_version_the_caller_saw(settings: Settings) -> None:
+    _publish(settings, 1)
+    second = _publish(settings, 2)
+    third = _publish(settings, 3)
+    # someone else already rolled the bad third model back
+    assert rollback(settings, reason="third is bad", actor="gate4",
+                    from_version=third).to_version == second
+    # a second rollback of the same model is refused, not applied to the good one
+    with pytest.raises(RollbackError, match=f"is {second}, not {third}"):
+        rollback(settings, reason="third is bad", actor="oncall", from_version=third)
+    ledger = Ledger(settings.ledger_url)
+    assert ledger.production().version == second
+    assert len(ledger.events(kind="rollback")) == 1
+
+
+def test_a_retried_rollback_of_one_run_rolls_back_once(settings: Settings) -> None:
+    _publish(settings, 1)
+    second = _publish(settings, 2)
+    third = _publish(settings, 3)
+    once = rollback(settings, reason="bad", actor="airflow", run_id="manual__r1")
+    again = rollback(settings, reason="bad", actor="airflow", run_id="manual__r1")
+    assert (once.from_version, once.to_version) == (third, second)
+    assert again == once
+    ledger = Ledger(settings.ledger_url)
+    assert ledger.production().version == second
+    assert [e.details.get("run_id") for e in ledger.events(kind="rollback")] == ["manual__r1"]
+
+
+def test_rollback_raises_a_rollback_alert(settings: Settings) -> None:
+    from alert_sinks import WebhookReceiver
+
+    receiver = WebhookReceiver().start()
+    try:
+        hooked = settings.model_copy(update={"alerts": settings.alerts.model_copy(
+            update={"webhook_url": receiver.url})})
+        _publish(settings, 1)
+        second = _publish(settings, 2)
+        rollback(hooked, reason="looks wrong", actor="oncall")
+    finally:
+        receiver.stop()
+    (body,) = receiver.bodies
+    assert body["event"] == "rollback"
+    assert body["details"]["from_version"] == second
+    assert "looks wrong" in body["summary"]

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("shopflow.cli.train", "train", "Train and evaluate candidates, run gate 2."),
     "pipeline": ("shopflow.cli.pipeline", "pipeline", "Run the training DAG through Airflow."),
     "serve": ("shopflow.cli.serve", "serve", "Serve the production model over HTTP."),
+    "deploy": ("shopflow.cli.deploy", "deploy", "Gate 3 for a deploy-pending (or named) model."),
     "status": ("shopflow.cli.status", "status", "What is in production, and the history."),
     "rollback": ("shopflow.cli.rollback", "rollback", "Roll production back to an earlier model."),
     "forget": ("shopflow.cli.forget", "forget", "Erase one shopper from every store."),

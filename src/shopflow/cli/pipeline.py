@@ -12,6 +12,7 @@ from shopflow.cli.options import config_option, load
 
 EXIT_FAILED = 1
 EXIT_BLOCKED = 3
+EXIT_DEPLOY_PENDING = 4
 
 
 @click.group(name="pipeline")
@@ -47,7 +48,9 @@ def run(*, config_path: str | None, param_items: tuple[str, ...], dag_id: str, a
 
     Prints per-stage status and time, gate results, the leaderboard and the decision.
     Exit code: 0 when every task succeeded or was skipped (promoted or champion kept),
-    1 when the run or any task failed (e.g. one model family), 3 when a gate blocked it.
+    1 when the run or any task failed (e.g. one model family), 3 when a gate blocked it,
+    4 when the deploy is pending (promoted, but no service answered for gate 3: start
+    `shopflow serve` or run `shopflow deploy --pending`).
     """
     from shopflow.pipeline.params import (
         ParamError,
@@ -56,7 +59,7 @@ def run(*, config_path: str | None, param_items: tuple[str, ...], dag_id: str, a
         specs_for,
     )
     from shopflow.pipeline.runner import PipelineRunError, run_dag
-    from shopflow.pipeline.summary import format_summary, summary_dict
+    from shopflow.pipeline.summary import deploy_pending, format_summary, summary_dict
 
     try:
         specs = specs_for(dag_id)
@@ -77,6 +80,8 @@ def run(*, config_path: str | None, param_items: tuple[str, ...], dag_id: str, a
         click.echo(json.dumps(summary_dict(result), indent=2, default=str))
     else:
         click.echo(format_summary(result))
+    if deploy_pending(result) is not None:
+        raise SystemExit(EXIT_DEPLOY_PENDING)
     if result.blocked:
         raise SystemExit(EXIT_BLOCKED)
     if not result.succeeded or result.failed_tasks:

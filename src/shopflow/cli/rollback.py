@@ -1,5 +1,5 @@
-"""``shopflow rollback [--to VERSION] --reason TEXT [--model recommender]``: production back
-to an earlier model (the propensity model by default, or the recommender)."""
+"""``shopflow rollback [--to VERSION] [--from VERSION] --reason TEXT [--model recommender]``:
+production back to an earlier model (the propensity model by default, or the recommender)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ def _default_actor() -> str:
 @click.command(name="rollback")
 @click.option("--to", "to_version", default=None, metavar="VERSION",
               help="Model version to serve again. Default: the previous production model.")
+@click.option("--from", "from_version", default=None, metavar="VERSION",
+              help="Roll back only if production is still VERSION (the one you judged bad); "
+              "refused if it moved meanwhile.")
 @click.option("--reason", required=True, metavar="TEXT",
               help="Why (required; recorded in the ledger).")
 @click.option("--actor", default=None, metavar="NAME",
@@ -30,7 +33,7 @@ def _default_actor() -> str:
               help="Which production model: the purchase-propensity model (/predict) or the "
               "recommender (/recommend).")
 @config_option
-def rollback(to_version: str | None, reason: str, actor: str | None, model: str,
+def rollback(to_version: str | None, from_version: str | None, reason: str, actor: str | None, model: str,
              config_path: str | None) -> None:
     """Roll the production model back to the previous (or a named) model.
 
@@ -44,7 +47,8 @@ def rollback(to_version: str | None, reason: str, actor: str | None, model: str,
     settings = load(config_path)
     try:
         result = do_rollback(settings, to_version=to_version, reason=reason,
-                             actor=actor or _default_actor(), model=model)
+                             actor=actor or _default_actor(), model=model,
+                             from_version=from_version)
     except RollbackError as exc:
         raise click.ClickException(str(exc)) from exc
     label = "production" if model == PROPENSITY_MODEL else f"{model} production"

@@ -75,13 +75,21 @@ def _render_model(data: dict[str, Any], *, title: str, headline: tuple[str, ...]
             f"  replaced: {production.get('previous_version') or 'nothing (first model)'}",
             f"  metrics:  {_metrics(production.get('metrics') or {}, headline)}",
         ]
+    pending = data.get("pending")
+    if pending is not None:
+        lines.append(f"Deploy pending: {pending['version']} ({pending.get('family') or '?'}) "
+                     f"since {pending['since']}, waiting for gate 3 (start `shopflow serve` "
+                     "or run `shopflow deploy --pending`)")
     lines.append("")
     lines.append(f"Events ({len(data['events'])} most recent, oldest first):")
     if not data["events"]:
         lines.append("  none")
     for e in data["events"]:
-        arrow = (f"{e.get('previous_version') or '-'} -> {e['version']}"
-                 if e["kind"] in ("promotion", "rollback") else (e["version"] or "-"))
+        alias = (e.get("details") or {}).get("alias")
+        moved = e["kind"] == "rollback" or (e["kind"] == "promotion" and alias != "candidate") \
+            or (e["kind"] == "deployment" and alias == "production")
+        arrow = (f"{e.get('previous_version') or '-'} -> {e['version']}" if moved
+                 else (e["version"] or "-") + (" (candidate)" if alias == "candidate" else ""))
         forced = " (forced)" if (e.get("details") or {}).get("forced") else ""
         lines.append(f"  {e['at'][:19]}  {e['kind']:<10}{forced} {arrow}  by {e.get('actor')}: "
                      f"{e['reason']}")

@@ -1,11 +1,20 @@
-"""Gate 3 (docs/DESIGN.md §6): deploy a model, watch it serve, roll back if it misbehaves.
+"""Gate 3 (docs/DESIGN.md §6): deploy a model, watch it serve, and only then make it production.
 
-``deploy`` moves the production alias in the ledger (unless it already points at the
-version, e.g. after gate 2 promoted it), waits until the running service says it serves
-that version, sends golden requests, then a short window of traffic measuring the error
-rate and the p99 latency. Any failure moves the alias back to the previous model with a
-``rollback`` event carrying the numbers, and raises :class:`DeployFailed`. Success is a
-``deployment`` event with the same numbers.
+``deploy`` makes the version the ledger's ``candidate`` (unless gate 2 already did: the
+training DAG's promotion nominates, it does not move production), waits until the running
+service says it serves that version (the service follows a pending candidate, loading and
+checking it first), sends golden requests, then a short window of traffic measuring the
+error rate and the p99 latency. Success moves production to the candidate (a
+``deployment`` event with the numbers); failure drops the candidate (a ``rejection`` with
+the numbers), the service goes back to production, and :class:`DeployFailed` is raised.
+Production never holds a model that has not passed gate 3.
+
+With no service answering, nothing can pass gate 3: the candidate stays pending
+(``shopflow status`` shows it) until :func:`deploy_pending` runs, from ``shopflow deploy
+--pending`` or from a starting ``shopflow serve``.
+
+Deploying the version already in production re-checks it; a failure then rolls
+production back to the previous model.
 """
 
 from __future__ import annotations
@@ -19,13 +28,27 @@ from typing import TYPE_CHECKING, Any
 
 from shopflow.contract import GOLDEN_UNKNOWN_ID
 from shopflow.deploy.client import Answer, ServiceClient, service_url
+from shopflow.errors import PermanentError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from shopflow.ledger import Ledger
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class DeployPending(PermanentError, RuntimeError):
+    """Gate 3 could not run (no service answered): the candidate waits, production is unchanged.
+
+    A verdict rather than a glitch (retrying the task does not start a service), so the run
+    stops there, recorded as blocked with this error and alerted as ``deploy_pending``.
+    """
+
+    def __init__(self, message: str, *, version: str) -> None:
+        super().__init__(message)
+        self.version = version
 
 
 class DeployFailed(RuntimeError):
@@ -67,7 +90,7 @@ def deploy(
     golden_user_ids: Sequence[str | int] | None = None,
     swap_timeout: float | None = None,
 ) -> DeployReport:
-    """Put ``version`` in production and prove the running service serves it well.
+    """Prove the running service serves ``version`` well, then put it in production.
 
     Args:
         settings: ledger, model store and the ``serving`` thresholds
@@ -86,8 +109,9 @@ def deploy(
 
     Raises:
         DeployFailed: the service refused or never served the version, a golden request
-            failed, or the window's error rate or p99 was over its limit; production has
-            been rolled back to the previous model when there was one.
+            failed, or the window's error rate or p99 was over its limit; the candidate
+            was dropped and production never moved (or, re-checking the production
+            model, production was rolled back to the previous model when there was one).
     """
     from shopflow.ledger import Ledger
     from shopflow.registry import ModelLoadError, model_info
@@ -100,11 +124,11 @@ def deploy(
     ledger = Ledger(settings.ledger_url)
     try:
         current = ledger.production()
-        if current is not None and current.version == version:
-            previous = current.previous_version
+        in_production = current is not None and current.version == version
+        if in_production:  # a re-check of the production model: nothing moves
+            previous = current.previous_version if current is not None else None
         else:
-            previous = ledger.promote(version, actor=actor, reason=reason,
-                                      details={"via": "deploy"})
+            previous = _nominated(ledger, version, actor=actor, reason=reason)
         report = DeployReport(version=version, previous_version=previous)
         timeout = swap_timeout if swap_timeout is not None else 3 * serving.reload_interval + 30
         ids = [*(str(u) for u in (golden_user_ids or ())), GOLDEN_UNKNOWN_ID]
@@ -118,20 +142,77 @@ def deploy(
             except _GateFailure as exc:
                 report.failure = str(exc)
         if report.failure is None:
-            ledger.record_event(kind="deployment", version=version, reason=reason, actor=actor,
-                                previous_version=previous, details=report.asdict())
+            details = report.asdict()
+            if in_production:
+                ledger.record_event(kind="deployment", version=version, reason=reason,
+                                    actor=actor, previous_version=previous, details=details)
+            else:  # only now does production move (compare-and-set on the candidate)
+                _accept(ledger, version, actor=actor, reason=reason, details=details)
             logger.info("deployed %s: %d requests, error rate %.4f, p99 %.1f ms", version,
                         report.requests, report.error_rate, report.p99_ms or float("nan"))
             return report
+        if not in_production:
+            ledger.drop_candidate(version, actor=actor,
+                                  reason=f"gate 3 failed for {version}: {report.failure}",
+                                  details={"stage": "post_deploy", **report.asdict()})
     finally:
         ledger.close()
-    _roll_back(settings, report, actor=actor, url=url)
+    if in_production:
+        _roll_back(settings, report, actor=actor, url=url)
+    else:
+        _back_to_production(settings, report, url=url)
     raise DeployFailed(
         f"gate 3 failed for {version}: {report.failure}; "
         + (f"rolled back to {report.rolled_back_to}" if report.rolled_back_to
            else "no previous model to roll back to"),
         report,
     )
+
+
+def _nominated(ledger: Ledger, version: str, *, actor: str, reason: str) -> str | None:
+    """Make ``version`` the candidate unless it already is; returns production's version."""
+    pending = ledger.pending()
+    if pending is not None and pending.version == version:
+        return pending.previous_version
+    production = ledger.production()
+    return ledger.nominate(version, actor=actor, reason=reason, details={"via": "deploy"},
+                           expected_current=production.version if production else None)
+
+
+def _accept(ledger: Ledger, version: str, *, actor: str, reason: str,
+            details: dict[str, Any]) -> None:
+    """Move production to the candidate; a concurrent gate 3 that already did is no error."""
+    from shopflow.ledger import CandidateChangedError
+
+    try:
+        ledger.accept_candidate(version, actor=actor, reason=reason, details=details)
+    except CandidateChangedError:
+        production = ledger.production()
+        if production is None or production.version != version:
+            raise
+        logger.info("%s was put in production by another gate 3 run meanwhile", version)
+
+
+def deploy_pending(settings: Settings, *, actor: str, url: str | None = None,
+                   golden_user_ids: Sequence[str | int] | None = None) -> DeployReport | None:
+    """Run gate 3 on the deploy-pending candidate, if there is one (None: nothing pending).
+
+    What ``shopflow deploy --pending`` and a starting ``shopflow serve`` do, so a model
+    promoted while no service answered reaches production only through gate 3.
+
+    Raises:
+        DeployFailed: as :func:`deploy` (the candidate is dropped; production unchanged).
+    """
+    from shopflow.ledger import Ledger
+
+    with Ledger(settings.ledger_url) as ledger:
+        pending = ledger.pending()
+    if pending is None:
+        return None
+    return deploy(settings, pending.version, actor=actor, url=url,
+                  reason=f"deploy pending since {pending.since:%Y-%m-%d %H:%M} UTC: "
+                         f"{pending.reason}",
+                  golden_user_ids=golden_user_ids)
 
 
 class _GateFailure(Exception):
@@ -151,7 +232,7 @@ def _wait_for_version(client: ServiceClient, version: str, timeout: float) -> fl
             if meta.get("model_version") == version:
                 return time.monotonic() - started
             refused = [r for r in meta.get("refused") or [] if r.get("version") == version]
-            if refused and meta.get("production_alias") == version:
+            if refused:  # a pending candidate it refused is no longer followed: stop now
                 raise _GateFailure(f"the service refused {version}: {refused[-1].get('reason')}")
             last = f"serving {meta.get('model_version')}"
         time.sleep(0.2)
@@ -227,6 +308,22 @@ def _judge(report: DeployReport, *, max_error_rate: float, max_p99_ms: float) ->
         raise _GateFailure(f"p99 latency {report.p99_ms:.1f} ms is over the limit {max_p99_ms} ms")
 
 
+def _back_to_production(settings: Settings, report: DeployReport, *, url: str | None) -> None:
+    """The failed candidate was dropped: wait (best effort) for the service to leave it."""
+    report.rolled_back_to = report.previous_version
+    if report.previous_version is not None:
+        _confirm_serving(settings, report.previous_version, url=url)
+
+
+def _confirm_serving(settings: Settings, version: str, *, url: str | None) -> None:
+    """Best effort: wait until the service says it serves ``version`` again; warn if not."""
+    try:
+        with ServiceClient.for_settings(settings, url=url or service_url(settings)) as client:
+            _wait_for_version(client, version, 3 * settings.serving.reload_interval + 10)
+    except Exception as exc:
+        logger.warning("service did not confirm going back to %s: %s", version, exc)
+
+
 def _roll_back(settings: Settings, report: DeployReport, *, actor: str, url: str | None) -> None:
     from shopflow.deploy.rollback import RollbackError, rollback
 
@@ -236,17 +333,11 @@ def _roll_back(settings: Settings, report: DeployReport, *, actor: str, url: str
         return
     try:
         rollback(settings, to_version=report.previous_version, actor=actor,
+                 from_version=report.version,
                  reason=f"gate 3 failed for {report.version}: {report.failure}",
                  details={"gate": "post_deploy", **report.asdict()})
     except RollbackError as exc:
         logger.error("automatic rollback after gate 3 failed: %s", exc)
         return
     report.rolled_back_to = report.previous_version
-    # best effort: say whether the service is back on the previous model
-    try:
-        with ServiceClient.for_settings(settings, url=url or service_url(settings)) as client:
-            _wait_for_version(client, report.previous_version,
-                              3 * settings.serving.reload_interval + 10)
-    except Exception as exc:
-        logger.warning("service did not confirm the rollback to %s: %s",
-                       report.previous_version, exc)
+    _confirm_serving(settings, report.previous_version, url=url)

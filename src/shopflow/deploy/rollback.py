@@ -17,6 +17,7 @@ from shopflow.contract import PROPENSITY_MODEL, RECOMMENDER_MODEL
 from shopflow.errors import PermanentError
 
 if TYPE_CHECKING:
+    from shopflow.ledger import Ledger
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def rollback(
     actor: str,
     details: dict[str, Any] | None = None,
     model: str = PROPENSITY_MODEL,
+    from_version: str | None = None,
+    run_id: str | None = None,
 ) -> RollbackResult:
     """Move production back to ``to_version`` (default: the previous production model).
 
@@ -56,12 +59,20 @@ def rollback(
         details: extra facts for the ledger event (e.g. gate 3's numbers).
         model: which production alias: ``propensity`` (default) or ``recommender``
             (the service hot swaps the recommender the same way).
+        from_version: the production version the caller saw and judged bad; the
+            rollback happens only if production is still that version (compare-and-set:
+            a concurrent second rollback of the same model is refused, not repeated).
+            None: whatever production is when this reads it (still moved atomically).
+        run_id: the run this rollback belongs to (the rollback DAG's): if the ledger
+            already has this run's rollback, that one is returned and nothing moves, so a
+            retried task never rolls back twice.
 
     Raises:
         RollbackError: no reason, nothing to roll back to, the target is already in
-            production, or it is not in the model store.
+            production, it is not in the model store, or production is no longer
+            ``from_version`` (another rollback or promotion moved it first).
     """
-    from shopflow.ledger import Ledger, LedgerError
+    from shopflow.ledger import Ledger, LedgerError, ProductionChangedError
 
     if not reason or not reason.strip():
         raise RollbackError("a rollback needs a reason (--reason TEXT)")
@@ -71,8 +82,18 @@ def rollback(
         raise RollbackError(str(exc)) from exc
     what = "production model" if model == PROPENSITY_MODEL else f"production {model}"
     try:
+        done = _rollback_of_run(ledger, run_id)
+        if done is not None:
+            logger.info("run %s already rolled back %s from %s to %s: not again", run_id,
+                        what, done.from_version, done.to_version)
+            return done
         current = ledger.production()
         current_version = current.version if current is not None else None
+        if from_version is not None and current_version != from_version:
+            raise RollbackError(
+                f"{what} is {current_version}, not {from_version}: it moved since the "
+                "rollback was decided (another rollback or promotion came first); nothing done"
+            )
         target = to_version or ledger.previous_production()
         if target is None:
             raise RollbackError(
@@ -83,18 +104,38 @@ def rollback(
         if target == current_version:
             raise RollbackError(f"{model} {target} is already in production")
         _check_stored(settings, model, target)
-        ledger.record_rollback(
-            to_version=target,
-            reason=reason,
-            actor=actor,
-            details={"from_version": current_version, **(details or {})},
-        )
+        try:
+            ledger.record_rollback(
+                to_version=target,
+                reason=reason,
+                actor=actor,
+                details={"from_version": current_version, **(details or {}),
+                         **({"run_id": run_id} if run_id else {})},
+                expected_current=current_version,
+            )
+        except ProductionChangedError as exc:
+            raise RollbackError(f"rollback of {what} {current_version} refused: {exc}") from exc
     finally:
         ledger.close()
-    logger.warning("rolled back %s from %s to %s: %s (by %s)",
-                   what, current_version, target, reason, actor)
+    from shopflow.alerts import send_alert
+
+    send_alert(settings, "rollback",
+               f"{what} rolled back from {current_version} to {target}: {reason}",
+               {"model": model, "from_version": current_version, "to_version": target,
+                "reason": reason, "actor": actor, **(details or {})})
     return RollbackResult(from_version=current_version, to_version=target, reason=reason,
                           actor=actor)
+
+
+def _rollback_of_run(ledger: Ledger, run_id: str | None) -> RollbackResult | None:
+    """The rollback ``run_id`` already recorded, if any (a retried task must not repeat it)."""
+    if not run_id:
+        return None
+    for event in reversed(ledger.events(kind="rollback")):
+        if event.details.get("run_id") == run_id and event.version is not None:
+            return RollbackResult(from_version=event.previous_version, to_version=event.version,
+                                  reason=event.reason, actor=event.actor)
+    return None
 
 
 def _check_stored(settings: Settings, model: str, version: str) -> None:

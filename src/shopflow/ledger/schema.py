@@ -4,7 +4,8 @@ Three tables answer "which model served at time T and why":
 
 * ``shopflow_candidates`` — every trained candidate with its metrics and lineage,
 * ``shopflow_events`` — append-only decisions: promotion, rejection, deployment, rollback,
-* ``shopflow_aliases`` — the current holder of each model's ``production`` alias.
+* ``shopflow_aliases`` — the current holder of each model's ``production`` alias, and the
+  ``candidate`` that gate 2 promoted and gate 3 has not passed yet (deploy pending).
 
 One ledger holds every kind of model Shopflow serves (the purchase-propensity model and
 the recommender): candidates and events carry a ``model`` column, and each model has its
@@ -22,6 +23,9 @@ from shopflow.contract import PROPENSITY_MODEL
 
 EVENT_KINDS = ("promotion", "rejection", "deployment", "rollback")
 PRODUCTION_ALIAS = "production"
+#: The alias of a model gate 2 promoted that waits for gate 3 (the service's check) before
+#: it may hold ``production``; empty (NULL version) when nothing is pending.
+CANDIDATE_ALIAS = "candidate"
 #: The model every caller means unless it says otherwise (the docs/DESIGN.md §4 status object).
 DEFAULT_MODEL = PROPENSITY_MODEL
 MODEL_COLUMN_TABLES = ("shopflow_candidates", "shopflow_events")
@@ -34,6 +38,11 @@ def alias_for(model: str) -> str:
     before the model dimension keep their production model.
     """
     return PRODUCTION_ALIAS if model == DEFAULT_MODEL else f"{model}:{PRODUCTION_ALIAS}"
+
+
+def candidate_alias_for(model: str) -> str:
+    """The alias row holding ``model``'s deploy-pending candidate (see :data:`CANDIDATE_ALIAS`)."""
+    return CANDIDATE_ALIAS if model == DEFAULT_MODEL else f"{model}:{CANDIDATE_ALIAS}"
 
 
 def _model_column() -> sa.Column[str]:

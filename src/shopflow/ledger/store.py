@@ -38,6 +38,7 @@ from shopflow.ledger.schema import (
     add_model_column,
     alias_for,
     build_tables,
+    candidate_alias_for,
     lacks_artefacts_column,
     missing_model_columns,
 )
@@ -57,6 +58,10 @@ class LedgerError(RuntimeError):
 
 class ProductionChangedError(LedgerError):
     """The production alias moved since the caller decided (another run promoted first)."""
+
+
+class CandidateChangedError(LedgerError):
+    """The candidate alias no longer names the version the caller checked."""
 
 
 _ANY = object()  # "expected_current" not given: move the alias whatever holds it
@@ -504,17 +509,180 @@ class Ledger:
         actor: str = "shopflow",
         details: Mapping[str, Any] | None = None,
         model: str | None = None,
+        expected_current: Any = _ANY,
     ) -> str | None:
-        """Point production back at ``to_version`` and record why; returns the version left."""
+        """Point production back at ``to_version`` and record why; returns the version left.
+
+        Args:
+            expected_current: when given (a version or None), roll back only if production
+                is still that version — the version the caller saw and judged. Check and
+                move are one transaction, so two rollbacks of the same bad model (gate 4
+                and a person, or a retried task) move production once; the second gets
+                :class:`ProductionChangedError` instead of rolling back a good model.
+
+        Raises:
+            ProductionChangedError: production is no longer ``expected_current``.
+        """
         return self._move_alias(
             to_version, kind="rollback", actor=actor, reason=reason, details=details,
-            model=model,
+            model=model, expected_current=expected_current,
+        )
+
+    # ---- deploy pending: the candidate alias --------------------------------------------
+    def nominate(
+        self,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
+        expected_current: Any = _ANY,
+        model: str | None = None,
+    ) -> str | None:
+        """Gate 2's promotion: ``version`` becomes the candidate; production does not move.
+
+        Recorded as a ``promotion`` event with ``details.alias == "candidate"``. The
+        service serves the candidate once it has loaded and checked it, and gate 3
+        (:meth:`accept_candidate`) moves production; until then the deploy is pending.
+
+        Args:
+            expected_current: the production version gate 2 judged against (as in
+                :meth:`promote`): checked in the same transaction.
+
+        Returns:
+            The production version at nomination (the one the candidate would replace).
+
+        Raises:
+            ProductionChangedError: production is no longer ``expected_current``.
+        """
+        model = self._model(model)
+        with self._write() as conn:
+            current = self._lock_alias(conn, alias_for(model), model)
+            if expected_current is not _ANY and current != expected_current:
+                raise ProductionChangedError(
+                    f"{model} production is {current!r}, not {expected_current!r} as when the "
+                    f"decision to promote {version!r} was made (another run moved it); decide again"
+                )
+            self._lock_alias(conn, candidate_alias_for(model), model)
+            now = utcnow()
+            event_id = self._insert_event(
+                conn, kind="promotion", version=version, reason=reason, actor=actor,
+                previous_version=current, details={**(details or {}), "alias": "candidate"},
+                at=now, model=model,
+            )
+            self._set_alias(conn, candidate_alias_for(model), version, now=now, reason=reason,
+                            previous=current, event_id=event_id)
+        logger.info("ledger: %s candidate %s (production %s; deploy pending)", model, version,
+                    current)
+        return current
+
+    def pending(self, *, model: str | None = None) -> ProductionModel | None:
+        """The candidate waiting for gate 3 (deploy pending), or None.
+
+        ``previous_version`` is the production version it was nominated against.
+        """
+        return self._alias_holder(candidate_alias_for(self._model(model)), self._model(model))
+
+    def accept_candidate(
+        self,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
+        model: str | None = None,
+    ) -> str | None:
+        """Gate 3 passed: the candidate ``version`` takes production; the candidate clears.
+
+        One transaction: the candidate must still be ``version`` (compare-and-set), the
+        production alias moves with a ``deployment`` event (``details.alias ==
+        "production"``) and the candidate alias empties. Returns the replaced version.
+
+        Raises:
+            CandidateChangedError: the candidate is no longer ``version``.
+        """
+        return self._settle_candidate(version, accept=True, actor=actor, reason=reason,
+                                      details=details, model=model)
+
+    def drop_candidate(
+        self,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
+        model: str | None = None,
+    ) -> bool:
+        """Gate 3 failed: empty the candidate alias if it still names ``version``.
+
+        Recorded as a ``rejection`` (``details.alias == "candidate"``); production never
+        moved, so there is nothing to roll back in the ledger, and the service goes back to
+        production on its next poll. Returns False (and records nothing) when the
+        candidate had already changed.
+        """
+        try:
+            self._settle_candidate(version, accept=False, actor=actor, reason=reason,
+                                   details=details, model=model)
+        except CandidateChangedError:
+            return False
+        return True
+
+    def _settle_candidate(self, version: str, *, accept: bool, actor: str, reason: str,
+                          details: Mapping[str, Any] | None, model: str | None) -> str | None:
+        """Gate 3's verdict on the candidate in one transaction; returns production before."""
+        model = self._model(model)
+        kind, alias = ("deployment", "production") if accept else ("rejection", "candidate")
+        with self._write() as conn:
+            current = self._lock_alias(conn, alias_for(model), model)
+            candidate = self._lock_alias(conn, candidate_alias_for(model), model)
+            if candidate != version:
+                raise CandidateChangedError(
+                    f"{model} candidate is {candidate!r}, not {version!r}: nothing done")
+            now = utcnow()
+            event_id = self._insert_event(
+                conn, kind=kind, version=version, reason=reason, actor=actor,
+                previous_version=current, details={**(details or {}), "alias": alias},
+                at=now, model=model,
+            )
+            if accept:
+                self._set_alias(conn, alias_for(model), version, now=now, reason=reason,
+                                previous=current, event_id=event_id)
+            self._set_alias(conn, candidate_alias_for(model), None, now=now, reason=None,
+                            previous=version, event_id=event_id)
+        logger.info("ledger: %s candidate %s %s (production was %s; %s, by %s)", model, version,
+                    "deployed" if accept else "dropped", current, reason, actor)
+        return current
+
+    def _lock_alias(self, conn: sa.Connection, name: str, model: str) -> str | None:
+        """The version in alias row ``name`` (created empty if missing), locked for update."""
+        aliases = self._aliases
+        if not self.is_sqlite:  # two first writers must not both insert the row
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_INIT_LOCK + 2)))
+        exists = conn.execute(sa.select(aliases.c.alias).where(aliases.c.alias == name)).first()
+        if exists is None:
+            conn.execute(sa.insert(aliases).values(alias=name))
+        version: str | None = conn.execute(
+            sa.select(aliases.c.version).where(aliases.c.alias == name).with_for_update()
+        ).scalar_one_or_none()
+        return version
+
+    def _set_alias(self, conn: sa.Connection, name: str, version: str | None, *,
+                   now: datetime, reason: str | None, previous: str | None,
+                   event_id: int) -> None:
+        conn.execute(
+            sa.update(self._aliases).where(self._aliases.c.alias == name).values(
+                version=version, since=now, reason=reason, previous_version=previous,
+                event_id=event_id)
         )
 
     # ---- reads -------------------------------------------------------------------------
     def production(self, *, model: str | None = None) -> ProductionModel | None:
         """The current production model, or None before the first promotion."""
         model = self._model(model)
+        return self._alias_holder(alias_for(model), model)
+
+    def _alias_holder(self, name: str, model: str) -> ProductionModel | None:
+        """The model alias row ``name`` names, with its candidate record, or None."""
         aliases, candidates = self._aliases, self._candidates
         with self._read() as conn:
             row = conn.execute(
@@ -530,7 +698,7 @@ class Ledger:
                 .select_from(
                     aliases.outerjoin(candidates, candidates.c.version == aliases.c.version)
                 )
-                .where(aliases.c.alias == alias_for(model))
+                .where(aliases.c.alias == name)
             ).first()
         if row is None or row.version is None:
             return None
@@ -546,9 +714,13 @@ class Ledger:
         )
 
     def production_history(self, *, model: str | None = None) -> list[LedgerEvent]:
-        """Every event that moved ``model``'s production alias, oldest first."""
-        return [e for e in self.events(model=self._model(model))
-                if e.kind in ("promotion", "rollback")]
+        """Every event that moved ``model``'s production alias, oldest first.
+
+        Rollbacks and promotions do, except a promotion to the candidate alias (gate 2's
+        decision waiting for gate 3); a deployment does when it moved the candidate into
+        production (``details.alias == "production"``).
+        """
+        return [e for e in self.events(model=self._model(model)) if _moved_production(e)]
 
     def production_at(self, when: datetime, *, model: str | None = None) -> str | None:
         """The version that held ``model``'s production alias at ``when`` (None before any)."""
@@ -664,10 +836,12 @@ class Ledger:
         return [self.model, *sorted(found - {self.model})]
 
     def model_status(self, *, model: str | None = None, limit: int = 50) -> dict[str, Any]:
-        """One model's ``{"production", "candidates", "events"}`` (the docs/DESIGN.md §4 shape)."""
+        """One model's ``{"production", "candidates", "events"}`` (the docs/DESIGN.md §4 shape),
+        plus ``"pending"`` while a candidate waits for gate 3 (deploy pending)."""
         model = self._model(model)
         production = self.production(model=model)
-        return {
+        pending = self.pending(model=model)
+        status: dict[str, Any] = {
             "production": None
             if production is None
             else {
@@ -703,6 +877,15 @@ class Ledger:
                 for e in self.events(limit=limit, model=model)
             ],
         }
+        if pending is not None:
+            status["pending"] = {
+                "version": pending.version,
+                "family": pending.family,
+                "since": isoformat(pending.since),
+                "reason": pending.reason,
+                "production_version": pending.previous_version,
+            }
+        return status
 
     def status(self, *, limit: int = 50) -> dict[str, Any]:
         """The docs/DESIGN.md §4 object printed by ``shopflow status --json``.
@@ -715,6 +898,16 @@ class Ledger:
         for model in self.models()[1:]:
             data[model] = self.model_status(model=model, limit=limit)
         return data
+
+
+def _moved_production(event: LedgerEvent) -> bool:
+    """Whether ``event`` moved the production alias (see :meth:`Ledger.production_history`)."""
+    alias = event.details.get("alias")
+    if event.kind == "rollback":
+        return True
+    if event.kind == "promotion":
+        return alias != "candidate"
+    return event.kind == "deployment" and alias == "production"
 
 
 def _check_model(model: str) -> None:

@@ -5,7 +5,8 @@ deployment watermark whose labels have matured (``purchase_labels`` only holds c
 whose horizon has passed). Neither model saw those labels in training, so the
 comparison is fair. If production's primary metric is worse than the previous model's by
 more than ``monitoring.live_tolerance``, production is rolled back to the previous model
-(ledger row with the numbers, ERROR log line as the alert).
+(ledger row with the numbers, a ``rollback`` alert; with automatic rollback off, a
+``gate_blocked`` alert).
 """
 
 from __future__ import annotations
@@ -145,13 +146,21 @@ def run_live_gate(settings: Settings, *, auto_rollback: bool = True,
             watermark=watermark, comparison=asdict(comparison),
         )
         if comparison.regressed:
-            logger.error("ALERT gate 4: production %s regressed against %s: %s (tolerance %s)",
-                         production.version, previous, numbers, comparison.tolerance)
-            if auto_rollback:
+            if auto_rollback:  # the rollback raises the alert (kind "rollback")
                 rollback(settings, to_version=previous, actor=actor,
+                         from_version=production.version,
                          reason=f"gate 4: live regression, {numbers}",
                          details={"gate": "live", "comparison": asdict(comparison)})
                 result.rolled_back_to = previous
+            else:
+                from shopflow.alerts import send_alert
+
+                send_alert(settings, "gate_blocked",
+                           f"gate 4: production {production.version} regressed against "
+                           f"{previous}: {numbers} (tolerance {comparison.tolerance}); "
+                           "automatic rollback is off",
+                           {"gate": "live", "production_version": production.version,
+                            "previous_version": previous, "comparison": asdict(comparison)})
         return result
     finally:
         ledger.close()

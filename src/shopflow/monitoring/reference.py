@@ -158,3 +158,12 @@ def current_watermark(settings: Settings) -> str | None:
     if features.empty:
         return None
     return str(features["cutoff_time"].max().isoformat())
+
+
+def snapshot_user_ids(settings: Settings, count: int = 5) -> list[str]:
+    """A few users of the serving snapshot: golden requests must score known users too."""
+    try:
+        snapshot = serving_snapshot(settings)
+    except FileNotFoundError:
+        return []
+    return snapshot["user_id"].astype(str).head(count).tolist()

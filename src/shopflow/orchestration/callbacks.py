@@ -15,6 +15,8 @@ from shopflow.contract import PROPENSITY_MODEL, RECOMMENDER_MODEL
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from shopflow.settings import Settings
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,6 +29,17 @@ def failure_reason(dag_id: str, task_id: str, error: BaseException | str | None)
 def model_of_task(task_id: str) -> str:
     """The ledger model a task works for: the recommender branch, or propensity."""
     return RECOMMENDER_MODEL if task_id.startswith("train_recommender") else PROPENSITY_MODEL
+
+
+def settings_for_run(params: Mapping[str, Any] | None, dag_id: str) -> Settings:
+    """The run's settings; with bad params (maybe why it failed) the config's alone."""
+    from shopflow.pipeline.params import ParamError, settings_from_params, specs_for
+    from shopflow.settings import load_settings
+
+    try:
+        return settings_from_params(params, specs_for(dag_id))
+    except ParamError:
+        return load_settings((params or {}).get("config"))
 
 
 def record_failure(
@@ -44,13 +57,8 @@ def record_failure(
     """
     try:
         from shopflow.ledger import Ledger
-        from shopflow.pipeline.params import ParamError, settings_from_params, specs_for
-        from shopflow.settings import load_settings
 
-        try:
-            settings = settings_from_params(params, specs_for(dag_id))
-        except ParamError:  # bad params may be why it failed: still record it
-            settings = load_settings((params or {}).get("config"))
+        settings = settings_for_run(params, dag_id)
         ledger = Ledger(settings.ledger_url)
         try:
             return ledger.record_event(

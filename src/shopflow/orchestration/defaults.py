@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from shopflow.orchestration.callbacks import record_task_failure
+from shopflow.orchestration.notifier import run_failed_alert
 
 START_DATE_ISO = "2026-01-01T00:00:00+00:00"
 
@@ -16,7 +17,9 @@ def default_args(*, retries: int = 2, timeout: timedelta = timedelta(hours=1)) -
     Transient failures (a busy database, a slow Feast registry) get retried with
     exponential backoff; a blocked gate raises ``AirflowFailException`` and is not
     retried. Every task has a timeout so a stuck stage cannot hold a run forever, and the
-    final failure of any task is written to the ledger.
+    final failure of any task is written to the ledger and sent as a ``run_failed`` alert
+    (a task-level notifier: DAG-level callbacks of ``dag.test()`` cannot render a run
+    whose params have a required value, and ``shopflow pipeline run`` is ``dag.test()``).
     """
     return {
         "owner": "shopflow",
@@ -25,5 +28,5 @@ def default_args(*, retries: int = 2, timeout: timedelta = timedelta(hours=1)) -
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timeout,
-        "on_failure_callback": record_task_failure,
+        "on_failure_callback": [record_task_failure, run_failed_alert()],
     }

@@ -255,7 +255,8 @@ def champion_gate(settings: Settings, context: StageContext, *,
 
 def register(settings: Settings, context: StageContext, *,
              decision: dict[str, Any]) -> StageResult:
-    """Record gate 2's decision in the ledger (promotion moves the production alias).
+    """Record gate 2's decision in the ledger (a promotion nominates the ledger's candidate;
+    production moves when gate 3 passes, see :func:`deploy`).
 
     On a promotion, also keeps what monitoring needs: the training reference (features and
     scores) and the data watermark at which the model went to production.
@@ -270,7 +271,8 @@ def register(settings: Settings, context: StageContext, *,
         logger.info("decision on %s already recorded for this run", verdict["version"])
         return recorded
     outcome = json.loads(Path(decision["gate_path"]).read_text())
-    previous = record_decision(settings, outcome["decision"], run_id=context.run_id)
+    previous = record_decision(settings, outcome["decision"], run_id=context.run_id,
+                               pending_deploy=True)
     result = {"promoted": bool(verdict["promote"]), "version": verdict["version"],
               "previous_version": previous, "reason": verdict["reason"]}
     if verdict["promote"]:
@@ -346,43 +348,48 @@ def _service_reachable(settings: Settings) -> tuple[bool, str]:
 
 def deploy(settings: Settings, context: StageContext, *,
            registered: dict[str, Any]) -> StageResult:
-    """Hot swap: wait for the running service to serve the new model, then measure it.
+    """Gate 3: the running service serves the candidate, is measured, and only then does
+    production move (:func:`shopflow.deploy.deploy`).
 
-    Skipped when nothing was promoted, or when no service is running (a local run): the
-    production alias has moved, and a service started later loads that model.
+    Skipped when nothing was promoted. With no service answering the deploy is pending:
+    the result says so and :func:`post_deploy_check` stops the run there (not a green run);
+    the candidate deploys when a service starts or with ``shopflow deploy --pending``.
     """
     from shopflow.deploy import DeployFailed
     from shopflow.deploy import deploy as deploy_version
+    from shopflow.monitoring.reference import snapshot_user_ids
 
     if not registered.get("promoted"):
         raise StageSkipped(f"champion kept: {registered.get('reason') or 'not promoted'}")
     reachable, url = _service_reachable(settings)
     if not reachable:
-        raise StageSkipped(f"no model service at {url}; production is now "
-                           f"{registered['version']} and a service started later serves it")
+        return {"failed": False, "pending": True, "version": registered["version"],
+                "production_version": registered.get("previous_version"), "url": url}
     try:
         report = deploy_version(settings, registered["version"], actor=context.actor,
                                 reason=f"run {context.run_id}: {registered.get('reason')}",
-                                golden_user_ids=_golden_user_ids(settings))
+                                golden_user_ids=snapshot_user_ids(settings))
     except DeployFailed as exc:
         return {"failed": True, "message": str(exc), "report": exc.report.asdict()}
     return {"failed": False, "report": report.asdict()}
 
 
-def _golden_user_ids(settings: Settings, count: int = 5) -> list[str]:
-    """A few users of the serving snapshot: golden requests must score known users too."""
-    from shopflow.monitoring.reference import serving_snapshot
-
-    try:
-        snapshot = serving_snapshot(settings)
-    except FileNotFoundError:
-        return []
-    return snapshot["user_id"].astype(str).head(count).tolist()
-
-
 def post_deploy_check(settings: Settings, context: StageContext, *,
                       deployed: dict[str, Any]) -> StageResult:
-    """Gate 3's verdict on the deploy's numbers (the rollback already happened on failure)."""
+    """Gate 3's verdict on the deploy's numbers (the candidate was already dropped on failure).
+
+    A pending deploy (no service answered) ends the run as ``deploy pending``: production
+    has not moved and the run is not a success until gate 3 passes.
+    """
+    from shopflow.deploy import DeployPending
+
+    if deployed.get("pending"):
+        raise DeployPending(
+            f"deploy pending: no model service answered at {deployed.get('url')}; "
+            f"{deployed.get('version')} is the candidate and production stays "
+            f"{deployed.get('production_version')} until gate 3 passes. Start the service "
+            "(`shopflow serve`: it deploys the candidate) or run `shopflow deploy --pending`",
+            version=str(deployed.get("version")))
     if deployed.get("failed"):
         raise PipelineBlocked(f"gate 3: {deployed.get('message')}")
     report = deployed.get("report") or {}
@@ -393,11 +400,17 @@ def post_deploy_check(settings: Settings, context: StageContext, *,
 
 
 def rollback(settings: Settings, context: StageContext) -> StageResult:
-    """The rollback DAG: production back to a named or the previous version."""
+    """The rollback DAG: production back to a named or the previous version.
+
+    Idempotent per run: a retried or cleared task finds its run's rollback in the ledger
+    and returns it instead of rolling back a second time.
+    """
     from shopflow.deploy import rollback as roll_back
 
     resolved = context.resolved
     result = roll_back(settings, to_version=resolved.get("version") or None,
-                       reason=str(resolved["reason"]), actor=context.actor)
+                       reason=str(resolved["reason"]), actor=context.actor,
+                       from_version=resolved.get("from_version") or None,
+                       run_id=context.run_id)
     summary: StageResult = jsonable(result)
     return summary

@@ -110,7 +110,14 @@ def drift_verdict(settings: Settings, context: StageContext, *,
     if prediction_drifted:
         reason.append(f"predictions (PSI {predictions.get('psi')})")  # type: ignore[union-attr]
     message = "drift beyond threshold in " + " and ".join(reason) + ": retraining triggered"
-    logger.warning(message)
+    from shopflow.alerts import send_alert
+
+    send_alert(settings, "drift", message, {
+        "run_id": context.run_id, "version": (features or predictions or {}).get("version"),
+        "drifted_features": drifted_features, "features_max_psi": (features or {}).get("max_psi"),
+        "prediction_psi": (predictions or {}).get("psi"),
+        "threshold": settings.monitoring.drift_psi_threshold,
+    })
     return {"retrain": True, "reason": message, "drifted_features": drifted_features,
             "prediction_drift": prediction_drifted}
 

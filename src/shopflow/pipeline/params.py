@@ -242,6 +242,14 @@ ROLLBACK_PARAMS: dict[str, ParamSpec] = {
         description="Why production is rolled back; required, kept in the ledger.",
         schema={"minLength": 3},
     ),
+    "from_version": ParamSpec(
+        default=None,
+        type=["null", "string"],
+        title="Only from version",
+        description="Roll back only if production is still this version (the one you judged "
+        "bad); if it moved meanwhile the run is refused. Empty: whatever is in production.",
+        schema={"minLength": 1},
+    ),
 }
 
 PARAMS_BY_DAG: dict[str, dict[str, ParamSpec]] = {

@@ -32,6 +32,8 @@ def summary_dict(run: PipelineRun) -> dict[str, Any]:
         if record is None or record.stage.split("[")[0] not in GATE_STAGES:
             continue
         verdict = {"success": "pass", "blocked": "blocked"}.get(record.status, record.status)
+        if record.stage == "post_deploy_check" and _is_pending(record.error):
+            verdict = "pending"
         if record.stage == "champion_gate" and record.status == "success":
             promote = ((record.result or {}).get("decision") or {}).get("promote")
             verdict = "promote" if promote else "reject"
@@ -59,6 +61,7 @@ def summary_dict(run: PipelineRun) -> dict[str, Any]:
         "decision": (decision.result or {}).get("decision") if decision else None,
         "recommendations": recommendations,
         "blocked": [r.stage for r in run.blocked],
+        "deploy_pending": deploy_pending(run),
         "failed_tasks": [t.label for t in run.failed_tasks],
     }
 
@@ -69,8 +72,8 @@ def format_summary(run: PipelineRun) -> str:
     failed = run.failed_tasks
     note = f" ({len(failed)} task(s) failed: {', '.join(t.label for t in failed)})" \
         if failed and run.succeeded else ""
-    lines = [f"{run.dag_id} run {run.run_id}: {run.state.upper()}{note} in {run.seconds:.1f}s",
-             ""]
+    state = "DEPLOY PENDING" if data["deploy_pending"] else run.state.upper()
+    lines = [f"{run.dag_id} run {run.run_id}: {state}{note} in {run.seconds:.1f}s", ""]
     lines.append(f"{'stage':<32} {'state':<16} {'seconds':>8}  note")
     for stage in data["stages"]:
         seconds = f"{stage['seconds']:.1f}" if stage["seconds"] is not None else "-"
@@ -101,9 +104,31 @@ def format_summary(run: PipelineRun) -> str:
         lines += ["", f"decision: {verdict}: {decision.get('family')} "
                       f"{decision.get('version') or ''} — {decision.get('reason', '')}"]
     lines += _recommendation_lines(data["recommendations"])
-    if data["blocked"]:
+    if data["deploy_pending"]:
+        lines += ["", "deploy pending: " + data["deploy_pending"]["message"]]
+    elif data["blocked"]:
         lines += ["", "blocked by: " + ", ".join(data["blocked"])]
     return "\n".join(lines)
+
+
+def _is_pending(error: str | None) -> bool:
+    return bool(error) and str(error).startswith("DeployPending")
+
+
+def deploy_pending(run: PipelineRun) -> dict[str, Any] | None:
+    """The run's pending deploy (gate 3 found no service), or None.
+
+    ``{"version", "production_version", "message"}``: the candidate waiting for gate 3 and
+    the version production keeps until then.
+    """
+    record = run.records.get("post_deploy_check")
+    if record is None or record.status != "blocked" or not _is_pending(record.error):
+        return None
+    deployed = run.records.get("deploy")
+    result = (deployed.result if deployed else None) or {}
+    message = str(record.error).split(": ", 1)[-1].removeprefix("deploy pending: ")
+    return {"version": result.get("version"), "production_version":
+            result.get("production_version"), "message": message}
 
 
 def _recommendations(run: PipelineRun) -> dict[str, Any] | None:

@@ -25,6 +25,8 @@ from shopflow.pipeline.vocabulary import StageContext, StageRecord, StageSkipped
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from shopflow.settings import AlertEvent, Settings
+
 logger = logging.getLogger(__name__)
 
 
@@ -104,6 +106,8 @@ def run_stage(
                 ),
             )
         logger.error("stage %s: %s after %.1fs: %s", label, status, seconds, exc)
+        if blocked and settings is not None:
+            _alert_blocked(settings, label, run_id, exc)
         if blocked:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -114,6 +118,21 @@ def run_stage(
                                                result=result))
     logger.info("stage %s: done in %.1fs", label, seconds)
     return result
+
+
+def _alert_blocked(settings: Settings, label: str, run_id: str, exc: BaseException) -> None:
+    """A gate (or a check standing in for one) stopped the run: tell people, with its report.
+
+    A deploy left pending (no service for gate 3) is its own kind: nothing is wrong with the
+    model, someone has to start the service.
+    """
+    from shopflow.alerts import send_alert
+    from shopflow.deploy.gate import DeployPending
+
+    event: AlertEvent = "deploy_pending" if isinstance(exc, DeployPending) else "gate_blocked"
+    send_alert(settings, event, f"{label} blocked run {run_id}: {exc}",
+               {"stage": label, "run_id": run_id, "error": f"{type(exc).__name__}: {exc}",
+                **_error_details(exc)})
 
 
 def _label(stage: str, kwargs: Mapping[str, Any]) -> str:

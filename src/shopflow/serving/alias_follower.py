@@ -9,6 +9,11 @@ fails is refused: the old one keeps serving, the refusal is kept for ``/metadata
 written to the ledger as a ``rejection`` with ``details.stage = "serving"`` (gate 3 rolls
 back on it), and the version is not retried while the alias stays on it.
 
+A deploy-pending ``candidate`` (gate 2 promoted it, gate 3 has not passed it yet) is
+followed in preference to ``production``: the service loads, checks and serves it so gate 3
+can measure it, and goes back to production when gate 3 drops it (or production moves to
+it when gate 3 accepts it). A refused candidate is not followed.
+
 :class:`AliasFollower` is that procedure once. A subclass says only what differs per
 kind: how to load a version (:meth:`AliasFollower._load`), how to prove it can serve
 (:meth:`AliasFollower._check`), and how to name it in the log; its hooks add what is
@@ -124,6 +129,7 @@ class AliasFollower(ABC, Generic[M]):
         with self._lock:
             try:
                 production = self._ledger.production()
+                pending = self._ledger.pending()
             except Exception as exc:  # an unreachable ledger must not stop serving
                 self.last_poll_error = f"ledger unreachable: {type(exc).__name__}: {exc}"
                 self._log.warning("%s alias poll failed, keeping %s: %s", self.label,
@@ -131,11 +137,14 @@ class AliasFollower(ABC, Generic[M]):
                 return
             self.last_poll_error = None
             target = production.version if production is not None else None
+            candidate = pending.version if pending is not None else None
+            if candidate is not None and candidate != self._refused_target:
+                target = candidate  # a deploy-pending candidate: serve it for gate 3
             self.alias_version = target
             if target is not None and target != self.version:
                 if target != self._refused_target:  # a refused version is not retried
                     self._swap_to(target)
-            elif target == self.version:
+            elif target == self.version and self._refused_target != candidate:
                 self._refused_target = None  # back on a good one: a refused one may return
             self._after_poll(target)
 

@@ -78,6 +78,12 @@ def service_env(settings: Settings, *, config_path: str | Path | None = None,
     return env
 
 
+def address_env(host: str, port: int) -> dict[str, str]:
+    """The service's own address as settings (it runs gate 3 on a pending candidate at
+    start, against itself: :mod:`shopflow.serving.pending`)."""
+    return {"SHOPFLOW_SERVING__HOST": host, "SHOPFLOW_SERVING__PORT": str(port)}
+
+
 def serve_command(*, host: str, port: int, target: str = SERVICE_TARGET,
                   working_dir: Path | None = None) -> list[str]:
     """The ``bentoml serve`` command line for the service."""
@@ -118,7 +124,8 @@ class ServiceProcess:
         self.settings = settings
         self.host = host or settings.serving.host
         self.port = port or free_port(self.host)
-        self.env = service_env(settings, config_path=config_path, extra=env,
+        self.env = service_env(settings, config_path=config_path,
+                               extra={**address_env(self.host, self.port), **(env or {})},
                                inherit_shopflow_env=inherit_shopflow_env)
         self.log_path = log_path or settings.reports_dir / "serving" / f"service-{self.port}.log"
         self.command = serve_command(host=self.host, port=self.port, target=target,

@@ -106,6 +106,9 @@ class ServingRuntime(AliasFollower[ServedModel]):
                 target=self._run, name="shopflow-alias-poller", daemon=True
             )
             self._thread.start()
+            from shopflow.serving.pending import deploy_pending_at_start
+
+            deploy_pending_at_start(self.settings)  # gate 3 for a run that found no service
 
     def stop(self) -> None:
         """Stop polling and shadow scoring (bounded waits)."""

@@ -605,11 +605,15 @@ def record_decision(
     *,
     run_id: str,
     ledger: Ledger | None = None,
+    pending_deploy: bool = False,
 ) -> str | None:
     """Write the gate's decision to the ledger; returns the replaced version on promotion.
 
     A promotion only happens if production is still the model the gate compared with; if
     another run promoted meanwhile, the decision is recorded as a rejection (stale) instead.
+    With ``pending_deploy`` (the training DAG) a promotion makes the model the ledger's
+    candidate and production moves only when gate 3 passes (:mod:`shopflow.deploy.gate`);
+    without it (``shopflow train``, which deploys nothing) production moves at once.
     """
     from shopflow.ledger import Ledger, ProductionChangedError
 
@@ -626,13 +630,13 @@ def record_decision(
         if decision.promote:
             # promote only if production is still what it was when the gate decided
             expected = decision.production_version
+            move = ledger.nominate if pending_deploy else ledger.promote
             if decision.forced:
-                return ledger.promote(decision.challenger_version, actor=decision.actor,
-                                      reason=decision.reason, details=details)
+                return move(decision.challenger_version, actor=decision.actor,
+                            reason=decision.reason, details=details)
             try:
-                return ledger.promote(decision.challenger_version, actor=decision.actor,
-                                      reason=decision.reason, details=details,
-                                      expected_current=expected)
+                return move(decision.challenger_version, actor=decision.actor,
+                            reason=decision.reason, details=details, expected_current=expected)
             except ProductionChangedError as exc:
                 logger.warning("gate 2 decision is stale: %s", exc)
                 ledger.record_event(
