@@ -1,0 +1,163 @@
+"""The prediction log: every answer the service served, for gate 4, skew checks and A/B.
+
+One JSON object per served row, under ``SHOPFLOW_HOME/predictions/`` in files
+``predictions-<UTC hour>-<pid>-<n>.jsonl`` (written by :class:`~shopflow.serving.jsonl_log.
+JsonlLog`: off the request path, batched, rotated by size and hour, fsynced; see there for
+what a crash loses). Columns (docs/ARCHITECTURE.md, "Prediction log"):
+
+* ``request_id`` — the id also sent back in the ``X-Request-ID`` header and the access log;
+* ``at`` — when the answer was computed (ISO 8601, UTC);
+* ``endpoint`` — ``predict`` or ``recommend``;
+* ``row`` — position of the user in the request;
+* ``user`` — the keyed hash of the user id (:class:`~shopflow.serving.privacy.IdHasher`);
+* ``model_version`` — the model that answered;
+* ``known_user`` — False for a cold start;
+* ``score`` — ``/predict``: the purchase probability served; ``/recommend``: null;
+* ``features`` — ``/predict``: ``{feature name: value}`` the model scored (null values:
+  missing; unknown users have all null); ``/recommend``: null;
+* ``items`` — ``/recommend``: ``[{"item_id", "rank", "score"}]`` best first; else null.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from shopflow.serving.jsonl_log import JsonlLog, log_files, read_records, remove_lines_with_user
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    import numpy as np
+    import pandas as pd
+
+    from shopflow.recommend.serving import RecommendationResult
+    from shopflow.settings import Settings
+
+PREFIX = "predictions"
+COLUMNS = ["request_id", "at", "endpoint", "row", "user", "model_version", "known_user",
+           "score", "features", "items"]
+
+
+def prediction_log_dir(home: Path) -> Path:
+    """Where the prediction log lives in ``SHOPFLOW_HOME``."""
+    return Path(home) / "predictions"
+
+
+class ServedPredict(NamedTuple):
+    """One ``/predict`` answer as the request path hands it over (references, no copies)."""
+
+    request_id: str
+    at: float
+    model_version: str
+    user_ids: Sequence[str]
+    probabilities: np.ndarray
+    known: np.ndarray
+    features: np.ndarray | None
+    feature_names: Sequence[str]
+
+
+class ServedRecommend(NamedTuple):
+    """One ``/recommend`` answer as the request path hands it over."""
+
+    request_id: str
+    at: float
+    result: RecommendationResult
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
+    """The service's prediction log (a :class:`JsonlLog` that knows the record layout).
+
+    Args:
+        settings: serving knobs (``serving.prediction_log_*``) and SHOPFLOW_HOME.
+        hash_id: pseudonymises user ids (applied on the writer thread).
+    """
+
+    def __init__(self, settings: Settings, *, hash_id: Callable[[str], str]) -> None:
+        serving = settings.serving
+        super().__init__(directory=prediction_log_dir(settings.home_dir), prefix=PREFIX,
+                         to_records=self._records,
+                         flush_interval=serving.prediction_log_flush_interval,
+                         max_bytes=serving.prediction_log_max_bytes,
+                         rotate_seconds=serving.prediction_log_rotate_seconds,
+                         max_pending=serving.prediction_log_max_pending)
+        self._hash_id = hash_id
+
+    def _records(self, item: ServedPredict | ServedRecommend) -> Iterator[dict[str, Any]]:
+        at = _iso(item.at)
+        if isinstance(item, ServedRecommend):
+            result = item.result
+            yield {"request_id": item.request_id, "at": at, "endpoint": "recommend", "row": 0,
+                   "user": self._hash_id(result.user_id), "model_version": result.model_version,
+                   "known_user": not result.cold_start, "score": None, "features": None,
+                   "items": [{"item_id": i.item_id, "rank": i.rank, "score": _finite(i.score)}
+                             for i in result.items]}
+            return
+        names = list(item.feature_names)
+        rows = item.features.tolist() if item.features is not None else None
+        for row, (uid, p, known) in enumerate(zip(item.user_ids, item.probabilities.tolist(),
+                                                  item.known.tolist(), strict=True)):
+            features = None if rows is None else {
+                name: _finite(v) for name, v in zip(names, rows[row], strict=True)}
+            yield {"request_id": item.request_id, "at": at, "endpoint": "predict", "row": row,
+                   "user": self._hash_id(uid), "model_version": item.model_version,
+                   "known_user": bool(known), "score": _finite(p), "features": features,
+                   "items": None}
+
+
+def read_prediction_log(home: Path, since: datetime | None = None) -> pd.DataFrame:
+    """The served predictions in ``home``'s log as a frame (columns: :data:`COLUMNS`).
+
+    Args:
+        home: SHOPFLOW_HOME.
+        since: only rows answered at or after this time (naive means UTC).
+
+    Returns:
+        One row per served user (``at`` as UTC timestamps), oldest first; ``features``
+        and ``items`` hold dicts / lists (``pandas.json_normalize`` flattens them).
+    """
+    import pandas as pd
+
+    paths = log_files(prediction_log_dir(home), PREFIX)
+    if since is not None:
+        since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+        paths = [p for p in paths if _may_hold(p, since)]
+    frame = pd.DataFrame(list(read_records(paths)), columns=COLUMNS)
+    frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
+    if since is not None:
+        frame = frame[frame["at"] >= pd.Timestamp(since)]
+    return frame.sort_values("at", kind="stable").reset_index(drop=True)
+
+
+def _may_hold(path: Path, since: datetime) -> bool:
+    """A file last written before ``since`` holds no row after it (rows are written after
+    they are answered), so it need not be read."""
+    try:
+        return path.stat().st_mtime >= since.timestamp()
+    except OSError:
+        return False
+
+
+def remove_user(home: Path, hashed_id: str) -> int:
+    """Erase one shopper's rows from the prediction log (for ``shopflow forget``).
+
+    Args:
+        home: SHOPFLOW_HOME.
+        hashed_id: the shopper's token, ``IdHasher(home)(user_id)``.
+
+    Returns:
+        How many rows were removed. Rows still buffered in a running service (at most
+        one flush interval) are written after this; run it after stopping the service, or
+        again, to be sure.
+    """
+    return remove_lines_with_user(log_files(prediction_log_dir(home), PREFIX), hashed_id)
