@@ -78,6 +78,8 @@ class JsonlLog(Generic[T]):
         self.max_pending = max_pending
         self.keep = keep
         self._pending: deque[T] = deque()
+        # one encoder, not one per json.dumps call with options (a third of the writer's time)
+        self._encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -157,10 +159,10 @@ class JsonlLog(Generic[T]):
         if not taken:
             return
         lines: list[str] = []
+        encode = self._encode
         for item in taken:
             try:
-                lines += [json.dumps(r, separators=(",", ":"), allow_nan=False)
-                          for r in self._to_records(item)]  # all of an item or none
+                lines += [encode(r) for r in self._to_records(item)]  # all of an item or none
             except Exception:  # one bad item must not lose the others
                 self.failed += 1
                 logger.exception("%s log: could not format an item", self.prefix)

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from shopflow.settings import Settings
 
 PREFIX = "predictions"
+#: Hashed user ids remembered by the writer (cleared when full).
+HASH_CACHE = 100_000
 COLUMNS = ["request_id", "at", "endpoint", "row", "user", "model_version", "known_user",
            "score", "features", "items"]
 
@@ -67,10 +69,6 @@ class ServedRecommend(NamedTuple):
     result: RecommendationResult
 
 
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")
-
-
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -92,13 +90,32 @@ class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
                          rotate_seconds=serving.prediction_log_rotate_seconds,
                          max_pending=serving.prediction_log_max_pending)
         self._hash_id = hash_id
+        # writer-thread caches: shoppers come back, and many answers share a second
+        self._hashed: dict[str, str] = {}
+        self._second: tuple[int, str] = (-1, "")
+
+    def _user(self, user_id: str) -> str:
+        token = self._hashed.get(user_id)
+        if token is None:
+            if len(self._hashed) >= HASH_CACHE:
+                self._hashed.clear()
+            token = self._hashed[user_id] = self._hash_id(user_id)
+        return token
+
+    def _iso(self, at: float) -> str:
+        """``at`` as ISO 8601 UTC with microseconds (the second's text reused)."""
+        second = int(at)
+        if second != self._second[0]:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{self._second[1]}.{int((at - second) * 1e6):06d}+00:00"
 
     def _records(self, item: ServedPredict | ServedRecommend) -> Iterator[dict[str, Any]]:
-        at = _iso(item.at)
+        at = self._iso(item.at)
         if isinstance(item, ServedRecommend):
             result = item.result
             yield {"request_id": item.request_id, "at": at, "endpoint": "recommend", "row": 0,
-                   "user": self._hash_id(result.user_id), "model_version": result.model_version,
+                   "user": self._user(result.user_id), "model_version": result.model_version,
                    "known_user": not result.cold_start, "score": None, "features": None,
                    "items": [{"item_id": i.item_id, "rank": i.rank, "score": _finite(i.score)}
                              for i in result.items]}
@@ -110,7 +127,7 @@ class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
             features = None if rows is None else {
                 name: _finite(v) for name, v in zip(names, rows[row], strict=True)}
             yield {"request_id": item.request_id, "at": at, "endpoint": "predict", "row": row,
-                   "user": self._hash_id(uid), "model_version": item.model_version,
+                   "user": self._user(uid), "model_version": item.model_version,
                    "known_user": bool(known), "score": _finite(p), "features": features,
                    "items": None}
 
