@@ -174,7 +174,7 @@ class JsonlLog(Generic[T]):
             handle.flush()
             os.fsync(handle.fileno())
             self.written += len(lines)
-        except OSError:
+        except Exception:  # a full disk must not kill the writer: count, retry next time
             self.failed += len(taken)
             logger.exception("%s log: could not write %d records", self.prefix, len(lines))
             self._close()
