@@ -16,8 +16,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from shopflow.privacy import IdHasher
 from shopflow.serving.prediction_log import read_prediction_log, remove_user
-from shopflow.serving.privacy import IdHasher
 from shopflow.serving.process import ServiceProcess
 from shopflow.serving.sandbox import SANDBOX_FEATURES, build_recommender_sandbox, build_sandbox
 from shopflow.settings import Settings, load_settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from shopflow.privacy import IdHasher
 from shopflow.recommend.serving import RecommendationResult, RecommendedItem
 from shopflow.serving.jsonl_log import JsonlLog, log_files
 from shopflow.serving.prediction_log import (
@@ -21,7 +23,6 @@ from shopflow.serving.prediction_log import (
     read_prediction_log,
     remove_user,
 )
-from shopflow.serving.privacy import IdHasher
 from shopflow.settings import load_settings
 
 if TYPE_CHECKING:
@@ -164,3 +165,32 @@ def test_remove_user_rewrites_files_and_the_writer_carries_on(tmp_path: Path) ->
     frame = read_prediction_log(settings.home_dir)
     assert frame["user"].tolist() == [hasher(u) for u in ("bob", "ghost", "carol", "x")]
     assert hasher("alice") not in set(frame["user"])
+
+
+def test_forget_erases_the_shopper_from_the_prediction_log(tmp_path: Path) -> None:
+    from shopflow.forget.stores import USER_STORES, Shopper, remove_from_prediction_log
+
+    settings = _settings(tmp_path)
+    hasher = IdHasher(settings.home_dir)
+    log = PredictionLog(settings, hash_id=hasher)
+    log.submit(_predict("1", ["alice", "bob", "ghost"]))
+    log.close()
+    removed = remove_from_prediction_log(settings, Shopper("alice", hasher("alice")))
+    ((where, rows),) = removed.items()
+    assert rows == 1 and where.startswith("predictions/predictions-")
+    assert remove_from_prediction_log(settings, Shopper("alice", hasher("alice"))) == {}
+    assert "prediction_log" in [store.name for store in USER_STORES]
+
+
+def test_files_past_retention_go_when_a_new_file_begins(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, prediction_log_rotate_seconds=1.0)
+    directory = prediction_log_dir(settings.home_dir)
+    directory.mkdir(parents=True)
+    stale = directory / "predictions-20200101T000000-1-1.jsonl"
+    stale.write_text('{"user": "0123456789abcdef"}\n')
+    stamp = time.time() - 40 * 86_400  # older than privacy.retention.logs (30 days)
+    os.utime(stale, (stamp, stamp))
+    log = PredictionLog(settings, hash_id=str)
+    log.submit(_predict("1", ["a"]))
+    log.close()
+    assert not stale.exists() and len(log_files(directory, "predictions")) == 1

@@ -20,8 +20,9 @@ ago are deleted (``privacy.retention.logs``; :func:`shopflow.privacy.expire`).
 
 File names are ``<prefix>-<UTC period start>-<pid>-<n>.jsonl``: sorting by name is
 chronological per process, and two processes never append to the same file. Rewriting a
-file to erase one shopper (:func:`remove_lines_with_user`) swaps it atomically; the
-writer notices that its open file was replaced and reopens it before its next write.
+file to erase one shopper (``shopflow forget``: ``forget.stores.remove_from_jsonl``) swaps
+it atomically; the writer notices that its open file was replaced and reopens it before
+its next write.
 """
 
 from __future__ import annotations
@@ -240,37 +241,3 @@ def read_records(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
                 except ValueError:
                     logger.warning("skipping an unreadable line in %s", path)
-
-
-def remove_lines_with_user(paths: Iterable[Path], hashed_id: str, *, field: str = "user") -> int:
-    """Rewrite ``paths`` without the records whose ``field`` is ``hashed_id``.
-
-    Each changed file is written beside the original, fsynced and swapped in with one
-    ``os.replace`` (a reader sees the old file or the new one, never half of one).
-
-    Returns:
-        How many records were removed.
-    """
-    removed = 0
-    for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.readlines()
-        kept = [line for line in lines if hashed_id not in line or not _has_user(line, field,
-                                                                                 hashed_id)]
-        if len(kept) == len(lines):
-            continue
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as out:
-            out.writelines(kept)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        removed += len(lines) - len(kept)
-    return removed
-
-
-def _has_user(line: str, field: str, hashed_id: str) -> bool:
-    try:
-        return bool(json.loads(line).get(field) == hashed_id)
-    except ValueError:
-        return False

@@ -9,7 +9,7 @@ what a crash loses). Columns (docs/ARCHITECTURE.md, "Prediction log"):
 * ``at`` — when the answer was computed (ISO 8601, UTC);
 * ``endpoint`` — ``predict`` or ``recommend``;
 * ``row`` — position of the user in the request;
-* ``user`` — the keyed hash of the user id (:class:`~shopflow.serving.privacy.IdHasher`);
+* ``user`` — the keyed hash of the user id (:class:`~shopflow.privacy.IdHasher`);
 * ``model_version`` — the model that answered;
 * ``known_user`` — False for a cold start;
 * ``score`` — ``/predict``: the purchase probability served; ``/recommend``: null;
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from shopflow.serving.jsonl_log import JsonlLog, log_files, read_records, remove_lines_with_user
+from shopflow.serving.jsonl_log import JsonlLog, log_files, read_records
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +46,11 @@ COLUMNS = ["request_id", "at", "endpoint", "row", "user", "model_version", "know
 def prediction_log_dir(home: Path) -> Path:
     """Where the prediction log lives in ``SHOPFLOW_HOME``."""
     return Path(home) / "predictions"
+
+
+def prediction_log_files(home: Path) -> list[Path]:
+    """The prediction log's files in ``home``, oldest first per process."""
+    return log_files(prediction_log_dir(home), PREFIX)
 
 
 class ServedPredict(NamedTuple):
@@ -77,7 +82,8 @@ class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
     """The service's prediction log (a :class:`JsonlLog` that knows the record layout).
 
     Args:
-        settings: serving knobs (``serving.prediction_log_*``) and SHOPFLOW_HOME.
+        settings: serving knobs (``serving.prediction_log_*``), retention
+            (``privacy.retention.logs``) and SHOPFLOW_HOME.
         hash_id: pseudonymises user ids (applied on the writer thread).
     """
 
@@ -88,7 +94,8 @@ class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
                          flush_interval=serving.prediction_log_flush_interval,
                          max_bytes=serving.prediction_log_max_bytes,
                          rotate_seconds=serving.prediction_log_rotate_seconds,
-                         max_pending=serving.prediction_log_max_pending)
+                         max_pending=serving.prediction_log_max_pending,
+                         keep=settings.privacy.retention.logs)
         self._hash_id = hash_id
         # writer-thread caches: shoppers come back, and many answers share a second
         self._hashed: dict[str, str] = {}
@@ -145,7 +152,7 @@ def read_prediction_log(home: Path, since: datetime | None = None) -> pd.DataFra
     """
     import pandas as pd
 
-    paths = log_files(prediction_log_dir(home), PREFIX)
+    paths = prediction_log_files(home)
     if since is not None:
         since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
         paths = [p for p in paths if _may_hold(p, since)]
@@ -166,7 +173,10 @@ def _may_hold(path: Path, since: datetime) -> bool:
 
 
 def remove_user(home: Path, hashed_id: str) -> int:
-    """Erase one shopper's rows from the prediction log (for ``shopflow forget``).
+    """Erase one shopper's rows from the prediction log (``shopflow forget``'s
+    ``prediction_log`` store does this file by file).
+
+    Each changed file is replaced atomically; a running writer notices and reopens it.
 
     Args:
         home: SHOPFLOW_HOME.
@@ -177,4 +187,6 @@ def remove_user(home: Path, hashed_id: str) -> int:
         one flush interval) are written after this; run it after stopping the service, or
         again, to be sure.
     """
-    return remove_lines_with_user(log_files(prediction_log_dir(home), PREFIX), hashed_id)
+    from shopflow.forget.stores import remove_from_jsonl
+
+    return sum(remove_from_jsonl(path, hashed_id) for path in prediction_log_files(home))
