@@ -97,6 +97,7 @@ class Cell:
     p99_ms: float | None
     tool: str
     endpoint: str = "/predict"
+    cpu_us: float | None = None  # server CPU (all its processes) per request, in µs
 
 
 # ---- load generators -----------------------------------------------------------------
@@ -182,6 +183,32 @@ def run_httpx(url: str, body: bytes, *, connections: int, seconds: float,
             "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99), "tool": "httpx"}
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and its live descendants.
+
+    Covers ``bentoml serve`` and its workers (circus starts them in sessions of their own,
+    so the tree is followed by parent ids). CPU per request depends far less on what else
+    the shared machine runs than req/s does: it is how the cost of a per-request feature
+    is compared on a noisy machine.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])  # fields after the name: state ppid pgrp session ...
+        used[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+    tree, frontier = {root}, [root]
+    while frontier:
+        frontier = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
+        tree.update(frontier)
+    return sum(used.get(pid, 0) for pid in tree) / tick
+
+
 # ---- servers ---------------------------------------------------------------------------
 class Server:
     """A server process on a free loopback port, stopped on exit."""
@@ -211,6 +238,10 @@ class Server:
             self.__exit__()
             raise
         return self
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the server's processes."""
+        return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
 
     def __exit__(self, *_exc: object) -> None:
         import signal
@@ -324,10 +355,13 @@ def main(argv: list[str] | None = None) -> int:
                     headers = {"Content-Type": "application/json"}
                     generator(url, bodies[users], connections=connections, seconds=1,
                               headers=headers)  # warm-up
+                    cpu = server.cpu_seconds()
                     result = generator(url, bodies[users], connections=connections,
                                        seconds=args.duration, headers=headers)
+                    cpu = server.cpu_seconds() - cpu
                     cell = Cell(server=server.name, users=users, connections=connections,
-                                seconds=args.duration, **result)
+                                seconds=args.duration, **result,
+                                cpu_us=round(cpu / max(1, result["requests"]) * 1e6, 1))
                     logger.info("%s", cell)
                     cells.append(cell)
         # /recommend k=10: a dictionary lookup and a slice behind the same front door
@@ -349,10 +383,10 @@ def main(argv: list[str] | None = None) -> int:
                               c.users, c.connections))
 
     rows = [[c.server, c.endpoint, c.users, c.connections, c.rps, c.p50_ms, c.p90_ms, c.p99_ms,
-             c.errors, c.tool] for c in cells]
+             c.cpu_us, c.errors, c.tool] for c in cells]
     print_table("Serving: /predict and /recommend k=10 (loopback, fixed duration per cell)",
                 ["server", "endpoint", "users/req", "conns", "req/s", "p50 ms", "p90 ms",
-                 "p99 ms", "errors", "tool"], rows)
+                 "p99 ms", "server CPU µs/req", "errors", "tool"], rows)
     verdict = _targets(cells)
     for line in verdict["lines"]:
         print(line)
@@ -414,6 +448,16 @@ def _targets(cells: list[Cell]) -> dict[str, Any]:
             f"at 1 user x 16 conns: {cost:.1%} ({service.rps:,.0f} with both vs "
             f"{quiet.rps:,.0f} without{'; ' + ', '.join(parts) if parts else ''}; "
             f"{verdict(result['observability_ok'])})")
+        if service.cpu_us and quiet.cpu_us:
+            cpu_cost = service.cpu_us / quiet.cpu_us - 1
+            result["observability_cpu_cost"] = round(cpu_cost, 3)
+            cpu_parts = [f"{name.removeprefix('propensity-')} {c.cpu_us:.0f}"
+                         for name in ("propensity-nolog", "propensity-nometrics")
+                         if (c := find(name)) is not None and c.cpu_us]
+            result["lines"].append(
+                f"  the same in server CPU per request (less sensitive to other load): "
+                f"+{cpu_cost:.1%} ({service.cpu_us:.0f} vs {quiet.cpu_us:.0f} µs"
+                f"{'; ' + ', '.join(cpu_parts) if cpu_parts else ''})")
     # the micro-batcher against BentoML's adaptive batching, same runtime behind both
     duels = [(find("propensity", users, 16), find("propensity-adaptive", users, 16))
              for users in (1, 100)]

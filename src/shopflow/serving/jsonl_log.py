@@ -161,8 +161,8 @@ class JsonlLog(Generic[T]):
             return
         lines: list[str] = []
         encode = self._encode
-        for item in taken:
-            try:
+        for item in taken:  # (a time.sleep(0) per item to hand the loop the GIL: +7 µs of
+            try:            # CPU a record and no better loop latency, measured; not done)
                 lines += [encode(r) for r in self._to_records(item)]  # all of an item or none
             except Exception:  # one bad item must not lose the others
                 self.failed += 1
