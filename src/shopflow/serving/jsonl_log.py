@@ -115,7 +115,10 @@ class JsonlLog(Generic[T]):
     def start(self) -> None:
         """Start the writer thread (idempotent)."""
         if self._thread is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError:  # a read-only home must not stop the service: writes count failed
+                logger.exception("%s log: cannot create %s", self.prefix, self.directory)
             self._stopping = False
             self._thread = threading.Thread(target=self._run, name=f"shopflow-{self.prefix}-log",
                                             daemon=True)
