@@ -12,7 +12,11 @@ Servers, each a real process on a loopback port, measured one after another:
   library's predict); ``propensity-adaptive`` the same runtime behind BentoML's adaptive
   batching instead of the micro-batcher (``services/bench_adaptive_service.py``). The
   ``propensity`` server also answers ``POST /recommend`` (k=10, a known user) from a
-  stored sandbox recommender with a 30-item precomputed list per user.
+  stored sandbox recommender with a 30-item precomputed list per user. The prediction
+  log and ``/metrics`` are on in every ``propensity*`` server (the defaults);
+  ``propensity-quiet`` has both off, ``propensity-nolog`` only the log off and
+  ``propensity-nometrics`` only the metrics off: their cost is the difference
+  (target: both together cost at most 10% of req/s at 1 user x 16 conns).
 
 Load: ``wrk`` (Debian's package) for a fixed duration per cell, 1 or 100 user ids per
 request (``/recommend``: one user, k=10), 1 or 16 connections; an httpx-based async generator when wrk is missing. All
@@ -20,7 +24,10 @@ servers run at once and each cell is measured on every server in turn, so backgr
 on a shared machine drifts less between the servers being compared.
 Results: a Markdown table and ``SHOPFLOW_HOME/bench/serving.json``.
 
-Run: ``python -m benchmarks.bench_serving [--duration 10] [--users 2000] [--only NAME...]``.
+Run: ``python -m benchmarks.bench_serving [--duration 10] [--users 2000] [--only NAME...]
+[--request-sizes 1 100] [--skip-recommend]`` (the observability cells alone:
+``--only bentoml-noop propensity propensity-quiet propensity-nolog propensity-nometrics
+--request-sizes 1 --skip-recommend``).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ TARGET_P99_MS = 5.0  # /predict, 1 user x 16 conns
 TARGET_NOOP_SHARE = 0.80  # of the tuned no-op's req/s at 1 user x 16 conns
 TARGET_ONE_CONN_P50_MS = 0.6  # /predict, 1 user x 1 conn
 TARGET_BATCH_P99_MS = 20.0  # /predict, 100 users x 16 conns
+TARGET_OBSERVABILITY_COST = 0.10  # prediction log + /metrics, share of req/s at 1 user x 16
 
 
 def make_bare_app() -> Any:
@@ -89,6 +97,7 @@ class Cell:
     p99_ms: float | None
     tool: str
     endpoint: str = "/predict"
+    cpu_us: float | None = None  # server CPU (all its processes) per request, in µs
 
 
 # ---- load generators -----------------------------------------------------------------
@@ -174,6 +183,32 @@ def run_httpx(url: str, body: bytes, *, connections: int, seconds: float,
             "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99), "tool": "httpx"}
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and its live descendants.
+
+    Covers ``bentoml serve`` and its workers (circus starts them in sessions of their own,
+    so the tree is followed by parent ids). CPU per request depends far less on what else
+    the shared machine runs than req/s does: it is how the cost of a per-request feature
+    is compared on a noisy machine.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])  # fields after the name: state ppid pgrp session ...
+        used[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+    tree, frontier = {root}, [root]
+    while frontier:
+        frontier = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
+        tree.update(frontier)
+    return sum(used.get(pid, 0) for pid in tree) / tick
+
+
 # ---- servers ---------------------------------------------------------------------------
 class Server:
     """A server process on a free loopback port, stopped on exit."""
@@ -203,6 +238,10 @@ class Server:
             self.__exit__()
             raise
         return self
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the server's processes."""
+        return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
 
     def __exit__(self, *_exc: object) -> None:
         import signal
@@ -236,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per cell")
     parser.add_argument("--users", type=int, default=2000, help="users in the online store")
     parser.add_argument("--only", nargs="*", default=None, help="server names to run")
+    parser.add_argument("--request-sizes", nargs="+", type=int, default=[1, 100],
+                        choices=[1, 100], help="user ids per /predict request")
+    parser.add_argument("--skip-recommend", action="store_true", help="no /recommend cells")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -277,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         ("bentoml-noop-default", lambda: bento("bench_noop_service:NoopDefaultService")),
         ("bentoml-noop", lambda: bento("bench_noop_service:NoopService")),
         ("propensity", lambda: bento(SERVICE_TARGET)),
+        ("propensity-quiet", lambda: bento(SERVICE_TARGET, {
+            "SHOPFLOW_SERVING__PREDICTION_LOG": "false", "SHOPFLOW_SERVING__METRICS": "false"})),
+        ("propensity-nolog", lambda: bento(SERVICE_TARGET,
+                                           {"SHOPFLOW_SERVING__PREDICTION_LOG": "false"})),
+        ("propensity-nometrics", lambda: bento(SERVICE_TARGET,
+                                               {"SHOPFLOW_SERVING__METRICS": "false"})),
         ("propensity-nobatch", lambda: bento(SERVICE_TARGET,
                                              {"SHOPFLOW_SERVING__BATCHING": "false"})),
         ("propensity-library", lambda: bento(SERVICE_TARGET,
@@ -300,21 +348,24 @@ def main(argv: list[str] | None = None) -> int:
             running.append(server)
         # The machine is shared: measuring every server for one cell before moving on keeps
         # slow drifts in background load from masquerading as differences between servers.
-        for users in (1, 100):
+        for users in args.request_sizes:
             for connections in (1, 16):
                 for server in running:
                     url = f"{server.url}/predict"
                     headers = {"Content-Type": "application/json"}
                     generator(url, bodies[users], connections=connections, seconds=1,
                               headers=headers)  # warm-up
+                    cpu = server.cpu_seconds()
                     result = generator(url, bodies[users], connections=connections,
                                        seconds=args.duration, headers=headers)
+                    cpu = server.cpu_seconds() - cpu
                     cell = Cell(server=server.name, users=users, connections=connections,
-                                seconds=args.duration, **result)
+                                seconds=args.duration, **result,
+                                cpu_us=round(cpu / max(1, result["requests"]) * 1e6, 1))
                     logger.info("%s", cell)
                     cells.append(cell)
         # /recommend k=10: a dictionary lookup and a slice behind the same front door
-        for connections in (1, 16):
+        for connections in () if args.skip_recommend else (1, 16):
             for server in running:
                 if server.name != "propensity":
                     continue
@@ -332,10 +383,10 @@ def main(argv: list[str] | None = None) -> int:
                               c.users, c.connections))
 
     rows = [[c.server, c.endpoint, c.users, c.connections, c.rps, c.p50_ms, c.p90_ms, c.p99_ms,
-             c.errors, c.tool] for c in cells]
+             c.cpu_us, c.errors, c.tool] for c in cells]
     print_table("Serving: /predict and /recommend k=10 (loopback, fixed duration per cell)",
                 ["server", "endpoint", "users/req", "conns", "req/s", "p50 ms", "p90 ms",
-                 "p99 ms", "errors", "tool"], rows)
+                 "p99 ms", "server CPU µs/req", "errors", "tool"], rows)
     verdict = _targets(cells)
     for line in verdict["lines"]:
         print(line)
@@ -383,6 +434,30 @@ def _targets(cells: list[Cell]) -> dict[str, Any]:
         result["batch_p99_ok"] = batch.p99_ms <= TARGET_BATCH_P99_MS
         result["lines"].append(f"target p99 <= {TARGET_BATCH_P99_MS} ms at 100 users x 16 conns: "
                                f"{batch.p99_ms} ms ({verdict(result['batch_p99_ok'])})")
+    # the prediction log and /metrics: what they cost against the same server without them
+    quiet = find("propensity-quiet")
+    if quiet is not None and quiet.rps:
+        cost = 1 - service.rps / quiet.rps
+        result.update(observability_cost=round(cost, 3),
+                      observability_ok=cost <= TARGET_OBSERVABILITY_COST)
+        parts = [f"{name.removeprefix('propensity-')} {c.rps:,.0f}"
+                 for name in ("propensity-nolog", "propensity-nometrics")
+                 if (c := find(name)) is not None]
+        result["lines"].append(
+            f"target prediction log + /metrics cost <= {TARGET_OBSERVABILITY_COST:.0%} of req/s "
+            f"at 1 user x 16 conns: {cost:.1%} ({service.rps:,.0f} with both vs "
+            f"{quiet.rps:,.0f} without{'; ' + ', '.join(parts) if parts else ''}; "
+            f"{verdict(result['observability_ok'])})")
+        if service.cpu_us and quiet.cpu_us:
+            cpu_cost = service.cpu_us / quiet.cpu_us - 1
+            result["observability_cpu_cost"] = round(cpu_cost, 3)
+            cpu_parts = [f"{name.removeprefix('propensity-')} {c.cpu_us:.0f}"
+                         for name in ("propensity-nolog", "propensity-nometrics")
+                         if (c := find(name)) is not None and c.cpu_us]
+            result["lines"].append(
+                f"  the same in server CPU per request (less sensitive to other load): "
+                f"+{cpu_cost:.1%} ({service.cpu_us:.0f} vs {quiet.cpu_us:.0f} µs"
+                f"{'; ' + ', '.join(cpu_parts) if cpu_parts else ''})")
     # the micro-batcher against BentoML's adaptive batching, same runtime behind both
     duels = [(find("propensity", users, 16), find("propensity-adaptive", users, 16))
              for users in (1, 100)]

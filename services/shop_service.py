@@ -7,7 +7,10 @@ with the ledger's production recommender (precomputed lists, hot-swapped the sam
 popularity from the published marts while none is in production; see
 ``shopflow.serving.recommender``). ``GET /healthz`` says the process is alive,
 ``GET /readyz`` that a model is loaded and its online features answer, ``GET /metadata``
-what is served and what was refused.
+what is served and what was refused, ``GET /metrics`` the same and the traffic in
+Prometheus text (``shopflow.serving.metrics``; ``serving.metrics``). Every served answer
+goes to the prediction log (``shopflow.serving.prediction_log``; ``serving.prediction_log``)
+off the request path, under the request id the answer carries in ``X-Request-ID``.
 
 Latency: BentoML's defaults cost most of the time of a small request. The service keeps
 the BentoML contract but removes those costs with BentoML's own switches
@@ -20,10 +23,13 @@ concurrent requests scored together (``shopflow.serving.batching``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
+import secrets
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import bentoml
@@ -31,8 +37,11 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from shopflow.contract import PROPENSITY_MODEL, RECOMMENDER_MODEL
+from shopflow.serving.metrics import PredictionMetrics, counter_lines, model_lines
 from shopflow.serving.middleware import STATE_KEY, FrontDoorMiddleware
 from shopflow.serving.options import SERVICE_OPTIONS, settle_heap
+from shopflow.serving.prediction_log import ServedPredict, ServedRecommend
 from shopflow.serving.schemas import (
     PredictRequest,
     PredictResponse,
@@ -43,6 +52,8 @@ from shopflow.serving.schemas import (
 from shopflow.settings import load_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from starlette.requests import Request
 
 logger = logging.getLogger("shopflow.serving.service")
@@ -72,6 +83,12 @@ async def _metadata(request: Request) -> Response:
     return JSONResponse(service.runtime.metadata())
 
 
+def _service_metrics() -> Iterable[Iterable[str]]:
+    """The service's part of ``GET /metrics`` (the front door adds the request families)."""
+    service: ShopService = bentoml.get_current_service()
+    return service.metric_sections()
+
+
 # GET routes BentoML's @bentoml.api (POST only) cannot express, mounted on the service
 http_routes = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])])
 
@@ -94,11 +111,18 @@ class ShopService:
         self.max_batch = self.settings.serving.max_batch
         self.runtime = ServingRuntime(self.settings, freeze_heap=True)
         self.runtime.start()
+        self.prediction_log = self.runtime.prediction_log
+        self.scores: PredictionMetrics | None = (
+            PredictionMetrics() if self.settings.serving.metrics else None)
+        # request ids: unique per worker start, cheap to make (no uuid per request)
+        self._id_prefix = secrets.token_hex(4)
+        self._ids = itertools.count(1)
         self.batcher = None
         if self.settings.serving.batching:
             from shopflow.serving.batching import NaturalBatcher
 
-            self.batcher = NaturalBatcher(self.runtime.predict, max_ids=self.max_batch,
+            self.batcher = NaturalBatcher(self.runtime.predict_with_features,
+                                          max_ids=self.max_batch,
                                           inline_ids=INLINE_BATCH, gather_ticks=GATHER_TICKS)
         # The poller, shadow and large-batch threads must hand the GIL back to the event
         # loop quickly (default 5 ms; with every batch scored in the thread, 0.5 ms gave
@@ -139,36 +163,46 @@ class ShopService:
             return _error(ctx, 422, f"user_ids[{blank}]: must be a non-empty shopper id")
         try:
             if self.batcher is not None:
-                served, probabilities, known = await self.batcher(ids)
+                served, probabilities, known, features = await self.batcher(ids)
             elif len(ids) <= INLINE_BATCH:
-                served, probabilities, known = self.runtime.predict(ids)
+                served, probabilities, known, features = self.runtime.predict_with_features(ids)
             else:
                 import anyio.to_thread
 
-                served, probabilities, known = await anyio.to_thread.run_sync(
-                    self.runtime.predict, ids
+                served, probabilities, known, features = await anyio.to_thread.run_sync(
+                    self.runtime.predict_with_features, ids
                 )
         except NoProductionModel as exc:
             return _error(ctx, 503, str(exc))
         except Exception:
             logger.exception("prediction failed for %d users", len(ids))
             return _error(ctx, 500, "prediction failed; see the server log")
+        request_id = f"{self._id_prefix}-{next(self._ids)}"
+        scores, flags = probabilities.tolist(), known.tolist()
+        if self.prediction_log is not None:
+            self.prediction_log.submit(ServedPredict(request_id, time.time(), served.version, ids,
+                                                     probabilities, known, features,
+                                                     served.feature_names))
+        if self.scores is not None:
+            self.scores.observe_predict(served.version, scores, flags)
         hash_id = self.runtime.hash_id
+        record["request_id"] = request_id
         record["n_users"] = len(ids)
         record["users"] = [hash_id(uid) for uid in ids[:3]]
-        record["unknown"] = int(len(ids) - known.sum())
+        record["unknown"] = len(ids) - sum(flags)
         record["model_version"] = served.version
         body = json.dumps(
             {
                 "model_version": served.version,
                 "predictions": [
                     {"user_id": uid, "purchase_probability": p, "known_user": k}
-                    for uid, p, k in zip(ids, probabilities.tolist(), known.tolist(), strict=True)
+                    for uid, p, k in zip(ids, scores, flags, strict=True)
                 ],
             },
             separators=(",", ":"),
         )
-        return Response(body, media_type="application/json")
+        return Response(body, media_type="application/json",
+                        headers={"x-request-id": request_id})
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest, output_spec=RecommendResponse)
     async def recommend(
@@ -196,6 +230,12 @@ class ShopService:
         except Exception:
             logger.exception("recommendation failed")
             return _error(ctx, 500, "recommendation failed; see the server log")
+        request_id = f"{self._id_prefix}-{next(self._ids)}"
+        if self.prediction_log is not None:
+            self.prediction_log.submit(ServedRecommend(request_id, time.time(), result))
+        if self.scores is not None:
+            self.scores.observe_recommend(result.model_version, result.cold_start)
+        record["request_id"] = request_id
         record["n_users"] = 1
         record["users"] = [self.runtime.hash_id(uid)]
         record["unknown"] = int(result.cold_start)
@@ -212,7 +252,27 @@ class ShopService:
             },
             separators=(",", ":"),
         )
-        return Response(body, media_type="application/json")
+        return Response(body, media_type="application/json",
+                        headers={"x-request-id": request_id})
+
+    def metric_sections(self) -> list[list[str]]:
+        """Models served, swaps, refusals, what was served and the logs, for ``/metrics``."""
+        runtime, recommender = self.runtime, self.runtime.recommender
+        current = recommender.current
+        sections = [model_lines([
+            (PROPENSITY_MODEL, runtime.version, runtime.swaps, runtime.refused),
+            (RECOMMENDER_MODEL, current.model_version if current else None, recommender.swaps,
+             recommender.refused),
+        ])]
+        if self.scores is not None:
+            sections.append(self.scores.lines())
+        shadow = runtime.shadow.log if runtime.shadow is not None else None
+        for name, log in (("prediction_log", self.prediction_log), ("shadow", shadow)):
+            if log is not None:
+                sections.append(counter_lines(
+                    f"shopflow_{name}_records_total", f"Records of the {name} by outcome.",
+                    {"written": log.written, "dropped": log.dropped, "failed": log.failed}))
+        return sections
 
 
 def _error(ctx: bentoml.Context, status: int, message: str) -> Response:
@@ -221,4 +281,4 @@ def _error(ctx: bentoml.Context, status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-ShopService.add_asgi_middleware(FrontDoorMiddleware, from_settings=True)
+ShopService.add_asgi_middleware(FrontDoorMiddleware, from_settings=True, collect=_service_metrics)

@@ -419,6 +419,25 @@ class ServingSettings(_Section):
         description="At start, run gate 3 against this service on a deploy-pending candidate "
         "(promoted while no service answered); false: only `shopflow deploy --pending` does.",
     )
+    prediction_log: bool = Field(
+        default=True,
+        description="Log every served answer to SHOPFLOW_HOME/predictions (gate 4, skew, A/B).",
+    )
+    prediction_log_flush_interval: float = Field(
+        default=1.0, gt=0,
+        description="Seconds between prediction-log writes: the most a crash can lose.",
+    )
+    prediction_log_max_bytes: int = Field(
+        default=64 << 20, gt=0, description="A prediction-log file past this size is rotated."
+    )
+    prediction_log_rotate_seconds: float = Field(
+        default=3600.0, gt=0, description="A new prediction-log file every UTC period this long."
+    )
+    prediction_log_max_pending: int = Field(
+        default=10_000, gt=0,
+        description="Answers buffered for the log; past it new ones are dropped and counted.",
+    )
+    metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus text).")
     post_deploy_window: float = Field(default=5.0, ge=0)
     max_error_rate: float = 0.01
     max_p99_ms: float = 250.0

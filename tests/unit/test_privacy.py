@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
@@ -103,8 +103,9 @@ def test_the_shadow_log_drops_day_files_past_retention_when_a_day_starts(tmp_pat
         directory=tmp_path, hash_id=str, keep=timedelta(days=30),
         score=lambda model, ids: (np.full(len(ids), 0.5), np.ones(len(ids), dtype=bool)),
     )
-    challenger = SimpleNamespace(version="b")
-    scorer._score(datetime.now(UTC), ["u1"], "a", [0.1], [True], challenger)  # type: ignore[arg-type]
+    scorer.challenger = SimpleNamespace(version="b")  # type: ignore[assignment]
+    scorer.submit(["u1"], SimpleNamespace(version="a"), [0.1], [True])  # type: ignore[arg-type]
+    scorer.log.close()  # writes without the thread: a new file begins
     assert not old.exists() and recent.exists()
     assert len(list(tmp_path.glob("shadow-*.jsonl"))) == 2
 

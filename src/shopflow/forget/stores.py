@@ -24,6 +24,8 @@ What the stores cover, and why each removal cannot break a later run:
 - ``online_store``: the shopper's entity in Feast's online store (SQLite rows of every
   user view; the Redis hash of the entity in this project).
 - ``shadow_log``: the service's shadow log lines whose pseudonymized ``user`` is theirs.
+- ``prediction_log``: the service's prediction log rows whose pseudonymized ``user`` is
+  theirs (rows a running service still buffers, at most one flush interval, land after).
 """
 
 from __future__ import annotations
@@ -300,15 +302,26 @@ def _line_user(line: str, field: str) -> object:
     return record.get(field) if isinstance(record, dict) else None
 
 
+def _remove_from_logs(settings: Settings, paths: list[Path], token: str) -> dict[str, int]:
+    home = settings.home_dir
+    removed = {path.relative_to(home).as_posix(): remove_from_jsonl(path, token)
+               for path in paths}
+    return {k: v for k, v in removed.items() if v}
+
+
 def remove_from_shadow_log(settings: Settings, shopper: Shopper) -> dict[str, int]:
     """Drop the shopper's lines from the shadow log's day files."""
     from shopflow.serving.shadow import shadow_dir, shadow_files
 
-    home = settings.home_dir
-    removed = {}
-    for path in shadow_files(shadow_dir(settings.reports_dir)):
-        removed[path.relative_to(home).as_posix()] = remove_from_jsonl(path, shopper.token)
-    return {k: v for k, v in removed.items() if v}
+    return _remove_from_logs(settings, shadow_files(shadow_dir(settings.reports_dir)),
+                             shopper.token)
+
+
+def remove_from_prediction_log(settings: Settings, shopper: Shopper) -> dict[str, int]:
+    """Drop the shopper's rows from the prediction log's files."""
+    from shopflow.serving.prediction_log import prediction_log_files
+
+    return _remove_from_logs(settings, prediction_log_files(settings.home_dir), shopper.token)
 
 
 #: Every store holding shopper rows, in the order ``shopflow forget`` erases them (the
@@ -322,4 +335,6 @@ USER_STORES: list[UserStore] = [
     UserStore("online_store", "Feast online store (SQLite or Redis)", remove_from_online_store),
     UserStore("shadow_log", "the service's shadow log (pseudonymized users)",
               remove_from_shadow_log),
+    UserStore("prediction_log", "the service's prediction log (pseudonymized users)",
+              remove_from_prediction_log),
 ]

@@ -9,7 +9,10 @@ made of, importable without BentoML's server:
 * :class:`shopflow.serving.recommender.RecommenderRuntime` — the served recommender;
 * :class:`shopflow.serving.served.ServedModel` / ``load_served_model`` — a loaded model;
 * :class:`shopflow.serving.process.ServiceProcess` — ``bentoml serve`` as a child process;
-* :func:`shopflow.serving.shadow.read_shadow_log` — shadow-mode records.
+* :func:`shopflow.serving.shadow.read_shadow_log` — shadow-mode records;
+* :func:`shopflow.serving.prediction_log.read_prediction_log` — every served answer
+  (``remove_user`` erases one shopper's rows);
+* :mod:`shopflow.serving.metrics` — the service's own ``GET /metrics``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ _EXPORTS = {
     "ServiceProcess": "shopflow.serving.process",
     "ServiceStartError": "shopflow.serving.process",
     "read_shadow_log": "shopflow.serving.shadow",
+    "read_prediction_log": "shopflow.serving.prediction_log",
 }
 
 __all__ = sorted(_EXPORTS)

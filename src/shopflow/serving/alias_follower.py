@@ -73,6 +73,7 @@ class AliasFollower(ABC, Generic[M]):
         current: the model being served (None: nothing yet). Requests read it once.
         alias_version: the version the alias named at the last successful poll.
         refusals: the latest refused versions, newest last.
+        refused: how many refusals in all (``/metrics``).
         swaps: how many swaps succeeded.
         last_poll_error: why the last poll could not read the ledger (None: it could).
     """
@@ -86,6 +87,7 @@ class AliasFollower(ABC, Generic[M]):
         self.current: M | None = None
         self.alias_version: str | None = None
         self.refusals: deque[Refusal] = deque(maxlen=20)
+        self.refused = 0
         self.swaps = 0
         self.last_poll_error: str | None = None
         self._ledger = Ledger(ledger_url, model=self.kind)
@@ -171,6 +173,7 @@ class AliasFollower(ABC, Generic[M]):
     def _refuse(self, version: str, reason: str, serving: str | None) -> None:
         self._refused_target = version
         self.refusals.append(Refusal(version=version, reason=reason))
+        self.refused += 1
         self._log.error("refused to serve %s %s, still serving %s: %s", self.label, version,
                         serving, reason)
         try:

@@ -7,7 +7,8 @@ scored after a few event-loop iterations (no timer, so no real added latency at 
 load); every request that arrives while a batch is being scored goes, with all the other
 waiting requests, into the next batch. Small batches are scored on the event loop, large
 ones in one dedicated thread so the loop keeps serving I/O. Each caller gets its own
-slice of the answer and the version of the model that scored its batch.
+slice of the answer (every array the scorer returns, e.g. probabilities, known flags and
+the feature rows) and the version of the model that scored its batch.
 
 Measured in ``benchmarks/bench_serving.py`` (with and without: ``serving.batching``).
 """
@@ -29,7 +30,8 @@ class NaturalBatcher:
     """Coalesces concurrent ``score(ids)`` calls made on one event loop.
 
     Args:
-        score: ``ids -> (model, probabilities, known)``; arrays in ``ids`` order.
+        score: ``ids -> (model, *arrays)`` (e.g. probabilities, known, features); each
+            array has one row per id, in ``ids`` order.
         max_ids: most ids merged into one call (a single larger request still goes alone).
         inline_ids: batches of at most this many ids are scored on the event loop itself
             (cheapest for small batches: no thread hop, no GIL hand-off); larger ones in
@@ -40,7 +42,7 @@ class NaturalBatcher:
             connections fell by half) and did not win back the one-connection cost.
     """
 
-    def __init__(self, score: Callable[[list[str]], tuple[Any, Any, Any]], *, max_ids: int,
+    def __init__(self, score: Callable[[list[str]], tuple[Any, ...]], *, max_ids: int,
                  inline_ids: int = 0, gather_ticks: int = 0) -> None:
         self._score = score
         self._max_ids = max_ids
@@ -53,14 +55,14 @@ class NaturalBatcher:
         self.batches = 0
         self.requests = 0
 
-    async def __call__(self, ids: Sequence[str]) -> tuple[Any, Any, Any]:
+    async def __call__(self, ids: Sequence[str]) -> tuple[Any, ...]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting.append((list(ids), future))
         if not self._busy:
             self._busy = True
             self._task = loop.create_task(self._drain())  # keep a reference: no early GC
-        answer: tuple[Any, Any, Any] = await future
+        answer: tuple[Any, ...] = await future
         return answer
 
     def _take(self) -> list[tuple[list[str], asyncio.Future[Any]]]:
@@ -84,9 +86,9 @@ class NaturalBatcher:
                 self.requests += len(batch)
                 try:
                     if len(ids) <= self._inline_ids:
-                        model, probabilities, known = self._score(ids)
+                        model, *arrays = self._score(ids)
                     else:
-                        model, probabilities, known = await loop.run_in_executor(
+                        model, *arrays = await loop.run_in_executor(
                             self._executor, self._score, ids
                         )
                 except Exception as exc:  # every caller of the batch gets the error
@@ -98,7 +100,7 @@ class NaturalBatcher:
                 for request_ids, future in batch:
                     end = start + len(request_ids)
                     if not future.done():
-                        future.set_result((model, probabilities[start:end], known[start:end]))
+                        future.set_result((model, *(a[start:end] for a in arrays)))
                     start = end
         finally:
             self._busy = False

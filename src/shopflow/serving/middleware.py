@@ -1,4 +1,4 @@
-"""The service's front door: bearer auth, request size limit, clean errors, access log.
+"""The service's front door: bearer auth, size limit, clean errors, access log, metrics.
 
 A plain ASGI middleware (no ``BaseHTTPMiddleware``: that one costs a task and a queue per
 request) added to the BentoML service with ``add_asgi_middleware``. It
@@ -12,7 +12,10 @@ request) added to the BentoML service with ``add_asgi_middleware``. It
 * reshapes BentoML's input-validation answer (400 with pydantic's ``detail`` list and a
   message that names the model class, not the field) into 422 with a message naming the
   field, and makes sure no other error carries a stack trace;
-* writes one JSON access-log line per request, with user ids as keyed hashes only.
+* writes one JSON access-log line per request, with user ids as keyed hashes only;
+* times every request into :class:`~shopflow.serving.metrics.RequestMetrics` and answers
+  ``GET /metrics`` (Prometheus text: its own request families plus what the service's
+  ``collect`` callable adds), when ``serving.metrics`` is on.
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from shopflow.serving.metrics import CONTENT_TYPE, RequestMetrics, render
+
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_logger = logging.getLogger("shopflow.serving.access")
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+METRICS_PATH = "/metrics"
 STATE_KEY = "shopflow_access"
 _MAX_ERROR_BODY = 64 * 1024
 
@@ -88,20 +96,30 @@ class FrontDoorMiddleware:
         app: the inner ASGI app.
         auth_token: required bearer token; None disables auth.
         max_body: largest accepted request body in bytes.
-        from_settings: take both from ``load_settings().serving`` instead.
+        metrics: where requests are timed; None: no timing and no ``/metrics``.
+        collect: more metric lines for ``/metrics`` (the service's models and logs),
+            called on each scrape.
+        from_settings: take the token, limit and metrics switch from
+            ``load_settings().serving`` instead.
     """
 
     def __init__(self, app: ASGIApp, *, auth_token: str | None = None,
-                 max_body: int | None = None, from_settings: bool = False) -> None:
+                 max_body: int | None = None, metrics: RequestMetrics | None = None,
+                 collect: Callable[[], Iterable[Iterable[str]]] | None = None,
+                 from_settings: bool = False) -> None:
         if from_settings:  # read when the server builds its app, never at import time
+            from shopflow.serving.options import ROUTES
             from shopflow.settings import load_settings
 
             serving = load_settings().serving
             auth_token = serving.auth_token
             max_body = max_body_bytes(serving.max_batch)
+            metrics = RequestMetrics([*ROUTES, METRICS_PATH]) if serving.metrics else None
         self.app = app
         self.auth = f"Bearer {auth_token}".encode() if auth_token else None
         self.max_body = max_body if max_body is not None else 1 << 20
+        self.metrics = metrics
+        self.collect = collect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,13 +148,34 @@ class FrontDoorMiddleware:
                 await self._reply(send, record, 413, f"request body of {int(length)} bytes is "
                                   f"over the limit of {self.max_body} bytes")
                 return
+            if path == METRICS_PATH and self.metrics is not None:
+                await self._scrape(scope, send, record)
+                return
             await self.app(scope, self._limited(receive, record), self._shaping(send, record))
         except _BodyTooLarge:
             if not record.get("started"):
                 await self._reply(send, record, 413, f"request body is over the limit of "
                                   f"{self.max_body} bytes")
         finally:
-            self._log(scope, path, record, started)
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.observe(path, record["status"], elapsed)
+            self._log(scope, path, record, elapsed)
+
+    async def _scrape(self, scope: Scope, send: Send, record: dict[str, Any]) -> None:
+        """``GET /metrics``: rendered on the event loop, like every update (no locks)."""
+        assert self.metrics is not None
+        if scope.get("method") not in ("GET", "HEAD"):
+            await self._reply(send, record, 405, "GET /metrics only", [(b"allow", b"GET")])
+            return
+        body = render([self.metrics.lines(), *(self.collect() if self.collect else ())])
+        record["status"] = 200
+        record["started"] = True
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", CONTENT_TYPE.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body",
+                    "body": b"" if scope.get("method") == "HEAD" else body})
 
     async def _reply(self, send: Send, record: dict[str, Any], status: int, message: str,
                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -219,7 +258,7 @@ class FrontDoorMiddleware:
         await send(start)
         await send({"type": "http.response.body", "body": body})
 
-    def _log(self, scope: Scope, path: str, record: dict[str, Any], started: float) -> None:
+    def _log(self, scope: Scope, path: str, record: dict[str, Any], elapsed: float) -> None:
         if path in OPEN_PATHS and record.get("status") == 200:
             return  # probes poll every few seconds: log them only when they fail
         if not access_logger.isEnabledFor(logging.INFO):
@@ -228,9 +267,9 @@ class FrontDoorMiddleware:
             "method": scope.get("method"),
             "path": path,
             "status": record.get("status"),
-            "ms": round((time.perf_counter() - started) * 1000, 3),
+            "ms": round(elapsed * 1000, 3),
         }
-        for key in ("users", "n_users", "unknown", "model_version"):
+        for key in ("request_id", "users", "n_users", "unknown", "model_version"):
             if key in record:
                 line[key] = record[key]
         access_logger.info(json.dumps(line, separators=(",", ":")))

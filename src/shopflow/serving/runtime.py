@@ -32,6 +32,7 @@ from shopflow.serving.served import ServedModel, load_served_model, missing_if_i
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from shopflow.serving.prediction_log import PredictionLog
     from shopflow.serving.shadow import ShadowScorer
     from shopflow.settings import Settings
 
@@ -73,6 +74,7 @@ class ServingRuntime(AliasFollower[ServedModel]):
         self.hash_id = IdHasher(settings.home_dir)
         self.recent_known_ids: deque[str] = deque(maxlen=RECENT_KNOWN_IDS)
         self.shadow: ShadowScorer | None = None
+        self.prediction_log: PredictionLog | None = None
         self._poll = poll
         from shopflow.serving.recommender import RecommenderRuntime
 
@@ -98,6 +100,11 @@ class ServingRuntime(AliasFollower[ServedModel]):
                 keep=self.settings.privacy.retention.logs,
             )
             self.shadow.start()
+        if self.settings.serving.prediction_log:
+            from shopflow.serving.prediction_log import PredictionLog
+
+            self.prediction_log = PredictionLog(self.settings, hash_id=self.hash_id)
+            self.prediction_log.start()
         self.poll_once()
         self.poll_recommender()
         self._started = True
@@ -111,13 +118,15 @@ class ServingRuntime(AliasFollower[ServedModel]):
             deploy_pending_at_start(self.settings)  # gate 3 for a run that found no service
 
     def stop(self) -> None:
-        """Stop polling and shadow scoring (bounded waits)."""
+        """Stop polling and shadow scoring, write out the prediction log (bounded waits)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=max(5.0, self.settings.serving.reload_interval * 2))
             self._thread = None
         if self.shadow is not None:
             self.shadow.stop()
+        if self.prediction_log is not None:
+            self.prediction_log.stop()
         self.close()
         self.recommender.close()
 
@@ -304,24 +313,41 @@ class ServingRuntime(AliasFollower[ServedModel]):
         Raises:
             NoProductionModel: nothing to serve yet.
         """
+        served, probabilities, known, _ = self.predict_with_features(user_ids)
+        return served, probabilities, known
+
+    def predict_with_features(self, user_ids: Sequence[str]
+                              ) -> tuple[ServedModel, np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`predict`, with the feature matrix the model scored (for the
+        prediction log): ``len(user_ids) x len(model.feature_names)``, NaN where missing.
+
+        Raises:
+            NoProductionModel: nothing to serve yet.
+        """
         served = self.current  # read once: a concurrent swap cannot change this request
         if served is None:
             raise NoProductionModel(self.unavailable_reason())
-        probabilities, known = self.score(served, user_ids)
+        probabilities, known, matrix = self._score(served, user_ids)
         if known.any() and len(self.recent_known_ids) < RECENT_KNOWN_IDS:
             self.recent_known_ids.append(user_ids[int(np.argmax(known))])
         if self.shadow is not None:
             self.shadow.submit(user_ids, served, probabilities.tolist(), known.tolist())
-        return served, probabilities, known
+        return served, probabilities, known, matrix
 
     def score(self, served: ServedModel, user_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(probabilities, known)`` of ``user_ids`` under ``served`` (fast path if verified)."""
+        probabilities, known, _ = self._score(served, user_ids)
+        return probabilities, known
+
+    def _score(self, served: ServedModel, user_ids: Sequence[str]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if served.fast_path:
             matrix, known = self.features.matrix(user_ids, served.feature_service,
                                                  served.feature_names)
-            return served.score_matrix(matrix, known), known
+            return served.score_matrix(matrix, known), known, matrix
         frame = self.features.get(user_ids, served.feature_service)
-        return served.score(frame)
+        probabilities, known = served.score(frame)
+        return probabilities, known, served.model.matrix(frame)  # what the model scored
 
     def unavailable_reason(self) -> str:
         """Why there is no model to serve, for 503 answers."""
@@ -358,6 +384,13 @@ class ServingRuntime(AliasFollower[ServedModel]):
             "max_batch": self.settings.serving.max_batch,
             "ledger_error": self.last_poll_error,
             RECOMMENDER_MODEL: self.recommender.metadata(),
+            "prediction_log": None if self.prediction_log is None else {
+                "directory": str(self.prediction_log.directory),
+                "written": self.prediction_log.written,
+                "dropped": self.prediction_log.dropped,
+                "failed": self.prediction_log.failed,
+                "pending": self.prediction_log.pending,
+            },
             "shadow": None
             if shadow is None
             else {

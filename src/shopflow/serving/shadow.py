@@ -1,26 +1,23 @@
 """Shadow mode: score a challenger beside the champion on live traffic, answer with the champion.
 
-The challenger is scored off the request path, in one background thread fed by a bounded
-queue: a slow or broken challenger can neither slow down nor fail a live request (when
-the queue is full, shadow work is dropped and counted). Both predictions go to JSON lines
-under ``reports_dir/shadow/`` (one file per UTC day), user ids as keyed hashes, for the
-comparison the monitoring part does later. Files older than ``privacy.retention.logs``
-are deleted whenever a new day's file starts.
+The challenger is scored off the request path, on the writer thread of a
+:class:`~shopflow.serving.jsonl_log.JsonlLog` (the prediction log's machinery): the request
+path only buffers the champion's answer; a slow or broken challenger can neither slow
+down nor fail a live request (when the buffer is full, shadow work is dropped and
+counted). Both predictions go to JSON lines under ``reports_dir/shadow/`` (a new file
+each UTC day), user ids as keyed hashes, for the comparison the monitoring part does
+later. Files older than ``privacy.retention.logs`` are deleted whenever a new file starts.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import queue
-import threading
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from shopflow.privacy import expire
+from shopflow.serving.jsonl_log import JsonlLog, log_files, read_records
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from datetime import timedelta
     from pathlib import Path
 
@@ -28,14 +25,22 @@ if TYPE_CHECKING:
 
     from shopflow.serving.served import ServedModel
 
-logger = logging.getLogger(__name__)
-
-_STOP = object()
+PREFIX = "shadow"
+DAY_SECONDS = 86_400.0
 
 
 def shadow_dir(reports_dir: Path) -> Path:
     """Where shadow logs live."""
     return reports_dir / "shadow"
+
+
+class _Answered(NamedTuple):
+    at: datetime
+    user_ids: list[str]
+    champion_version: str
+    champion: list[float]
+    known: list[bool]
+    challenger: ServedModel
 
 
 class ShadowScorer:
@@ -59,32 +64,35 @@ class ShadowScorer:
         keep: timedelta | None = None,
     ) -> None:
         self.directory = directory
-        self._keep = keep
         self._score_with = score
         self._hash_id = hash_id
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
-        self._thread: threading.Thread | None = None
+        self.log: JsonlLog[_Answered] = JsonlLog(
+            directory=directory, prefix=PREFIX, to_records=self._score,
+            rotate_seconds=DAY_SECONDS, max_pending=max_pending, keep=keep)
         self.challenger: ServedModel | None = None
-        self.logged = 0
-        self.dropped = 0
-        self.failed = 0
+
+    @property
+    def logged(self) -> int:
+        """Records written."""
+        return self.log.written
+
+    @property
+    def dropped(self) -> int:
+        """Requests not shadow-scored because the buffer was full."""
+        return self.log.dropped
+
+    @property
+    def failed(self) -> int:
+        """Requests whose shadow scoring or writing failed."""
+        return self.log.failed
 
     def start(self) -> None:
         """Start the background thread (idempotent)."""
-        if self._thread is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._thread = threading.Thread(target=self._run, name="shopflow-shadow", daemon=True)
-            self._thread.start()
+        self.log.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish queued work (bounded by ``timeout``) and stop."""
-        if self._thread is not None:
-            try:
-                self._queue.put(_STOP, timeout=timeout)
-            except queue.Full:
-                pass
-            self._thread.join(timeout)
-            self._thread = None
+        self.log.stop(timeout)
 
     def submit(
         self,
@@ -97,67 +105,29 @@ class ShadowScorer:
         challenger = self.challenger
         if challenger is None or challenger.version == champion.version:
             return
-        try:
-            self._queue.put_nowait(
-                (datetime.now(UTC), list(user_ids), champion.version, list(probabilities),
-                 list(known), challenger)
-            )
-        except queue.Full:
-            self.dropped += 1
+        self.log.submit(_Answered(datetime.now(UTC), list(user_ids), champion.version,
+                                  list(probabilities), list(known), challenger))
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            try:
-                self._score(*item)
-            except Exception:  # shadow problems are logged, never raised into serving
-                self.failed += 1
-                logger.exception("shadow scoring failed")
-
-    def _score(
-        self,
-        at: datetime,
-        user_ids: list[str],
-        champion_version: str,
-        champion: list[float],
-        known: list[bool],
-        challenger: ServedModel,
-    ) -> None:
-        scores, _ = self._score_with(challenger, user_ids)
-        path = self.directory / f"shadow-{at:%Y%m%d}.jsonl"
-        if not path.exists():  # a new day: the old days past retention go
-            expire(shadow_files(self.directory), self._keep)
-        lines = [
-            json.dumps(
-                {
-                    "at": at.isoformat(),
-                    "user": self._hash_id(uid),
-                    "known_user": bool(k),
-                    "champion_version": champion_version,
-                    "champion": round(float(c), 6),
-                    "challenger_version": challenger.version,
-                    "challenger": round(float(s), 6),
-                },
-                separators=(",", ":"),
-            )
-            for uid, k, c, s in zip(user_ids, known, champion, scores, strict=True)
-        ]
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-        self.logged += len(lines)
+    def _score(self, item: _Answered) -> Iterator[dict[str, Any]]:
+        scores, _ = self._score_with(item.challenger, item.user_ids)
+        at = item.at.isoformat()
+        for uid, k, c, s in zip(item.user_ids, item.known, item.champion, scores, strict=True):
+            yield {
+                "at": at,
+                "user": self._hash_id(uid),
+                "known_user": bool(k),
+                "champion_version": item.champion_version,
+                "champion": round(float(c), 6),
+                "challenger_version": item.challenger.version,
+                "challenger": round(float(s), 6),
+            }
 
 
 def shadow_files(directory: Path) -> list[Path]:
     """The day files of the shadow log in ``directory``, oldest first."""
-    return sorted(directory.glob("shadow-*.jsonl"))
+    return log_files(directory, PREFIX)
 
 
 def read_shadow_log(reports_dir: Path) -> list[dict[str, Any]]:
     """Every shadow record written so far (oldest file first), for comparisons and tests."""
-    records: list[dict[str, Any]] = []
-    for path in shadow_files(shadow_dir(reports_dir)):
-        with open(path, encoding="utf-8") as handle:
-            records.extend(json.loads(line) for line in handle if line.strip())
-    return records
+    return list(read_records(shadow_files(shadow_dir(reports_dir))))
