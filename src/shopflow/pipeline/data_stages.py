@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
+from shopflow.faults import crash_point
 from shopflow.jsonable import jsonable
 
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ def dbt_layer(settings: Settings, context: StageContext, *, layer: str) -> Stage
     """
     from shopflow.transform import run_dbt
 
-    result = run_dbt(settings, command="build", select=layer)
+    result = run_dbt(settings, command="build", select=layer,
+                     on_node=lambda _node: crash_point(f"inside:dbt_layer[{layer}]"))
     return {
         "layer": layer,
         "success": result.success,
