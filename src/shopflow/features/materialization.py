@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shopflow.faults import crash_point
 from shopflow.features.schema import (
     CREATED_FIELD,
     TIMESTAMP_FIELD,
     FeatureTable,
     feature_tables,
 )
+from shopflow.locks import feature_state_lock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -308,14 +310,18 @@ def materialize(
     """
     from shopflow.features.store import get_store
 
-    store = store or get_store(settings)
     chosen = feature_tables(settings) if tables is None else tables
     views = []
-    for table in chosen:
-        if table.legacy and not table.offline_path(settings).is_file():
-            # never exported (its mart was not published): nothing to load, see export_marts
-            logger.warning("materialize %s: no offline file %s, skipped", table.view_name,
-                           table.offline_path(settings))
-            continue
-        views.append(materialize_view(settings, store, table, start=start, end=end))
+    # watermarks are read and moved, and values written, by one materialization at a
+    # time: another run's older window cannot land after a newer one (shopflow.locks)
+    with feature_state_lock(settings, what="materialize"):
+        store = store or get_store(settings)
+        for table in chosen:
+            if table.legacy and not table.offline_path(settings).is_file():
+                # never exported (its mart was not published): nothing to load
+                logger.warning("materialize %s: no offline file %s, skipped",
+                               table.view_name, table.offline_path(settings))
+                continue
+            views.append(materialize_view(settings, store, table, start=start, end=end))
+            crash_point("inside:feast_materialize")  # one view loaded, others not yet
     return MaterializeResult(online_store=settings.features.online_store, views=views)
