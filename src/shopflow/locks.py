@@ -1,11 +1,15 @@
-"""One lock around the steps that replace shared feature state: publish, export, materialize.
+"""Cross-process locks around the steps that replace shared state.
+
+``feature_state``: publish, export and materialize; ``warehouse_build``: the dbt layers.
 
 The training DAG (daily) and the features DAG (hourly) both export the marts for Feast
 and load the online store, and two training runs may overlap (a manual trigger during a
 scheduled one). Unserialised, run A can publish marts, run B publish newer ones, and A's
 materialization, having read the watermark before B moved it, write older values over
 B's. Holding :func:`feature_state_lock` around each of those steps makes them happen one
-at a time, each seeing what the previous one left.
+at a time, each seeing what the previous one left. Two dbt builds of one warehouse
+collide the same way (both rename ``<model>__dbt_tmp`` into place), so each dbt layer
+holds :func:`state_lock` ``warehouse_build``.
 
 The lock follows the warehouse: on PostgreSQL a session-level advisory lock (every
 worker of a distributed Airflow sees it), keyed by the schema prefix so warehouses that
@@ -25,12 +29,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from contextlib import AbstractContextManager
 
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = "feature_state"
+FEATURE_STATE = "feature_state"
+WAREHOUSE_BUILD = "warehouse_build"
 
 
 def advisory_key(name: str, scope: str) -> int:
@@ -40,24 +46,29 @@ def advisory_key(name: str, scope: str) -> int:
 
 
 @contextmanager
-def feature_state_lock(settings: Settings, *, what: str = "") -> Iterator[None]:
-    """Hold the feature-state lock for the ``with`` block (waits for another holder)."""
+def state_lock(settings: Settings, name: str, *, what: str = "") -> Iterator[None]:
+    """Hold the lock ``name`` for the ``with`` block (waits while another process has it)."""
     started = time.perf_counter()
     holder = _postgres_lock if settings.warehouse.backend == "postgres" else _file_lock
-    with holder(settings):
+    with holder(settings, name):
         waited = time.perf_counter() - started
         if waited >= 1.0:
-            logger.info("%s: waited %.1fs for the %s lock", what or "step", waited, LOCK_NAME)
+            logger.info("%s: waited %.1fs for the %s lock", what or "step", waited, name)
         yield
 
 
+def feature_state_lock(settings: Settings, *, what: str = "") -> AbstractContextManager[None]:
+    """The lock around publish, export and materialize (see the module docstring)."""
+    return state_lock(settings, FEATURE_STATE, what=what)
+
+
 @contextmanager
-def _file_lock(settings: Settings) -> Iterator[None]:
+def _file_lock(settings: Settings, name: str) -> Iterator[None]:
     import fcntl
 
     folder = settings.home_dir / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{LOCK_NAME}.lock").open("a+") as handle:
+    with (folder / f"{name}.lock").open("a+") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -66,10 +77,10 @@ def _file_lock(settings: Settings) -> Iterator[None]:
 
 
 @contextmanager
-def _postgres_lock(settings: Settings) -> Iterator[None]:
+def _postgres_lock(settings: Settings, name: str) -> Iterator[None]:
     import sqlalchemy as sa
 
-    key = advisory_key(LOCK_NAME, settings.warehouse.schema_prefix)
+    key = advisory_key(name, settings.warehouse.schema_prefix)
     engine = sa.create_engine(settings.warehouse.postgres_url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
