@@ -103,3 +103,57 @@ def test_doubles_that_differ_in_the_last_bits_publish_the_same() -> None:
     assert first.column("monetary") != second.column("monetary")
     assert _normalise_types(first).equals(_normalise_types(second))
     assert _normalise_types(first).schema.field("n").type == pa.int64()
+
+
+def test_marts_are_one_set_switched_by_one_pointer(settings: Settings) -> None:
+    """Each publication is a new folder; ``data_dir/marts`` points at the latest; the
+    set it replaced is kept for readers that opened it, older ones are removed."""
+    from shopflow.transform.publish import published_version, versions_dir
+
+    _make_marts(settings)
+    publish_marts(settings)
+    first = published_version(settings)
+    publish_marts(settings)
+    second = published_version(settings)
+    publish_marts(settings)
+    third = published_version(settings)
+
+    assert marts_dir(settings).is_symlink()
+    assert len({first, second, third}) == 3
+    assert sorted(p.name for p in versions_dir(settings).iterdir()) == sorted([second, third])
+    assert (marts_dir(settings) / "user_features.parquet").resolve().parent.name == third
+
+
+def test_a_publication_killed_before_the_switch_leaves_the_old_set(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A set written but never switched to is invisible, and the next publication removes it."""
+    import shopflow.transform.publish as publish
+    from shopflow.transform.publish import published_version, versions_dir
+
+    _make_marts(settings)
+    publish_marts(settings)
+    old = published_version(settings)
+
+    def killed(settings: Settings, folder: Path) -> None:
+        raise KeyboardInterrupt("killed between writing the set and switching to it")
+
+    monkeypatch.setattr(publish, "_switch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        publish_marts(settings)
+    assert published_version(settings) == old
+    assert len(list(versions_dir(settings).iterdir())) == 2  # the abandoned set is there
+
+    monkeypatch.undo()
+    publish_marts(settings)
+    assert sorted(p.name for p in versions_dir(settings).iterdir()) == sorted(
+        [old, published_version(settings)])
+
+
+def test_a_plain_marts_folder_from_before_becomes_a_versioned_set(settings: Settings) -> None:
+    folder = marts_dir(settings)
+    folder.mkdir(parents=True)
+    (folder / "user_features.parquet").write_bytes(b"old")
+    _make_marts(settings)
+    publish_marts(settings)
+    assert folder.is_symlink()
+    assert pq.read_table(folder / "user_features.parquet").num_rows == 3

@@ -2,11 +2,14 @@
     Typed events, duplicates under `var('event_key')` (settings quality.duplicate_key;
     by default every event column, i.e. exact duplicates) removed, one `event_id` each.
 
-    Incremental on `ingested_at`: a new batch only costs its own rows. Rows ingested at
-    or after the newest `ingested_at` already here are reconsidered, and ids already
-    present are skipped, so a re-run (or a batch that lands in the same instant) never
-    duplicates an event. Nothing in here depends on the task vars, so a changed horizon
-    or lookback needs no full refresh.
+    Incremental by batch: every raw batch with no row here yet is read (an anti-join on
+    `batch_id`), so a new batch only costs its own rows. Not by `ingested_at`: ingestion
+    stamps a batch when it *starts*, so with two overlapping ingestions a batch stamped
+    earlier can commit after a later one was staged, and a `>= max(ingested_at)` filter
+    would skip it forever. Ids already present are skipped, so a re-run never duplicates
+    an event (a batch whose rows were all duplicates is re-read, and again adds nothing).
+    Nothing in here depends on the task vars, so a changed horizon or lookback needs no
+    full refresh.
 #}
 {{
     config(
@@ -20,12 +23,12 @@ with
 
 source as (
 
-    select * from {{ source('shop', 'raw_events') }}
+    select * from {{ source('shop', 'raw_events') }} as raw
 
     {% if is_incremental() %}
-    where ingested_at >= (
-        select coalesce(max(ingested_at), cast('1900-01-01' as timestamp))
-        from {{ this }}
+    where not exists (
+        select 1 from {{ this }} as staged
+        where staged.batch_id = raw.batch_id
     )
     {% endif %}
 

@@ -14,6 +14,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shopflow import atomic
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -256,6 +258,6 @@ def write_report(
         min_slice_positives=settings.gate.min_slice_positives,
         slice_guard=lambda m: slice_guard(m, settings.gate.min_slice_positives),
     )
-    path.write_text(text, encoding="utf-8")
+    atomic.write_text(path, text)
     logger.info("run report written to %s", path)
     return path

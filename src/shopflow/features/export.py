@@ -23,17 +23,18 @@ corrections, kept on purpose: the latest one known at a cutoff wins.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shopflow import atomic
 from shopflow.features.schema import (
     CREATED_FIELD,
     TIMESTAMP_FIELD,
     FeatureTable,
     feature_tables,
 )
+from shopflow.locks import feature_state_lock
 from shopflow.privacy import USER_COLUMNS, id_hasher
 
 if TYPE_CHECKING:
@@ -234,11 +235,10 @@ def export_table(settings: Settings, table: FeatureTable, *, source: Path | None
                 "mart %s: %d row(s) superseded by a later %s for the same entity and cutoff",
                 table.name, corrections, CREATED_FIELD,
             )
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        conn.execute(
-            f"COPY deduped TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
-        )
-        os.replace(tmp, target)
+        with atomic.atomic_path(target) as tmp:
+            conn.execute(
+                f"COPY deduped TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+            )
     finally:
         conn.close()
     seconds = time.perf_counter() - started
@@ -274,13 +274,16 @@ def export_marts(
     """
     chosen = feature_tables(settings) if tables is None else tables
     exported = []
-    for table in chosen:
-        if table.legacy and not table.mart_path(settings).is_file():
-            logger.warning(
-                "mart %s not published (%s): not exported; models on its feature service "
-                "cannot be trained, scored or served until `shopflow transform` publishes it",
-                table.name, table.mart_path(settings),
-            )
-            continue
-        exported.append(export_table(settings, table))
+    # one published set in, one consistent set out: no publication or materialization
+    # of another run in between (shopflow.locks)
+    with feature_state_lock(settings, what="export_marts"):
+        for table in chosen:
+            if table.legacy and not table.mart_path(settings).is_file():
+                logger.warning(
+                    "mart %s not published (%s): not exported; models on its feature "
+                    "service cannot be trained, scored or served until `shopflow "
+                    "transform` publishes it", table.name, table.mart_path(settings),
+                )
+                continue
+            exported.append(export_table(settings, table))
     return ExportResult(tables=exported)

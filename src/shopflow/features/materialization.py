@@ -10,9 +10,10 @@ Within the window DuckDB reads the offline Parquet file and keeps the latest row
 entity (highest ``cutoff_time``, then ``created_at``); only those rows go to the online
 store, through the bulk writers of :mod:`shopflow.features.online_write`. Writes never
 replace a stored value that is newer than the incoming one (SQLite checks every row in
-its upsert; on Redis the stored timestamps are read first whenever the window ends before
-the watermark, the only case in which the store can hold newer values), so re-running a
-window, or an older one, leaves the online store as it is: the run is idempotent.
+its upsert; on Redis the stored timestamps are read first, in the same batch), so
+re-running a window, or an older one, leaves the online store as it is: the run is
+idempotent. Materializations hold the feature-state lock (:mod:`shopflow.locks`), so the
+read-then-write on Redis cannot interleave with another run's.
 
 Known limit: a row that arrives later than the overlap for a cutoff before the window is
 not picked up by the incremental run; materialize an explicit ``start`` to backfill it.
@@ -28,12 +29,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shopflow.faults import crash_point
 from shopflow.features.schema import (
     CREATED_FIELD,
     TIMESTAMP_FIELD,
     FeatureTable,
     feature_tables,
 )
+from shopflow.locks import feature_state_lock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -243,13 +246,13 @@ def materialize_view(
         table.view_name, start or "beginning", end, total, previous,
     )
     write = _writer(settings)
-    # Only a window ending before the watermark can meet newer stored values.
-    check_newer = previous is not None and end < previous
     progress = _Progress(table.view_name, total)
     written = skipped = 0
     latest: np.datetime64 | None = None
     for rows in batches:
-        stats = write(store, view, rows, progress=progress, check_newer=check_newer)
+        # always checked: another run (an older mart set, another home on the same Redis)
+        # may have stored newer values even when this window ends after the watermark
+        stats = write(store, view, rows, progress=progress, check_newer=True)
         written += stats.written
         skipped += stats.skipped_newer
         batch_max = rows.event_ts.max()
@@ -308,14 +311,18 @@ def materialize(
     """
     from shopflow.features.store import get_store
 
-    store = store or get_store(settings)
     chosen = feature_tables(settings) if tables is None else tables
     views = []
-    for table in chosen:
-        if table.legacy and not table.offline_path(settings).is_file():
-            # never exported (its mart was not published): nothing to load, see export_marts
-            logger.warning("materialize %s: no offline file %s, skipped", table.view_name,
-                           table.offline_path(settings))
-            continue
-        views.append(materialize_view(settings, store, table, start=start, end=end))
+    # watermarks are read and moved, and values written, by one materialization at a
+    # time: another run's older window cannot land after a newer one (shopflow.locks)
+    with feature_state_lock(settings, what="materialize"):
+        store = store or get_store(settings)
+        for table in chosen:
+            if table.legacy and not table.offline_path(settings).is_file():
+                # never exported (its mart was not published): nothing to load
+                logger.warning("materialize %s: no offline file %s, skipped",
+                               table.view_name, table.offline_path(settings))
+                continue
+            views.append(materialize_view(settings, store, table, start=start, end=end))
+            crash_point("inside:feast_materialize")  # one view loaded, others not yet
     return MaterializeResult(online_store=settings.features.online_store, views=views)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from shopflow.faults import crash_point
 from shopflow.ingest.convert import convert_chunk, plan_columns
 from shopflow.ingest.sources import IngestError, fingerprint, read_chunks, resolve_files
 
@@ -159,10 +160,21 @@ class IngestSummary:
 
 
 def ensure_raw_tables(wh: Warehouse) -> None:
-    """Create ``raw.raw_events``, ``raw.quarantine`` and ``raw.ingested_files`` if missing."""
+    """Create ``raw.raw_events``, ``raw.quarantine`` and ``raw.ingested_files`` if missing.
+
+    On PostgreSQL, where ingestions can overlap, a partial unique index also makes the
+    database refuse a second ``ingested`` row for the same bytes (DuckDB allows one
+    writing process, so there the check in :func:`ingest_file` cannot race).
+    """
     wh.create_table(wh.table("raw", "raw_events"), RAW_EVENTS)
     wh.create_table(wh.table("raw", "quarantine"), QUARANTINE)
-    wh.create_table(wh.table("raw", "ingested_files"), INGESTED_FILES)
+    files = wh.table("raw", "ingested_files")
+    wh.create_table(files, INGESTED_FILES)
+    if wh.backend == "postgres":
+        wh.execute(
+            f"create unique index if not exists ingested_files_fingerprint_once on {files} "
+            f"(fingerprint) where status = '{STATUS_INGESTED}'"
+        )
 
 
 def synthetic_source(settings: Settings, *, progress: bool | None = None) -> Path:
@@ -256,6 +268,8 @@ def ingest_file(wh: Warehouse, settings: Settings, path: Path, *,
     atomic = wh.backend != "duckdb"
     try:
         with wh.transaction() if atomic else nullcontext(wh):
+            if atomic and _claimed_by_another(wh, files_table, digest):
+                raise _AlreadyIngested
             plan: dict[str, str] | None = None
             for index, chunk in enumerate(read_chunks(path, source)):
                 if plan is None:
@@ -296,7 +310,11 @@ def ingest_file(wh: Warehouse, settings: Settings, path: Path, *,
                     f"{result.rows_ingested}, quarantined {result.rows_quarantined}"
                 )
             result.quarantined_by_reason = dict(sorted(reasons.items()))
+            crash_point("inside:ingest")  # rows written, batch not yet recorded
             _record_batch(wh, files_table, result, now)
+    except _AlreadyIngested:
+        logger.info("skipping %s: another ingestion loaded it meanwhile", path)
+        return FileResult(source_file=str(path), fingerprint=digest, batch_id=None, skipped=True)
     except BaseException as exc:
         if not atomic:
             discard_batch(wh, batch_id)
@@ -313,6 +331,27 @@ def ingest_file(wh: Warehouse, settings: Settings, path: Path, *,
         result.rows_read / result.seconds if result.seconds else 0.0,
     )
     return result
+
+
+class _AlreadyIngested(Exception):  # noqa: N818 - control flow, never leaves this module
+    """The file's bytes were ingested by a concurrent run: roll back, report skipped."""
+
+
+def _claimed_by_another(wh: Warehouse, files_table: str, digest: str) -> bool:
+    """In the batch's transaction: wait for any other ingestion of the same bytes, then
+    say whether it loaded them (PostgreSQL only; the lock ends with the transaction).
+
+    Without this, two overlapping runs both pass the "already ingested?" check and load
+    the file twice; the unique index of :func:`ensure_raw_tables` is the backstop.
+    """
+    from shopflow.locks import advisory_key
+
+    wh.execute("select pg_advisory_xact_lock(:key)",
+               {"key": advisory_key("ingest", f"{files_table}:{digest}")})
+    return bool(wh.scalar(
+        f"select count(*) from {files_table} where fingerprint = :fp and status = :status",
+        {"fp": digest, "status": STATUS_INGESTED},
+    ))
 
 
 def _record_batch(wh: Warehouse, table: str, result: FileResult, now: datetime) -> None:

@@ -19,6 +19,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shopflow import atomic
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -95,8 +97,8 @@ def save_reference(settings: Settings, version: str, frame: pd.DataFrame,
         sample["__score__"] = score_array if len(sample) == len(frame) else score_array[
             frame.index.get_indexer(sample.index)]
     path = _reference_path(settings, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sample.to_parquet(path, index=False)
+    with atomic.atomic_path(path) as tmp:
+        sample.to_parquet(tmp, index=False)
     return path
 
 
@@ -130,14 +132,11 @@ def reference_for(settings: Settings, version: str, *, data_end: str | None = No
 def record_deployment(settings: Settings, version: str, *, data_watermark: str | None,
                       deployed_at: datetime | None = None) -> Path:
     """Remember the data watermark at which ``version`` went to production."""
-    path = _deployment_path(settings, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
+    return atomic.write_json(_deployment_path(settings, version), {
         "version": version,
         "data_watermark": data_watermark,
         "deployed_at": (deployed_at or datetime.now(UTC)).isoformat(),
-    }, indent=2))
-    return path
+    }, indent=2)
 
 
 def deployment_watermark(settings: Settings, version: str) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
+from shopflow.faults import crash_point
 from shopflow.jsonable import jsonable
 
 if TYPE_CHECKING:
@@ -102,9 +103,12 @@ def dbt_layer(settings: Settings, context: StageContext, *, layer: str) -> Stage
     run is blocked and not retried (the same data fails the same test). dbt not starting
     or a model erroring raises a plain ``DbtError``, which Airflow retries.
     """
+    from shopflow.locks import WAREHOUSE_BUILD, state_lock
     from shopflow.transform import run_dbt
 
-    result = run_dbt(settings, command="build", select=layer)
+    with state_lock(settings, WAREHOUSE_BUILD, what=f"dbt {layer}"):
+        result = run_dbt(settings, command="build", select=layer,
+                         on_node=lambda _node: crash_point(f"inside:dbt_layer[{layer}]"))
     return {
         "layer": layer,
         "success": result.success,

@@ -19,6 +19,8 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shopflow import atomic
+from shopflow.faults import crash_point
 from shopflow.jsonable import jsonable
 from shopflow.pipeline.runs import run_dir
 from shopflow.pipeline.vocabulary import PipelineBlocked, StageSkipped
@@ -75,7 +77,8 @@ def training_set(settings: Settings, context: StageContext) -> StageResult:
     service = settings.features.feature_service
     frame = build_training_frame(settings, service)
     path = _training_set_path(settings, context, service)
-    frame.to_parquet(path, index=False)
+    with atomic.atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
     cutoffs = sorted({str(t) for t in frame["event_timestamp"]}) if len(frame) else []
     return {
         "path": str(path),
@@ -106,23 +109,31 @@ def train_candidate(settings: Settings, context: StageContext, *, family: str
 
     dry = _dry_run(context)
     done = run_dir(settings, context.run_id) / "candidates" / f"{family}.json"
-    if not dry and done.is_file():
-        previous: dict[str, Any] = json.loads(done.read_text())
-        if _in_registry(settings, previous["version"]):
-            logger.info("%s already trained in this run as %s: reusing it", family,
-                        previous["version"])
-            return previous
+    previous = _read_json(done) if not dry else None
+    if previous is not None and _in_registry(settings, str(previous.get("version"))):
+        logger.info("%s already trained in this run as %s: reusing it", family,
+                    previous["version"])
+        return previous
     frame = _frame_for(settings, context)(settings.features.feature_service)
     result = train_family(settings, family, frame, context.run_id,
                           feature_service=settings.features.feature_service, dry_run=dry)
     if dry and result.model is not None:
-        with _dry_model_path(settings, context, result.version).open("wb") as handle:
-            pickle.dump(result.model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        atomic.write_bytes(_dry_model_path(settings, context, result.version),
+                           pickle.dumps(result.model, protocol=pickle.HIGHEST_PROTOCOL))
     data = result.to_dict()  # small: metrics, params, trials; the model is in the registry
     if not dry:
-        done.parent.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps(data, default=str))
+        atomic.write_json(done, data)
     return data
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A run file, or None when missing or unreadable (a torn file from before atomic
+    writes is redone, never a reason for every retry to fail)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _in_registry(settings: Settings, version: str) -> bool:
@@ -170,8 +181,7 @@ def evaluate(settings: Settings, context: StageContext, *,
     frame = _frame_for(settings, context)(settings.features.feature_service)
     evaluation = evaluate_candidates(settings, results, frame, run_id=context.run_id,
                                      dry_run=dry)
-    path = _evaluation_path(settings, context)
-    path.write_text(json.dumps(evaluation.to_dict(), default=str))
+    path = atomic.write_json(_evaluation_path(settings, context), evaluation.to_dict())
     return {
         "evaluation_path": str(path),
         "winner": evaluation.winner,
@@ -228,7 +238,7 @@ def champion_gate(settings: Settings, context: StageContext, *,
     outcome = decide(settings, loaded, training_frame_for=_frame_for(settings, context),
                      actor=context.actor, force_promote=bool(resolved.get("force_promote")),
                      force_reason=resolved.get("force_reason"))
-    _gate_path(settings, context).write_text(json.dumps(outcome.to_dict(), default=str))
+    atomic.write_json(_gate_path(settings, context), outcome.to_dict())
     evaluations = list(loaded.evaluations)
     if outcome.champion is not None:
         evaluations.append(outcome.champion)
@@ -271,13 +281,17 @@ def register(settings: Settings, context: StageContext, *,
         logger.info("decision on %s already recorded for this run", verdict["version"])
         return recorded
     outcome = json.loads(Path(decision["gate_path"]).read_text())
+    # What monitoring needs is written *before* the ledger moves the production alias: a
+    # crash in between leaves files for a version that is not (yet) production, harmless,
+    # never a production model without its reference and watermark.
+    monitoring = _remember_for_monitoring(settings, verdict["version"]) \
+        if verdict["promote"] else {}
+    crash_point("inside:register")
     previous = record_decision(settings, outcome["decision"], run_id=context.run_id,
                                pending_deploy=True)
     result = {"promoted": bool(verdict["promote"]), "version": verdict["version"],
-              "previous_version": previous, "reason": verdict["reason"]}
-    if verdict["promote"]:
-        result.update(_remember_for_monitoring(settings, verdict["version"]))
-    _registered_path(settings, context).write_text(json.dumps(result, default=str))
+              "previous_version": previous, "reason": verdict["reason"], **monitoring}
+    atomic.write_json(_registered_path(settings, context), result)
     return result
 
 
@@ -299,9 +313,8 @@ def _recorded_decision(settings: Settings, context: StageContext, version: str
         ledger.close()
     if not events:
         return None
-    path = _registered_path(settings, context)
-    if path.is_file():
-        registered: dict[str, Any] = json.loads(path.read_text())
+    registered = _read_json(_registered_path(settings, context))
+    if registered is not None:
         return registered
     event = events[-1]
     return {"promoted": event.kind == "promotion", "version": version,

@@ -19,6 +19,7 @@ import math
 import shutil
 from typing import TYPE_CHECKING, Any
 
+from shopflow import atomic
 from shopflow.pipeline.runs import run_dir
 from shopflow.pipeline.vocabulary import StageSkipped
 from shopflow.settings import RANKER_FAMILIES
@@ -74,7 +75,7 @@ def train_recommender(settings: Settings, context: StageContext) -> StageResult:
         target = run_dir(settings, context.run_id) / "recommendations.html"
         shutil.copyfile(run.report_path, target)
         result["report"] = str(target)
-    path.write_text(json.dumps(result, default=str))
+    atomic.write_json(path, result)
     return result
 
 

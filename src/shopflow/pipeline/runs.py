@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from shopflow import atomic
 from shopflow.pipeline.vocabulary import StageRecord
 
 if TYPE_CHECKING:
@@ -43,10 +44,7 @@ def write_record(settings: Settings, run_id: str, record: StageRecord) -> Path:
     folder = run_dir(settings, run_id) / "stages"
     folder.mkdir(exist_ok=True)
     path = folder / f"{_UNSAFE.sub('_', record.stage)}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=2, default=str))
-    tmp.replace(path)
-    return path
+    return atomic.write_json(path, asdict(record), indent=2)
 
 
 def read_records(settings: Settings, run_id: str) -> dict[str, StageRecord]:

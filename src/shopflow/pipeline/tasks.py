@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from shopflow.errors import blocks_run
+from shopflow.faults import crash_point
 from shopflow.pipeline.runs import safe_run_id, write_record
 from shopflow.pipeline.stages import stage_function
 from shopflow.pipeline.vocabulary import StageContext, StageRecord, StageSkipped, StageStatus
@@ -78,7 +79,9 @@ def run_stage(
             data_interval_end=_iso(data_interval_end),
         )
         logger.info("stage %s: starting (run %s)", label, context.run_id)
+        crash_point(f"before:{label}")
         result = stage_function(stage)(settings, context, **kwargs)
+        crash_point(f"after:{label}")  # the work is done, Airflow does not know it yet
     except StageSkipped as exc:
         seconds = time.perf_counter() - started
         if settings is not None:

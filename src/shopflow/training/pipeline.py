@@ -31,6 +31,7 @@ from shopflow.evaluation.gate import (
     require_force_reason,
 )
 from shopflow.evaluation.metrics import flat_slice_metric, higher_is_better
+from shopflow.faults import crash_point
 from shopflow.features.matrix import feature_matrix
 from shopflow.privacy import id_hasher
 from shopflow.training.families.base import FitContext, FitData
@@ -358,6 +359,9 @@ def train_family(
             # serving reads model.feature_names (the kept columns); these were dropped
             "dropped_features": pruning.dropped,
         })
+        # a crash here leaves a stored model with no ledger row: never served, never
+        # reused (a retry trains and saves a new version)
+        crash_point(f"inside:train_candidate[{family}]")
         owned = ledger is None
         ledger = ledger or Ledger(settings.ledger_url)
         try:

@@ -3,21 +3,34 @@
 Publication is a separate step from building because the marts quality gate sits between
 them: the pipeline builds (``run_dbt``), runs the gate on the warehouse tables, and only
 then calls :func:`publish_marts`. A blocked batch therefore leaves the last good
-snapshots in place. Each file is written next to its target and renamed over it, so a
-reader sees the old file or the new one, never half of one.
+snapshots in place.
+
+The marts are published as one *set*: every table of a publication is written into a new
+folder ``data_dir/mart_versions/<version>/``, and only then does the one pointer,
+``data_dir/marts`` (a symbolic link to that folder), switch to it with an atomic rename.
+A reader of ``data_dir/marts/<table>.parquet`` sees the whole old set or the whole new
+one, never user features of one build with labels of another, and a process killed at
+any instant leaves the previous set published. The previous set is kept (a reader may
+still be reading it); older ones and abandoned folders are removed by the next
+publication.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pathlib import Path
+from shopflow.atomic import fsync_path, temporary_sibling
+from shopflow.faults import crash_point
+from shopflow.locks import feature_state_lock
 
+if TYPE_CHECKING:
     import pyarrow as pa
 
     from shopflow.settings import Settings
@@ -124,35 +137,89 @@ def _normalise_types(table: pa.Table) -> pa.Table:
 
 
 def publish_marts(settings: Settings) -> dict[str, Path]:
-    """Write the marts (:data:`MART_TABLES`) to ``data_dir/marts/<table>.parquet``, atomically.
+    """Publish the marts (:data:`MART_TABLES`) as one set under ``data_dir/marts``.
 
-    Call only after the marts quality gate has passed. All are read before any
-    is written, so a warehouse error leaves every old snapshot as it was.
+    Call only after the marts quality gate has passed. All are read before any is
+    written, so a warehouse error leaves the published set as it was; the set is switched
+    with one atomic rename (see the module docstring), under the feature-state lock so a
+    concurrent export never reads a half-switched state.
 
     Returns:
-        Table name -> path of its snapshot.
+        Table name -> path of its snapshot (``data_dir/marts/<table>.parquet``).
 
     Raises:
         PublishError: a mart is missing from the warehouse, or a file cannot be written.
     """
+    started = time.perf_counter()
+    # the whole publication holds the lock: another one must not prune a set being written
+    with feature_state_lock(settings, what="publish_marts"):
+        tables = {name: read_mart(settings, name) for name in MART_TABLES}
+        folder = _write_set(settings, tables)
+        crash_point("inside:publish_marts")  # the new set is written, not yet published
+        previous = published_version(settings)
+        _switch(settings, folder)
+        _prune(settings, keep={folder.name, previous})
+    target_dir = marts_dir(settings)
+    published = {name: target_dir / f"{name}.parquet" for name in tables}
+    logger.info("published mart set %s (%d marts) in %.1fs", folder.name, len(published),
+                time.perf_counter() - started)
+    return published
+
+
+def _write_set(settings: Settings, tables: dict[str, pa.Table]) -> Path:
+    """Write every table into a new, not yet published set folder; returns it."""
     import pyarrow.parquet as pq
 
-    started = time.perf_counter()
-    tables = {name: read_mart(settings, name) for name in MART_TABLES}
-    target_dir = marts_dir(settings)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    published: dict[str, Path] = {}
-    for name, table in tables.items():
-        target = target_dir / f"{name}.parquet"
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            pq.write_table(table, temporary)
-            os.replace(temporary, target)
-        except OSError as exc:
-            raise PublishError(f"could not write snapshot {target}: {exc}") from exc
-        finally:
-            temporary.unlink(missing_ok=True)
-        published[name] = target
-        logger.info("published %s: %d rows -> %s", name, table.num_rows, target)
-    logger.info("published %d marts in %.1fs", len(published), time.perf_counter() - started)
-    return published
+    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    folder = versions_dir(settings) / version
+    try:
+        folder.mkdir(parents=True)
+        for name, table in tables.items():
+            pq.write_table(table, folder / f"{name}.parquet")
+            fsync_path(folder / f"{name}.parquet")
+            logger.info("wrote %s: %d rows -> %s", name, table.num_rows, folder)
+        fsync_path(folder)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise PublishError(f"could not write the mart snapshots to {folder}: {exc}") from exc
+    return folder
+
+
+def versions_dir(settings: Settings) -> Path:
+    """Where every published (and the previous) mart set lives, one folder each."""
+    return settings.data_dir / "mart_versions"
+
+
+def published_version(settings: Settings) -> str | None:
+    """The folder name of the set ``data_dir/marts`` points at (None: not a versioned set)."""
+    pointer = marts_dir(settings)
+    return Path(os.readlink(pointer)).name if pointer.is_symlink() else None
+
+
+def _switch(settings: Settings, folder: Path) -> None:
+    """Point ``data_dir/marts`` at ``folder`` with one atomic rename of a symbolic link.
+
+    A plain folder there (published before sets were versioned, or written by hand) is
+    first moved into the versions folder; from then on the pointer is always a link.
+    """
+    pointer = marts_dir(settings)
+    if pointer.is_dir() and not pointer.is_symlink():
+        legacy = versions_dir(settings) / f"legacy-{uuid.uuid4().hex[:8]}"
+        os.replace(pointer, legacy)
+        logger.info("moved the unversioned marts folder to %s", legacy)
+    link = temporary_sibling(pointer)
+    os.symlink(os.path.relpath(folder, pointer.parent), link)
+    try:
+        os.replace(link, pointer)
+    except OSError as exc:
+        link.unlink(missing_ok=True)
+        raise PublishError(f"could not switch {pointer} to {folder}: {exc}") from exc
+    fsync_path(pointer.parent)
+
+
+def _prune(settings: Settings, *, keep: set[str | None]) -> None:
+    """Remove every mart set but ``keep`` (the new one and the one it replaced, which a
+    reader may still have open), including sets a killed publication left behind."""
+    for stale in versions_dir(settings).iterdir():
+        if stale.is_dir() and stale.name not in keep:
+            shutil.rmtree(stale, ignore_errors=True)
