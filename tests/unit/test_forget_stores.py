@@ -9,10 +9,11 @@ import pandas as pd
 
 from shopflow.contract import RECOMMENDER_MODEL
 from shopflow.forget import USER_STORES, forget, forget_log
-from shopflow.forget.stores import Shopper, remove_from_files, remove_from_jsonl
+from shopflow.forget.stores import Shopper, remove_from_files
 from shopflow.ledger import Ledger
 from shopflow.privacy import id_hasher
 from shopflow.registry.digest import artefact_digests, verify_artefacts
+from shopflow.serving.jsonl_log import remove_user_lines
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -71,6 +72,6 @@ def test_files_keep_other_users_types_and_nulls(settings: Settings, tmp_path: Pa
 def test_jsonl_logs_lose_only_the_shoppers_lines(tmp_path: Path) -> None:
     log = tmp_path / "shadow-20240101.jsonl"
     log.write_text('{"user": "aa"}\n{"user": "bb"}\n{"user": "aa"}\n{"user": "a')  # torn tail
-    assert remove_from_jsonl(log, "aa") == 2
+    assert remove_user_lines(log, "aa") == 2
     assert log.read_text() == '{"user": "bb"}\n{"user": "a'
-    assert remove_from_jsonl(log, "aa") == 0
+    assert remove_user_lines(log, "aa") == 0

@@ -30,7 +30,6 @@ What the stores cover, and why each removal cannot break a later run:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -274,37 +273,11 @@ def _remove_from_sqlite(path: Path, entity_key: bytes) -> dict[str, int]:
 # ---- JSON-lines logs with pseudonymized users ----------------------------------------
 
 
-def remove_from_jsonl(path: Path, token: str, *, field: str = "user") -> int:
-    """Rewrite one JSON-lines log without the lines whose ``field`` is ``token``."""
-    kept: list[str] = []
-    removed = 0
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip() and _line_user(line, field) == token:
-                removed += 1
-            else:
-                kept.append(line)
-    if removed:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.forget")
-        try:
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return removed
-
-
-def _line_user(line: str, field: str) -> object:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None  # a torn last line: not the shopper's as far as anyone can tell
-    return record.get(field) if isinstance(record, dict) else None
-
-
 def _remove_from_logs(settings: Settings, paths: list[Path], token: str) -> dict[str, int]:
+    from shopflow.serving.jsonl_log import remove_user_lines
+
     home = settings.home_dir
-    removed = {path.relative_to(home).as_posix(): remove_from_jsonl(path, token)
+    removed = {path.relative_to(home).as_posix(): remove_user_lines(path, token)
                for path in paths}
     return {k: v for k, v in removed.items() if v}
 

@@ -20,7 +20,7 @@ ago are deleted (``privacy.retention.logs``; :func:`shopflow.privacy.expire`).
 
 File names are ``<prefix>-<UTC period start>-<pid>-<n>.jsonl``: sorting by name is
 chronological per process, and two processes never append to the same file. Rewriting a
-file to erase one shopper (``shopflow forget``: ``forget.stores.remove_from_jsonl``) swaps
+file to erase one shopper (``shopflow forget``: ``remove_user_lines``) swaps
 it atomically; the writer notices that its open file was replaced and reopens it before
 its next write.
 """
@@ -246,3 +246,31 @@ def read_records(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
                 except ValueError:
                     logger.warning("skipping an unreadable line in %s", path)
+
+
+def remove_user_lines(path: Path, token: str, *, field: str = "user") -> int:
+    """Rewrite one JSON-lines log without the lines whose ``field`` is ``token``."""
+    kept: list[str] = []
+    removed = 0
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip() and _line_user(line, field) == token:
+                removed += 1
+            else:
+                kept.append(line)
+    if removed:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.forget")
+        try:
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return removed
+
+
+def _line_user(line: str, field: str) -> object:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None  # a torn last line: not the shopper's as far as anyone can tell
+    return record.get(field) if isinstance(record, dict) else None

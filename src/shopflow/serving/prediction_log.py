@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from shopflow.serving.jsonl_log import JsonlLog, log_files, read_records
+from shopflow.serving.jsonl_log import JsonlLog, log_files, read_records, remove_user_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -187,6 +187,4 @@ def remove_user(home: Path, hashed_id: str) -> int:
         one flush interval) are written after this; run it after stopping the service, or
         again, to be sure.
     """
-    from shopflow.forget.stores import remove_from_jsonl
-
-    return sum(remove_from_jsonl(path, hashed_id) for path in prediction_log_files(home))
+    return sum(remove_user_lines(path, hashed_id) for path in prediction_log_files(home))
