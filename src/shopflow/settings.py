@@ -475,10 +475,11 @@ class PrivacySettings(_Section):
 
 
 AlertEvent = Literal["run_failed", "gate_blocked", "deploy_pending", "rollback", "drift",
-                     "skew", "staleness"]
+                     "skew", "staleness", "integrity"]
 #: Every kind of alert Shopflow raises (``shopflow.alerts.ALERT_EVENTS`` describes each).
 ALERT_EVENT_KINDS: tuple[AlertEvent, ...] = ("run_failed", "gate_blocked", "deploy_pending",
-                                            "rollback", "drift", "skew", "staleness")
+                                            "rollback", "drift", "skew", "staleness",
+                                            "integrity")
 
 
 class AlertSettings(_Section):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from alert_sinks import WebhookReceiver
 from shopflow.ledger import Ledger
 from shopflow.registry import COMPILED_FILE, MODEL_FILE, ModelTampered, load_compiled, load_model
 from shopflow.registry.digest import file_sha256
@@ -49,6 +50,16 @@ def _integrity_rejections(settings: Settings, version: str) -> list[dict]:
 
 def test_registration_records_digests_and_a_changed_model_file_is_refused(
         settings: Settings) -> None:
+    hook = WebhookReceiver().start()
+    settings = settings.model_copy(update={"alerts": settings.alerts.model_copy(
+        update={"webhook_url": hook.url, "timeout": 5.0})})
+    try:
+        _refused_and_alerted(settings, hook)
+    finally:
+        hook.stop()
+
+
+def _refused_and_alerted(settings: Settings, hook: WebhookReceiver) -> None:
     version = _publish(settings, seed=1)
     folder = _stored(settings, version)
     with Ledger(settings.ledger_url) as ledger:
@@ -65,6 +76,7 @@ def test_registration_records_digests_and_a_changed_model_file_is_refused(
     (details,) = _integrity_rejections(settings, version)
     assert details["files"][MODEL_FILE]["expected"] == recorded[MODEL_FILE]
     assert details["files"][MODEL_FILE]["actual"] == file_sha256(folder / MODEL_FILE)
+    assert hook.events() == ["integrity"]  # and a person is told
 
 
 def test_a_changed_compiled_file_is_refused_and_a_missing_one_too(settings: Settings) -> None:

@@ -24,6 +24,7 @@ ALERT_EVENTS: dict[AlertEvent, str] = {
     "drift": "feature or prediction drift beyond the threshold (retraining triggered)",
     "skew": "training/serving skew beyond its tolerance (monitoring)",
     "staleness": "features or labels older than allowed (monitoring)",
+    "integrity": "a stored model file differs from the sha256 the ledger recorded (refused)",
 }
 assert tuple(ALERT_EVENTS) == ALERT_EVENT_KINDS  # one list of kinds: settings validates them
 

@@ -116,4 +116,8 @@ def _refuse(settings: Settings, version: str, *, model: str,
                                 model=model)
     except Exception:  # the refusal stands even if it cannot be recorded
         logger.exception("could not record the integrity refusal of %s", version)
+    from shopflow.alerts import send_alert
+
+    send_alert(settings, "integrity", f"{model} {version} {reason}",
+               {"version": version, "model": model, "files": dict(mismatched)})
     raise ArtefactMismatch(reason)
