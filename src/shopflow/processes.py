@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a child's log file, for error messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 class ChildProcess:
     """One named child in its own process group, its output in a log file.
 
@@ -68,11 +77,7 @@ class ChildProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of its log, for error messages."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def signal_group(self, sig: signal.Signals) -> None:
         """Send ``sig`` to its whole process group (workers included), if any is left."""
