@@ -43,7 +43,7 @@ def up(*, config_path: str | None, port: int | None, metadata_url: str | None,
     settings = load(config_path, **overrides)
     stack = AirflowStack(settings, port=port, config_path=config_path,
                          with_service=not no_service)
-    _stop_on(signal.SIGTERM, signal.SIGHUP)
+    _stop_on(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     started = time.monotonic()
     click.echo(f"Starting Airflow 3 ({', '.join(COMPONENTS)}) and the model service; "
                f"logs in {stack.log_dir}", err=True)
@@ -72,7 +72,11 @@ def _wait_for_exit(stack: AirflowStack) -> Any:
 
 
 def _stop_on(*signals: signal.Signals) -> None:
-    """Treat SIGTERM/SIGHUP like Ctrl-C, so the ``finally`` that stops the children runs."""
+    """Treat SIGTERM/SIGHUP like Ctrl-C, so the ``finally`` that stops the children runs.
+
+    SIGINT is installed too: a shell that starts ``make airflow`` in the background (no job
+    control) hands it SIGINT ignored, and Ctrl-C / ``kill -INT`` would then do nothing.
+    """
 
     def interrupt(signum: int, frame: Any) -> NoReturn:
         raise KeyboardInterrupt
