@@ -10,10 +10,11 @@ LOCK_HASH := $(shell sha256sum requirements.lock pyproject.toml | sha256sum | cu
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast lint bench lock image clean
+.PHONY: help setup demo airflow test test-fast lint bench lock image clean
 
 help:
 	@echo "make demo   - set up .venv, run the training pipeline on synthetic data, serve it"
+	@echo "make airflow - the Airflow 3 UI, scheduler and model service (Ctrl-C stops all)"
 	@echo "make test   - set up .venv and run the whole test suite"
 	@echo "make lint   - ruff and mypy --strict (CI runs it before the tests)"
 	@echo "make bench  - run the benchmarks (tables + JSON in SHOPFLOW_HOME/bench)"
@@ -33,6 +34,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: setup
 	$(BIN)/python -m shopflow.demo
+
+# Airflow 3 (api-server, scheduler, dag-processor, triggerer; LocalExecutor) + the model
+# service on SHOPFLOW_HOME; prints the UI address and a login generated for this start.
+airflow: setup
+	$(BIN)/python -m shopflow.cli airflow up
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

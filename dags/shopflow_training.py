@@ -32,7 +32,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, 
 from shopflow.orchestration.assets import DRIFT_DETECTED, MARTS, ONLINE_FEATURES, PRODUCTION_MODEL
 from shopflow.orchestration.defaults import default_args
 from shopflow.orchestration.params import dag_params
-from shopflow.orchestration.runtime import stage
+from shopflow.orchestration.runtime import current_queue_wait, stage
 
 NO_RETRY = {"retries": 0}  # gates: a verdict, not a glitch; a retry cannot change it
 
@@ -54,8 +54,11 @@ NO_RETRY = {"retries": 0}  # gates: a verdict, not a glitch; a retry cannot chan
 def shopflow_training() -> None:
     @task(retries=0)
     def plan():
-        """Check params and config once; returns the model families to train."""
-        return stage("plan")["families"]
+        """Check params and config once; returns the model families to train.
+
+        A run that waited behind another one (max_active_runs=1) says so in its record.
+        """
+        return stage("plan", queued=current_queue_wait())["families"]
 
     @task
     def ingest():

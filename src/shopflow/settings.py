@@ -451,6 +451,22 @@ class MonitoringSettings(_Section):
     min_matured_rows: int = 200
 
 
+class AirflowSettings(_Section):
+    """The local Airflow of ``shopflow airflow up`` (``make airflow``)."""
+
+    metadata_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of Airflow's metadata DB; None: SQLite in the Airflow "
+        "home. PostgreSQL (postgresql+psycopg2://...) for real concurrency.",
+    )
+    host: str = Field(default="127.0.0.1", description="Bind address of the api-server (UI).")
+    port: int = Field(default=8080, gt=0, lt=65536, description="Port of the api-server (UI).")
+    parallelism: int = Field(
+        default=4, ge=4, description="LocalExecutor worker processes (task slots)."
+    )
+    admin_user: str = Field(default="admin", description="The generated admin login's name.")
+
+
 class RetentionSettings(_Section):
     """How long files that hold (pseudonymized or raw) shopper rows are kept; None: forever.
 
@@ -532,6 +548,7 @@ class Settings(BaseSettings):
     gate: GateSettings = Field(default_factory=GateSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    airflow: AirflowSettings = Field(default_factory=AirflowSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 

@@ -123,3 +123,14 @@ def test_summary_says_why_recommendations_did_not_run() -> None:
                      "reason": "does not beat the champion"}, "leaderboard": []}))
     assert summary_dict(rejected)["gates"]["recommender_gate"]["status"] == "reject"
     assert "REJECTED (recommender unchanged)" in format_summary(rejected)
+
+
+def test_a_run_that_waited_in_the_queue_says_so_first() -> None:
+    run = _run()
+    note = "queued 120s behind an earlier run of this DAG (max_active_runs=1: one run at a time)"
+    run.records["plan"] = StageRecord("plan", "success", 0.1, {
+        "families": ["baseline"], "queued": {"waited_s": 120.0, "note": note}})
+    assert summary_dict(run)["queued"]["waited_s"] == 120.0
+    assert format_summary(run).splitlines()[1] == f"note: this run {note}"
+    assert summary_dict(_run())["queued"] is None
+    assert "note: this run" not in format_summary(_run())

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "features": ("shopflow.cli.features", "features", "Feast: apply, materialize, read online."),
     "train": ("shopflow.cli.train", "train", "Train and evaluate candidates, run gate 2."),
     "pipeline": ("shopflow.cli.pipeline", "pipeline", "Run the training DAG through Airflow."),
+    "airflow": ("shopflow.cli.airflow", "airflow", "Local Airflow 3: UI, scheduler, service."),
     "serve": ("shopflow.cli.serve", "serve", "Serve the production model over HTTP."),
     "deploy": ("shopflow.cli.deploy", "deploy", "Gate 3 for a deploy-pending (or named) model."),
     "status": ("shopflow.cli.status", "status", "What is in production, and the history."),

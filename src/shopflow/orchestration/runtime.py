@@ -23,6 +23,49 @@ def actor_of(dag_run: Any) -> str:
     return f"airflow:{user}" if user else "airflow"
 
 
+#: A manual or asset-triggered run that started this much after it was asked for waited
+#: behind another run (starting one takes the scheduler seconds, not half a minute).
+QUEUED_AFTER_S = 30.0
+#: Run types whose ``run_after`` is when someone (or an asset event) asked for the run;
+#: a scheduled run's is its cron time, hours before it may legitimately start.
+_ASKED_FOR = {"manual", "asset_triggered"}
+
+
+def queue_wait(dag_run: Any, *, max_active_runs: int | None = None) -> dict[str, Any] | None:
+    """Why a run started late, when it waited in the queue; None when it did not.
+
+    A DAG with ``max_active_runs=1`` runs one run at a time: a manual trigger while a run
+    is active (e.g. the scheduled run that unpausing a DAG starts at once) stays
+    *queued* until that one finishes. The plan stage records this, so the run's summary
+    says why it started late instead of leaving a person to guess.
+    """
+    run_type = str(getattr(getattr(dag_run, "run_type", None), "value",
+                           getattr(dag_run, "run_type", "")))
+    asked, started = getattr(dag_run, "run_after", None), getattr(dag_run, "start_date", None)
+    if run_type not in _ASKED_FOR or asked is None or started is None:
+        return None
+    waited = (started - asked).total_seconds()
+    if waited < QUEUED_AFTER_S:
+        return None
+    limit = f"max_active_runs={max_active_runs}" if max_active_runs else "max_active_runs"
+    return {
+        "waited_s": round(waited, 1),
+        "asked_at": asked.isoformat(),
+        "started_at": started.isoformat(),
+        "note": f"queued {waited:.0f}s behind an earlier run of this DAG ({limit}: one run "
+                "at a time); it started when that run finished",
+    }
+
+
+def current_queue_wait() -> dict[str, Any] | None:
+    """:func:`queue_wait` for the run of the task that is running now."""
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    return queue_wait(context.get("dag_run"),
+                      max_active_runs=getattr(context["dag"], "max_active_runs", None))
+
+
 def stage(name: str, **inputs: Any) -> dict[str, Any]:
     """Run the Shopflow stage ``name`` for the current task instance.
 

@@ -28,11 +28,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def plan(settings: Settings, context: StageContext) -> StageResult:
+def plan(settings: Settings, context: StageContext, *,
+         queued: dict[str, Any] | None = None) -> StageResult:
     """Validate the params against the config once, and fix the run's families and id.
 
     Fails fast (before any data moves) on a bad config, unknown param or a forced
-    promotion without a reason.
+    promotion without a reason. ``queued`` (from the orchestrator) says how long the run
+    waited behind another one; it goes into the record so the summary explains a late start.
     """
     from shopflow.durations import format_duration
 
@@ -50,7 +52,13 @@ def plan(settings: Settings, context: StageContext) -> StageResult:
         "min_improvement": settings.gate.min_improvement,
         "force_promote": bool(resolved["force_promote"]),
         "dry_run": bool(resolved["dry_run"]),
+        **({"queued": _log_queued(queued)} if queued else {}),
     }
+
+
+def _log_queued(queued: dict[str, Any]) -> dict[str, Any]:
+    logger.warning("this run %s", queued.get("note", "waited in the queue"))
+    return queued
 
 
 def _no_production(settings: Settings) -> bool:

@@ -50,6 +50,7 @@ def summary_dict(run: PipelineRun) -> dict[str, Any]:
                                      "error": recommendations["error"]}
     evaluation = run.records.get("evaluate")
     decision = run.records.get("champion_gate")
+    plan = run.records.get("plan")
     return {
         "dag_id": run.dag_id,
         "run_id": run.run_id,
@@ -63,6 +64,7 @@ def summary_dict(run: PipelineRun) -> dict[str, Any]:
         "blocked": [r.stage for r in run.blocked],
         "deploy_pending": deploy_pending(run),
         "failed_tasks": [t.label for t in run.failed_tasks],
+        "queued": (plan.result or {}).get("queued") if plan else None,
     }
 
 
@@ -74,6 +76,8 @@ def format_summary(run: PipelineRun) -> str:
         if failed and run.succeeded else ""
     state = "DEPLOY PENDING" if data["deploy_pending"] else run.state.upper()
     lines = [f"{run.dag_id} run {run.run_id}: {state}{note} in {run.seconds:.1f}s", ""]
+    if data["queued"]:
+        lines[1:1] = [f"note: this run {data['queued'].get('note', 'waited in the queue')}"]
     lines.append(f"{'stage':<32} {'state':<16} {'seconds':>8}  note")
     for stage in data["stages"]:
         seconds = f"{stage['seconds']:.1f}" if stage["seconds"] is not None else "-"

@@ -178,11 +178,9 @@ class ServiceProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the child's log, for error messages."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        from shopflow.processes import log_tail
+
+        return log_tail(self.log_path, lines)
 
     def stop(self, *, timeout: float = 20.0) -> None:
         """Stop the child and its workers (SIGTERM to its process group, then SIGKILL)."""
