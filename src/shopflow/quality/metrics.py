@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopflow import atomic
 from shopflow.features.matrix import numeric_values
 from shopflow.quality.drift import Histogram, histogram, psi
 from shopflow.quality.result import QualityError
@@ -121,11 +122,7 @@ def load_baseline(settings: Settings, layer: str) -> Baseline | None:
 def save_baseline(settings: Settings, baseline: Baseline) -> Path:
     """Write the baseline atomically (a crash never leaves half a file)."""
     path = baseline_path(settings, baseline.layer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(baseline.to_dict(), indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return atomic.write_text(path, json.dumps(baseline.to_dict(), indent=2, sort_keys=True))
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray | None:

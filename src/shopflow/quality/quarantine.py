@@ -19,6 +19,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shopflow import atomic
 from shopflow.privacy import expire
 from shopflow.quality import html_report
 from shopflow.quality.result import GateResult, QualityError
@@ -63,8 +64,8 @@ def write_report(settings: Settings, result: GateResult, *, kind: str | None = N
         counter += 1
         path = folder / f"{prefix}-{_stamp(result)}-{counter}.json"
     result.report_path = path
-    path.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
-    path.with_suffix(".html").write_text(html_report.render(result))
+    atomic.write_text(path, json.dumps(result.to_dict(), indent=2, default=_json_default))
+    atomic.write_text(path.with_suffix(".html"), html_report.render(result))
     return path
 
 
@@ -139,7 +140,8 @@ def move_raw_batch(
     folder = settings.quarantine_dir / _safe(batch_id)
     folder.mkdir(parents=True, exist_ok=True)
     rows_path = folder / "rows.parquet"
-    frame.to_parquet(rows_path, index=False)
+    with atomic.atomic_path(rows_path) as tmp:
+        frame.to_parquet(tmp, index=False)
     written = pq.read_metadata(rows_path).num_rows
     if written != len(frame):
         raise QualityError(
@@ -165,7 +167,7 @@ def move_raw_batch(
     if left:
         raise QualityError(f"{left} rows of batch {batch_id} are still in {events}")
     logger.warning("quarantined batch %s: %d rows moved to %s", batch_id, len(frame), folder)
-    (folder / "README.md").write_text(_readme(result, moved_rows=len(frame)))
+    atomic.write_text(folder / "README.md", _readme(result, moved_rows=len(frame)))
     return folder
 
 
@@ -178,7 +180,7 @@ def record_blocked_build(settings: Settings, result: GateResult) -> Path:
         counter += 1
         folder = settings.quarantine_dir / f"{result.layer}-{_stamp(result)}-{counter}"
     folder.mkdir(parents=True)
-    (folder / "README.md").write_text(_readme(result, moved_rows=None))
+    atomic.write_text(folder / "README.md", _readme(result, moved_rows=None))
     log = settings.reports_dir / "quality" / "blocked.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     entry = {
@@ -196,7 +198,7 @@ def record_blocked_build(settings: Settings, result: GateResult) -> Path:
 def copy_report(result: GateResult) -> None:
     """Put the final JSON report beside the quarantined data."""
     if result.quarantine_path is not None and result.report_path is not None:
-        (result.quarantine_path / "report.json").write_text(result.report_path.read_text())
+        atomic.write_text(result.quarantine_path / "report.json", result.report_path.read_text())
         html = result.report_path.with_suffix(".html")
         if html.is_file():
-            (result.quarantine_path / "report.html").write_text(html.read_text())
+            atomic.write_text(result.quarantine_path / "report.html", html.read_text())

@@ -53,10 +53,14 @@ class ServingSnapshot:
     def save(self, folder: Path) -> None:
         import pandas as pd
 
+        from shopflow.atomic import atomic_path
+
         folder.mkdir(parents=True, exist_ok=True)
-        for name in _FILES:
-            getattr(self, name).to_parquet(folder / f"{name}.parquet", index=False)
-        pd.DataFrame({"cutoff": [self.cutoff]}).to_parquet(folder / "cutoff.parquet", index=False)
+        frames = {name: getattr(self, name) for name in _FILES}
+        frames["cutoff"] = pd.DataFrame({"cutoff": [self.cutoff]})
+        for name, frame in frames.items():  # each file whole or not at all (crash-safe)
+            with atomic_path(folder / f"{name}.parquet") as tmp:
+                frame.to_parquet(tmp, index=False)
 
     @classmethod
     def load(cls, folder: Path) -> ServingSnapshot:
