@@ -79,6 +79,14 @@ def _parquet_users(settings: Settings) -> dict[str, pd.Series]:
     return counts
 
 
+def _published(mart: str, settings: Settings) -> str:
+    """Where a published mart's file lies, relative to the home: ``data/marts`` points at
+    the published set in ``data/mart_versions/<v>/`` (a symlink, which rglob does not
+    enter)."""
+    path = (settings.home_dir / "data" / "marts" / f"{mart}.parquet").resolve()
+    return path.relative_to(settings.home_dir.resolve()).as_posix()
+
+
 def _without(counts: dict[str, pd.Series], user: str) -> dict[str, pd.Series]:
     return {where: c.drop(user, errors="ignore").sort_index() for where, c in counts.items()}
 
@@ -139,7 +147,7 @@ def _forget_everywhere(settings: Settings, config: Path, tmp_path: Path) -> None
                for t in (f"{settings.warehouse.schema('raw')}.raw_events",
                          f"{settings.warehouse.schema('staging')}.stg_shop__events",
                          f"{settings.warehouse.schema('marts')}.user_features"))
-    for path in ("data/marts/user_features.parquet", "feast/data/user_features.parquet",
+    for path in (_published("user_features", settings), "feast/data/user_features.parquet",
                  "reports/runs/manual__privacy/training_set-propensity_v2.parquet",
                  "quarantine/b_blocked/rows.parquet"):
         assert target in files_before[path].index, path
@@ -174,8 +182,8 @@ def _forget_everywhere(settings: Settings, config: Path, tmp_path: Path) -> None
     assert f'"{target}"' not in forget_log(settings).read_text()
     removed: dict[str, Any] = records[0]["removed"]
     assert removed["shadow_log"] == {"reports/shadow/shadow-20240101.jsonl": 2}
-    assert removed["files"]["data/marts/user_features.parquet"] == \
-        files_before["data/marts/user_features.parquet"][target]
+    published = _published("user_features", settings)
+    assert removed["files"][published] == files_before[published][target]
     assert sum(removed["online_store"].values()) > 0
     raw_table = f"{settings.warehouse.schema('raw')}.raw_events"
     assert removed["warehouse"][raw_table] == tables_before[raw_table][target]
