@@ -237,7 +237,7 @@ class DirectReader:
             plan.orders[row_names] = order
         return order
 
-    def _read_sqlite_packed(self, table: str, names: list[str], key: bytes, *,
+    def _read_sqlite_packed(self, conn: Any, table: str, names: list[str], key: bytes, *,
                             every_feature: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """One entity in one row: SQLite concatenates its 9-byte records, one struct call
         decodes them all. ``None`` when the row is not that simple (a feature without a
@@ -247,7 +247,7 @@ class DirectReader:
         cursor and a decode call per value (2/3 of the read for 68 features).
         """
         plan = self._packed_plan(table, names, every_feature)
-        row_names, blob = self._sqlite_conn().execute(plan.sql, [key, *plan.params]).fetchone()
+        row_names, blob = conn.execute(plan.sql, [key, *plan.params]).fetchone()
         if blob is None:
             return np.zeros(1, dtype=bool), np.full((1, len(names)), np.nan)
         order = self._order(plan, row_names)
@@ -269,7 +269,8 @@ class DirectReader:
         is a handful of rows; numpy's per-call costs would be most of it)."""
         conn = self._sqlite_conn()
         if self._local.packed:
-            packed = self._read_sqlite_packed(table, names, key, every_feature=every_feature)
+            packed = self._read_sqlite_packed(conn, table, names, key,
+                                              every_feature=every_feature)
             if packed is not None:
                 return packed
         subset = [] if every_feature else names
