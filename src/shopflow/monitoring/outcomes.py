@@ -140,9 +140,9 @@ def _labels(frame: pd.DataFrame, purchases: pd.DataFrame,
     bought = purchases[["user_id", "event_time"]].dropna()
     ids = bought["user_id"].astype(str)
     tokens = {uid: hash_id(uid) for uid in ids.unique()}  # the purchasers only
-    bought = pd.DataFrame({"user": ids.map(tokens).to_numpy(),
+    bought = pd.DataFrame({"user": ids.map(tokens).to_numpy(dtype=object),
                            "first_purchase": _naive(bought["event_time"]).to_numpy()})
-    rows = pd.DataFrame({"position": np.arange(len(frame)), "user": frame["user"].to_numpy(),
+    rows = pd.DataFrame({"position": np.arange(len(frame)), "user": frame["user"].to_numpy(dtype=object),
                          "t": _naive(frame["as_of"]).to_numpy()})
     rows = rows.sort_values("t", kind="stable")
     joined = pd.merge_asof(rows, bought.sort_values("first_purchase", kind="stable"),
