@@ -52,6 +52,8 @@ COLUMNS = ["request_id", "at", "endpoint", "row", "user", "model_version", "know
 PROBE_HEADER = "X-Shopflow-Probe"
 LIVE = "live"
 PROBE = "probe"
+#: Most seconds between the runtime's reads of the materialization watermark (``as_of``).
+AS_OF_REFRESH_SECONDS = 30.0
 
 
 def prediction_log_dir(home: Path) -> Path:

@@ -28,6 +28,7 @@ from shopflow.contract import GOLDEN_UNKNOWN_ID, PROPENSITY_MODEL, RECOMMENDER_M
 from shopflow.privacy import IdHasher
 from shopflow.serving.alias_follower import AliasFollower, ModelRefused
 from shopflow.serving.online import OnlineFeatures
+from shopflow.serving.prediction_log import AS_OF_REFRESH_SECONDS
 from shopflow.serving.served import ServedModel, load_served_model, missing_if_infinite
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: Known shoppers remembered from live traffic as golden ids for the next swap check.
 RECENT_KNOWN_IDS = 16
-#: Seconds between reads of the online features' materialization watermark (``as_of``).
-AS_OF_REFRESH_SECONDS = 30.0
 
 
 class NoProductionModel(RuntimeError):
