@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from shopflow.contract import PROBE_HEADER as CONTRACT_PROBE_HEADER
 from shopflow.serving.jsonl_log import JsonlLog, log_files, read_records, remove_user_lines
 
 if TYPE_CHECKING:
@@ -47,9 +48,9 @@ PREFIX = "predictions"
 HASH_CACHE = 100_000
 COLUMNS = ["request_id", "at", "endpoint", "row", "user", "model_version", "known_user",
            "score", "features", "items", "as_of", "source"]
-#: Request header marking a probe (gate 3's golden requests and traffic window); its
-#: answers are logged with ``source`` :data:`PROBE`, every other answer with :data:`LIVE`.
-PROBE_HEADER = "X-Shopflow-Probe"
+#: ``source`` of answers to requests with :data:`~shopflow.contract.PROBE_HEADER` (the
+#: deploy gate's), and of every other answer.
+PROBE_HEADER = CONTRACT_PROBE_HEADER
 LIVE = "live"
 PROBE = "probe"
 #: Most seconds between the runtime's reads of the materialization watermark (``as_of``).
