@@ -8,7 +8,11 @@ Daily checks of the production model against what the shop does now:
 * **prediction drift** — PSI of the production model's scores, same reference;
 * **gate 4 (live)** — production and the previous model scored on the *same* labels that
   matured since production was deployed; a drop of the primary metric beyond
-  `live_tolerance` rolls production back automatically (ledger row, alert in the log).
+  `live_tolerance` rolls production back automatically (ledger row, alert in the log);
+* **staleness** — in data time (newest published event): the production model's age
+  since its last training cutoff, the online store's materialization lag, the production
+  recommender's snapshot age; each over its `monitoring.max_*` threshold alerts
+  (`staleness`). The model-age threshold defaults to the one the training report measured.
 
 Drift beyond the threshold emits `shopflow_drift_detected`, which triggers
 `shopflow_training`.
@@ -56,8 +60,14 @@ def shopflow_monitoring() -> None:
     def live_gate():
         return stage("live_gate")
 
+    @task
+    def staleness():
+        """Alerts on a stale model, online store or recommender snapshot; never fails."""
+        return stage("staleness")
+
     signal_retraining(feature_drift(), prediction_drift())
     live_gate()
+    staleness()
 
 
 shopflow_monitoring()

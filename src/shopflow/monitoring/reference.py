@@ -6,7 +6,10 @@ Both are kept per model version under ``SHOPFLOW_HOME/monitoring``:
   evaluated on, with the model's scores (feature and prediction drift compare with it);
 * ``deployments/<version>.json`` — the data watermark when the version went to production
   (the latest event time then). Labels at cutoffs at or after it were unknown at
-  deployment, so gate 4 judges the model on exactly those.
+  deployment, so gate 4 judges the model on exactly those;
+* ``age/<version>.json`` — the model's age curve (:mod:`shopflow.evaluation.aging`): its
+  last training cutoff and the retraining age its held-out cutoffs measured, which the
+  staleness check uses.
 
 They are written by the training DAG's register/deploy stages; when missing (a model
 promoted by hand) they are rebuilt from the published marts and the ledger.
@@ -47,8 +50,13 @@ def _deployment_path(settings: Settings, version: str) -> Path:
     return monitoring_dir(settings) / "deployments" / f"{version}.json"
 
 
-def read_mart_snapshot(settings: Settings, table: str) -> pd.DataFrame:
-    """A published mart snapshot (the gated copy Feast reads) as a frame.
+def _age_curve_path(settings: Settings, version: str) -> Path:
+    return monitoring_dir(settings) / "age" / f"{version}.json"
+
+
+def read_mart_snapshot(settings: Settings, table: str, *, columns: list[str] | None = None
+                       ) -> pd.DataFrame:
+    """A published mart snapshot (the gated copy Feast reads) as a frame (``columns`` only).
 
     Raises:
         FileNotFoundError: the marts were never published (run the training DAG first).
@@ -60,7 +68,7 @@ def read_mart_snapshot(settings: Settings, table: str) -> pd.DataFrame:
     path = marts_dir(settings) / f"{table}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"no published {table} snapshot at {path}; run shopflow_training")
-    return pd.read_parquet(path)
+    return pd.read_parquet(path, columns=columns)
 
 
 def labelled_rows(settings: Settings) -> pd.DataFrame:
@@ -149,14 +157,31 @@ def deployment_watermark(settings: Settings, version: str) -> str | None:
 
 
 def current_watermark(settings: Settings) -> str | None:
-    """The latest cutoff in the published user features (the serving snapshot time)."""
+    """The latest cutoff in the published user features (the serving snapshot time).
+
+    The dbt serving cutoff is the newest event, so this is the published data's "now".
+    """
     try:
-        features = read_mart_snapshot(settings, "user_features")
+        features = read_mart_snapshot(settings, "user_features", columns=["cutoff_time"])
     except FileNotFoundError:
         return None
     if features.empty:
         return None
     return str(features["cutoff_time"].max().isoformat())
+
+
+def save_age_curve(settings: Settings, version: str, curve: dict[str, Any]) -> Path:
+    """Keep a model's age curve (``AgeCurve.to_dict()``) for the staleness check."""
+    return atomic.write_json(_age_curve_path(settings, version), curve, indent=2)
+
+
+def load_age_curve(settings: Settings, version: str) -> dict[str, Any] | None:
+    """The saved age curve of a version, or None (promoted by hand, or before age curves)."""
+    path = _age_curve_path(settings, version)
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 def snapshot_user_ids(settings: Settings, count: int = 5) -> list[str]:

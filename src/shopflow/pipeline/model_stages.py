@@ -244,7 +244,7 @@ def champion_gate(settings: Settings, context: StageContext, *,
         evaluations.append(outcome.champion)
     report = write_report(settings, context.run_id, evaluations, winner=loaded.winner,
                           decision=outcome.decision, split=loaded.split, trials=loaded.trials,
-                          training=loaded.training)
+                          training=loaded.training, age_curve=loaded.age_curve)
     decision = outcome.decision
     return {
         "decision": {

@@ -129,3 +129,14 @@ def live_gate(settings: Settings, context: StageContext) -> StageResult:
     auto = bool(context.resolved.get("auto_rollback", True))
     result = run_live_gate(settings, auto_rollback=auto, actor=f"{context.actor}:gate4")
     return result.to_dict()
+
+
+def staleness(settings: Settings, context: StageContext) -> StageResult:
+    """Model age, online-feature freshness, recommender snapshot age; alerts when stale.
+
+    See :mod:`shopflow.monitoring.staleness`. A stale check alerts (``staleness``) but never
+    fails the task: retraining or materializing is a person's (or a schedule's) call.
+    """
+    from shopflow.monitoring.staleness import run_staleness_checks
+
+    return run_staleness_checks(settings).to_dict()
