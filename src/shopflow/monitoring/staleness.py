@@ -111,11 +111,13 @@ def _utc(value: Any) -> pd.Timestamp:
 
 
 def _days(seconds: float | None) -> str:
+    """``35d``, ``1.5d``, ``6h``, ``30m``: an age written the way the settings take it."""
     if seconds is None:
         return "unknown"
-    if abs(seconds) < 86400:
-        return f"{seconds / 3600:.3g} hours"
-    return f"{seconds / 86400:.4g} days"
+    for suffix, size in (("d", 86400), ("h", 3600)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.4g}{suffix}"
+    return f"{seconds / 60:.3g}m"
 
 
 def _wall_age(when: Any, now: datetime) -> float | None:
@@ -131,12 +133,12 @@ def _checked(name: str, *, key: str, age: timedelta | None, limit: timedelta | N
     age_s = None if age is None else age.total_seconds()
     limit_s = None if limit is None else limit.total_seconds()
     if status == "off":
-        reason = f"{what} is {_days(age_s)} old (no threshold: {key} is off)"
+        reason = f"{what} is {_days(age_s)} old in data time (no threshold: {key} is off)"
     else:
         verdict = "over" if status == "stale" else "within"
         origin = " measured by the training report" if source == "measured" else ""
         reason = (f"{what} is {_days(age_s)} old in data time, {verdict} the "
-                  f"{_days(limit_s)} limit{origin} ({key})")
+                  f"{_days(limit_s)} limit{origin} (set by {key})")
     return StalenessCheck(name=name, status=status, setting=key, reason=reason,
                           age_seconds=age_s, threshold_seconds=limit_s,
                           threshold_source=source if limit is not None else None,
@@ -170,14 +172,14 @@ def check_model_age(settings: Settings, data_now: pd.Timestamp, *,
                               reason=f"production {production.version} has neither an age "
                                      "curve nor a data window in the ledger")
     configured = settings.monitoring.max_model_age
-    limit: timedelta | None
-    source: str | None
-    if configured == "measured":
-        served = (curve or {}).get("max_served_age_seconds")
-        limit = None if served is None else timedelta(seconds=float(served))
-        source = "measured" if limit is not None else None
-    else:
+    limit: timedelta | None = None
+    source: str | None = None
+    if isinstance(configured, timedelta):
         limit, source = configured, "config"
+    elif configured == "measured":
+        served = (curve or {}).get("max_served_age_seconds")
+        if served is not None:
+            limit, source = timedelta(seconds=float(served)), "measured"
     clock = now or datetime.now(UTC)
     details = {
         "version": production.version, "family": production.family,
