@@ -208,3 +208,22 @@ def test_without_an_age_curve_the_ledger_window_anchors_and_measured_is_off(
     # nothing materialized and no recommender: those checks have nothing to look at
     assert {c.name: c.status for c in report.checks if c.name != "model_age"} == {
         "feature_freshness": "skipped", "recommender_age": "skipped"}
+
+
+def test_evaluation_keeps_the_winners_age_curve_for_monitoring(settings: Settings) -> None:
+    """Not a dry run: the curve is saved per version and its ages go into the ledger."""
+    from shopflow.monitoring.reference import load_age_curve
+    from shopflow.training.pipeline import evaluate_candidates, train_family
+    from shopflow.training.synthetic import synthetic_training_frame
+
+    quick = settings.model_copy(update={"training": settings.training.model_copy(
+        update={"search_trials": 2})})
+    frame = synthetic_training_frame(rows=2000, cutoffs=8, seed=17)
+    candidate = train_family(quick, "baseline", frame, "aging-run")
+    evaluation = evaluate_candidates(quick, [candidate], frame, run_id="aging-run")
+    saved = load_age_curve(quick, candidate.version)
+    assert saved == evaluation.age_curve and saved["points"]
+    with Ledger(quick.ledger_url) as ledger:
+        metrics = ledger.candidate(candidate.version).metrics
+    assert metrics["retrain_age_days"] == round(saved["retrain_age_seconds"] / 86400, 4)
+    assert metrics["max_served_age_days"] == round(saved["max_served_age_seconds"] / 86400, 4)
