@@ -210,20 +210,27 @@ def test_without_an_age_curve_the_ledger_window_anchors_and_measured_is_off(
         "feature_freshness": "skipped", "recommender_age": "skipped"}
 
 
-def test_evaluation_keeps_the_winners_age_curve_for_monitoring(settings: Settings) -> None:
-    """Not a dry run: the curve is saved per version and its ages go into the ledger."""
+def test_evaluation_keeps_the_age_curves_of_winner_and_baseline(settings: Settings) -> None:
+    """Not a dry run: each curve is saved per version and its ages go into the ledger.
+
+    Gate 2 may ship the baseline rather than the winner, so both get one.
+    """
     from shopflow.monitoring.reference import load_age_curve
     from shopflow.training.pipeline import evaluate_candidates, train_family
     from shopflow.training.synthetic import synthetic_training_frame
 
     quick = settings.model_copy(update={"training": settings.training.model_copy(
-        update={"search_trials": 2})})
+        update={"search_trials": 1})})
     frame = synthetic_training_frame(rows=2000, cutoffs=8, seed=17)
-    candidate = train_family(quick, "baseline", frame, "aging-run")
-    evaluation = evaluate_candidates(quick, [candidate], frame, run_id="aging-run")
-    saved = load_age_curve(quick, candidate.version)
-    assert saved == evaluation.age_curve and saved["points"]
-    with Ledger(quick.ledger_url) as ledger:
-        metrics = ledger.candidate(candidate.version).metrics
-    assert metrics["retrain_age_days"] == round(saved["retrain_age_seconds"] / 86400, 4)
-    assert metrics["max_served_age_days"] == round(saved["max_served_age_seconds"] / 86400, 4)
+    candidates = [train_family(quick, family, frame, "aging-two") for family in
+                  ("baseline", "lightgbm")]
+    evaluation = evaluate_candidates(quick, candidates, frame, run_id="aging-two")
+    for candidate in candidates:
+        curve = load_age_curve(quick, candidate.version)
+        assert curve is not None and curve["points"], candidate.family
+        with Ledger(quick.ledger_url) as ledger:
+            metrics = ledger.candidate(candidate.version).metrics
+        assert metrics["retrain_age_days"] == round(curve["retrain_age_seconds"] / 86400, 4)
+        assert metrics["max_served_age_days"] == round(curve["max_served_age_seconds"] / 86400,
+                                                       4)
+    assert evaluation.age_curve == load_age_curve(quick, evaluation.winner)

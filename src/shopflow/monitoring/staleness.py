@@ -66,15 +66,12 @@ class StalenessCheck:
     threshold_source: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def age_days(self) -> float | None:
-        return None if self.age_seconds is None else self.age_seconds / 86400
-
     def to_dict(self) -> dict[str, Any]:
+        """The fields, with the age and threshold also in days (rounded) for people."""
         data = asdict(self)
-        data["age_days"] = None if self.age_seconds is None else round(self.age_seconds / 86400, 4)
-        data["threshold_days"] = (None if self.threshold_seconds is None
-                                  else round(self.threshold_seconds / 86400, 4))
+        for name, seconds in (("age_days", self.age_seconds),
+                              ("threshold_days", self.threshold_seconds)):
+            data[name] = None if seconds is None else round(seconds / 86400, 4)
         return data
 
 
@@ -301,10 +298,10 @@ def run_staleness_checks(settings: Settings, *, now: datetime | None = None,
         if alert and result.status == "stale":
             from shopflow.alerts import send_alert
 
+            facts = result.to_dict()
             send_alert(settings, "staleness", result.reason, {
                 "check": result.name, "setting": result.setting,
-                "age_days": result.to_dict()["age_days"],
-                "threshold_days": result.to_dict()["threshold_days"],
+                "age_days": facts["age_days"], "threshold_days": facts["threshold_days"],
                 "threshold_source": result.threshold_source, **result.details,
             })
     return report

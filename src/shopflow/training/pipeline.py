@@ -439,7 +439,10 @@ def evaluate_candidates(
         ))
     winner = max(results, key=lambda c: _primary_score(c.validation_metrics, metric))
     baseline = next((c.version for c in results if c.family == "baseline"), None)
-    aging = _age_curve(settings, models[winner.version], frame, split)
+    # the two models gate 2 may promote (the winner, or the baseline it failed to beat
+    # clearly) get an age curve, so production always has its own; scoring only
+    aging = {version: _age_curve(settings, models[version], frame, split)
+             for version in dict.fromkeys([winner.version, baseline]) if version is not None}
     if not dry_run:
         from shopflow.ledger import Ledger
 
@@ -451,8 +454,9 @@ def evaluate_candidates(
                     **{k: v for k, v in e.metrics.items()},
                     **flat_slice_metric(e.slices, "roc_auc"),
                 })
-            if aging is not None:
-                _remember_age_curve(settings, ledger, winner.version, aging)
+            for version, curve in aging.items():
+                if curve is not None:
+                    _remember_age_curve(settings, ledger, version, curve)
         finally:
             if owned:
                 ledger.close()
@@ -462,13 +466,13 @@ def evaluate_candidates(
         winner=winner.version, baseline=baseline, split=split.describe(),
         trials={c.family: c.trials for c in results}, models=models,
         training={c.family: _training_facts(c) for c in results},
-        age_curve=aging.to_dict() if aging is not None else {},
+        age_curve=(curve.to_dict() if (curve := aging[winner.version]) is not None else {}),
     )
 
 
 def _age_curve(settings: Settings, model: PropensityModel, frame: pd.DataFrame,
                split: Split) -> AgeCurve | None:
-    """The winner scored on each cutoff after its last training cutoff (scoring only).
+    """A candidate scored on each cutoff after its last training cutoff (scoring only).
 
     None when it cannot be measured; the age curve informs, it never stops a run.
     """
@@ -505,7 +509,7 @@ def _age_curve(settings: Settings, model: PropensityModel, frame: pd.DataFrame,
 
 def _remember_age_curve(settings: Settings, ledger: Ledger, version: str,
                         curve: AgeCurve) -> None:
-    """Keep the winner's curve for monitoring and its retraining age in the ledger."""
+    """Keep a candidate's curve for monitoring and its retraining age in the ledger."""
     from shopflow.monitoring.reference import save_age_curve
 
     save_age_curve(settings, version, curve.to_dict())
