@@ -6,11 +6,16 @@ production model's age curve measured on its held-out cutoffs, a Feast online st
 materialized to an older cutoff, and a production recommender whose serving snapshot is
 two weeks old. The monitoring stage runs through :func:`run_stage` with its thresholds
 set by the env variables its alerts name: low, every check alerts by e-mail (real SMTP
-sink) and webhook; high, none does.
+sink) and webhook; high, none does. The slow test runs it as a task of the monitoring DAG
+in Airflow.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +28,7 @@ from shopflow.ledger import Ledger
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from shopflow.settings import Settings
 
@@ -234,3 +240,31 @@ def test_evaluation_keeps_the_age_curves_of_winner_and_baseline(settings: Settin
         assert metrics["max_served_age_days"] == round(curve["max_served_age_seconds"] / 86400,
                                                        4)
     assert evaluation.age_curve == load_age_curve(quick, evaluation.winner)
+
+
+@pytest.mark.slow
+def test_the_monitoring_dag_checks_staleness_and_alerts(
+        home: dict[str, Any], sinks: tuple[SmtpSink, WebhookReceiver],
+        monkeypatch: pytest.MonkeyPatch, shopflow_home: Path) -> None:
+    """The ``staleness`` task of ``shopflow_monitoring`` in Airflow: three alerts, no failure."""
+    smtp, hook = sinks
+    for key in KEYS:
+        monkeypatch.setenv(key, "1h")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "shopflow.cli", "pipeline", "run", "--dag", "shopflow_monitoring",
+         "--json"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=shopflow_home.parent,
+    )
+    start = proc.stdout.find("{\n")
+    assert start >= 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(proc.stdout[start:])
+    assert proc.returncode == 0, summary
+    tasks = {t["task"]: t for t in summary["stages"]}
+    assert tasks["staleness"]["state"] == "success"
+    staleness = [body for body in hook.bodies if body["event"] == "staleness"]
+    assert sorted(body["details"]["check"] for body in staleness) == [
+        "feature_freshness", "model_age", "recommender_age"]
+    assert all(body["details"]["setting"] in body["summary"] for body in staleness)
+    mailed = [m for _, _, m in smtp.messages if "staleness" in m["Subject"]]
+    assert len(mailed) == 3
