@@ -89,6 +89,7 @@ def test_age_curve_scores_each_held_out_cutoff_by_age() -> None:
     assert curve.retrain_age_seconds == curve.points[first].age_seconds
     assert curve.label_lag_seconds == 30 * DAY
     assert curve.max_served_age_seconds == curve.retrain_age_seconds + 30 * DAY
+    assert curve.served_age_seconds == (42 + 30) * DAY  # the newest event's age
     assert curve.trained_until == TRAINED_UNTIL.isoformat()
 
 
@@ -130,6 +131,8 @@ def test_evaluation_measures_the_winners_age_curve_and_the_report_plots_it(
     assert "How fast the winner goes stale" in text
     assert 'alt="Metric against model age"' in text
     assert f"{curve.retrain_age_seconds / DAY:.4g} days" in text
+    assert f"already {curve.served_age_seconds / DAY:.4g} days old" in text
+    assert "alerts as soon as it serves" not in text  # no drop: the limit is the served age
 
 
 def test_staleness_thresholds_parse_durations_measured_and_off() -> None:
@@ -147,3 +150,25 @@ def test_staleness_thresholds_parse_durations_measured_and_off() -> None:
     assert judge(timedelta(days=1), timedelta(days=1)) == "ok"
     assert judge(None, timedelta(days=1)) == "stale"  # never materialized
     assert judge(timedelta(days=99), None) == "off"
+
+
+def test_report_warns_when_the_model_is_already_past_its_measured_age(
+        settings: Settings) -> None:
+    from shopflow.evaluation.evaluate import evaluate_model
+    from shopflow.evaluation.report import write_report
+    from shopflow.training.pipeline import train_family
+    from shopflow.training.synthetic import synthetic_training_frame
+
+    frame, scores = _decaying_frame()
+    curve = age_curve(frame, scores, trained_until=TRAINED_UNTIL, metric="roc_auc",
+                      tolerance=0.02, newest_event=TRAINED_UNTIL + pd.Timedelta(days=72))
+    assert curve.dropped and curve.served_age_seconds > curve.max_served_age_seconds
+    shop = synthetic_training_frame(rows=600, cutoffs=4, seed=1)
+    model = train_family(load_settings(training={"search_trials": 1}), "baseline", shop,
+                         "aged", dry_run=True).model
+    assert model is not None
+    evaluation = evaluate_model(model, shop, version="v", explain=False)
+    text = write_report(settings, "aged", [evaluation], winner="v",
+                        age_curve=curve.to_dict()).read_text()
+    assert "alerts as soon as it serves" in text
+    assert f"already {curve.served_age_seconds / DAY:.4g} days old" in text

@@ -96,14 +96,23 @@ class AgeCurve:
             return None
         return self.retrain_age_seconds + (self.label_lag_seconds or 0.0)
 
+    @property
+    def served_age_seconds(self) -> float | None:
+        """The model's age at the newest event of its run: what it is when deployed."""
+        if not self.points or self.label_lag_seconds is None:
+            return None
+        return self.points[-1].age_seconds + self.label_lag_seconds
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["max_served_age_seconds"] = self.max_served_age_seconds
+        data["served_age_seconds"] = self.served_age_seconds
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgeCurve:
-        fields = {k: v for k, v in data.items() if k != "max_served_age_seconds"}
+        fields = {k: v for k, v in data.items()
+                  if k not in ("max_served_age_seconds", "served_age_seconds")}
         fields["points"] = [AgePoint(**p) for p in data.get("points", [])]
         return cls(**fields)
 

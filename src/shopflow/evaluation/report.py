@@ -101,7 +101,12 @@ _TEMPLATE = """<!doctype html>
  ({{ 'a drop beyond the tolerance was measured' if age_curve.dropped else 'no drop measured: the last measured age' }});
  labels lag the newest event by {{ days(age_curve.label_lag_seconds) }}, so the monitoring DAG
  alerts (staleness) when the served model is older than
- {{ days(age_curve.max_served_age_seconds) }} unless monitoring.max_model_age says otherwise.</p>
+ {{ days(age_curve.max_served_age_seconds) }} unless monitoring.max_model_age says otherwise.
+ {% if age_curve.get('served_age_seconds') is not none %}At this run's newest event the model is
+ already {{ days(age_curve.served_age_seconds) }} old{% if age_curve.max_served_age_seconds is not none
+ and age_curve.served_age_seconds > age_curve.max_served_age_seconds %}: <b class="fail">beyond
+ that limit, so the staleness check alerts as soon as it serves</b> (a dip may be noise or
+ season: read the intervals, or set monitoring.max_model_age){% endif %}.{% endif %}</p>
 <table><tr><th>cutoff</th><th>age</th><th>part</th><th>rows</th><th>positives</th><th>{{ age_curve.metric }}</th>
 {% if age_curve.metric != 'roc_auc' %}<th>roc_auc</th>{% endif %}<th>roc_auc 95% interval</th>{% if age_curve.metric != 'pr_auc' %}<th>pr_auc</th>{% endif %}</tr>
 {% for p in age_curve.points %}<tr><td>{{ p.cutoff[:16] }}</td><td>{{ days(p.age_seconds) }}</td><td class="l">{{ p.part }}</td>
