@@ -14,6 +14,10 @@ Daily checks of the production model against what the shop does now:
   automatically (ledger row with the numbers, `rollback` alert);
 * **skew** — a sample of served rows against Feast's point-in-time offline features and
   the model's offline score; a mismatch fails the task and sends a `skew` alert.
+* **staleness** — in data time (newest published event): the production model's age
+  since its last training cutoff, the online store's materialization lag, the production
+  recommender's snapshot age; each over its `monitoring.max_*` threshold alerts
+  (`staleness`). The model-age threshold defaults to the one the training report measured.
 
 Drift beyond the threshold emits `shopflow_drift_detected`, which triggers
 `shopflow_training`.
@@ -65,9 +69,15 @@ def shopflow_monitoring() -> None:
     def skew_check():
         return stage("skew_check")
 
+    @task
+    def staleness():
+        """Alerts on a stale model, online store or recommender snapshot; never fails."""
+        return stage("staleness")
+
     signal_retraining(feature_drift(), prediction_drift())
     live_gate()
     skew_check()
+    staleness()
 
 
 shopflow_monitoring()

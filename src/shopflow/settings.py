@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -443,8 +444,29 @@ class ServingSettings(_Section):
     max_p99_ms: float = 250.0
 
 
+_OFF = frozenset({"off", "none", "null", ""})
+
+
+def _age_limit(value: object) -> object:
+    """``off`` (also ``none``/``null``, handy in env vars) switches a staleness check off."""
+    if isinstance(value, str) and value.strip().lower() in _OFF:
+        return None
+    return value
+
+
+#: A staleness threshold: a duration (``30d``), or ``off`` / null.
+AgeLimit = Annotated[Duration | None, BeforeValidator(_age_limit)]
+#: The model-age threshold: ``measured`` (the training report's), a duration, or ``off``.
+ModelAgeLimit = Annotated[Literal["measured"] | Duration | None, BeforeValidator(_age_limit)]
+
+
 class MonitoringSettings(_Section):
-    """Gate 4 and drift."""
+    """Gate 4, drift and staleness.
+
+    Staleness is judged in data time (the newest published event, i.e. the serving
+    cutoff), since the wall clock says nothing about a historical export; wall-clock ages
+    are reported beside. Env overrides: ``SHOPFLOW_MONITORING__MAX_MODEL_AGE=45d``, ``=off``.
+    """
 
     drift_psi_threshold: float = 0.25
     live_tolerance: float = Field(default=0.02, description="Allowed drop of the primary metric.")
@@ -463,6 +485,22 @@ class MonitoringSettings(_Section):
         default=1e-5, ge=0,
         description="Largest allowed |served score - offline re-score| (the compiled "
         "predictor may differ from the library by 1e-6).")
+    max_model_age: ModelAgeLimit = Field(
+        default="measured",
+        description="Largest allowed age of the production model: newest published event "
+        "minus its last training cutoff. 'measured': the training report's age curve (the "
+        "recommended retraining age plus the label lag); a duration; or 'off'.",
+    )
+    max_feature_staleness: AgeLimit = Field(
+        default=timedelta(days=1),
+        description="Largest allowed lag of the online store: newest published cutoff minus "
+        "each feature view's materialization watermark; 'off' disables the check.",
+    )
+    max_recommender_age: AgeLimit = Field(
+        default=timedelta(days=7),
+        description="Largest allowed age of the production recommender's serving snapshot: "
+        "newest published cutoff minus the snapshot's cutoff; 'off' disables the check.",
+    )
 
 
 class AirflowSettings(_Section):

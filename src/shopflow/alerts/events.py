@@ -23,7 +23,8 @@ ALERT_EVENTS: dict[AlertEvent, str] = {
     "rollback": "production moved back to an earlier model (gate 3, gate 4 or a person)",
     "drift": "feature or prediction drift beyond the threshold (retraining triggered)",
     "skew": "training/serving skew beyond its tolerance (monitoring)",
-    "staleness": "features or labels older than allowed (monitoring)",
+    "staleness": "the production model, online features or recommender snapshot older "
+                 "than allowed, in data time (monitoring)",
     "integrity": "a stored model file differs from the sha256 the ledger recorded (refused)",
 }
 assert tuple(ALERT_EVENTS) == ALERT_EVENT_KINDS  # one list of kinds: settings validates them

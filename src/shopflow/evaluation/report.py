@@ -91,6 +91,31 @@ _TEMPLATE = """<!doctype html>
 <td class="l">{% for c in e.uncertainty.by_cutoff %}{{ c.cutoff[:16] }}: {{ fmt(c.roc_auc) }} ({{ c.rows }}, {{ c.positives }}){% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}
 </table>{% endif %}
 
+{% if age_curve and age_curve.points %}<h2>How fast the winner goes stale</h2>
+<p class="muted">The winner scored, without refitting, on each cutoff after its last training
+ cutoff {{ age_curve.trained_until[:16] }} (age = cutoff − that, in data time; validation
+ cutoffs chose the model, so theirs are slightly optimistic). Retraining age: the first age
+ whose {{ age_curve.metric }} is below the youngest age's {{ fmt(age_curve.reference) }} minus
+ monitoring.live_tolerance = {{ age_curve.tolerance }}, or the last measured age if none is.</p>
+<p><b>Recommended retraining age: {{ days(age_curve.retrain_age_seconds) }}</b>
+ ({{ 'a drop beyond the tolerance was measured' if age_curve.dropped else 'no drop measured: the last measured age' }});
+ labels lag the newest event by {{ days(age_curve.label_lag_seconds) }}, so the monitoring DAG
+ alerts (staleness) when the served model is older than
+ {{ days(age_curve.max_served_age_seconds) }} unless monitoring.max_model_age says otherwise.
+ {% if age_curve.get('served_age_seconds') is not none %}At this run's newest event the model is
+ already {{ days(age_curve.served_age_seconds) }} old{% if age_curve.max_served_age_seconds is not none
+ and age_curve.served_age_seconds > age_curve.max_served_age_seconds %}: <b class="fail">beyond
+ that limit, so the staleness check alerts as soon as it serves</b> (a dip may be noise or
+ season: read the intervals, or set monitoring.max_model_age){% endif %}.{% endif %}</p>
+<table><tr><th>cutoff</th><th>age</th><th>part</th><th>rows</th><th>positives</th><th>{{ age_curve.metric }}</th>
+{% if age_curve.metric != 'roc_auc' %}<th>roc_auc</th>{% endif %}<th>roc_auc 95% interval</th>{% if age_curve.metric != 'pr_auc' %}<th>pr_auc</th>{% endif %}</tr>
+{% for p in age_curve.points %}<tr><td>{{ p.cutoff[:16] }}</td><td>{{ days(p.age_seconds) }}</td><td class="l">{{ p.part }}</td>
+<td>{{ p.rows }}</td><td>{{ p.positives }}</td><td>{{ fmt(p.metrics.get(age_curve.metric)) }}</td>
+{% if age_curve.metric != 'roc_auc' %}<td>{{ fmt(p.metrics.get('roc_auc')) }}</td>{% endif %}
+<td>{{ fmt(p.roc_auc_ci95[0] if p.roc_auc_ci95 else none) }} – {{ fmt(p.roc_auc_ci95[1] if p.roc_auc_ci95 else none) }}</td>
+{% if age_curve.metric != 'pr_auc' %}<td>{{ fmt(p.metrics.get('pr_auc')) }}</td>{% endif %}</tr>{% endfor %}
+</table>{% endif %}
+
 {% if training %}<h2>How each candidate was fitted</h2>
 <table><tr><th>family</th><th>trials (budget)</th><th>best trial</th><th>chosen params</th><th>fit</th><th>features</th><th>dropped before training</th></tr>
 {% for family, t in training.items() %}<tr><td>{{ family }}</td>
@@ -162,6 +187,55 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _days(seconds: float | None) -> str:
+    """An age in days for people (hours below a day: minute-scale clickstreams)."""
+    if seconds is None:
+        return "–"
+    if abs(seconds) < 86400:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.4g} days"
+
+
+def _age_plot(curve: dict[str, Any]) -> tuple[str, str] | None:
+    """The winner's primary metric (and ROC AUC with its interval) against age."""
+    points = curve.get("points") or []
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    metric = curve["metric"]
+    ages = [p["age_seconds"] / 86400 for p in points]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(ages, [p["metrics"].get(metric, float("nan")) for p in points], marker="o",
+            ms=4, label=metric)
+    if metric != "roc_auc":
+        ax.plot(ages, [p["metrics"].get("roc_auc", float("nan")) for p in points],
+                marker=".", ms=3, label="roc_auc")
+    lows = [p["metrics"].get("roc_auc", float("nan")) - (p.get("roc_auc_ci95") or [0, 0])[0]
+            for p in points]
+    highs = [(p.get("roc_auc_ci95") or [0, 0])[1] - p["metrics"].get("roc_auc", float("nan"))
+             for p in points]
+    ax.errorbar(ages, [p["metrics"].get("roc_auc", float("nan")) for p in points],
+                yerr=[lows, highs], fmt="none", ecolor="grey", elinewidth=0.8, capsize=2,
+                label="roc_auc 95% interval")
+    if curve.get("reference") is not None:
+        from shopflow.evaluation.metrics import higher_is_better
+
+        sign = -1 if higher_is_better(metric) else 1
+        ax.axhline(curve["reference"] + sign * curve["tolerance"], ls="--", c="#c33", lw=0.8,
+                   label="youngest − tolerance" if sign < 0 else "youngest + tolerance")
+    if curve.get("retrain_age_seconds") is not None:
+        ax.axvline(curve["retrain_age_seconds"] / 86400, ls=":", c="#2a7", lw=1.0,
+                   label="recommended retraining age")
+    ax.set(title="Metric against model age (held-out cutoffs)",
+           xlabel="age: cutoff − last training cutoff (days)", ylabel=metric)
+    ax.legend(fontsize=7)
+    return ("Metric against model age", _png(fig))
+
+
 def _plots(evaluations: list[ModelEvaluation], winner: str | None) -> list[tuple[str, str]]:
     import matplotlib
 
@@ -228,8 +302,12 @@ def write_report(
     split: dict[str, Any] | None = None,
     trials: dict[str, list[dict[str, Any]]] | None = None,
     training: dict[str, dict[str, Any]] | None = None,
+    age_curve: dict[str, Any] | None = None,
 ) -> Path:
-    """Render the run's report; returns its path."""
+    """Render the run's report; returns its path.
+
+    ``age_curve`` is the winner's :class:`~shopflow.evaluation.aging.AgeCurve` as a dict.
+    """
     import jinja2
 
     from shopflow.evaluation.gate import slice_guard
@@ -251,7 +329,10 @@ def write_report(
         winner_eval=next((e for e in evaluations if e.version == winner), None),
         metrics=LEADERBOARD_METRICS,
         top_features_listed=TOP_FEATURES_LISTED,
-        plots=_plots(evaluations, winner),
+        plots=[*_plots(evaluations, winner),
+               *([aged] if (aged := _age_plot(age_curve or {})) is not None else [])],
+        age_curve=age_curve or {},
+        days=_days,
         trials=trials or {},
         training=training or {},
         fmt=_fmt,

@@ -6,7 +6,10 @@ Both are kept per model version under ``SHOPFLOW_HOME/monitoring``:
   evaluated on, with the model's scores (feature and prediction drift compare with it);
 * ``deployments/<version>.json`` — the data watermark when the version went to production
   (the latest event time then). Labels at cutoffs at or after it were unknown at
-  deployment, so gate 4 judges the model on exactly those.
+  deployment, so gate 4 judges the model on exactly those;
+* ``age/<version>.json`` — the model's age curve, kept by the training run through
+  :func:`shopflow.evaluation.aging.save_age_curve` (training must not import monitoring)
+  and read by the staleness check.
 
 They are written by the training DAG's register/deploy stages; when missing (a model
 promoted by hand) they are rebuilt from the published marts and the ledger.
@@ -20,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shopflow import atomic
+from shopflow.transform.publish import read_mart_snapshot
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -45,22 +49,6 @@ def _reference_path(settings: Settings, version: str) -> Path:
 
 def _deployment_path(settings: Settings, version: str) -> Path:
     return monitoring_dir(settings) / "deployments" / f"{version}.json"
-
-
-def read_mart_snapshot(settings: Settings, table: str) -> pd.DataFrame:
-    """A published mart snapshot (the gated copy Feast reads) as a frame.
-
-    Raises:
-        FileNotFoundError: the marts were never published (run the training DAG first).
-    """
-    import pandas as pd
-
-    from shopflow.transform.publish import marts_dir
-
-    path = marts_dir(settings) / f"{table}.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"no published {table} snapshot at {path}; run shopflow_training")
-    return pd.read_parquet(path)
 
 
 def labelled_rows(settings: Settings) -> pd.DataFrame:
@@ -146,17 +134,6 @@ def deployment_watermark(settings: Settings, version: str) -> str | None:
         return None
     watermark = json.loads(path.read_text()).get("data_watermark")
     return None if watermark is None else str(watermark)
-
-
-def current_watermark(settings: Settings) -> str | None:
-    """The latest cutoff in the published user features (the serving snapshot time)."""
-    try:
-        features = read_mart_snapshot(settings, "user_features")
-    except FileNotFoundError:
-        return None
-    if features.empty:
-        return None
-    return str(features["cutoff_time"].max().isoformat())
 
 
 def snapshot_user_ids(settings: Settings, count: int = 5) -> list[str]:

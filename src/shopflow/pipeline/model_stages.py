@@ -244,7 +244,7 @@ def champion_gate(settings: Settings, context: StageContext, *,
         evaluations.append(outcome.champion)
     report = write_report(settings, context.run_id, evaluations, winner=loaded.winner,
                           decision=outcome.decision, split=loaded.split, trials=loaded.trials,
-                          training=loaded.training)
+                          training=loaded.training, age_curve=loaded.age_curve)
     decision = outcome.decision
     return {
         "decision": {
@@ -322,13 +322,9 @@ def _recorded_decision(settings: Settings, context: StageContext, version: str
 
 
 def _remember_for_monitoring(settings: Settings, version: str) -> dict[str, Any]:
-    from shopflow.monitoring.reference import (
-        current_watermark,
-        labelled_rows,
-        record_deployment,
-        save_reference,
-    )
+    from shopflow.monitoring.reference import labelled_rows, record_deployment, save_reference
     from shopflow.registry import load_model
+    from shopflow.transform.publish import current_watermark
 
     watermark = current_watermark(settings)
     record_deployment(settings, version, data_watermark=watermark)

@@ -183,3 +183,14 @@ def skew_check(settings: Settings, context: StageContext) -> StageResult:
         raise SkewDetected(f"training/serving skew: {result.reason}", result)
     answer: dict[str, Any] = jsonable(result.to_dict())
     return answer
+
+
+def staleness(settings: Settings, context: StageContext) -> StageResult:
+    """Model age, online-feature freshness, recommender snapshot age; alerts when stale.
+
+    See :mod:`shopflow.monitoring.staleness`. A stale check alerts (``staleness``) but never
+    fails the task: retraining or materializing is a person's (or a schedule's) call.
+    """
+    from shopflow.monitoring.staleness import run_staleness_checks
+
+    return run_staleness_checks(settings).to_dict()

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from shopflow.evaluation.aging import AgeCurve
     from shopflow.ledger import Ledger
     from shopflow.settings import Settings
 
@@ -107,6 +108,8 @@ class EvaluationResult:
     models: dict[str, PropensityModel] = field(default_factory=dict, repr=False, compare=False)
     #: per family: search budget, chosen params, dropped features (for the report)
     training: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the winner's metric per age on its held-out cutoffs (:mod:`shopflow.evaluation.aging`)
+    age_curve: dict[str, Any] = field(default_factory=dict)
 
     def evaluation(self, version: str | None) -> ModelEvaluation | None:
         return next((e for e in self.evaluations if e.version == version), None)
@@ -123,6 +126,7 @@ class EvaluationResult:
             "split": self.split,
             "trials": self.trials,
             "training": self.training,
+            "age_curve": self.age_curve,
         })
         return data
 
@@ -137,6 +141,7 @@ class EvaluationResult:
             split=data.get("split", {}),
             trials=data.get("trials", {}),
             training=data.get("training", {}),
+            age_curve=data.get("age_curve") or {},
         )
 
 
@@ -434,6 +439,10 @@ def evaluate_candidates(
         ))
     winner = max(results, key=lambda c: _primary_score(c.validation_metrics, metric))
     baseline = next((c.version for c in results if c.family == "baseline"), None)
+    # the two models gate 2 may promote (the winner, or the baseline it failed to beat
+    # clearly) get an age curve, so production always has its own; scoring only
+    aging = {version: _age_curve(settings, models[version], frame, split)
+             for version in dict.fromkeys([winner.version, baseline]) if version is not None}
     if not dry_run:
         from shopflow.ledger import Ledger
 
@@ -445,6 +454,9 @@ def evaluate_candidates(
                     **{k: v for k, v in e.metrics.items()},
                     **flat_slice_metric(e.slices, "roc_auc"),
                 })
+            for version, curve in aging.items():
+                if curve is not None:
+                    _remember_age_curve(settings, ledger, version, curve)
         finally:
             if owned:
                 ledger.close()
@@ -454,7 +466,58 @@ def evaluate_candidates(
         winner=winner.version, baseline=baseline, split=split.describe(),
         trials={c.family: c.trials for c in results}, models=models,
         training={c.family: _training_facts(c) for c in results},
+        age_curve=(curve.to_dict() if (curve := aging[winner.version]) is not None else {}),
     )
+
+
+def _age_curve(settings: Settings, model: PropensityModel, frame: pd.DataFrame,
+               split: Split) -> AgeCurve | None:
+    """A candidate scored on each cutoff after its last training cutoff (scoring only).
+
+    None when it cannot be measured; the age curve informs, it never stops a run.
+    """
+    import pandas as pd
+
+    from shopflow.evaluation.aging import age_curve
+    from shopflow.transform.publish import current_watermark
+
+    trained_until = split.train_cutoffs[-1]
+    held = frame[(pd.to_datetime(frame["event_timestamp"], utc=True) > trained_until)
+                 .to_numpy()]
+    parts = {**{c.isoformat(): "validation" for c in split.validation_cutoffs},
+             **{c.isoformat(): "test" for c in split.test_cutoffs}}
+    newest = current_watermark(settings)
+    try:
+        curve = age_curve(
+            held, model.predict_proba(held), trained_until=trained_until,
+            metric=settings.gate.primary_metric, tolerance=settings.monitoring.live_tolerance,
+            threshold=settings.training.threshold, parts=parts,
+            # no published marts (a frame built by hand): the newest labels are a horizon old
+            newest_event=(pd.Timestamp(newest) if newest is not None
+                          else split.test_cutoffs[-1] + settings.task.horizon),
+        )
+    except Exception as exc:
+        logger.warning("could not measure the age curve of %s: %s", model.family, exc)
+        return None
+    logger.info("age curve of %s over %d held-out cutoff(s): retrain at %s days of age (%s)",
+                model.family, len(curve.points),
+                None if curve.retrain_age_seconds is None
+                else round(curve.retrain_age_seconds / 86400, 2),
+                "measured drop" if curve.dropped else "no drop measured: the last measured age")
+    return curve
+
+
+def _remember_age_curve(settings: Settings, ledger: Ledger, version: str,
+                        curve: AgeCurve) -> None:
+    """Keep a candidate's curve for monitoring and its retraining age in the ledger."""
+    from shopflow.evaluation.aging import save_age_curve
+
+    save_age_curve(settings.home_dir, version, curve)
+    numbers = {"retrain_age_days": curve.retrain_age_seconds,
+               "max_served_age_days": curve.max_served_age_seconds}
+    ledger.update_candidate_metrics(version, {
+        name: None if value is None else round(value / 86400, 4)
+        for name, value in numbers.items()})
 
 
 def _training_facts(candidate: CandidateResult) -> dict[str, Any]:
@@ -736,7 +799,8 @@ def run_training(
             evaluations.append(gate.champion)
         report = write_report(settings, run_id, evaluations, winner=evaluation.winner,
                               decision=gate.decision, split=evaluation.split,
-                              trials=evaluation.trials, training=evaluation.training)
+                              trials=evaluation.trials, training=evaluation.training,
+                              age_curve=evaluation.age_curve)
     finally:
         ledger.close()
     return TrainingOutcome(run_id=run_id, candidates=candidates, evaluation=evaluation,

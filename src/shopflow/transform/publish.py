@@ -31,6 +31,7 @@ from shopflow.faults import crash_point
 from shopflow.locks import feature_state_lock
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
     from shopflow.settings import Settings
@@ -54,6 +55,35 @@ class PublishError(RuntimeError):
 def marts_dir(settings: Settings) -> Path:
     """Where published snapshots live: ``SHOPFLOW_HOME/data/marts``."""
     return settings.data_dir / "marts"
+
+
+def read_mart_snapshot(settings: Settings, table: str, *, columns: list[str] | None = None
+                       ) -> pd.DataFrame:
+    """A published mart snapshot (the gated copy Feast reads) as a frame (``columns`` only).
+
+    Raises:
+        FileNotFoundError: the marts were never published (run the training DAG first).
+    """
+    import pandas as pd
+
+    path = marts_dir(settings) / f"{table}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"no published {table} snapshot at {path}; run shopflow_training")
+    return pd.read_parquet(path, columns=columns)
+
+
+def current_watermark(settings: Settings) -> str | None:
+    """The latest cutoff in the published user features (the serving snapshot time).
+
+    The dbt serving cutoff is the newest event, so this is the published data's "now".
+    """
+    try:
+        features = read_mart_snapshot(settings, "user_features", columns=["cutoff_time"])
+    except FileNotFoundError:
+        return None
+    if features.empty:
+        return None
+    return str(features["cutoff_time"].max().isoformat())
 
 
 def read_mart(settings: Settings, table: str) -> pa.Table:
