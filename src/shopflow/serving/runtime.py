@@ -58,7 +58,8 @@ class ServingRuntime(AliasFollower[ServedModel]):
             ``shopflow.serving.options.settle_heap``).
         pin: the models a Bento carries (:mod:`shopflow.serving.packaged`, resolved to
             their folders): serve those, follow no alias, never open the ledger; no shadow
-            scoring and no gate 3 at start (the Bento is a fixed release).
+            scoring and no gate 3 at start (the Bento is a fixed release). The poller
+            still runs: it refreshes the recommender's popularity fallback.
     """
 
     kind = PROPENSITY_MODEL
@@ -117,14 +118,16 @@ class ServingRuntime(AliasFollower[ServedModel]):
         self.poll_once()
         self.poll_recommender()
         self._started = True
-        if self._poll and self._thread is None and not self.packaged:
+        if self._poll and self._thread is None:
+            # packaged too: a pin-less Bento's popularity fallback follows the published marts
             self._thread = threading.Thread(
                 target=self._run, name="shopflow-alias-poller", daemon=True
             )
             self._thread.start()
-            from shopflow.serving.pending import deploy_pending_at_start
+            if not self.packaged:  # a Bento is a fixed release: no ledger, no gate 3
+                from shopflow.serving.pending import deploy_pending_at_start
 
-            deploy_pending_at_start(self.settings)  # gate 3 for a run that found no service
+                deploy_pending_at_start(self.settings)  # gate 3 for a run that found no service
 
     def stop(self) -> None:
         """Stop polling and shadow scoring, write out the prediction log (bounded waits)."""
