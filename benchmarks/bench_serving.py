@@ -11,12 +11,16 @@ Servers, each a real process on a loopback port, measured one after another:
   ``propensity-library`` with the compiled predictor off (``serving.compiled``: the
   library's predict); ``propensity-adaptive`` the same runtime behind BentoML's adaptive
   batching instead of the micro-batcher (``services/bench_adaptive_service.py``). The
-  ``propensity`` server also answers ``POST /recommend`` (k=10, a known user) from a
+  ``propensity`` server (and ``propensity-bento``) also answers ``POST /recommend`` (k=10, a known user) from a
   stored sandbox recommender with a 30-item precomputed list per user. The prediction
   log and ``/metrics`` are on in every ``propensity*`` server (the defaults);
   ``propensity-quiet`` has both off, ``propensity-nolog`` only the log off and
   ``propensity-nometrics`` only the metrics off: their cost is the difference
   (target: both together cost at most 10% of req/s at 1 user x 16 conns).
+* ``propensity-bento`` — the same model and recommender packaged by ``shopflow package``
+  (``shopflow.deploy.bento``) and served with ``bentoml serve <tag>`` from an empty
+  folder, pinned instead of following the ledger; the Bento's size (its folder, and the
+  ``bentoml export`` archive that also holds the models) is reported beside the table.
 
 Load: ``wrk`` (Debian's package) for a fixed duration per cell, 1 or 100 user ids per
 request (``/recommend``: one user, k=10), 1 or 16 connections; an httpx-based async generator when wrk is missing. All
@@ -27,7 +31,8 @@ Results: a Markdown table and ``SHOPFLOW_HOME/bench/serving.json``.
 Run: ``python -m benchmarks.bench_serving [--duration 10] [--users 2000] [--only NAME...]
 [--request-sizes 1 100] [--skip-recommend]`` (the observability cells alone:
 ``--only bentoml-noop propensity propensity-quiet propensity-nolog propensity-nometrics
---request-sizes 1 --skip-recommend``).
+--request-sizes 1 --skip-recommend``; the Bento beside the hot-swap service:
+``--only propensity propensity-bento``).
 """
 
 from __future__ import annotations
@@ -270,6 +275,40 @@ def _ready(url: str, headers: dict[str, str], timeout: float = 120) -> None:
     raise RuntimeError(f"{url} never became ready")
 
 
+def package_bento(settings: Any, bench_dir: Path) -> dict[str, Any]:
+    """``shopflow package`` the sandbox's production model; its tag and sizes."""
+    from shopflow.deploy.bento import package
+
+    started = time.monotonic()
+    packaged = package(settings).asdict()
+    seconds = time.monotonic() - started
+    archive = bench_dir / "bento" / "shop.bento"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    archive.unlink(missing_ok=True)
+    program = Path(sys.executable).with_name("bentoml")
+    subprocess.run([str(program), "export", packaged["bento"], str(archive)], check=True,
+                   capture_output=True, timeout=300,
+                   env={**os.environ, "BENTOML_HOME": str(settings.bentoml_home)})
+    logger.info("packaged %s in %.1f s", packaged["bento"], seconds)
+    empty = bench_dir / "bento" / "empty"  # the served Bento's working folder
+    shutil.rmtree(empty, ignore_errors=True)
+    empty.mkdir()
+    return {**packaged, "build_s": round(seconds, 2), "archive_bytes": archive.stat().st_size,
+            "serve_cwd": str(empty)}
+
+
+def packaged_server(facts: dict[str, Any] | None, base_env: dict[str, str]
+                    ) -> tuple[list[str], dict[str, str], Path]:
+    """``bentoml serve <tag>`` from an empty folder, without the repository on the path."""
+    from shopflow.serving.process import free_port, serve_command
+
+    assert facts is not None, "the Bento was not built"
+    empty = Path(facts["serve_cwd"])
+    env = {k: v for k, v in base_env.items() if k != "PYTHONPATH"}
+    return serve_command(host="127.0.0.1", port=free_port(), target=facts["bento"],
+                         working_dir=empty), env, empty
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per cell")
@@ -299,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     if generator is run_httpx:
         logger.warning("wrk not found (apt-get install -y wrk): using the slower httpx generator")
 
+    bento_facts = None
+    if not args.only or "propensity-bento" in args.only:
+        bento_facts = package_bento(settings, bench_dir)
     base_env = service_env(settings, inherit_shopflow_env=False)
     base_env["PYTHONPATH"] = os.pathsep.join([str(REPO), base_env.get("PYTHONPATH", "")])
     bodies = {n: json.dumps({"user_ids": (sandbox.user_ids * 2)[:n]}).encode() for n in (1, 100)}
@@ -330,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         ("propensity-library", lambda: bento(SERVICE_TARGET,
                                              {"SHOPFLOW_SERVING__COMPILED": "false"})),
         ("propensity-adaptive", lambda: bento(ADAPTIVE_TARGET)),
+        ("propensity-bento", lambda: packaged_server(bento_facts, base_env)),
     ]
     cells: list[Cell] = []
     with contextlib.ExitStack() as stack:
@@ -367,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         # /recommend k=10: a dictionary lookup and a slice behind the same front door
         for connections in () if args.skip_recommend else (1, 16):
             for server in running:
-                if server.name != "propensity":
+                if server.name not in ("propensity", "propensity-bento"):
                     continue
                 url = f"{server.url}/recommend"
                 headers = {"Content-Type": "application/json"}
@@ -390,9 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     verdict = _targets(cells)
     for line in verdict["lines"]:
         print(line)
+    if bento_facts is not None:
+        print(f"\nBento {bento_facts['bento']}: folder {bento_facts['size_bytes'] / 1e6:.2f} MB "
+              f"(service, shopflow package, lock file; models referenced in the store), "
+              f"exported archive with the models {bento_facts['archive_bytes'] / 1e6:.2f} MB")
     path = write_json(bench_dir, "serving", {
         "duration_s": args.duration, "online_users": args.users,
-        "cells": [asdict(c) for c in cells], "targets": verdict,
+        "cells": [asdict(c) for c in cells], "targets": verdict, "bento": bento_facts,
     })
     print(f"\nJSON: {path}")
     return 0

@@ -21,6 +21,12 @@ endpoints, Prometheus metrics and BentoML's access log off (Shopflow writes its 
 privacy-safe one), OpenTelemetry tracing excluded for the service's routes, a declared
 pydantic output spec (fixed JSON media type) answered with one pre-serialised body, and
 concurrent requests scored together (``shopflow.serving.batching``).
+
+Packaged: in a Bento built by ``shopflow package`` (``shopflow.deploy.bento``) this folder
+holds a pin (``shopflow.serving.packaged``) naming the model versions the Bento carries;
+the service declares them as BentoML models and serves those, scored by the same code,
+instead of following the ledger's alias (the online features still come from the
+configured Feast store).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import os
 import secrets
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import bentoml
@@ -43,6 +51,7 @@ from shopflow.contract import PROPENSITY_MODEL, RECOMMENDER_MODEL
 from shopflow.serving.metrics import PredictionMetrics, counter_lines, model_lines
 from shopflow.serving.middleware import STATE_KEY, FrontDoorMiddleware
 from shopflow.serving.options import SERVICE_OPTIONS, settle_heap
+from shopflow.serving.packaged import BentoPin, read_pin
 from shopflow.serving.prediction_log import (
     LIVE,
     PROBE,
@@ -72,6 +81,9 @@ INLINE_BATCH = 64
 # Loop iterations a batch waits for requests already read off their sockets to join it.
 GATHER_TICKS = 3
 GIL_SWITCH_SECONDS = 0.0005
+# The models a Bento carries (None: the repository's services/, which follows the ledger).
+# Read at import because BentoML collects a service's models from its class body.
+PIN = read_pin(Path(__file__).resolve().parent)
 
 
 def _configure_logging() -> None:
@@ -110,13 +122,18 @@ class ShopService:
     Bento tags and the service's own metrics carry it.
     """
 
+    if PIN is not None:  # packaged: the Bento carries these models (shopflow package)
+        propensity_model = bentoml.models.BentoModel(PIN.propensity.tag)
+        if PIN.recommender is not None:
+            recommender_model = bentoml.models.BentoModel(PIN.recommender.tag)
+
     def __init__(self) -> None:
         from shopflow.serving.runtime import ServingRuntime
 
         _configure_logging()
         self.settings = load_settings()
         self.max_batch = self.settings.serving.max_batch
-        self.runtime = ServingRuntime(self.settings, freeze_heap=True)
+        self.runtime = ServingRuntime(self.settings, freeze_heap=True, pin=self._pin())
         self.runtime.start()
         self.prediction_log = self.runtime.prediction_log
         self.scores: PredictionMetrics | None = (
@@ -136,6 +153,16 @@ class ShopService:
         # ~2.8x req/s at 1 user x 16 conns; now it matters for batches over INLINE_BATCH).
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
         settle_heap()
+
+    def _pin(self) -> BentoPin | None:
+        """The Bento's pin with each declared model resolved to its folder (None: not packaged)."""
+        if PIN is None:
+            return None
+        recommender = PIN.recommender
+        if recommender is not None:
+            recommender = recommender.resolved(self.recommender_model)
+        return replace(PIN, propensity=PIN.propensity.resolved(self.propensity_model),
+                       recommender=recommender)
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:

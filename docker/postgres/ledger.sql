@@ -27,6 +27,7 @@ CREATE TABLE shopflow_candidates (
 	created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
 	model VARCHAR(64) DEFAULT 'propensity' NOT NULL, 
 	artefacts JSON, 
+	bento VARCHAR(256), 
 	PRIMARY KEY (id), 
 	UNIQUE (version)
 );

@@ -440,6 +440,11 @@ class ServingSettings(_Section):
     )
     metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus text).")
     post_deploy_window: float = Field(default=5.0, ge=0)
+    package: bool = Field(
+        default=True,
+        description="After gate 3 passes, build a Bento carrying the deployed model "
+        "(shopflow.deploy.bento); a failed build is reported, the deployment stands.",
+    )
     max_error_rate: float = 0.01
     max_p99_ms: float = 250.0
 

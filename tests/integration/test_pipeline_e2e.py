@@ -238,6 +238,10 @@ def test_service_hot_swapped_to_the_promoted_model_and_gate_3_passed(
     try:
         deployment = ledger.events(kind="deployment")[-1]
         assert deployment.version == decision["version"]
+        # after gate 3 the winner was packaged as a Bento, its tag beside the version
+        bento = gate3["result"]["bento"]
+        assert bento["version"] == decision["version"] and bento["bento"], bento
+        assert ledger.candidate(decision["version"]).bento == bento["bento"]
     finally:
         ledger.close()
 

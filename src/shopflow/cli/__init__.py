@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "airflow": ("shopflow.cli.airflow", "airflow", "Local Airflow 3: UI, scheduler, service."),
     "serve": ("shopflow.cli.serve", "serve", "Serve the production model over HTTP."),
     "deploy": ("shopflow.cli.deploy", "deploy", "Gate 3 for a deploy-pending (or named) model."),
+    "package": ("shopflow.cli.package", "package", "Build a Bento carrying the production model."),
     "status": ("shopflow.cli.status", "status", "What is in production, and the history."),
     "rollback": ("shopflow.cli.rollback", "rollback", "Roll production back to an earlier model."),
     "forget": ("shopflow.cli.forget", "forget", "Erase one shopper from every store."),

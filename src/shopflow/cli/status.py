@@ -74,6 +74,7 @@ def _render_model(data: dict[str, Any], *, title: str, headline: tuple[str, ...]
             f"  why:      {production.get('reason') or '-'}",
             f"  replaced: {production.get('previous_version') or 'nothing (first model)'}",
             f"  metrics:  {_metrics(production.get('metrics') or {}, headline)}",
+            f"  bento:    {production.get('bento') or 'not packaged (shopflow package)'}",
         ]
     pending = data.get("pending")
     if pending is not None:

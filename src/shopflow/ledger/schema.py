@@ -79,6 +79,8 @@ def build_tables(schema: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.T
         _model_column(),
         # relative file path -> sha256 of the stored model's files (registry.digest)
         sa.Column("artefacts", sa.JSON, nullable=True),
+        # tag of the Bento that carries this version (shopflow.deploy.bento), once packaged
+        sa.Column("bento", sa.String(256), nullable=True),
     )
     events = sa.Table(
         "shopflow_events",
@@ -136,6 +138,21 @@ def add_artefacts_column(conn: sa.Connection, table: sa.Table) -> None:
     """``ALTER TABLE ... ADD COLUMN artefacts`` (NULL for old rows: loaded unverified)."""
     name = conn.dialect.identifier_preparer.format_table(table)
     conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN artefacts JSON")
+
+
+def lacks_bento_column(conn: sa.Connection, schema: str | None) -> bool:
+    """Whether the candidates table predates Bento packaging (no ``bento`` column)."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("shopflow_candidates", schema=schema):
+        return False
+    columns = {c["name"] for c in inspector.get_columns("shopflow_candidates", schema=schema)}
+    return "bento" not in columns
+
+
+def add_bento_column(conn: sa.Connection, table: sa.Table) -> None:
+    """``ALTER TABLE ... ADD COLUMN bento`` (NULL for old rows: never packaged)."""
+    name = conn.dialect.identifier_preparer.format_table(table)
+    conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN bento VARCHAR(256)")
 
 
 def add_model_column(conn: sa.Connection, table: sa.Table) -> None:

@@ -35,11 +35,13 @@ from shopflow.ledger.schema import (
     DEFAULT_MODEL,
     EVENT_KINDS,
     add_artefacts_column,
+    add_bento_column,
     add_model_column,
     alias_for,
     build_tables,
     candidate_alias_for,
     lacks_artefacts_column,
+    lacks_bento_column,
     missing_model_columns,
 )
 
@@ -101,6 +103,8 @@ class CandidateRecord:
     artefacts: dict[str, str] = field(default_factory=dict)
     """Relative file path -> sha256 of the stored model's files, recorded at registration
     (empty for models registered before digests existed)."""
+    bento: str | None = None
+    """Tag of the Bento that carries this version (``shopflow package``), None: not packaged."""
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,10 @@ class Ledger:
                     logger.info("ledger: adding the artefacts column (model digests) to "
                                 "shopflow_candidates; older models load unverified")
                     add_artefacts_column(conn, self._candidates)
+                if lacks_bento_column(conn, self.schema):
+                    logger.info("ledger: adding the bento column (packaged Bento tags) to "
+                                "shopflow_candidates")
+                    add_bento_column(conn, self._candidates)
                 self._ensure_alias(conn, DEFAULT_MODEL)
         self._ready = True
 
@@ -350,6 +358,16 @@ class Ledger:
             conn.execute(sa.update(table).where(table.c.version == version)
                          .values(artefacts=dict(artefacts)))
         return True
+
+    def record_bento(self, version: str, tag: str) -> None:
+        """Record ``tag``, the Bento that carries ``version``, beside the candidate (the
+        latest packaging wins: a rebuilt Bento replaces the tag)."""
+        table = self._candidates
+        with self._write() as conn:
+            done = conn.execute(sa.update(table).where(table.c.version == version)
+                                .values(bento=tag))
+            if done.rowcount == 0:
+                raise LedgerError(f"no candidate with version {version!r} in the ledger")
 
     def record_event(
         self,
@@ -786,6 +804,7 @@ class Ledger:
                 created_at=r.created_at,
                 model=r.model,
                 artefacts=dict(r.artefacts or {}),
+                bento=r.bento,
             )
             for r in rows
         ]
@@ -841,6 +860,12 @@ class Ledger:
         model = self._model(model)
         production = self.production(model=model)
         pending = self.pending(model=model)
+        candidates = self.candidates(limit=limit, model=model)
+        bento = None
+        if production is not None:
+            record = next((c for c in candidates if c.version == production.version), None) \
+                or self.candidate(production.version, model=model)
+            bento = record.bento if record is not None else None
         status: dict[str, Any] = {
             "production": None
             if production is None
@@ -852,6 +877,7 @@ class Ledger:
                 "reason": production.reason,
                 "previous_version": production.previous_version,
                 "feature_service": production.feature_service,
+                "bento": bento,
             },
             "candidates": [
                 {
@@ -861,8 +887,9 @@ class Ledger:
                     "feature_service": c.feature_service,
                     "run_id": c.run_id,
                     "created_at": isoformat(c.created_at),
+                    "bento": c.bento,
                 }
-                for c in self.candidates(limit=limit, model=model)
+                for c in candidates
             ],
             "events": [
                 {

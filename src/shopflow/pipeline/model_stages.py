@@ -402,10 +402,18 @@ def post_deploy_check(settings: Settings, context: StageContext, *,
     if deployed.get("failed"):
         raise PipelineBlocked(f"gate 3: {deployed.get('message')}")
     report = deployed.get("report") or {}
-    return {"status": "pass",
-            "summary": (f"{report.get('requests')} requests, error rate "
-                        f"{report.get('error_rate')}, p99 {report.get('p99_ms')} ms"),
-            "report": report}
+    result: StageResult = {"status": "pass",
+                           "summary": (f"{report.get('requests')} requests, error rate "
+                                       f"{report.get('error_rate')}, p99 "
+                                       f"{report.get('p99_ms')} ms"),
+                           "report": report}
+    version = report.get("version")
+    if settings.serving.package and version:
+        from shopflow.deploy.bento import package_after_deploy
+
+        # the winner as a Bento; a failed build is reported here, the deployment stands
+        result["bento"] = package_after_deploy(settings, str(version))
+    return result
 
 
 def rollback(settings: Settings, context: StageContext) -> StageResult:

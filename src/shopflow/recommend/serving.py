@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from shopflow.recommend.snapshot import ServingSnapshot
+    from shopflow.serving.packaged import PinnedModel
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,25 @@ class Recommender:
     def from_snapshot(cls, snapshot: ServingSnapshot, *, model_version: str = "snapshot",
                       family: str = "unknown") -> Recommender:
         return cls(snapshot, model_version=model_version, family=family)
+
+    @classmethod
+    def load_packaged(cls, pin: PinnedModel) -> Recommender:
+        """The recommender a Bento carries (:mod:`shopflow.serving.packaged`), from its
+        folder, checked against the digests in its pin; no ledger, no model store.
+
+        Raises:
+            RecommenderLoadError: a file differs from its digest, or cannot be read.
+        """
+        from shopflow.recommend.store import RecommenderLoadError, read_recommender
+        from shopflow.registry.digest import ArtefactMismatch, verify_packaged
+
+        try:
+            verify_packaged(pin.version, pin.folder(), pin.artefacts)
+        except ArtefactMismatch as exc:
+            raise RecommenderLoadError(str(exc)) from exc
+        model, snapshot = read_recommender(pin.folder(), pin.version)
+        return cls(snapshot, model_version=pin.version, family=model.family,
+                   metadata=pin.metadata)
 
     @classmethod
     def load(cls, settings: Settings, version: str | None = None, *,

@@ -115,27 +115,37 @@ def load_recommender(settings: Settings, version: str
     Raises:
         RecommenderLoadError: unknown version, or missing/corrupt files.
     """
-    from shopflow.recommend.rankers import RankerModel
-    from shopflow.recommend.snapshot import ServingSnapshot
     from shopflow.registry.digest import ArtefactMismatch, verify_artefacts
 
     ref = _ref(settings, version)
-    path = Path(ref.path_of(MODEL_FILE))
     try:  # every recorded file (the ranker and its snapshot) before anything is read
         verify_artefacts(settings, version, Path(ref.path), model=RECOMMENDER_MODEL)
     except ArtefactMismatch as exc:
         raise RecommenderLoadError(str(exc)) from exc
+    model, snapshot = read_recommender(Path(ref.path), version)
+    return model, snapshot, dict(ref.info.metadata or {})
+
+
+def read_recommender(folder: Path, version: str) -> tuple[RankerModel, ServingSnapshot]:
+    """The ranker and snapshot stored in ``folder`` (verify their digests first).
+
+    Raises:
+        RecommenderLoadError: missing or corrupt files, or no RankerModel.
+    """
+    from shopflow.recommend.rankers import RankerModel
+    from shopflow.recommend.snapshot import ServingSnapshot
+
     try:
-        with open(path, "rb") as handle:
+        with open(folder / MODEL_FILE, "rb") as handle:
             model = pickle.load(handle)
-        snapshot = ServingSnapshot.load(Path(ref.path_of(SNAPSHOT_DIR)))
+        snapshot = ServingSnapshot.load(folder / SNAPSHOT_DIR)
     except Exception as exc:  # unpickling and parquet raise nearly anything on bad files
         raise RecommenderLoadError(
-            f"recommender {MODEL_NAME}:{version} could not be loaded from {ref.path}: "
+            f"recommender {MODEL_NAME}:{version} could not be loaded from {folder}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
     if not isinstance(model, RankerModel):
         raise RecommenderLoadError(
             f"{MODEL_NAME}:{version} holds a {type(model).__name__}, not a RankerModel"
         )
-    return model, snapshot, dict(ref.info.metadata or {})
+    return model, snapshot

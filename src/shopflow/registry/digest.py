@@ -88,6 +88,16 @@ def verify_artefacts(settings: Settings, version: str, directory: Path, *, model
         logger.warning("model %s has no artefact digests in the ledger: loaded unverified "
                        "(registered before digests were recorded)", version)
         return False
+    mismatched = mismatched_files(directory, expected, files)
+    if mismatched:
+        _refuse(settings, version, model=model, mismatched=mismatched)
+    return True
+
+
+def mismatched_files(directory: Path, expected: Mapping[str, str],
+                     files: tuple[str, ...] | None = None) -> dict[str, dict[str, str | None]]:
+    """``name -> {"expected", "actual"}`` for each of ``expected``'s files (only ``files``
+    when given) that is missing under ``directory`` or has another sha256."""
     root = Path(directory)
     wanted = expected if files is None else {k: v for k, v in expected.items() if k in files}
     mismatched: dict[str, dict[str, str | None]] = {}
@@ -96,8 +106,33 @@ def verify_artefacts(settings: Settings, version: str, directory: Path, *, model
         actual = file_sha256(path) if path.is_file() else None
         if actual != digest:
             mismatched[name] = {"expected": digest, "actual": actual}
+    return mismatched
+
+
+def verify_packaged(version: str, directory: Path, expected: Mapping[str, str], *,
+                    files: tuple[str, ...] | None = None) -> bool:
+    """Check a packaged model's files against the digests its Bento carries.
+
+    A Bento serves without the ledger, so the digests the ledger recorded travel in the
+    Bento's pin (:mod:`shopflow.serving.packaged`); a mismatch is refused the same way,
+    without a ledger event to write.
+
+    Returns:
+        False when the pin carries no digests (a model registered before digests existed).
+
+    Raises:
+        ArtefactMismatch: a file is missing or differs.
+    """
+    if not expected:
+        logger.warning("packaged model %s has no artefact digests: loaded unverified", version)
+        return False
+    mismatched = mismatched_files(directory, expected, files)
     if mismatched:
-        _refuse(settings, version, model=model, mismatched=mismatched)
+        names = ", ".join(sorted(mismatched))
+        reason = (f"refused: packaged file(s) {names} of {version} differ from the sha256 "
+                  "the ledger recorded at registration (changed inside the Bento?)")
+        logger.error("INTEGRITY: %s", reason)
+        raise ArtefactMismatch(reason)
     return True
 
 

@@ -231,6 +231,17 @@ def load_model(settings: Settings, version: str) -> PropensityModel:
     if not path.is_file():
         raise ModelLoadError(f"model {MODEL_NAME}:{version} has no {MODEL_FILE} at {path}")
     _verified(settings, version, ref, MODEL_FILE)
+    return read_model_file(path, version)
+
+
+def read_model_file(path: Path, version: str) -> PropensityModel:
+    """The propensity model pickled at ``path`` (verify its digest first).
+
+    Raises:
+        ModelLoadError: the file is missing, corrupt, or holds no PropensityModel.
+    """
+    if not path.is_file():
+        raise ModelLoadError(f"model {MODEL_NAME}:{version} has no {MODEL_FILE} at {path}")
     model = _unpickle(path, f"model {MODEL_NAME}:{version}")
     if not isinstance(model, _ScoringModel):
         raise ModelLoadError(
@@ -262,6 +273,15 @@ def load_compiled(settings: Settings, version: str) -> Any | None:
     if not path.is_file():
         return None
     _verified(settings, version, ref, COMPILED_FILE)
+    return read_compiled_file(path, version)
+
+
+def read_compiled_file(path: Path, version: str) -> Any:
+    """The compiled predictor pickled at ``path`` (verify its digest first).
+
+    Raises:
+        ModelLoadError: it cannot be unpickled or is not a predictor.
+    """
     compiled = _unpickle(path, f"compiled predictor of {MODEL_NAME}:{version}")
     if not callable(getattr(compiled, "predict", None)):
         raise ModelLoadError(f"{path} holds a {type(compiled).__name__}, not a predictor")

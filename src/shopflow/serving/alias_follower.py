@@ -19,6 +19,11 @@ kind: how to load a version (:meth:`AliasFollower._load`), how to prove it can s
 (:meth:`AliasFollower._check`), and how to name it in the log; its hooks add what is
 specific (the propensity model's shadow challenger, the recommender's popularity
 fallback while its alias is empty).
+
+A *packaged* follower (the service inside a Bento, :mod:`shopflow.serving.packaged`)
+follows no alias: its target is the version the Bento carries (or none), loaded and
+checked by the same procedure once, and never swapped; it never opens the ledger, so a
+refusal is logged and kept for ``/metadata`` only.
 """
 
 from __future__ import annotations
@@ -81,7 +86,8 @@ class AliasFollower(ABC, Generic[M]):
     kind: ClassVar[str]
     label: ClassVar[str]
 
-    def __init__(self, ledger_url: str) -> None:
+    def __init__(self, ledger_url: str, *, packaged: bool = False,
+                 pinned_version: str | None = None) -> None:
         from shopflow.ledger import Ledger
 
         self.current: M | None = None
@@ -93,6 +99,8 @@ class AliasFollower(ABC, Generic[M]):
         self._ledger = Ledger(ledger_url, model=self.kind)
         self._refused_target: str | None = None
         self._lock = threading.Lock()  # one poll at a time (poller thread vs. explicit calls)
+        self.packaged = packaged
+        self._pinned_version = pinned_version
         self._log = logging.getLogger(type(self).__module__)
 
     # ---- what differs per kind ---------------------------------------------------------
@@ -129,6 +137,9 @@ class AliasFollower(ABC, Generic[M]):
         """Read the alias once; load, check and swap when it moved (a ledger failure only
         sets :attr:`last_poll_error`: serving goes on with what it has)."""
         with self._lock:
+            if self.packaged:
+                self._poll_pinned()
+                return
             try:
                 production = self._ledger.production()
                 pending = self._ledger.pending()
@@ -149,6 +160,14 @@ class AliasFollower(ABC, Generic[M]):
             elif target == self.version and self._refused_target != candidate:
                 self._refused_target = None  # back on a good one: a refused one may return
             self._after_poll(target)
+
+    def _poll_pinned(self) -> None:
+        """A packaged follower's poll: load the pinned version once (no ledger)."""
+        target = self._pinned_version
+        self.alias_version = target
+        if target is not None and self.current is None and target != self._refused_target:
+            self._swap_to(target)
+        self._after_poll(target)
 
     def admit(self, version: str) -> M:
         """Load and check ``version`` without serving it (raises what refuses it)."""
@@ -176,6 +195,8 @@ class AliasFollower(ABC, Generic[M]):
         self.refused += 1
         self._log.error("refused to serve %s %s, still serving %s: %s", self.label, version,
                         serving, reason)
+        if self.packaged:
+            return  # a Bento's pinned version: no ledger alias to roll back
         try:
             self._ledger.record_event(
                 kind="rejection",

@@ -106,6 +106,7 @@ class ServiceProcess:
         target: ``module:Class`` of the service (the benchmark serves others).
         working_dir: folder holding the service module.
         inherit_shopflow_env: pass the caller's ``SHOPFLOW_*`` variables on.
+        cwd: the child's working directory (default: the caller's).
     """
 
     def __init__(
@@ -120,8 +121,10 @@ class ServiceProcess:
         target: str = SERVICE_TARGET,
         working_dir: Path | None = None,
         inherit_shopflow_env: bool = True,
+        cwd: Path | None = None,
     ) -> None:
         self.settings = settings
+        self.cwd = cwd
         self.host = host or settings.serving.host
         self.port = port or free_port(self.host)
         self.env = service_env(settings, config_path=config_path,
@@ -143,7 +146,8 @@ class ServiceProcess:
         self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         logger.info("starting %s (log: %s)", " ".join(self.command), self.log_path)
         self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=self._log_handle, stderr=subprocess.STDOUT,
+            self.command, env=self.env, cwd=self.cwd, stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
         try:

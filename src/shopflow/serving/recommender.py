@@ -27,6 +27,7 @@ from shopflow.serving.alias_follower import AliasFollower, ModelRefused
 
 if TYPE_CHECKING:
     from shopflow.recommend.serving import RecommendationResult, Recommender
+    from shopflow.serving.packaged import PinnedModel
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -46,13 +47,19 @@ class RecommenderRuntime(AliasFollower["Recommender"]):
         settings: ledger URL, model store and published marts.
         popularity_retry: seconds between attempts to build the popularity fallback
             while there is nothing to serve.
+        packaged: inside a Bento: serve ``pin`` (or popularity when the Bento carries no
+            recommender), follow no alias, never open the ledger.
+        pin: the recommender the Bento carries, resolved to its folder.
     """
 
     kind = RECOMMENDER_MODEL
     label = RECOMMENDER_MODEL
 
-    def __init__(self, settings: Settings, *, popularity_retry: float = 30.0) -> None:
-        super().__init__(settings.ledger_url)
+    def __init__(self, settings: Settings, *, popularity_retry: float = 30.0,
+                 packaged: bool = False, pin: PinnedModel | None = None) -> None:
+        super().__init__(settings.ledger_url, packaged=packaged,
+                         pinned_version=pin.version if pin is not None else None)
+        self.pin = pin
         self.settings = settings
         self._popularity_retry = popularity_retry
         self._popularity_tried = -math.inf
@@ -69,6 +76,8 @@ class RecommenderRuntime(AliasFollower["Recommender"]):
     def _load(self, version: str) -> Recommender:
         from shopflow.recommend.serving import Recommender
 
+        if self.pin is not None:
+            return Recommender.load_packaged(self.pin)
         return Recommender.load(self.settings, version, fallback=False)
 
     def _check(self, candidate: Recommender) -> Recommender:

@@ -34,6 +34,7 @@ from shopflow.serving.served import ServedModel, load_served_model, missing_if_i
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from shopflow.serving.packaged import BentoPin
     from shopflow.serving.prediction_log import PredictionLog
     from shopflow.serving.shadow import ShadowScorer
     from shopflow.settings import Settings
@@ -57,6 +58,10 @@ class ServingRuntime(AliasFollower[ServedModel]):
         poll: start the background alias poller in :meth:`start`.
         freeze_heap: ``gc.freeze()`` after each hot swap (the service process; see
             ``shopflow.serving.options.settle_heap``).
+        pin: the models a Bento carries (:mod:`shopflow.serving.packaged`, resolved to
+            their folders): serve those, follow no alias, never open the ledger; no shadow
+            scoring and no gate 3 at start (the Bento is a fixed release). The poller
+            still runs: it refreshes the recommender's popularity fallback.
     """
 
     kind = PROPENSITY_MODEL
@@ -69,8 +74,11 @@ class ServingRuntime(AliasFollower[ServedModel]):
         features: OnlineFeatures | None = None,
         poll: bool = True,
         freeze_heap: bool = False,
+        pin: BentoPin | None = None,
     ) -> None:
-        super().__init__(settings.ledger_url)
+        super().__init__(settings.ledger_url, packaged=pin is not None,
+                         pinned_version=pin.propensity.version if pin is not None else None)
+        self.pin = pin
         self.settings = settings
         self.features = features or OnlineFeatures(settings)
         self.hash_id = IdHasher(settings.home_dir)
@@ -85,7 +93,9 @@ class ServingRuntime(AliasFollower[ServedModel]):
         from shopflow.serving.recommender import RecommenderRuntime
 
         # POST /recommend: the ledger's recommender, polled by the same thread
-        self.recommender = RecommenderRuntime(settings)
+        self.recommender = RecommenderRuntime(
+            settings, packaged=pin is not None,
+            pin=pin.recommender if pin is not None else None)
         self._unusable_challengers: set[str] = set()
         self._snapshot_ids: list[str] | None = None
         self._started = False
@@ -96,7 +106,7 @@ class ServingRuntime(AliasFollower[ServedModel]):
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         """Load the production model now (if any), then keep polling in the background."""
-        if self.settings.serving.shadow:
+        if self.settings.serving.shadow and not self.packaged:
             from shopflow.serving.shadow import ShadowScorer, shadow_dir
 
             self.shadow = ShadowScorer(
@@ -116,13 +126,15 @@ class ServingRuntime(AliasFollower[ServedModel]):
         self.refresh_as_of()
         self._started = True
         if self._poll and self._thread is None:
+            # packaged too: a pin-less Bento's popularity fallback follows the published marts
             self._thread = threading.Thread(
                 target=self._run, name="shopflow-alias-poller", daemon=True
             )
             self._thread.start()
-            from shopflow.serving.pending import deploy_pending_at_start
+            if not self.packaged:  # a Bento is a fixed release: no ledger, no gate 3
+                from shopflow.serving.pending import deploy_pending_at_start
 
-            deploy_pending_at_start(self.settings)  # gate 3 for a run that found no service
+                deploy_pending_at_start(self.settings)  # gate 3 for a run that found no service
 
     def stop(self) -> None:
         """Stop polling and shadow scoring, write out the prediction log (bounded waits)."""
@@ -179,6 +191,10 @@ class ServingRuntime(AliasFollower[ServedModel]):
 
     # ---- what the alias follower needs to know about this model ------------------------
     def _load(self, version: str) -> ServedModel:
+        if self.pin is not None:
+            from shopflow.serving.served import load_packaged_model
+
+            return load_packaged_model(self.pin.propensity)
         return load_served_model(self.settings, version)
 
     def _check(self, candidate: ServedModel) -> ServedModel:
@@ -409,6 +425,12 @@ class ServingRuntime(AliasFollower[ServedModel]):
             "reload_interval": self.settings.serving.reload_interval,
             "max_batch": self.settings.serving.max_batch,
             "ledger_error": self.last_poll_error,
+            "packaged": None if self.pin is None else {
+                "propensity": self.pin.propensity.tag,
+                RECOMMENDER_MODEL: self.pin.recommender.tag if self.pin.recommender else None,
+                "packaged_at": self.pin.packaged_at,
+                "code_version": self.pin.code_version,
+            },
             RECOMMENDER_MODEL: self.recommender.metadata(),
             "prediction_log": None if self.prediction_log is None else {
                 "directory": str(self.prediction_log.directory),

@@ -27,6 +27,7 @@ from shopflow.serving.alias_follower import ModelRefused
 if TYPE_CHECKING:
     import pandas as pd
 
+    from shopflow.serving.packaged import PinnedModel
     from shopflow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -243,14 +244,58 @@ def load_served_model(settings: Settings, version: str) -> ServedModel:
         raise ModelRefused(f"model {version} could not be loaded: {type(exc).__name__}: {exc}") from exc
     metadata = dict(info.metadata)
     compiled, inference_reason = _compiled_predictor(settings, version, metadata)
-    metrics: dict[str, Any] = dict(metadata.get("metrics") or {})
     ledger = Ledger(settings.ledger_url)
     try:
         record = ledger.candidate(version)
     finally:
         ledger.close()
-    if record is not None and record.metrics:
-        metrics = {**metrics, **record.metrics}
+    return _served(version, model, metadata, record.metrics if record is not None else {},
+                   compiled, inference_reason)
+
+
+def load_packaged_model(pin: PinnedModel) -> ServedModel:
+    """Load the model a Bento carries, from its folder, with the facts its pin carries.
+
+    The same model, compiled predictor, metrics and cold-start probability as
+    :func:`load_served_model` gives for that version, without the ledger or the model
+    store of ``SHOPFLOW_HOME`` (the digests and ledger metrics travel in the pin).
+
+    Raises:
+        ModelRefused: a file differs from its recorded digest, or cannot be unpickled.
+    """
+    from shopflow.registry import COMPILED_FILE, MODEL_FILE, ModelLoadError
+    from shopflow.registry.digest import ArtefactMismatch, verify_packaged
+    from shopflow.registry.store import read_compiled_file, read_model_file
+
+    folder, version = pin.folder(), pin.version
+    try:
+        verify_packaged(version, folder, pin.artefacts, files=(MODEL_FILE,))
+        model = read_model_file(folder / MODEL_FILE, version)
+    except (ArtefactMismatch, ModelLoadError) as exc:
+        raise ModelRefused(str(exc)) from exc
+    metadata = dict(pin.metadata)
+    compiled: Any = None
+    facts = metadata.get("compiled")
+    inference_reason = str(facts["reason"]) if isinstance(facts, dict) and facts.get("reason") \
+        else "no compiled predictor stored (registered without one)"
+    if (folder / COMPILED_FILE).is_file():
+        try:
+            verify_packaged(version, folder, pin.artefacts, files=(COMPILED_FILE,))
+            compiled, inference_reason = read_compiled_file(folder / COMPILED_FILE, version), \
+                "not checked yet"
+        except (ArtefactMismatch, ModelLoadError) as exc:
+            logger.warning("%s; the library predictor serves", exc)
+            inference_reason = str(exc)
+    return _served(version, model, metadata, pin.metrics, compiled, inference_reason)
+
+
+def _served(version: str, model: Any, metadata: dict[str, Any], ledger_metrics: dict[str, Any],
+            compiled: Any, inference_reason: str) -> ServedModel:
+    """The :class:`ServedModel` of a loaded model: registry metrics overlaid by the
+    ledger's, and the cold-start probability they give."""
+    metrics: dict[str, Any] = dict(metadata.get("metrics") or {})
+    if ledger_metrics:
+        metrics = {**metrics, **ledger_metrics}
     base_rate, source = cold_start_probability(model, metadata, metrics)
     trained_at = getattr(model, "trained_at", None)
     return ServedModel(
