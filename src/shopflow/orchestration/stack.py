@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from shopflow.processes import ChildProcess, stop_all, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     import httpx
 
@@ -39,6 +39,11 @@ AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.Sim
 #: task workers call its execution API).
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 MIGRATE_TIMEOUT = 300.0
+
+
+def plugins_folder() -> Path:
+    """The repository's ``plugins/``: the Shopflow view (``shopflow.ui``) for the api-server."""
+    return Path(__file__).resolve().parents[3] / "plugins"
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ def stack_environment(
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__API__BASE_URL": base_url,
         "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_folder()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{login.user}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
         # shared by every component: tasks carry JWTs the api-server must accept
@@ -152,6 +158,7 @@ class AirflowStack:
         inherit_shopflow_env: pass the caller's ``SHOPFLOW_*`` variables on (tests: no).
         extra_env: more variables for every child (e.g. faster scheduler polling).
         stop_timeout: seconds between SIGTERM and SIGKILL.
+        components: which of :data:`COMPONENTS` to start (tests: the api-server alone).
     """
 
     def __init__(
@@ -165,7 +172,12 @@ class AirflowStack:
         inherit_shopflow_env: bool = True,
         extra_env: Mapping[str, str] | None = None,
         stop_timeout: float = 20.0,
+        components: Sequence[str] = COMPONENTS,
     ) -> None:
+        unknown = set(components) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"components: unknown {sorted(unknown)}; known: {COMPONENTS}")
+        self.components = tuple(c for c in COMPONENTS if c in components)
         self.settings = settings
         self.host = settings.airflow.host
         self.port = port or settings.airflow.port
@@ -205,12 +217,19 @@ class AirflowStack:
                                f"{(proc.stdout + proc.stderr)[-3000:]}")
         return proc.stdout
 
-    def start(self, *, timeout: float = 240.0) -> AirflowStack:
-        """Migrate the metadata DB, start every component, wait for a healthy api-server."""
+    def start(self, *, timeout: float = 240.0, reserialize: bool = False) -> AirflowStack:
+        """Migrate the metadata DB, start every component, wait for a healthy api-server.
+
+        Args:
+            reserialize: serialize the DAGs into the metadata DB first (``airflow dags
+                reserialize``, what the dag-processor does), for an api-server started alone.
+        """
         self.settings.ensure_dirs()
         self.airflow("db", "migrate")
+        if reserialize:
+            self.airflow("dags", "reserialize")
         try:
-            for name in COMPONENTS:
+            for name in self.components:
                 command = [airflow_program(), name]
                 if name == "api-server":
                     command += ["--host", self.host, "--port", str(self.port), "--workers", "1"]
