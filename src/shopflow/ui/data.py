@@ -152,7 +152,7 @@ def list_runs(settings: Settings, *, kind: str | None = None,
               limit: int = 100) -> list[dict[str, Any]]:
     """Every run folder with stage records, newest first (by the latest record's time)."""
     root = _runs_root(settings)
-    runs = []
+    runs: list[dict[str, Any]] = []
     if not root.is_dir():
         return runs
     for folder in root.iterdir():
