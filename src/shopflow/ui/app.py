@@ -193,13 +193,15 @@ def create_app() -> FastAPI:
     @app.get("/dbt-docs/{path:path}", dependencies=read)
     def dbt_docs(request: Request, path: str = "") -> Response:
         """dbt's documentation site, as the transform stage generated it (one static page)."""
+        from shopflow.transform.docs import DOCS_PAGE
+
         try:
             return FileResponse(data.served_file(data.dbt_docs_dir(_settings(request.app)),
-                                                 path or "static_index.html"))
+                                                 path or DOCS_PAGE))
         except data.NotFound as exc:
             return page(request, "message.html", status_code=404, title="dbt docs",
-                        message=f"{exc}: the transform stage writes it on the next training "
-                                "run (`shopflow transform` too).", login=False)
+                        message=f"{exc}: the marts stage of the next training run writes it.",
+                        login=False)
 
     @app.post("/rollback", dependencies=trigger, response_class=HTMLResponse)
     async def rollback(request: Request, user: CurrentUser,

@@ -310,5 +310,7 @@ def served_file(root: Path, relative: str) -> Path:
 
 
 def dbt_docs_dir(settings: Settings) -> Path:
-    """Where the transform stage writes ``dbt docs generate`` (dbt's target folder)."""
-    return settings.home_dir / "dbt" / "target"
+    """Where the transform stage writes dbt's documentation page (:mod:`shopflow.transform.docs`)."""
+    from shopflow.transform.docs import docs_dir
+
+    return docs_dir(settings)
