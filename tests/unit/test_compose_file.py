@@ -252,6 +252,7 @@ def test_dockerfile_builds_one_image_for_every_role() -> None:
     text = DOCKERFILE.read_text()
     assert "requirements.lock" in text
     assert "COPY --chown=50000:0 dags ./dags" in text
+    assert "COPY --chown=50000:0 plugins ./plugins" in text  # the Shopflow view
     assert re.search(r"^USER\s+50000", text, flags=re.MULTILINE), "must not run as root"
     assert "PASSWORD" not in text and "SECRET" not in text
     assert (REPO / "docker" / "entrypoint.sh").is_file()
