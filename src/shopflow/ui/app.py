@@ -17,6 +17,7 @@ import logging
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import (
@@ -54,11 +55,12 @@ def _templates() -> jinja2.Environment:
 
 
 def number(value: Any) -> str:
-    """A metric as the pages show it: floats to 4 decimals, a missing one as a dash."""
+    """A metric as the pages show it: floats to 4 decimals (a count stored as a float, such
+    as ``rows``, as an integer), a missing one as a dash."""
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return str(int(value)) if value.is_integer() and abs(value) >= 2 else f"{value:.4f}"
     return str(value)
 
 
@@ -83,6 +85,7 @@ def _token(request: Request) -> str | None:
 def _airflow_root(request: Request) -> str:
     """The api-server's own address as this request reached it (for its REST API)."""
     host, port = request.scope.get("server") or (request.url.hostname, request.url.port)
+    host = f"[{host}]" if ":" in str(host) else host  # an IPv6 address
     root = str(request.scope.get("root_path", "")).removesuffix(URL_PREFIX).rstrip("/")
     return f"{request.url.scheme}://{host}:{port}{root}"
 
@@ -231,6 +234,6 @@ def create_app() -> FastAPI:
                     message=f"{ROLLBACK_DAG} run {run_id} triggered by {user.get_name()} "
                             f"(reason: {conf['reason']}); the ledger records the move when it "
                             "runs.",
-                    link=f"dags/{ROLLBACK_DAG}/runs/{run_id}")
+                    link=f"dags/{ROLLBACK_DAG}/runs/{quote(run_id, safe='')}")
 
     return app

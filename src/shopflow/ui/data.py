@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shopflow.contract import MODELS, PROPENSITY_MODEL
+from shopflow.contract import MODELS, PROPENSITY_MODEL, RECOMMENDER_MODEL
 from shopflow.ledger import Ledger, LedgerEvent, isoformat
 from shopflow.pipeline.runs import read_records, safe_run_id
 
@@ -27,7 +27,12 @@ if TYPE_CHECKING:
     from shopflow.settings import Settings
 
 #: the metric a model's production history is drawn with
-HEADLINE_METRIC = {PROPENSITY_MODEL: "roc_auc", "recommender": "ndcg@10"}
+HEADLINE_METRIC = {PROPENSITY_MODEL: "roc_auc", RECOMMENDER_MODEL: "ndcg@10"}
+#: the metrics the Models page shows first (every other one is folded away)
+HEADLINE_METRICS = {
+    PROPENSITY_MODEL: ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile"),
+    RECOMMENDER_MODEL: ("ndcg@10", "recall@10", "map@10", "hit_rate@10"),
+}
 MONITORING_MODULE = "shopflow.pipeline.monitoring_stages"
 TRAINING_STAGES = ("evaluate", "champion_gate", "train_candidate", "training_set")
 ROLLBACK_STAGES = ("rollback",)
@@ -127,6 +132,7 @@ def model_page(settings: Settings, model: str, *, when: datetime | None = None,
         "history": history,
         "served_at": answer,
         "headline_metric": history["metric"],
+        "headline_metrics": HEADLINE_METRICS.get(model, (history["metric"],)),
     }
 
 
