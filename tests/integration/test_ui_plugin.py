@@ -15,6 +15,7 @@ import json
 import re
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,6 +23,7 @@ import pytest
 
 from airflow_server import api_server
 from shopflow.ledger import Ledger
+from shopflow.orchestration.runtime import actor_of
 from shopflow.pipeline.runs import run_dir, safe_run_id, write_record
 from shopflow.pipeline.vocabulary import StageRecord
 
@@ -308,5 +310,7 @@ def test_rollback_needs_a_reason_and_runs_as_the_logged_in_user(
     with stack.client() as api:
         run = api.get(f"/api/v2/dags/shopflow_rollback/dagRuns/{run_id.group(1)}").json()
     assert run["triggering_user_name"] == stack.login.user
+    # what the rollback task records as the ledger's actor for this run
+    assert actor_of(SimpleNamespace(**run)) == f"airflow:{stack.login.user}"
     assert run["conf"] == {"reason": "checkout errors after v3", "version": None,
                            "from_version": "v3"}
