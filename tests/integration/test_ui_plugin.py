@@ -88,7 +88,7 @@ def _training_run(settings: Settings) -> None:
             "layer": "raw", "passed": True, "summary": "quality gate 'raw' passed: 12 checks",
             "batches": [{"success": True, "headline": "quality gate 'raw' passed: 12 checks",
                          "report_path": str(quality / "raw-1.json"),
-                         "data_docs_path": str(docs / "index.html")}]}),
+                         "data_docs_path": str(docs / "index.html")}]}, task_id="gate_raw"),
         StageRecord("evaluate", "success", 3.0, {"leaderboard": leaderboard, "winner": "v3"}),
         StageRecord("champion_gate", "success", 2.0, {
             "decision": {"promote": True, "forced": False, "version": "v3",
@@ -261,10 +261,14 @@ def test_run_page_shows_leaderboard_decision_and_links_every_report(ui: httpx.Cl
     assert 'src="/shopflow/runs/' in html  # the ROC / calibration plot
 
 
-def test_task_tab_highlights_the_task(ui: httpx.Client) -> None:
-    page = ui.get(f"/runs/{TRAINING_RUN}", params={"task": "champion_gate"})
-    assert '<tr id="stage-champion_gate" class="highlight">' in page.text
-    assert "champion_gate: what it recorded" in page.text
+def test_task_tab_shows_the_tasks_record(ui: httpx.Client) -> None:
+    gate = ui.get(f"/runs/{TRAINING_RUN}", params={"task": "gate_raw"}).text  # by task id
+    assert re.findall(r'<tr id="stage-[^"]+" class="highlight">', gate) == [
+        '<tr id="stage-quality_gate[raw]" class="highlight">']
+    assert "quality_gate[raw]: what it recorded" in gate and "12 checks" in gate
+    older = ui.get(f"/runs/{TRAINING_RUN}", params={"task": "champion_gate"}).text  # no task id
+    assert '<tr id="stage-champion_gate" class="highlight">' in older
+    assert "champion_gate: what it recorded" in older
 
 
 def test_run_curves_plot_and_unknown_run(ui: httpx.Client) -> None:

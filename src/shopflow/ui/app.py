@@ -164,10 +164,10 @@ def create_app() -> FastAPI:
     @app.get("/runs/{run_id}", dependencies=read, response_class=HTMLResponse)
     def run(request: Request, run_id: str, task: str | None = None) -> HTMLResponse:
         try:
-            content = data.run_page(_settings(request.app), run_id)
+            content = data.run_page(_settings(request.app), run_id, task=task or None)
         except data.NotFound as exc:
             raise not_found(exc) from exc
-        return page(request, "run.html", task=task or "", **content)
+        return page(request, "run.html", **content)
 
     @app.get("/runs/{run_id}/curves.svg", dependencies=read)
     def curves_plot(request: Request, run_id: str) -> Response:

@@ -214,8 +214,15 @@ def _gate_reports(settings: Settings, label: str, result: dict[str, Any]) -> lis
     return rows
 
 
-def run_page(settings: Settings, run_id: str) -> dict[str, Any]:
-    """The Runs page of one run: stages, gates with their reports, leaderboard, decision.
+def _of_task(label: str, task_id: str | None, task: str) -> bool:
+    """Whether a stage record belongs to Airflow task ``task`` (by its recorded task id, or,
+    for records written before task ids were, by the stage name)."""
+    return task_id == task if task_id else label.split("[")[0] == task
+
+
+def run_page(settings: Settings, run_id: str, *, task: str | None = None) -> dict[str, Any]:
+    """The Runs page of one run: stages, gates with their reports, leaderboard, decision;
+    with ``task`` (the task-instance tab), that task's stages are marked and shown in full.
 
     Raises:
         NotFound: the run wrote no stage record (unknown run, or not a Shopflow run).
@@ -226,7 +233,9 @@ def run_page(settings: Settings, run_id: str) -> dict[str, Any]:
         raise NotFound(f"no Shopflow records for run {run_id!r} under "
                        f"{_runs_root(settings)}")
     stages = [{"stage": r.stage, "status": r.status, "seconds": round(r.seconds, 1),
-               "error": r.error, "finished_at": r.finished_at} for r in records.values()]
+               "error": r.error, "finished_at": r.finished_at,
+               "of_task": bool(task) and _of_task(r.stage, r.task_id, str(task))}
+              for r in records.values()]
     stages.sort(key=lambda s: str(s["finished_at"]))
     evaluate = records.get("evaluate")
     gate = records.get("champion_gate")
@@ -253,7 +262,9 @@ def run_page(settings: Settings, run_id: str) -> dict[str, Any]:
                         "result": deploy.result} if deploy else None,
         "recommender": recommender.result if recommender else None,
         "has_curves": bool(evaluation_curves(settings, folder)),
-        "results": {label: r.result for label, r in records.items()},
+        "task": task or "",
+        "task_results": {label: r.result for label, r in records.items()
+                         if task and _of_task(label, r.task_id, task)},
     }
 
 
