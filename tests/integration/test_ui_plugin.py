@@ -118,6 +118,12 @@ def _monitoring_run(settings: Settings) -> None:
         "previous_version": "v1", "comparison": {
             "metric": "roc_auc", "production": {"roc_auc": 0.7021}, "previous": {"roc_auc": 0.6544},
             "delta": 0.0477, "tolerance": 0.01, "rows": 321}}))
+    shadow = settings.reports_dir / "shadow"
+    shadow.mkdir(parents=True, exist_ok=True)
+    (shadow / "shadow-2026-11-30.jsonl").write_text("".join(
+        json.dumps({"at": "2026-11-30T09:00:00", "champion_version": "v3", "champion": p,
+                    "challenger_version": "v4", "challenger": c}) + "\n"
+        for p, c in ((0.2, 0.4), (0.6, 0.5))))
     # a readout another stage may add later: shown as stored, without a code change
     write_record(settings, MONITORING_RUN, StageRecord("staleness", "success", 0.1, {
         "feature_age_hours": 30.5, "verdict": "stale beyond 24h"}))
@@ -290,6 +296,8 @@ def test_monitoring_page_shows_drift_live_gate_and_new_keys(ui: httpx.Client) ->
     assert f">{PSI['events_7d']:.4f}<" in html and f">{PSI['monetary_30d']:.4f}<" in html
     assert ">0.7021<" in html and ">0.6544<" in html and ">321<" in html  # gate 4, per version
     assert "feature_age_hours" in html and "stale beyond 24h" in html  # a key no code knows
+    shadow = html[html.index('id="shadow"'):]
+    assert ">v4<" in shadow and ">0.4500<" in shadow and ">0.1500<" in shadow  # challenger
     plot = ui.get(f"/monitoring/{safe_run_id(MONITORING_RUN)}/psi.svg")
     assert plot.status_code == 200 and "events_7d" in plot.text and "threshold 0.2" in plot.text
 
