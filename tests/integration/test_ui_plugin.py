@@ -314,8 +314,12 @@ def test_rollback_needs_a_reason_and_runs_as_the_logged_in_user(
     anonymous = httpx.post(f"{stack.url}/shopflow/rollback", data={"reason": "canary errors"},
                            timeout=30)
     assert anonymous.status_code == 401
+    foreign = ui.post("/rollback", data={"reason": "canary errors"},
+                      headers={"Origin": "http://127.0.0.1:3000"})  # another port, same host
+    assert foreign.status_code == 403 and "another origin" in foreign.text
     done = ui.post("/rollback", data={"reason": "checkout errors after v3",
-                                      "from_version": "v3", "version": ""})
+                                      "from_version": "v3", "version": ""},
+                   headers={"Origin": stack.url})  # what a browser sends from the page
     assert done.status_code == 200, done.text
     run_id = re.search(r"shopflow_rollback run (\S+) triggered", done.text)
     assert run_id, done.text

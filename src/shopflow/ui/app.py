@@ -17,7 +17,7 @@ import logging
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import (
@@ -211,9 +211,18 @@ def create_app() -> FastAPI:
                        reason: Annotated[str, Form()] = "",
                        version: Annotated[str, Form()] = "",
                        from_version: Annotated[str, Form()] = "") -> HTMLResponse:
-        """Trigger ``shopflow_rollback`` as the logged-in user, with a required reason."""
+        """Trigger ``shopflow_rollback`` as the logged-in user, with a required reason.
+
+        A browser's form from another origin is refused (the UI cookie is SameSite=Lax,
+        which still travels between ports of one host).
+        """
         import httpx
 
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            raise HTTPException(status_code=403, detail=(
+                f"rollback: a form from another origin ({origin}) is refused; use the Models "
+                "page of the Shopflow menu"))
         if len(reason.strip()) < 3:
             raise HTTPException(status_code=422,
                                 detail="reason: required (at least 3 characters): why roll back")
