@@ -46,6 +46,17 @@ def plugins_folder() -> Path:
     return Path(__file__).resolve().parents[3] / "plugins"
 
 
+def component_environment(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """One component's environment: the stack's, plus the plugins folder for the api-server.
+
+    Only the api-server serves the Shopflow view; every task would otherwise import it
+    (Airflow's task runner loads all plugins for each task's macros), about 2 s a task.
+    """
+    extra = {"AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_folder())} if name == "api-server" \
+        else {}
+    return {**env, **extra}
+
+
 @dataclass(frozen=True)
 class Login:
     """The UI/API admin login of one ``airflow up``."""
@@ -126,7 +137,6 @@ def stack_environment(
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__API__BASE_URL": base_url,
         "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_folder()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{login.user}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
         # shared by every component: tasks carry JWTs the api-server must accept
@@ -234,7 +244,8 @@ class AirflowStack:
                 if name == "api-server":
                     command += ["--host", self.host, "--port", str(self.port), "--workers", "1"]
                 self.children.append(ChildProcess(
-                    name, command, env=self.env, log_path=self.log_dir / f"{name}.log",
+                    name, command, env=component_environment(self.env, name),
+                    log_path=self.log_dir / f"{name}.log",
                 ).start())
             if self.with_service:
                 self._start_service()
