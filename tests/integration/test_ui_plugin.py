@@ -95,7 +95,7 @@ def _training_run(settings: Settings) -> None:
                          "family": "lightgbm", "primary_metric": "roc_auc",
                          "reference_role": "champion", "reference_version": "v1",
                          "reason": "beats champion by 0.13"},
-            "report": str(report)}),
+            "report": str(report), "gate_path": str(folder / "gate2.json")}),
     ]
     for record in records:
         write_record(settings, TRAINING_RUN, record)
@@ -107,6 +107,7 @@ def _training_run(settings: Settings) -> None:
                                      "mean_predicted": 0.7, "observed_rate": 0.6}]}
                    for v, f in (("v3", "lightgbm"), ("v2", "xgboost"))]
     (folder / "evaluation.json").write_text(json.dumps({"evaluations": evaluations}))
+    (folder / "gate2.json").write_text(json.dumps({"decision": {"promote": True}}))
 
 
 def _monitoring_run(settings: Settings) -> None:
@@ -259,6 +260,7 @@ def test_run_page_shows_leaderboard_decision_and_links_every_report(ui: httpx.Cl
     assert "PROMOTED" in html and "beats champion by 0.13" in html
     links = re.findall(r'href="/shopflow/files/([^"]+)"', html)
     assert set(links) == {f"runs/{safe_run_id(TRAINING_RUN)}/report.html",
+                          f"runs/{safe_run_id(TRAINING_RUN)}/gate2.json",
                           "quality/raw-1.html", "quality/raw-1.json", "data_docs/index.html"}
     assert "training report of the test run" in ui.get(f"/files/runs/{safe_run_id(TRAINING_RUN)}"
                                                        "/report.html").text

@@ -258,6 +258,7 @@ def run_page(settings: Settings, run_id: str, *, task: str | None = None) -> dic
         "leaderboard": (evaluate.result or {}).get("leaderboard", []) if evaluate else [],
         "decision": gate_result.get("decision"),
         "report": _report_link(settings, gate_result.get("report")),
+        "gate2": _report_link(settings, gate_result.get("gate_path")),
         "post_deploy": {"status": deploy.status, "error": deploy.error,
                         "result": deploy.result} if deploy else None,
         "recommender": recommender.result if recommender else None,
