@@ -1,6 +1,9 @@
-"""Screenshot a logged-in Airflow UI page with headless Chromium (how airflow-grid.png was made).
+"""Screenshot logged-in Airflow UI pages with headless Chromium (how docs/img/*.png were made).
 
-    python docs/img/capture_airflow_grid.py URL USER PASSWORD PAGE OUT.png
+    python docs/img/capture_airflow_grid.py URL USER PASSWORD PAGE OUT.png [PAGE OUT.png ...]
+
+The Shopflow view's pages are ``/plugin/shopflow-models`` (likewise ``-runs``,
+``-monitoring``, ``-dbt-docs``): the Airflow UI with the view in its frame.
 
 Logs in the way the UI does (``POST /auth/token`` with the printed login; the JWT goes
 into the ``_token`` cookie the api-server reads), then loads ``PAGE`` (e.g.
@@ -25,7 +28,7 @@ import websockets
 WIDTH, HEIGHT = 1600, 1000
 
 
-async def _capture(ws_url: str, base: str, token: str, page: str, out: str) -> None:
+async def _capture(ws_url: str, base: str, token: str, shots: list[tuple[str, str]]) -> None:
     ids = itertools.count(1)
     async with websockets.connect(ws_url, max_size=64 * 1024 * 1024) as ws:
 
@@ -45,14 +48,18 @@ async def _capture(ws_url: str, base: str, token: str, page: str, out: str) -> N
         await call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT,
                    deviceScaleFactor=1, mobile=False)
         await call("Page.enable")
-        await call("Page.navigate", url=base + page)
-        await asyncio.sleep(12)  # the SPA fetches the grid after load
-        shot = await call("Page.captureScreenshot", format="png")
-        with open(out, "wb") as handle:
-            handle.write(base64.b64decode(str(shot["data"])))
+        for page, out in shots:
+            await call("Page.navigate", url=base + page)
+            await asyncio.sleep(12)  # the SPA fetches the grid (or loads the frame) after load
+            shot = await call("Page.captureScreenshot", format="png")
+            with open(out, "wb") as handle:
+                handle.write(base64.b64decode(str(shot["data"])))
 
 
-def main(base: str, user: str, password: str, page: str, out: str) -> None:
+def main(base: str, user: str, password: str, *pages: str) -> None:
+    if not pages or len(pages) % 2:
+        raise SystemExit("give PAGE OUT.png pairs")
+    shots = list(zip(pages[::2], pages[1::2], strict=True))
     token = httpx.post(f"{base}/auth/token", json={"username": user, "password": password},
                        timeout=15).json()["access_token"]
     port = 9333
@@ -67,19 +74,19 @@ def main(base: str, user: str, password: str, page: str, out: str) -> None:
             while True:
                 try:
                     targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=2).json()
-                    pages = [t for t in targets if t.get("type") == "page"]
-                    if pages:
+                    targets_of = [t for t in targets if t.get("type") == "page"]
+                    if targets_of:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
                     raise SystemExit("chromium did not start")
                 time.sleep(0.5)
-            asyncio.run(_capture(pages[0]["webSocketDebuggerUrl"], base, token, page, out))
+            asyncio.run(_capture(targets_of[0]["webSocketDebuggerUrl"], base, token, shots))
         finally:
             browser.terminate()
             browser.wait(timeout=20)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:])

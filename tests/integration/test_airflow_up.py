@@ -2,7 +2,8 @@
 
 A real ``shopflow airflow up`` on SQLite metadata in a fresh SHOPFLOW_HOME: the banner
 names the UI address and a generated password, that password gets a token and the four
-DAGs are listed, and after SIGINT (Ctrl-C) no process it started is left running.
+DAGs are listed, the Shopflow view answers in the api-server, and after SIGINT (Ctrl-C)
+no process it started is left running.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def test_airflow_up_prints_a_login_that_works_and_ctrl_c_stops_everything(
         assert {"api-server", "scheduler", "dag-processor", "triggerer"} <= _names(seen)
         response = httpx.get(f"{url}/api/v2/monitor/health", headers=headers, timeout=15)
         assert response.json()["scheduler"]["status"] in {"healthy", None}, response.text
+        view = httpx.get(f"{url}/shopflow/models", headers=headers, timeout=30)  # the plugin
+        assert view.status_code == 200 and "No propensity model in production yet" in view.text
         up.send_signal(signal.SIGINT)
         up.wait(timeout=120)
         assert "nothing is left running" in out.read_text()

@@ -3,6 +3,7 @@ clear failures, and a leakage test that really catches a mart reading past its c
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import replace
 from datetime import datetime
@@ -243,3 +244,20 @@ def test_feature_families_work_on_purchase_only_data_without_categories(
     assert features.bought_price_index_lookback.notna().any()
     not_null = [f.name for f in FAMILY_FEATURES if not f.nullable]
     assert features[not_null].notna().all().all()
+
+
+def test_marts_stage_writes_the_dbt_docs_page_the_view_serves(hand_settings: Settings) -> None:
+    from shopflow.pipeline.data_stages import dbt_layer
+    from shopflow.pipeline.vocabulary import StageContext
+    from shopflow.ui.data import dbt_docs_dir
+
+    write_raw_events(hand_settings, hand_events())
+    context = StageContext(run_id="docs", params={}, dag_id="shopflow_training")
+    for layer in ("staging", "intermediate"):
+        dbt_layer(hand_settings, context, layer=layer)
+    result = dbt_layer(hand_settings, context, layer="marts")
+    page = dbt_docs_dir(hand_settings) / "static_index.html"
+    assert result["docs"] == str(page)
+    html = page.read_text()
+    assert "user_features" in html and "purchase_labels" in html  # the marts' catalog
+    assert not re.search(r'<(?:script|link)[^>]+(?:src|href)="https?://', html)  # offline

@@ -252,6 +252,18 @@ def test_dockerfile_builds_one_image_for_every_role() -> None:
     text = DOCKERFILE.read_text()
     assert "requirements.lock" in text
     assert "COPY --chown=50000:0 dags ./dags" in text
+    assert "COPY --chown=50000:0 plugins ./plugins" in text  # the Shopflow view
     assert re.search(r"^USER\s+50000", text, flags=re.MULTILINE), "must not run as root"
     assert "PASSWORD" not in text and "SECRET" not in text
     assert (REPO / "docker" / "entrypoint.sh").is_file()
+
+
+def test_only_the_api_server_loads_the_shopflow_view(services: dict[str, Any]) -> None:
+    """The plugin is the api-server's; task workers would import it for every task."""
+    loading = {name for name, service in services.items()
+               if "AIRFLOW__CORE__PLUGINS_FOLDER" in (service.get("environment") or {})}
+    assert loading == {"airflow-apiserver"}
+    assert services["airflow-apiserver"]["environment"]["AIRFLOW__CORE__PLUGINS_FOLDER"] == \
+        "/opt/shopflow/plugins"
+    assert "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS" in services["airflow-apiserver"][
+        "environment"]  # the override keeps the common Airflow settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ import pytest
 from shopflow.orchestration.runtime import queue_wait
 from shopflow.orchestration.stack import (
     async_metadata_url,
+    component_environment,
     generate_login,
     metadata_url_of,
     stack_environment,
@@ -21,8 +23,6 @@ from shopflow.orchestration.stack import (
 from shopflow.settings import load_settings
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from shopflow.settings import Settings
 
 
@@ -59,6 +59,11 @@ def test_every_component_gets_one_consistent_environment(
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
     assert env["SHOPFLOW_HOME"] == str(settings.home_dir)
     assert env["AIRFLOW__CORE__DAGS_FOLDER"].endswith("dags")
+    # the api-server alone loads the Shopflow view from the repository's plugins/
+    assert "AIRFLOW__CORE__PLUGINS_FOLDER" not in env
+    api = component_environment(env, "api-server")
+    assert (Path(api["AIRFLOW__CORE__PLUGINS_FOLDER"]) / "shopflow_ui.py").is_file()
+    assert component_environment(env, "scheduler") == env
     assert login.password not in json.dumps(env)  # only in the 0600 file
 
 

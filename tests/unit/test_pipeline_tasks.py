@@ -105,6 +105,18 @@ def test_other_errors_are_failed_and_re_raised_for_retry(
     assert read_records(settings, RUN_ID)["ingest"].status == "failed"
 
 
+def test_records_name_the_airflow_task_that_ran_the_stage(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Shopflow view's task tab finds ``quality_gate[raw]`` from the task ``gate_raw``."""
+    monkeypatch.setattr("shopflow.pipeline.tasks.stage_function",
+                        lambda name: lambda settings, context, **kwargs: {"ok": True})
+    run_stage("quality_gate", dag_id="shopflow_training", params={}, run_id=RUN_ID,
+              task_id="gate_raw", layer="raw")
+    record = read_records(settings, RUN_ID)["quality_gate[raw]"]
+    assert (record.task_id, record.result) == ("gate_raw", {"ok": True})
+
+
 def test_permanent_errors_keep_their_old_bases() -> None:
     """``except ValueError`` / ``except RuntimeError`` written before the hierarchy still work."""
     assert issubclass(ParamError, ValueError) and issubclass(ConfigError, ValueError)

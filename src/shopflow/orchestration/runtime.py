@@ -89,5 +89,6 @@ def stage(name: str, **inputs: Any) -> dict[str, Any]:
         actor=actor_of(context.get("dag_run")),
         data_interval_start=context.get("data_interval_start"),
         data_interval_end=context.get("data_interval_end"),
+        task_id=getattr(context.get("task"), "task_id", None),
         **inputs,
     )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from shopflow.processes import ChildProcess, stop_all, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     import httpx
 
@@ -39,6 +39,22 @@ AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.Sim
 #: task workers call its execution API).
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 MIGRATE_TIMEOUT = 300.0
+
+
+def plugins_folder() -> Path:
+    """The repository's ``plugins/``: the Shopflow view (``shopflow.ui``) for the api-server."""
+    return Path(__file__).resolve().parents[3] / "plugins"
+
+
+def component_environment(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """One component's environment: the stack's, plus the plugins folder for the api-server.
+
+    Only the api-server serves the Shopflow view; every task would otherwise import it
+    (Airflow's task runner loads all plugins for each task's macros), about 2 s a task.
+    """
+    extra = {"AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_folder())} if name == "api-server" \
+        else {}
+    return {**env, **extra}
 
 
 @dataclass(frozen=True)
@@ -152,6 +168,7 @@ class AirflowStack:
         inherit_shopflow_env: pass the caller's ``SHOPFLOW_*`` variables on (tests: no).
         extra_env: more variables for every child (e.g. faster scheduler polling).
         stop_timeout: seconds between SIGTERM and SIGKILL.
+        components: which of :data:`COMPONENTS` to start (tests: the api-server alone).
     """
 
     def __init__(
@@ -165,7 +182,12 @@ class AirflowStack:
         inherit_shopflow_env: bool = True,
         extra_env: Mapping[str, str] | None = None,
         stop_timeout: float = 20.0,
+        components: Sequence[str] = COMPONENTS,
     ) -> None:
+        unknown = set(components) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"components: unknown {sorted(unknown)}; known: {COMPONENTS}")
+        self.components = tuple(c for c in COMPONENTS if c in components)
         self.settings = settings
         self.host = settings.airflow.host
         self.port = port or settings.airflow.port
@@ -205,17 +227,25 @@ class AirflowStack:
                                f"{(proc.stdout + proc.stderr)[-3000:]}")
         return proc.stdout
 
-    def start(self, *, timeout: float = 240.0) -> AirflowStack:
-        """Migrate the metadata DB, start every component, wait for a healthy api-server."""
+    def start(self, *, timeout: float = 240.0, reserialize: bool = False) -> AirflowStack:
+        """Migrate the metadata DB, start every component, wait for a healthy api-server.
+
+        Args:
+            reserialize: serialize the DAGs into the metadata DB first (``airflow dags
+                reserialize``, what the dag-processor does), for an api-server started alone.
+        """
         self.settings.ensure_dirs()
         self.airflow("db", "migrate")
+        if reserialize:
+            self.airflow("dags", "reserialize")
         try:
-            for name in COMPONENTS:
+            for name in self.components:
                 command = [airflow_program(), name]
                 if name == "api-server":
                     command += ["--host", self.host, "--port", str(self.port), "--workers", "1"]
                 self.children.append(ChildProcess(
-                    name, command, env=self.env, log_path=self.log_dir / f"{name}.log",
+                    name, command, env=component_environment(self.env, name),
+                    log_path=self.log_dir / f"{name}.log",
                 ).start())
             if self.with_service:
                 self._start_service()

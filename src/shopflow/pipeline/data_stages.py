@@ -117,13 +117,27 @@ def dbt_layer(settings: Settings, context: StageContext, *, layer: str) -> Stage
     with state_lock(settings, WAREHOUSE_BUILD, what=f"dbt {layer}"):
         result = run_dbt(settings, command="build", select=layer,
                          on_node=lambda _node: crash_point(f"inside:dbt_layer[{layer}]"))
+        docs = _dbt_docs(settings) if layer == "marts" else None
     return {
         "layer": layer,
         "success": result.success,
         "seconds": round(result.elapsed_seconds, 3),
         "status_counts": result.status_counts(),
         "failures": [],  # run_dbt raises on any failure; kept for the record's shape
+        **({"docs": docs} if layer == "marts" else {}),
     }
+
+
+def _dbt_docs(settings: Settings) -> str | None:
+    """The dbt docs page of the marts just built; a docs failure never fails the build."""
+    from shopflow.transform import DbtError
+    from shopflow.transform.docs import generate_docs
+
+    try:
+        return str(generate_docs(settings))
+    except DbtError as exc:
+        logger.warning("dbt docs not generated (the marts are built): %s", exc)
+        return None
 
 
 def publish_marts(settings: Settings, context: StageContext) -> StageResult:

@@ -40,6 +40,7 @@ def run_stage(
     actor: str = "airflow",
     data_interval_start: Any = None,
     data_interval_end: Any = None,
+    task_id: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Run one named stage of a Shopflow DAG and record what it did.
@@ -52,6 +53,7 @@ def run_stage(
         actor: who started the run (the triggering user), kept in the ledger.
         data_interval_start: start of the run's data interval, for incremental stages.
         data_interval_end: end of the run's data interval.
+        task_id: the Airflow task running the stage, kept in its record.
         **kwargs: stage-specific inputs (a layer, a family, upstream results).
 
     Returns:
@@ -86,7 +88,7 @@ def run_stage(
         seconds = time.perf_counter() - started
         if settings is not None:
             write_record(settings, run_id, StageRecord(stage=label, status="skipped",
-                                                       seconds=seconds,
+                                                       seconds=seconds, task_id=task_id,
                                                        result={"reason": str(exc)}))
         logger.info("stage %s: skipped: %s", label, exc)
         from airflow.sdk.exceptions import AirflowSkipException
@@ -106,6 +108,7 @@ def run_stage(
                     seconds=seconds,
                     result=_error_details(exc),
                     error=f"{type(exc).__name__}: {exc}",
+                    task_id=task_id,
                 ),
             )
         logger.error("stage %s: %s after %.1fs: %s", label, status, seconds, exc)
@@ -118,7 +121,7 @@ def run_stage(
         raise
     seconds = time.perf_counter() - started
     write_record(settings, run_id, StageRecord(stage=label, status="success", seconds=seconds,
-                                               result=result))
+                                               result=result, task_id=task_id))
     logger.info("stage %s: done in %.1fs", label, seconds)
     return result
 

@@ -79,6 +79,8 @@ class StageRecord:
         result: the stage's JSON-able summary (rows, verdicts, versions...).
         error: the error message when it did not succeed.
         finished_at: ISO timestamp (UTC).
+        task_id: the Airflow task that ran it (``gate_raw`` for ``quality_gate[raw]``),
+            so a task's page can find its record; None in records written before.
     """
 
     stage: str
@@ -87,4 +89,5 @@ class StageRecord:
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    task_id: str | None = None
 
