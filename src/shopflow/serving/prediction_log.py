@@ -15,7 +15,9 @@ what a crash loses). Columns (docs/ARCHITECTURE.md, "Prediction log"):
 * ``score`` — ``/predict``: the purchase probability served; ``/recommend``: null;
 * ``features`` — ``/predict``: ``{feature name: value}`` the model scored (null values:
   missing; unknown users have all null); ``/recommend``: null;
-* ``items`` — ``/recommend``: ``[{"item_id", "rank", "score"}]`` best first; else null.
+* ``items`` — ``/recommend``: ``[{"item_id", "rank", "score"}]`` best first; else null;
+* ``arm`` — ``/predict`` during an A/B test (``serving.experiment``): ``champion`` or
+  ``challenger``, the arm of the shopper (``model_version`` is that arm's model); else null.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ PREFIX = "predictions"
 #: Hashed user ids remembered by the writer (cleared when full).
 HASH_CACHE = 100_000
 COLUMNS = ["request_id", "at", "endpoint", "row", "user", "model_version", "known_user",
-           "score", "features", "items"]
+           "score", "features", "items", "arm"]
 
 
 def prediction_log_dir(home: Path) -> Path:
@@ -64,6 +66,10 @@ class ServedPredict(NamedTuple):
     known: np.ndarray
     features: np.ndarray | None
     feature_names: Sequence[str]
+    arm: str | None = None
+    """The A/B arm of every user here (None: no test runs)."""
+    rows: Sequence[int] | None = None
+    """Each user's position in the request, when these users are one arm of it."""
 
 
 class ServedRecommend(NamedTuple):
@@ -125,18 +131,20 @@ class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
                    "user": self._user(result.user_id), "model_version": result.model_version,
                    "known_user": not result.cold_start, "score": None, "features": None,
                    "items": [{"item_id": i.item_id, "rank": i.rank, "score": _finite(i.score)}
-                             for i in result.items]}
+                             for i in result.items], "arm": None}
             return
         names = list(item.feature_names)
         rows = item.features.tolist() if item.features is not None else None
+        positions, arm = item.rows, item.arm
         for row, (uid, p, known) in enumerate(zip(item.user_ids, item.probabilities.tolist(),
                                                   item.known.tolist(), strict=True)):
             features = None if rows is None else {
                 name: _finite(v) for name, v in zip(names, rows[row], strict=True)}
-            yield {"request_id": item.request_id, "at": at, "endpoint": "predict", "row": row,
+            yield {"request_id": item.request_id, "at": at, "endpoint": "predict",
+                   "row": row if positions is None else positions[row],
                    "user": self._user(uid), "model_version": item.model_version,
                    "known_user": bool(known), "score": _finite(p), "features": features,
-                   "items": None}
+                   "items": None, "arm": arm}
 
 
 def read_prediction_log(home: Path, since: datetime | None = None) -> pd.DataFrame:
