@@ -6,9 +6,14 @@ Daily checks of the production model against what the shop does now:
 * **feature drift** — population stability index (PSI) of every feature at the latest
   serving snapshot against the training reference of the production model;
 * **prediction drift** — PSI of the production model's scores, same reference;
-* **gate 4 (live)** — production and the previous model scored on the *same* labels that
-  matured since production was deployed; a drop of the primary metric beyond
-  `live_tolerance` rolls production back automatically (ledger row, alert in the log).
+* **gate 4 (live)** — production judged on what it served: the prediction log joined with
+  the labels matured since, against the previous model's served traffic (or the previous
+  model re-scoring the same logged rows); beside it the backtest, production and the
+  previous model scored on the *same* labels that matured since production was deployed.
+  A drop of the primary metric beyond `live_tolerance` rolls production back
+  automatically (ledger row with the numbers, `rollback` alert);
+* **skew** — a sample of served rows against Feast's point-in-time offline features and
+  the model's offline score; a mismatch fails the task and sends a `skew` alert.
 
 Drift beyond the threshold emits `shopflow_drift_detected`, which triggers
 `shopflow_training`.
@@ -56,8 +61,13 @@ def shopflow_monitoring() -> None:
     def live_gate():
         return stage("live_gate")
 
+    @task(retries=0)
+    def skew_check():
+        return stage("skew_check")
+
     signal_retraining(feature_drift(), prediction_drift())
     live_gate()
+    skew_check()
 
 
 shopflow_monitoring()

@@ -41,7 +41,13 @@ from shopflow.contract import PROPENSITY_MODEL, RECOMMENDER_MODEL
 from shopflow.serving.metrics import PredictionMetrics, counter_lines, model_lines
 from shopflow.serving.middleware import STATE_KEY, FrontDoorMiddleware
 from shopflow.serving.options import SERVICE_OPTIONS, settle_heap
-from shopflow.serving.prediction_log import ServedPredict, ServedRecommend
+from shopflow.serving.prediction_log import (
+    LIVE,
+    PROBE,
+    PROBE_HEADER,
+    ServedPredict,
+    ServedRecommend,
+)
 from shopflow.serving.schemas import (
     PredictRequest,
     PredictResponse,
@@ -187,7 +193,8 @@ class ShopService:
         if self.prediction_log is not None:
             self.prediction_log.submit(ServedPredict(request_id, time.time(), served.version, ids,
                                                      probabilities, known, features,
-                                                     served.feature_names))
+                                                     served.feature_names, self.runtime.as_of,
+                                                     _source(ctx)))
         if self.scores is not None:
             self.scores.observe_predict(served.version, scores, flags)
         hash_id = self.runtime.hash_id
@@ -254,7 +261,8 @@ class ShopService:
             if self.prediction_log is not None:
                 self.prediction_log.submit(ServedPredict(
                     request_id, now, served.version, [ids[i] for i in rows], probabilities,
-                    known, features, served.feature_names, arm=arm, rows=rows))
+                    known, features, served.feature_names, self.runtime.as_of, _source(ctx),
+                    arm=arm, rows=rows))
             scores, flags = probabilities.tolist(), known.tolist()
             if self.scores is not None:
                 self.scores.observe_predict(served.version, scores, flags)
@@ -301,7 +309,8 @@ class ShopService:
             return _error(ctx, 500, "recommendation failed; see the server log")
         request_id = f"{self._id_prefix}-{next(self._ids)}"
         if self.prediction_log is not None:
-            self.prediction_log.submit(ServedRecommend(request_id, time.time(), result))
+            self.prediction_log.submit(ServedRecommend(request_id, time.time(), result,
+                                                       self.runtime.as_of, _source(ctx)))
         if self.scores is not None:
             self.scores.observe_recommend(result.model_version, result.cold_start)
         record["request_id"] = request_id
@@ -342,6 +351,12 @@ class ShopService:
                     f"shopflow_{name}_records_total", f"Records of the {name} by outcome.",
                     {"written": log.written, "dropped": log.dropped, "failed": log.failed}))
         return sections
+
+
+def _source(ctx: bentoml.Context) -> str:
+    """``probe`` for the deploy gate's own requests (they carry ``PROBE_HEADER``), else
+    ``live``: the prediction log keeps probes out of outcome joins."""
+    return PROBE if ctx.request.headers.get(PROBE_HEADER) else LIVE
 
 
 def _error(ctx: bentoml.Context, status: int, message: str) -> Response:

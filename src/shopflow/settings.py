@@ -491,7 +491,21 @@ class MonitoringSettings(_Section):
 
     drift_psi_threshold: float = 0.25
     live_tolerance: float = Field(default=0.02, description="Allowed drop of the primary metric.")
-    min_matured_rows: int = 200
+    min_matured_rows: int = Field(
+        default=200, ge=1,
+        description="Matured rows (with both labels) gate 4 needs, backtest or served.")
+    skew_sample: int = Field(
+        default=200, ge=1,
+        description="Logged live /predict rows the skew check compares with Feast's "
+        "point-in-time offline features.")
+    skew_feature_tolerance: float = Field(
+        default=1e-6, ge=0,
+        description="Largest allowed |served - offline| of a feature, relative to "
+        "max(1, |offline|); a value on one side only is a mismatch.")
+    skew_score_tolerance: float = Field(
+        default=1e-5, ge=0,
+        description="Largest allowed |served score - offline re-score| (the compiled "
+        "predictor may differ from the library by 1e-6).")
 
 
 class AirflowSettings(_Section):

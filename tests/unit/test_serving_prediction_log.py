@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from shopflow.privacy import IdHasher
@@ -16,6 +17,8 @@ from shopflow.recommend.serving import RecommendationResult, RecommendedItem
 from shopflow.serving.jsonl_log import JsonlLog, log_files
 from shopflow.serving.prediction_log import (
     COLUMNS,
+    LIVE,
+    PROBE,
     PredictionLog,
     ServedPredict,
     ServedRecommend,
@@ -48,12 +51,12 @@ def _predict(request_id: str, ids: list[str], *, at: float | None = None,
                          np.linspace(0.1, 0.9, n), known, features, NAMES)
 
 
-def _recommend(request_id: str, user: str) -> ServedRecommend:
+def _recommend(request_id: str, user: str, **more: object) -> ServedRecommend:
     result = RecommendationResult(user_id=user, items=[RecommendedItem("i9", 0.7, 1),
                                                        RecommendedItem("i3", 0.2, 2)],
                                   model_version="r1", family="popularity", cold_start=False,
                                   snapshot_time="2026-11-01T00:00:00+00:00")
-    return ServedRecommend(request_id, time.time(), result)
+    return ServedRecommend(request_id, time.time(), result, **more)  # type: ignore[arg-type]
 
 
 def test_records_hold_what_was_served_with_hashed_users(tmp_path: Path) -> None:
@@ -71,7 +74,7 @@ def test_records_hold_what_was_served_with_hashed_users(tmp_path: Path) -> None:
     assert list(frame.columns) == COLUMNS
     assert frame["request_id"].tolist() == ["a-1", "a-1", "a-1", "a-2"]
     assert frame["user"].tolist() == [hasher("u1"), hasher("u2"), hasher("ghost"), hasher("u1")]
-    assert "u1" not in json.dumps(frame.drop(columns="at").to_dict("records"))
+    assert "u1" not in json.dumps(frame.drop(columns=["at", "as_of"]).to_dict("records"))
     predict = frame[frame["endpoint"] == "predict"]
     assert predict["row"].tolist() == [0, 1, 2]
     assert predict["known_user"].tolist() == [True, True, False]
@@ -83,6 +86,27 @@ def test_records_hold_what_was_served_with_hashed_users(tmp_path: Path) -> None:
     assert recommend["items"] == [{"item_id": "i9", "rank": 1, "score": 0.7},
                                   {"item_id": "i3", "rank": 2, "score": 0.2}]
     assert str(frame["at"].dt.tz) == "UTC"
+    assert frame["source"].tolist() == ["live"] * 4 and frame["as_of"].isna().all()
+
+
+def test_as_of_and_source_are_logged_and_unknown_keys_kept(tmp_path: Path) -> None:
+    """``as_of`` (the features' data time) and ``source`` (live or probe) are logged per
+    row; a key a newer writer adds comes back as an extra column."""
+    settings = _settings(tmp_path)
+    log = PredictionLog(settings, hash_id=str)
+    watermark = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+    assert log.submit(_predict("a-1", ["u1", "ghost"])._replace(as_of=watermark, source=PROBE))
+    assert log.submit(_recommend("a-2", "u1", as_of=watermark))
+    log.close()
+    with open(log_files(prediction_log_dir(settings.home_dir), "predictions")[0], "a") as f:
+        f.write(json.dumps({"request_id": "a-3", "at": "2099-01-01T00:00:00+00:00",
+                            "endpoint": "predict", "user": "u9", "arm": "challenger",
+                            "later_key": 1}) + "\n")
+    frame = read_prediction_log(settings.home_dir)
+    assert list(frame.columns) == [*COLUMNS, "later_key"]
+    assert frame["source"].tolist() == [PROBE, PROBE, LIVE, LIVE]  # no source: live
+    assert frame["as_of"].iloc[:3].tolist() == [pd.Timestamp("2026-03-01", tz="UTC")] * 3
+    assert pd.isna(frame["as_of"].iloc[3]) and frame["arm"].iloc[3] == "challenger"
 
 
 def test_a_full_buffer_drops_and_counts_never_blocks(tmp_path: Path) -> None:

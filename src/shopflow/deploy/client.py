@@ -41,23 +41,34 @@ class Answer:
 class ServiceClient:
     """Talks to the Shopflow service at ``url`` (bearer token when one is set)."""
 
-    def __init__(self, url: str, *, auth_token: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, auth_token: str | None = None, timeout: float = 10.0,
+                 probe: str | None = None) -> None:
         import httpx
 
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
+        if probe is not None:  # the service logs these answers as probes, not live traffic
+            from shopflow.serving.prediction_log import PROBE_HEADER
+
+            headers[PROBE_HEADER] = probe
         self.url = url.rstrip("/")
         self._auth_token = auth_token
         self._timeout = timeout
+        self._probe = probe
         self._client: httpx.Client = httpx.Client(base_url=self.url, headers=headers,
                                                   timeout=timeout)
 
     @classmethod
-    def for_settings(cls, settings: Settings, *, url: str | None = None) -> ServiceClient:
-        return cls(url or service_url(settings), auth_token=settings.serving.auth_token)
+    def for_settings(cls, settings: Settings, *, url: str | None = None,
+                     probe: str | None = None) -> ServiceClient:
+        """A client for the service these settings run; ``probe`` names the checker when
+        its requests are probes (sent in the ``X-Shopflow-Probe`` header)."""
+        return cls(url or service_url(settings), auth_token=settings.serving.auth_token,
+                   probe=probe)
 
     def clone(self) -> ServiceClient:
         """A client with its own connections to the same service (one per thread)."""
-        return ServiceClient(self.url, auth_token=self._auth_token, timeout=self._timeout)
+        return ServiceClient(self.url, auth_token=self._auth_token, timeout=self._timeout,
+                             probe=self._probe)
 
     def close(self) -> None:
         self._client.close()

@@ -80,6 +80,10 @@ class DeployReport:
         return asdict(self)
 
 
+#: ``X-Shopflow-Probe`` value of gate 3's golden requests and traffic window.
+PROBE_NAME = "gate3"
+
+
 def deploy(
     settings: Settings,
     version: str,
@@ -132,7 +136,8 @@ def deploy(
         report = DeployReport(version=version, previous_version=previous)
         timeout = swap_timeout if swap_timeout is not None else 3 * serving.reload_interval + 30
         ids = [*(str(u) for u in (golden_user_ids or ())), GOLDEN_UNKNOWN_ID]
-        with ServiceClient.for_settings(settings, url=url) as client:
+        # probe requests: the prediction log keeps them out of gate 4's outcome joins
+        with ServiceClient.for_settings(settings, url=url, probe=PROBE_NAME) as client:
             try:
                 report.swap_seconds = _wait_for_version(client, version, timeout)
                 _golden(client, version, ids)

@@ -1,4 +1,5 @@
-"""The monitoring DAG's stages: feature and prediction drift, the drift verdict, gate 4.
+"""The monitoring DAG's stages: feature and prediction drift, the drift verdict, gate 4
+(on served traffic and as a backtest), the training/serving skew check.
 
 They wrap :mod:`shopflow.monitoring` (drift measures, training references, the live gate)
 the way the other stage modules wrap their parts, and live beside them so the stage layer
@@ -123,9 +124,62 @@ def drift_verdict(settings: Settings, context: StageContext, *,
 
 
 def live_gate(settings: Settings, context: StageContext) -> StageResult:
-    """Gate 4 (see :mod:`shopflow.monitoring.live`); rolls back on regression."""
-    from shopflow.monitoring.live import run_live_gate
+    """Gate 4: production judged on its served traffic (:mod:`shopflow.monitoring.
+    served_gate`), then today's backtest (:mod:`shopflow.monitoring.live`) beside it;
+    either rolls back on a regression.
+
+    The result is the backtest's, with the served gate's under ``served``. When the
+    served gate already rolled back, the backtest is skipped (production moved). When
+    the served gate fails (e.g. the warehouse is unreachable), the backtest still runs
+    and the stage then fails with the served gate's error.
+    """
+    from shopflow.jsonable import jsonable
+    from shopflow.monitoring.live import LiveGateResult, run_live_gate
+    from shopflow.monitoring.served_gate import run_served_gate
 
     auto = bool(context.resolved.get("auto_rollback", True))
-    result = run_live_gate(settings, auto_rollback=auto, actor=f"{context.actor}:gate4")
-    return result.to_dict()
+    actor = f"{context.actor}:gate4"
+    served: dict[str, Any]
+    error: Exception | None = None
+    try:
+        on_traffic = run_served_gate(settings, auto_rollback=auto, actor=actor)
+        served = on_traffic.to_dict()
+    except Exception as exc:  # the backtest must still run
+        logger.exception("gate 4 on served traffic failed")
+        served, error, on_traffic = {"status": "failed", "reason": str(exc)}, exc, None
+    if on_traffic is not None and on_traffic.rolled_back_to is not None:
+        backtest = LiveGateResult(
+            status="skipped", production_version=on_traffic.production_version,
+            previous_version=on_traffic.previous_version,
+            reason=f"gate 4 on served traffic rolled back to {on_traffic.rolled_back_to}")
+    else:
+        backtest = run_live_gate(settings, auto_rollback=auto, actor=actor)
+    result: dict[str, Any] = jsonable({**backtest.to_dict(), "served": served})
+    if error is not None:
+        raise RuntimeError(f"gate 4 on served traffic failed ({type(error).__name__}: "
+                           f"{error}); the backtest gave {backtest.status}: "
+                           f"{backtest.reason}") from error
+    return result
+
+
+class SkewDetected(RuntimeError):
+    """Served features or scores differ from the offline path beyond the tolerances."""
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.result = result  # the task record keeps its numbers
+
+
+def skew_check(settings: Settings, context: StageContext) -> StageResult:
+    """Training/serving skew on a sample of served rows (:mod:`shopflow.monitoring.skew`);
+    fails, after the ``skew`` alert, on a mismatch."""
+    from shopflow.jsonable import jsonable
+    from shopflow.monitoring.skew import run_skew_check
+
+    result = run_skew_check(settings)
+    if result.status == "skipped":
+        raise StageSkipped(result.reason)
+    if result.status == "skew":
+        raise SkewDetected(f"training/serving skew: {result.reason}", result)
+    answer: dict[str, Any] = jsonable(result.to_dict())
+    return answer

@@ -16,6 +16,12 @@ what a crash loses). Columns (docs/ARCHITECTURE.md, "Prediction log"):
 * ``features`` — ``/predict``: ``{feature name: value}`` the model scored (null values:
   missing; unknown users have all null); ``/recommend``: null;
 * ``items`` — ``/recommend``: ``[{"item_id", "rank", "score"}]`` best first; else null;
+* ``as_of`` — the data time the served features describe: the online user view's
+  materialization watermark when the answer was computed (ISO 8601 UTC; null when
+  unknown). Shop exports are historical, so labels are judged from ``as_of``, not ``at``
+  (:mod:`shopflow.monitoring.outcomes`; it falls back to ``at`` when null);
+* ``source`` — ``live``, or ``probe`` for the deploy gate's own requests (sent with the
+  :data:`PROBE_HEADER` header); probes are kept out of outcome joins.
 * ``arm`` — ``/predict`` during an A/B test (``serving.experiment``): ``champion`` or
   ``challenger``, the arm of the shopper (``model_version`` is that arm's model); else null.
 """
@@ -42,7 +48,12 @@ PREFIX = "predictions"
 #: Hashed user ids remembered by the writer (cleared when full).
 HASH_CACHE = 100_000
 COLUMNS = ["request_id", "at", "endpoint", "row", "user", "model_version", "known_user",
-           "score", "features", "items", "arm"]
+           "score", "features", "items", "as_of", "source", "arm"]
+#: Request header marking a probe (gate 3's golden requests and traffic window); its
+#: answers are logged with ``source`` :data:`PROBE`, every other answer with :data:`LIVE`.
+PROBE_HEADER = "X-Shopflow-Probe"
+LIVE = "live"
+PROBE = "probe"
 
 
 def prediction_log_dir(home: Path) -> Path:
@@ -66,6 +77,9 @@ class ServedPredict(NamedTuple):
     known: np.ndarray
     features: np.ndarray | None
     feature_names: Sequence[str]
+    #: the online features' data time (epoch seconds; None: unknown)
+    as_of: float | None = None
+    source: str = LIVE
     arm: str | None = None
     """The A/B arm of every user here (None: no test runs)."""
     rows: Sequence[int] | None = None
@@ -78,6 +92,9 @@ class ServedRecommend(NamedTuple):
     request_id: str
     at: float
     result: RecommendationResult
+    #: the online features' data time (epoch seconds; None: unknown)
+    as_of: float | None = None
+    source: str = LIVE
 
 
 def _finite(value: float) -> float | None:
@@ -106,6 +123,7 @@ class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
         # writer-thread caches: shoppers come back, and many answers share a second
         self._hashed: dict[str, str] = {}
         self._second: tuple[int, str] = (-1, "")
+        self._as_of: tuple[float, str] = (float("nan"), "")
 
     def _user(self, user_id: str) -> str:
         token = self._hashed.get(user_id)
@@ -123,15 +141,23 @@ class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
             self._second = (second, text)
         return f"{self._second[1]}.{int((at - second) * 1e6):06d}+00:00"
 
+    def _as_of_iso(self, as_of: float) -> str:
+        """The watermark as ISO 8601 UTC (it changes rarely: the last text is reused)."""
+        if as_of != self._as_of[0]:
+            self._as_of = (as_of, datetime.fromtimestamp(as_of, UTC).isoformat())
+        return self._as_of[1]
+
     def _records(self, item: ServedPredict | ServedRecommend) -> Iterator[dict[str, Any]]:
         at = self._iso(item.at)
+        as_of = None if item.as_of is None else self._as_of_iso(item.as_of)
         if isinstance(item, ServedRecommend):
             result = item.result
             yield {"request_id": item.request_id, "at": at, "endpoint": "recommend", "row": 0,
                    "user": self._user(result.user_id), "model_version": result.model_version,
                    "known_user": not result.cold_start, "score": None, "features": None,
                    "items": [{"item_id": i.item_id, "rank": i.rank, "score": _finite(i.score)}
-                             for i in result.items], "arm": None}
+                             for i in result.items],
+                   "as_of": as_of, "source": item.source, "arm": None}
             return
         names = list(item.feature_names)
         rows = item.features.tolist() if item.features is not None else None
@@ -144,7 +170,8 @@ class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
                    "row": row if positions is None else positions[row],
                    "user": self._user(uid), "model_version": item.model_version,
                    "known_user": bool(known), "score": _finite(p), "features": features,
-                   "items": None, "arm": arm}
+                   "items": None, "as_of": as_of, "source": item.source,
+                   "arm": arm}
 
 
 def read_prediction_log(home: Path, since: datetime | None = None) -> pd.DataFrame:
@@ -155,8 +182,11 @@ def read_prediction_log(home: Path, since: datetime | None = None) -> pd.DataFra
         since: only rows answered at or after this time (naive means UTC).
 
     Returns:
-        One row per served user (``at`` as UTC timestamps), oldest first; ``features``
-        and ``items`` hold dicts / lists (``pandas.json_normalize`` flattens them).
+        One row per served user (``at`` and ``as_of`` as UTC timestamps, ``as_of`` NaT
+        when unknown; ``source`` ``live`` for rows logged before it existed), oldest
+        first; ``features`` and ``items`` hold dicts / lists (``pandas.json_normalize``
+        flattens them). Keys this version does not know (a newer writer's) are kept as
+        extra columns after :data:`COLUMNS`.
     """
     import pandas as pd
 
@@ -164,8 +194,12 @@ def read_prediction_log(home: Path, since: datetime | None = None) -> pd.DataFra
     if since is not None:
         since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
         paths = [p for p in paths if _may_hold(p, since)]
-    frame = pd.DataFrame(list(read_records(paths)), columns=COLUMNS)
+    frame = pd.DataFrame(list(read_records(paths)))
+    extra = [c for c in frame.columns if c not in COLUMNS]
+    frame = frame.reindex(columns=[*COLUMNS, *extra])
+    frame["source"] = frame["source"].fillna(LIVE)
     frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
+    frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True, format="ISO8601")
     if since is not None:
         frame = frame[frame["at"] >= pd.Timestamp(since)]
     return frame.sort_values("at", kind="stable").reset_index(drop=True)

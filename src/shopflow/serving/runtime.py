@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import math
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 #: Known shoppers remembered from live traffic as golden ids for the next swap check.
 RECENT_KNOWN_IDS = 16
+#: Seconds between reads of the online features' materialization watermark (``as_of``).
+AS_OF_REFRESH_SECONDS = 30.0
 
 
 class NoProductionModel(RuntimeError):
@@ -81,6 +84,10 @@ class ServingRuntime(AliasFollower[ServedModel]):
         # _refresh_experiment), and why not when it is None
         self.experiment: RunningExperiment | None = None
         self.experiment_state = "off" if not settings.serving.experiment.enabled else "starting"
+        #: the data time the online features describe (the user view's materialization
+        #: watermark, epoch seconds; None: unknown), logged with each answer as ``as_of``
+        self.as_of: float | None = None
+        self._as_of_read = -math.inf
         self._poll = poll
         from shopflow.serving.recommender import RecommenderRuntime
 
@@ -113,6 +120,7 @@ class ServingRuntime(AliasFollower[ServedModel]):
             self.prediction_log.start()
         self.poll_once()
         self.poll_recommender()
+        self.refresh_as_of()
         self._started = True
         if self._poll and self._thread is None:
             self._thread = threading.Thread(
@@ -144,6 +152,25 @@ class ServingRuntime(AliasFollower[ServedModel]):
             except Exception:  # the poller must outlive any one bad poll
                 logger.exception("alias poll failed; trying again in %.1f s", interval)
             self.poll_recommender()
+            self.refresh_as_of()
+
+    def refresh_as_of(self, *, force: bool = False) -> None:
+        """Re-read the online user view's materialization watermark into :attr:`as_of`,
+        at most every :data:`AS_OF_REFRESH_SECONDS` (never raises: serving goes on with
+        the last value, or None, when the registry cannot be read)."""
+        now = time.monotonic()
+        if not force and now - self._as_of_read < AS_OF_REFRESH_SECONDS:
+            return
+        self._as_of_read = now
+        try:
+            from shopflow.features.materialization import get_watermark
+            from shopflow.features.schema import USER_TABLE
+
+            watermark = get_watermark(self.features.store(), USER_TABLE.view_name)
+        except Exception as exc:
+            logger.info("materialization watermark unavailable: %s", exc)
+            return
+        self.as_of = None if watermark is None else watermark.timestamp()
 
     def poll_recommender(self) -> None:
         """One poll of the recommender's alias (never raises: /predict must keep serving)."""
