@@ -48,6 +48,7 @@ from shopflow.evaluation.uncertainty import SEED
 from shopflow.serving.experiment import CHALLENGER, CHAMPION, EXPERIMENT_STAGE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     import pandas as pd
@@ -436,3 +437,93 @@ def _with_labels(shadow: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         return merged[merged["label"].notna()].reset_index(drop=True)
     first = labelled.drop_duplicates("user", keep="first")[["user", "label"]]
     return shadow.drop_duplicates("user", keep="first").merge(first, on="user", how="inner")
+
+
+# ---- the monitoring DAG's readouts, end to end ------------------------------------------
+def run_experiment_readout(settings: Settings, *, actor: str, run_id: str | None = None,
+                           before_promotion: Callable[[str], Any] | None = None
+                           ) -> dict[str, Any]:
+    """Read the running A/B test on served, matured traffic and record its decision.
+
+    The challenger is ``serving.experiment.challenger``, else the model that answered the
+    newest challenger-arm row of the prediction log. Only rows logged since that
+    challenger's first answer count, on both arms (the champion's from before are
+    another test's), and only the production model's in the champion arm.
+
+    Args:
+        before_promotion: called with the challenger's version before a *promote* is
+            written (what monitoring keeps for a new production model).
+
+    Returns:
+        ``{"status": "skipped", "reason"}`` or ``{"status": decision, "readout", "record",
+        "challenger_version", "champion_version"}``.
+    """
+    import pandas as pd
+
+    from shopflow.ledger import Ledger
+    from shopflow.monitoring.outcomes import served_outcomes
+
+    config = settings.serving.experiment
+    if not config.enabled:
+        return {"status": "skipped", "reason": "serving.experiment.enabled is false"}
+    with Ledger(settings.ledger_url) as ledger:
+        production = ledger.production()
+    if production is None:
+        return {"status": "skipped", "reason": "no production model: nothing to test against"}
+    outcomes = served_outcomes(settings)
+    if "arm" not in outcomes.columns:
+        outcomes = outcomes.assign(arm=pd.Series([None] * len(outcomes), dtype=object))
+    arms = outcomes[outcomes["arm"].isin((CHAMPION, CHALLENGER))]
+    challenger = config.challenger
+    if challenger is None:
+        newest = arms[arms["arm"] == CHALLENGER]
+        challenger = str(newest["model_version"].iloc[-1]) if len(newest) else None
+    if challenger is None:
+        return {"status": "skipped", "pending": int(outcomes.attrs.get("pending", 0)),
+                "reason": "no matured challenger-arm rows in the prediction log yet"}
+    decided = experiment_decision(settings, challenger)
+    if decided is not None:
+        return {"status": "skipped", "challenger_version": challenger,
+                "reason": f"the ledger already holds the decision on {challenger}: "
+                          f"{decided.kind} at {decided.at:%Y-%m-%d %H:%M} ({decided.reason})"}
+    mine = arms[(arms["arm"] == CHALLENGER) & (arms["model_version"] == challenger)]
+    if len(mine):
+        arms = arms[arms["at"] >= mine["at"].min()]
+    readout = read_experiment(arms, config, champion_version=production.version,
+                              challenger_version=challenger)
+    readout.details = {"pending_rows": int(outcomes.attrs.get("pending", 0)),
+                       "latest_event": outcomes.attrs.get("latest_event")}
+    if readout.decision == "promote" and before_promotion is not None:
+        before_promotion(challenger)
+    record = record_decision(settings, readout, actor=actor, run_id=run_id)
+    return {"status": readout.decision, "challenger_version": challenger,
+            "champion_version": production.version, "readout": readout.to_dict(),
+            "record": record}
+
+
+def run_shadow_readout(settings: Settings) -> dict[str, Any]:
+    """Read the shadow log of the newest shadow challenger, with matured labels when the
+    warehouse has them (the agreement needs none)."""
+    import pandas as pd
+
+    from shopflow.monitoring.outcomes import served_outcomes
+    from shopflow.serving.shadow import read_shadow_log
+
+    records = read_shadow_log(settings.reports_dir)
+    if not records:
+        return {"status": "skipped", "reason": "the shadow log is empty (serving.shadow off?)"}
+    shadow = pd.DataFrame(records)
+    challenger = str(shadow["challenger_version"].iloc[-1])
+    shadow = shadow[shadow["challenger_version"] == challenger].reset_index(drop=True)
+    labels: pd.DataFrame | None
+    labels_error = None
+    try:
+        labels = served_outcomes(settings)
+    except Exception as exc:  # agreement and deltas still stand without labels
+        logger.warning("shadow readout without labels: %s", exc)
+        labels, labels_error = None, f"{type(exc).__name__}: {exc}"
+    config = settings.serving.experiment
+    readout = read_shadow(shadow, threshold=settings.training.threshold,
+                          confidence=config.confidence, resamples=config.resamples,
+                          labels=labels)
+    return {"status": "read", **readout.to_dict(), "labels_error": labels_error}
