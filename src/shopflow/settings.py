@@ -409,8 +409,8 @@ class ExperimentSettings(_Section):
     enabled: bool = Field(default=False, description="Split /predict traffic (off: no cost).")
     challenger: str | None = Field(
         default=None,
-        description="Model version answering the challenger arm; None: the newest registered "
-        "candidate that is not in production and was not stopped (as shadow mode).",
+        description="Model version answering the challenger arm; None: the newest candidate "
+        "registered after the production model that no experiment stopped.",
     )
     share: float = Field(default=0.1, gt=0, lt=1,
                          description="Fraction of shoppers in the challenger arm, in (0, 1).")
