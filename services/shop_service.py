@@ -126,6 +126,8 @@ class ShopService:
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self.batcher = None
+        # the A/B challenger's batcher, made on its first request: (challenger, batcher)
+        self._challenger_batching: tuple[Any, Any] | None = None
         if self.settings.serving.batching:
             from shopflow.serving.batching import NaturalBatcher
 
@@ -143,6 +145,8 @@ class ShopService:
         self.runtime.stop()
         if self.batcher is not None:
             self.batcher.close()
+        if self._challenger_batching is not None:
+            self._challenger_batching[1].close()
 
     def __is_ready__(self) -> bool:
         ready, why = self.runtime.ready()
@@ -219,7 +223,7 @@ class ShopService:
     async def _predict_arms(self, ctx: bentoml.Context, record: dict[str, Any], ids: list[str],
                             experiment: RunningExperiment) -> Response:
         """``/predict`` during an A/B test: each shopper is answered by the model of its
-        sticky arm (the champion through the batcher, the challenger directly), logged
+        sticky arm (each model through its own micro-batcher), logged
         with the arm; every prediction names its ``model_version`` and ``arm``, and the
         top-level ``model_version`` is the challenger's only when it answered them all."""
         from shopflow.serving.experiment import CHALLENGER, CHAMPION
@@ -241,13 +245,16 @@ class ShopService:
                         self.runtime.predict_with_features, group)
                 parts.append((CHAMPION, champion_rows, *answer))
             if challenger_rows:
-                import anyio.to_thread
-
                 group = [ids[i] for i in challenger_rows]
                 challenger = experiment.challenger
-                answer = await anyio.to_thread.run_sync(
-                    self.runtime.score_with_features, challenger, group)
-                parts.append((CHALLENGER, challenger_rows, challenger, *answer))
+                if self.batcher is not None:
+                    answer = await self._challenger_batcher(challenger)(group)
+                else:
+                    import anyio.to_thread
+
+                    answer = (challenger, *await anyio.to_thread.run_sync(
+                        self.runtime.score_with_features, challenger, group))
+                parts.append((CHALLENGER, challenger_rows, *answer))
         except NoProductionModel as exc:
             return _error(ctx, 503, str(exc))
         except Exception:
@@ -280,6 +287,26 @@ class ShopService:
                           separators=(",", ":"))
         return Response(body, media_type="application/json",
                         headers={"x-request-id": request_id})
+
+    def _challenger_batcher(self, challenger: Any) -> Any:
+        """The micro-batcher of the A/B test's challenger (one per challenger: a new
+        challenger gets a new one, the old one's thread is let go)."""
+        from shopflow.serving.batching import NaturalBatcher
+
+        current = self._challenger_batching
+        if current is not None and current[0] is challenger:
+            return current[1]
+        score = self.runtime.score_with_features
+
+        def score_challenger(ids: list[str]) -> tuple[Any, ...]:
+            return (challenger, *score(challenger, ids))
+
+        batcher = NaturalBatcher(score_challenger, max_ids=self.max_batch,
+                                 inline_ids=INLINE_BATCH, gather_ticks=GATHER_TICKS)
+        self._challenger_batching = (challenger, batcher)
+        if current is not None:
+            current[1].close(wait=False)
+        return batcher
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest, output_spec=RecommendResponse)
     async def recommend(
