@@ -10,7 +10,9 @@ popularity from the published marts while none is in production; see
 what is served and what was refused, ``GET /metrics`` the same and the traffic in
 Prometheus text (``shopflow.serving.metrics``; ``serving.metrics``). Every served answer
 goes to the prediction log (``shopflow.serving.prediction_log``; ``serving.prediction_log``)
-off the request path, under the request id the answer carries in ``X-Request-ID``.
+off the request path, under the request id the answer carries in ``X-Request-ID``
+(as a probe, kept out of monitoring's outcome joins, when the request carries the
+deploy gate's ``X-Shopflow-Probe`` header).
 
 Latency: BentoML's defaults cost most of the time of a small request. The service keeps
 the BentoML contract but removes those costs with BentoML's own switches
@@ -44,7 +46,6 @@ from shopflow.serving.options import SERVICE_OPTIONS, settle_heap
 from shopflow.serving.prediction_log import (
     LIVE,
     PROBE,
-    PROBE_HEADER,
     ServedPredict,
     ServedRecommend,
 )
@@ -198,7 +199,7 @@ class ShopService:
             self.prediction_log.submit(ServedPredict(request_id, time.time(), served.version, ids,
                                                      probabilities, known, features,
                                                      served.feature_names, self.runtime.as_of,
-                                                     _source(ctx)))
+                                                     PROBE if "probe" in record else LIVE))
         if self.scores is not None:
             self.scores.observe_predict(served.version, scores, flags)
         hash_id = self.runtime.hash_id
@@ -268,7 +269,8 @@ class ShopService:
             if self.prediction_log is not None:
                 self.prediction_log.submit(ServedPredict(
                     request_id, now, served.version, [ids[i] for i in rows], probabilities,
-                    known, features, served.feature_names, self.runtime.as_of, _source(ctx),
+                    known, features, served.feature_names, self.runtime.as_of,
+                    PROBE if "probe" in record else LIVE,
                     arm=arm, rows=rows))
             scores, flags = probabilities.tolist(), known.tolist()
             if self.scores is not None:
@@ -337,7 +339,8 @@ class ShopService:
         request_id = f"{self._id_prefix}-{next(self._ids)}"
         if self.prediction_log is not None:
             self.prediction_log.submit(ServedRecommend(request_id, time.time(), result,
-                                                       self.runtime.as_of, _source(ctx)))
+                                                       self.runtime.as_of,
+                                                       PROBE if "probe" in record else LIVE))
         if self.scores is not None:
             self.scores.observe_recommend(result.model_version, result.cold_start)
         record["request_id"] = request_id
@@ -378,12 +381,6 @@ class ShopService:
                     f"shopflow_{name}_records_total", f"Records of the {name} by outcome.",
                     {"written": log.written, "dropped": log.dropped, "failed": log.failed}))
         return sections
-
-
-def _source(ctx: bentoml.Context) -> str:
-    """``probe`` for the deploy gate's own requests (they carry ``PROBE_HEADER``), else
-    ``live``: the prediction log keeps probes out of outcome joins."""
-    return PROBE if ctx.request.headers.get(PROBE_HEADER) else LIVE
 
 
 def _error(ctx: bentoml.Context, status: int, message: str) -> Response:

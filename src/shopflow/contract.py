@@ -29,6 +29,10 @@ POPULARITY_VERSION: Final = "popularity"
 #: gate send it to prove a model answers an unknown shopper (cold start) without failing.
 GOLDEN_UNKNOWN_ID: Final = "__shopflow_golden_unknown__"
 
+#: Request header marking a probe (the deploy gate's golden requests and traffic window):
+#: the service logs its answers with ``source`` ``probe``, kept out of outcome joins.
+PROBE_HEADER: Final = "X-Shopflow-Probe"
+
 #: The largest ``k`` of ``POST /recommend`` (validated by the request schema and again by
 #: the recommender itself, for callers in process).
 MAX_K: Final = 100

@@ -201,6 +201,13 @@ def test_monitoring_dag_rolls_back_and_signals_drift(shopflow_home: Path) -> Non
     tasks = {t["task"]: t for t in summary["stages"]}
     assert tasks["live_gate"]["state"] == "success"
     assert tasks["feature_drift"]["state"] == "success"
+    # nothing was served here: gate 4 on served traffic and the skew check have no rows
+    assert tasks["skew_check"]["state"] == "skipped"
+    from shopflow.pipeline.runs import read_records
+
+    gate = read_records(settings, summary["run_id"])["live_gate"].result
+    assert gate["status"] == "regressed" and gate["served"]["status"] == "skipped"
+    assert "matured served rows" in gate["served"]["reason"]
     # the serving snapshot was shifted on purpose: drift is signalled (asset event)
     assert tasks["signal_retraining"]["state"] == "success"
     ledger = Ledger(settings.ledger_url)

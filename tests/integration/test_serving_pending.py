@@ -17,6 +17,7 @@ import yaml
 
 from shopflow.ledger import Ledger
 from shopflow.serving.pending import PENDING_ACTOR
+from shopflow.serving.prediction_log import PROBE, read_prediction_log
 from shopflow.serving.process import ServiceProcess
 from shopflow.serving.sandbox import (
     build_sandbox,
@@ -65,3 +66,7 @@ def test_a_starting_service_runs_gate3_on_the_pending_candidate(tmp_path: Path) 
     finally:
         service.stop()
         ledger.close()
+    # gate 3's golden requests and traffic window were probes: logged, never live traffic
+    log = read_prediction_log(settings.home_dir)
+    assert len(log) >= deployment.details["requests"]
+    assert set(log["source"]) == {PROBE}

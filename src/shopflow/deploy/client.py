@@ -47,7 +47,7 @@ class ServiceClient:
 
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
         if probe is not None:  # the service logs these answers as probes, not live traffic
-            from shopflow.serving.prediction_log import PROBE_HEADER
+            from shopflow.contract import PROBE_HEADER
 
             headers[PROBE_HEADER] = probe
         self.url = url.rstrip("/")

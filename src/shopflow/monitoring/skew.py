@@ -17,9 +17,13 @@ Feast's offline user files (the warehouse's ``user_features`` mart as exported),
 with the log's :class:`~shopflow.privacy.IdHasher`; a sampled row whose user is not
 there cannot be compared and is counted as ``unmapped``.
 
-Known limit: the runtime re-reads the materialization watermark at most every 30 s, so
-rows served in the seconds after a materialization may carry the previous ``as_of`` and
-read as skewed; a sample is drawn from rows at least that old.
+The runtime re-reads the materialization watermark at most every
+:data:`~shopflow.serving.prediction_log.AS_OF_REFRESH_SECONDS` (and materialization
+writes values before it moves the watermark), so rows answered just before a newer
+``as_of`` first shows in the log may carry new values under the old ``as_of``: rows
+answered within that interval before a newer watermark's first row are not sampled.
+Known limit: a check run within that interval after a materialization, before the log
+shows the newer watermark, cannot tell such rows apart.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pandas as pd
 
     from shopflow.settings import Settings
@@ -38,8 +43,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SEED = 0
-#: Rows younger than this are not sampled (the runtime's watermark may lag: module doc).
-SETTLE = timedelta(seconds=35)
 #: Mismatches kept in the result and the alert (the counts are complete).
 EXAMPLES = 10
 
@@ -78,16 +81,23 @@ class SkewResult:
         return asdict(self)
 
 
-def sample_rows(log: pd.DataFrame, n: int, *, now: datetime | None = None,
-                seed: int = SEED) -> pd.DataFrame:
-    """Up to ``n`` live ``/predict`` rows older than :data:`SETTLE`, drawn seeded."""
+def sample_rows(log: pd.DataFrame, n: int, *, seed: int = SEED) -> pd.DataFrame:
+    """Up to ``n`` live ``/predict`` rows, drawn seeded, leaving out the rows whose
+    ``as_of`` may lag the values they were served (see the module doc)."""
     import pandas as pd
 
     from shopflow.monitoring.outcomes import live_rows
+    from shopflow.serving.prediction_log import AS_OF_REFRESH_SECONDS
 
     rows = live_rows(log, "predict")
-    cutoff = pd.Timestamp(now or datetime.now(UTC)) - pd.Timedelta(SETTLE)
-    rows = rows[rows["at"] <= cutoff]
+    stamped = rows.dropna(subset=["as_of"])
+    if not stamped.empty:
+        first_seen = stamped.groupby("as_of")["at"].min().sort_index()
+        # for each watermark, when the log first shows a newer one
+        later = first_seen.iloc[::-1].cummin().iloc[::-1].shift(-1)
+        next_seen = rows["as_of"].map(later)
+        lag = pd.Timedelta(seconds=AS_OF_REFRESH_SECONDS)
+        rows = rows[~(next_seen.notna() & (rows["at"] > next_seen - lag))]
     if len(rows) > n:
         rows = rows.sample(n=n, random_state=seed)
     return rows.reset_index(drop=True)
@@ -118,7 +128,7 @@ def offline_user_ids(settings: Settings, tokens: set[str]) -> dict[str, str]:
 
 
 def run_skew_check(settings: Settings, *, since: datetime | None = None,
-                   alert: bool = True, now: datetime | None = None) -> SkewResult:
+                   alert: bool = True) -> SkewResult:
     """Compare a sample of served rows with the offline path; alert (``skew``) on a
     mismatch.
 
@@ -126,7 +136,6 @@ def run_skew_check(settings: Settings, *, since: datetime | None = None,
         settings: the log, Feast, the model store and the ``monitoring.skew_*`` knobs.
         since: sample only rows logged at or after this time.
         alert: send the ``skew`` alert when something mismatches.
-        now: the clock for :data:`SETTLE` (tests).
     """
     from shopflow.serving.prediction_log import read_prediction_log
 
@@ -134,11 +143,10 @@ def run_skew_check(settings: Settings, *, since: datetime | None = None,
     result = SkewResult(status="skipped", reason="",
                         feature_tolerance=monitoring.skew_feature_tolerance,
                         score_tolerance=monitoring.skew_score_tolerance)
-    rows = sample_rows(read_prediction_log(settings.home_dir, since), monitoring.skew_sample,
-                       now=now)
+    rows = sample_rows(read_prediction_log(settings.home_dir, since), monitoring.skew_sample)
     result.sampled = len(rows)
     if rows.empty:
-        result.reason = "no live /predict rows logged (older than the settle time) to compare"
+        result.reason = "no live /predict rows logged to compare"
         return result
     ids = offline_user_ids(settings, set(rows["user"]))
     result.unmapped = int((~rows["user"].isin(ids)).sum())

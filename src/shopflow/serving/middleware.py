@@ -13,6 +13,8 @@ request) added to the BentoML service with ``add_asgi_middleware``. It
   message that names the model class, not the field) into 422 with a message naming the
   field, and makes sure no other error carries a stack trace;
 * writes one JSON access-log line per request, with user ids as keyed hashes only;
+* notes a probe (the ``X-Shopflow-Probe`` header of the deploy gate's requests) in the
+  request's record, for the prediction log's ``source``;
 * times every request into :class:`~shopflow.serving.metrics.RequestMetrics` and answers
   ``GET /metrics`` (Prometheus text: its own request families plus what the service's
   ``collect`` callable adds), when ``serving.metrics`` is on.
@@ -26,6 +28,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from shopflow.contract import PROBE_HEADER
 from shopflow.serving.metrics import CONTENT_TYPE, RequestMetrics, render
 
 if TYPE_CHECKING:
@@ -39,6 +42,7 @@ logger = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 METRICS_PATH = "/metrics"
 STATE_KEY = "shopflow_access"
+_PROBE = PROBE_HEADER.lower().encode()
 _MAX_ERROR_BODY = 64 * 1024
 
 
@@ -129,6 +133,9 @@ class FrontDoorMiddleware:
         path: str = scope.get("path", "")
         headers = dict(scope.get("headers") or ())
         record: dict[str, Any] = {"status": 500}
+        probe = headers.get(_PROBE)
+        if probe is not None:  # the deploy gate's request: the prediction log marks it
+            record["probe"] = probe.decode("latin-1")
         scope.setdefault("state", {})[STATE_KEY] = record
         try:
             if self.auth is not None and path not in OPEN_PATHS:
@@ -269,7 +276,7 @@ class FrontDoorMiddleware:
             "status": record.get("status"),
             "ms": round(elapsed * 1000, 3),
         }
-        for key in ("request_id", "users", "n_users", "unknown", "model_version"):
+        for key in ("request_id", "users", "n_users", "unknown", "model_version", "probe"):
             if key in record:
                 line[key] = record[key]
         access_logger.info(json.dumps(line, separators=(",", ":")))

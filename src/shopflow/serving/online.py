@@ -107,3 +107,22 @@ class OnlineFeatures:
         except Exception as exc:  # readiness must report, not raise
             return False, f"online features unreachable: {type(exc).__name__}: {exc}"
         return True, "ok"
+
+
+def snapshot_user_ids(settings: Settings, n: int = 5) -> list[str]:
+    """A few user ids from the Feast offline snapshot, when there is one (best effort):
+    golden ids for the swap check and for gate 3 at service start."""
+    try:
+        import pyarrow.parquet as pq
+
+        from shopflow.features.schema import USER_TABLE
+
+        path = USER_TABLE.offline_path(settings)
+        if not path.is_file():
+            return []
+        table = pq.read_table(path, columns=[USER_TABLE.join_key])
+        ids = table.column(0).to_pylist()
+        return [str(i) for i in dict.fromkeys(reversed(ids)) if i is not None][:n]
+    except Exception as exc:  # golden ids are a nicety, never a reason to fail
+        logger.info("no golden ids from the offline snapshot: %s", exc)
+        return []

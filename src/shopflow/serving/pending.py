@@ -50,7 +50,7 @@ def deploy_pending_at_start(settings: Settings) -> threading.Thread | None:
 def _run_gate3(settings: Settings) -> None:
     from shopflow.alerts import send_alert
     from shopflow.deploy import DeployFailed, deploy_pending
-    from shopflow.monitoring.reference import snapshot_user_ids
+    from shopflow.serving.online import snapshot_user_ids
 
     try:
         report = deploy_pending(settings, actor=PENDING_ACTOR,

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from shopflow.contract import PROBE_HEADER as CONTRACT_PROBE_HEADER
 from shopflow.serving.jsonl_log import JsonlLog, log_files, read_records, remove_user_lines
 
 if TYPE_CHECKING:
@@ -49,11 +50,13 @@ PREFIX = "predictions"
 HASH_CACHE = 100_000
 COLUMNS = ["request_id", "at", "endpoint", "row", "user", "model_version", "known_user",
            "score", "features", "items", "as_of", "source", "arm"]
-#: Request header marking a probe (gate 3's golden requests and traffic window); its
-#: answers are logged with ``source`` :data:`PROBE`, every other answer with :data:`LIVE`.
-PROBE_HEADER = "X-Shopflow-Probe"
+#: ``source`` of answers to requests with :data:`~shopflow.contract.PROBE_HEADER` (the
+#: deploy gate's), and of every other answer.
+PROBE_HEADER = CONTRACT_PROBE_HEADER
 LIVE = "live"
 PROBE = "probe"
+#: Most seconds between the runtime's reads of the materialization watermark (``as_of``).
+AS_OF_REFRESH_SECONDS = 30.0
 
 
 def prediction_log_dir(home: Path) -> Path:

@@ -28,7 +28,8 @@ import numpy as np
 from shopflow.contract import GOLDEN_UNKNOWN_ID, PROPENSITY_MODEL, RECOMMENDER_MODEL
 from shopflow.privacy import IdHasher
 from shopflow.serving.alias_follower import AliasFollower, ModelRefused
-from shopflow.serving.online import OnlineFeatures
+from shopflow.serving.online import OnlineFeatures, snapshot_user_ids
+from shopflow.serving.prediction_log import AS_OF_REFRESH_SECONDS
 from shopflow.serving.served import ServedModel, load_served_model, missing_if_infinite
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ logger = logging.getLogger(__name__)
 
 #: Known shoppers remembered from live traffic as golden ids for the next swap check.
 RECENT_KNOWN_IDS = 16
-#: Seconds between reads of the online features' materialization watermark (``as_of``).
-AS_OF_REFRESH_SECONDS = 30.0
 
 
 class NoProductionModel(RuntimeError):
@@ -217,7 +216,7 @@ class ServingRuntime(AliasFollower[ServedModel]):
         known = list(dict.fromkeys(self.recent_known_ids))
         if not known:
             if self._snapshot_ids is None:
-                self._snapshot_ids = _snapshot_user_ids(self.settings, 5)
+                self._snapshot_ids = snapshot_user_ids(self.settings, 5)
             known = self._snapshot_ids
         return [*known, GOLDEN_UNKNOWN_ID]
 
@@ -506,21 +505,3 @@ class ServingRuntime(AliasFollower[ServedModel]):
             },
         })
         return answer
-
-
-def _snapshot_user_ids(settings: Settings, n: int) -> list[str]:
-    """A few user ids from the Feast offline snapshot, when there is one (best effort)."""
-    try:
-        import pyarrow.parquet as pq
-
-        from shopflow.features.schema import USER_TABLE
-
-        path = USER_TABLE.offline_path(settings)
-        if not path.is_file():
-            return []
-        table = pq.read_table(path, columns=[USER_TABLE.join_key])
-        ids = table.column(0).to_pylist()
-        return [str(i) for i in dict.fromkeys(reversed(ids)) if i is not None][:n]
-    except Exception as exc:  # golden ids are a nicety, never a reason to fail
-        logger.info("no golden ids from the offline snapshot: %s", exc)
-        return []
