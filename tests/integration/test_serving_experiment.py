@@ -112,9 +112,9 @@ class Experiment:
                                     "event_time": "timestamp"})
             wh.append_df(table, events)
 
-    def readout(self, run_id: str) -> dict[str, Any]:
+    def readout(self, run_id: str, stage: str = "experiment_readout") -> dict[str, Any]:
         context = StageContext(run_id=run_id, dag_id="shopflow_monitoring", actor="test")
-        result: dict[str, Any] = stage_function("experiment_readout")(self.settings, context)
+        result: dict[str, Any] = stage_function(stage)(self.settings, context)
         return result
 
 
@@ -125,7 +125,7 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Experiment]
     port = free_port()
     config.write_text(yaml.safe_dump({
         "serving": {
-            "port": port, "reload_interval": 0.5, "post_deploy_window": 1.0,
+            "port": port, "reload_interval": 0.5, "post_deploy_window": 1.0, "shadow": True,
             "max_p99_ms": 2000.0,
             "experiment": {"enabled": True, "share": SHARE, "salt": SALT,
                            "min_rows_per_arm": 150, "purchase_rate_tolerance": 0.15,
@@ -201,6 +201,19 @@ def test_a_worse_challenger_is_stopped_and_the_next_one_tested(experiment: Exper
     assert meta["experiment"]["state"] == "running"
     with pytest.raises(StageSkipped, match="already holds the decision"):
         experiment.readout("ab-stop-retry")  # a retried task decides nothing twice
+
+
+def test_the_shadow_log_is_read_the_same_way(experiment: Experiment) -> None:
+    """Shadow mode scored the same (worse) challenger beside the champion's answers."""
+    experiment.wait(lambda m: m["shadow"]["logged"] >= 200, "the shadow log")
+    result = experiment.readout("shadow-1", stage="shadow_readout")
+    assert result["challenger_version"] == experiment.worse
+    assert result["champion_version"] == experiment.champion
+    assert 0 <= result["agreement"] <= 1 and result["rows"] >= 200
+    assert 0 < result["mean_abs_delta"] <= result["max_abs_delta"] <= 1
+    assert result["matured"] >= 200 and result["labels_error"] is None
+    assert result["champion_roc_auc"] > result["challenger_roc_auc"]
+    assert result["roc_auc_difference"]["ci"][1] < 0  # challenger minus champion
 
 
 def test_a_better_challenger_is_promoted_through_gate_3(experiment: Experiment) -> None:

@@ -203,3 +203,14 @@ def test_shadow_readout_agreement_and_outcomes() -> None:
     assert readout.roc_auc_difference is not None and readout.roc_auc_difference.ci[0] > 0
     unlabelled = read_shadow(shadow, threshold=0.5)
     assert unlabelled.matured == 0 and unlabelled.roc_auc_difference is None
+
+
+def test_readout_stages_skip_while_nothing_runs(settings) -> None:
+    from shopflow.pipeline.stages import stage_function
+    from shopflow.pipeline.vocabulary import StageContext, StageSkipped
+
+    context = StageContext(run_id="m1", dag_id="shopflow_monitoring")
+    with pytest.raises(StageSkipped, match="serving.experiment.enabled is false"):
+        stage_function("experiment_readout")(settings, context)
+    with pytest.raises(StageSkipped, match="shadow log is empty"):
+        stage_function("shadow_readout")(settings, context)
