@@ -21,10 +21,11 @@ from shopflow.monitoring.experiment import (
     read_experiment,
     read_shadow,
     record_decision,
+    run_experiment_readout,
     wilson_interval,
 )
 from shopflow.serving.experiment import CHALLENGER, assign_arm
-from shopflow.settings import ExperimentSettings
+from shopflow.settings import ExperimentSettings, load_settings
 
 SALT = "test-salt"
 
@@ -154,6 +155,9 @@ def test_decisions_are_recorded_in_the_ledger(settings) -> None:
     assert event.details["readout"]["differences"]["roc_auc"]["ci"][0] > 0
     again = record_decision(settings, better, actor="test:experiment", run_id="r1")
     assert not again["recorded"]  # a retried task does not decide twice
+    enabled = load_settings(serving={"experiment": {"enabled": True}})
+    paused = run_experiment_readout(enabled, actor="test")  # gate 3 decides first
+    assert paused["status"] == "skipped" and "v-new is deploy pending" in paused["reason"]
 
     worse = read_experiment(
         synthetic_outcomes(users=3000, champion_signal=1.6, challenger_signal=0.4,

@@ -468,8 +468,12 @@ def run_experiment_readout(settings: Settings, *, actor: str, run_id: str | None
         return {"status": "skipped", "reason": "serving.experiment.enabled is false"}
     with Ledger(settings.ledger_url) as ledger:
         production = ledger.production()
+        pending = ledger.pending()
     if production is None:
         return {"status": "skipped", "reason": "no production model: nothing to test against"}
+    if pending is not None:  # gate 3 decides first; the test is paused meanwhile
+        return {"status": "skipped",
+                "reason": f"candidate {pending.version} is deploy pending: the test is paused"}
     outcomes = served_outcomes(settings)
     if "arm" not in outcomes.columns:
         outcomes = outcomes.assign(arm=pd.Series([None] * len(outcomes), dtype=object))

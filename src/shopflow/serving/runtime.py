@@ -208,7 +208,10 @@ class ServingRuntime(AliasFollower[ServedModel]):
         if self.shadow is not None:
             self._refresh_challenger()
         if self.settings.serving.experiment.enabled:
-            self._refresh_experiment()
+            try:
+                self._refresh_experiment()
+            except Exception:  # e.g. the ledger went away mid-poll: keep the test as it is
+                logger.exception("A/B test refresh failed; trying again next poll")
 
     def golden_user_ids(self) -> list[str]:
         """Ids for the swap check: recently served known users (else a few from the
