@@ -16,7 +16,10 @@ Servers, each a real process on a loopback port, measured one after another:
   log and ``/metrics`` are on in every ``propensity*`` server (the defaults);
   ``propensity-quiet`` has both off, ``propensity-nolog`` only the log off and
   ``propensity-nometrics`` only the metrics off: their cost is the difference
-  (target: both together cost at most 10% of req/s at 1 user x 16 conns).
+  (target: both together cost at most 10% of req/s at 1 user x 16 conns);
+  ``propensity-ab`` runs an A/B test (``serving.experiment``) with the benchmark's first
+  shopper in the challenger arm (answered by a second model), ``propensity-ab-champion``
+  with it in the champion arm: the split's cost beside ``propensity`` (no test).
 * ``propensity-bento`` — the same model and recommender packaged by ``shopflow package``
   (``shopflow.deploy.bento``) and served with ``bentoml serve <tag>`` from an empty
   folder, pinned instead of following the ledger; the Bento's size (its folder, and the
@@ -330,10 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     settings = load_settings(home=work)
     started = time.monotonic()
-    sandbox = build_sandbox(settings, users=args.users, models=1)
+    # the A/B server's challenger is the first model (production is the last)
+    ab = not args.only or any(name.startswith("propensity-ab") for name in args.only)
+    sandbox = build_sandbox(settings, users=args.users, models=2 if ab else 1)
     recommender = build_recommender_sandbox(settings, sandbox.user_ids)
     logger.info("sandbox (%d users, model %s, recommender %s) in %.0f s", args.users,
-                sandbox.versions[0], recommender.versions[0], time.monotonic() - started)
+                sandbox.versions[-1], recommender.versions[0], time.monotonic() - started)
     generator = run_wrk if shutil.which("wrk") else run_httpx
     if generator is run_httpx:
         logger.warning("wrk not found (apt-get install -y wrk): using the slower httpx generator")
@@ -353,6 +358,18 @@ def main(argv: list[str] | None = None) -> int:
         return serve_command(host="127.0.0.1", port=port, target=target,
                              working_dir=REPO / "services"), env, REPO / "services"
 
+    def ab_env(*, challenger_arm: bool) -> dict[str, str]:
+        """An A/B test whose share puts the 1-user body's shopper in the arm asked for."""
+        from shopflow.serving.experiment import arm_position, salt_key
+
+        salt = "bench"
+        position = arm_position(salt_key(salt), sandbox.user_ids[0])
+        share = (1 + position) / 2 if challenger_arm else position / 2
+        return {"SHOPFLOW_SERVING__EXPERIMENT__ENABLED": "true",
+                "SHOPFLOW_SERVING__EXPERIMENT__SALT": salt,
+                "SHOPFLOW_SERVING__EXPERIMENT__SHARE": repr(share),
+                "SHOPFLOW_SERVING__EXPERIMENT__CHALLENGER": sandbox.versions[0]}
+
     servers: list[tuple[str, Any]] = [
         ("starlette", lambda: ([sys.executable, "-m", "uvicorn", "--factory",
                                 "benchmarks.bench_serving:make_bare_app", "--host", "127.0.0.1",
@@ -367,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                                            {"SHOPFLOW_SERVING__PREDICTION_LOG": "false"})),
         ("propensity-nometrics", lambda: bento(SERVICE_TARGET,
                                                {"SHOPFLOW_SERVING__METRICS": "false"})),
+        ("propensity-ab", lambda: bento(SERVICE_TARGET, ab_env(challenger_arm=True))),
+        ("propensity-ab-champion", lambda: bento(SERVICE_TARGET,
+                                                 ab_env(challenger_arm=False))),
         ("propensity-nobatch", lambda: bento(SERVICE_TARGET,
                                              {"SHOPFLOW_SERVING__BATCHING": "false"})),
         ("propensity-library", lambda: bento(SERVICE_TARGET,

@@ -19,6 +19,13 @@ Daily checks of the production model against what the shop does now:
   recommender's snapshot age; each over its `monitoring.max_*` threshold alerts
   (`staleness`). The model-age threshold defaults to the one the training report measured.
 
+* **A/B test** (`serving.experiment`) — per-arm purchase rate and ROC AUC on matured
+  labels with confidence intervals, and the declared decision: *promote* (nominates the
+  challenger; gate 3 moves production), *stop* (a ledger rejection ends the test) or
+  *continue*; skipped while no test runs;
+* **shadow** — agreement and score differences of the shadow log's two models, and their
+  outcomes on matured labels; skipped while the log is empty.
+
 Drift beyond the threshold emits `shopflow_drift_detected`, which triggers
 `shopflow_training`.
 """
@@ -73,11 +80,21 @@ def shopflow_monitoring() -> None:
     def staleness():
         """Alerts on a stale model, online store or recommender snapshot; never fails."""
         return stage("staleness")
+    @task(outlets=[PRODUCTION_MODEL], retries=0)
+    def experiment_readout():
+        """The A/B test's per-arm outcomes and decision (promote runs gate 3)."""
+        return stage("experiment_readout")
+
+    @task
+    def shadow_readout():
+        return stage("shadow_readout")
 
     signal_retraining(feature_drift(), prediction_drift())
     live_gate()
     skew_check()
     staleness()
+    experiment_readout()
+    shadow_readout()
 
 
 shopflow_monitoring()

@@ -40,7 +40,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 from starlette.applications import Starlette
@@ -71,6 +71,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from starlette.requests import Request
+
+    from shopflow.serving.experiment import RunningExperiment
 
 logger = logging.getLogger("shopflow.serving.service")
 
@@ -142,6 +144,8 @@ class ShopService:
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self.batcher = None
+        # the A/B challenger's batcher, made on its first request: (challenger, batcher)
+        self._challenger_batching: tuple[Any, Any] | None = None
         if self.settings.serving.batching:
             from shopflow.serving.batching import NaturalBatcher
 
@@ -169,6 +173,8 @@ class ShopService:
         self.runtime.stop()
         if self.batcher is not None:
             self.batcher.close()
+        if self._challenger_batching is not None:
+            self._challenger_batching[1].close()
 
     def __is_ready__(self) -> bool:
         ready, why = self.runtime.ready()
@@ -195,6 +201,9 @@ class ShopService:
         blank = next((i for i, uid in enumerate(ids) if not uid.strip()), None)
         if blank is not None:  # the online read strips ids: a blank one names no shopper
             return _error(ctx, 422, f"user_ids[{blank}]: must be a non-empty shopper id")
+        experiment = self.runtime.experiment  # read once, like the served model
+        if experiment is not None:
+            return await self._predict_arms(ctx, record, ids, experiment)
         try:
             if self.batcher is not None:
                 served, probabilities, known, features = await self.batcher(ids)
@@ -238,6 +247,95 @@ class ShopService:
         )
         return Response(body, media_type="application/json",
                         headers={"x-request-id": request_id})
+
+    async def _predict_arms(self, ctx: bentoml.Context, record: dict[str, Any], ids: list[str],
+                            experiment: RunningExperiment) -> Response:
+        """``/predict`` during an A/B test: each shopper is answered by the model of its
+        sticky arm (each model through its own micro-batcher), logged
+        with the arm; every prediction names its ``model_version`` and ``arm``, and the
+        top-level ``model_version`` is the challenger's only when it answered them all."""
+        from shopflow.serving.experiment import CHALLENGER, CHAMPION
+        from shopflow.serving.runtime import NoProductionModel
+
+        challenger_rows = experiment.challenger_rows(ids)
+        taken = set(challenger_rows)
+        champion_rows = [i for i in range(len(ids)) if i not in taken]
+        parts: list[tuple[str, list[int], Any, Any, Any, Any]] = []
+        try:
+            if champion_rows:
+                group = [ids[i] for i in champion_rows]
+                if self.batcher is not None:
+                    answer = await self.batcher(group)
+                else:
+                    import anyio.to_thread
+
+                    answer = await anyio.to_thread.run_sync(
+                        self.runtime.predict_with_features, group)
+                parts.append((CHAMPION, champion_rows, *answer))
+            if challenger_rows:
+                group = [ids[i] for i in challenger_rows]
+                challenger = experiment.challenger
+                if self.batcher is not None:
+                    answer = await self._challenger_batcher(challenger)(group)
+                else:
+                    import anyio.to_thread
+
+                    answer = (challenger, *await anyio.to_thread.run_sync(
+                        self.runtime.score_with_features, challenger, group))
+                parts.append((CHALLENGER, challenger_rows, *answer))
+        except NoProductionModel as exc:
+            return _error(ctx, 503, str(exc))
+        except Exception:
+            logger.exception("prediction failed for %d users", len(ids))
+            return _error(ctx, 500, "prediction failed; see the server log")
+        request_id = f"{self._id_prefix}-{next(self._ids)}"
+        now = time.time()
+        predictions: list[dict[str, Any]] = [{} for _ in ids]
+        unknown = 0
+        for arm, rows, served, probabilities, known, features in parts:
+            if self.prediction_log is not None:
+                self.prediction_log.submit(ServedPredict(
+                    request_id, now, served.version, [ids[i] for i in rows], probabilities,
+                    known, features, served.feature_names, self.runtime.as_of,
+                    PROBE if "probe" in record else LIVE,
+                    arm=arm, rows=rows))
+            scores, flags = probabilities.tolist(), known.tolist()
+            if self.scores is not None:
+                self.scores.observe_predict(served.version, scores, flags)
+            unknown += len(flags) - sum(flags)
+            for i, p, k in zip(rows, scores, flags, strict=True):
+                predictions[i] = {"user_id": ids[i], "purchase_probability": p,
+                                  "known_user": k, "model_version": served.version, "arm": arm}
+        version = parts[0][2].version  # the champion's, unless it answered nobody
+        record["request_id"] = request_id
+        record["n_users"] = len(ids)
+        record["users"] = [self.runtime.hash_id(uid) for uid in ids[:3]]
+        record["unknown"] = unknown
+        record["model_version"] = version
+        body = json.dumps({"model_version": version, "predictions": predictions},
+                          separators=(",", ":"))
+        return Response(body, media_type="application/json",
+                        headers={"x-request-id": request_id})
+
+    def _challenger_batcher(self, challenger: Any) -> Any:
+        """The micro-batcher of the A/B test's challenger (one per challenger: a new
+        challenger gets a new one, the old one's thread is let go)."""
+        from shopflow.serving.batching import NaturalBatcher
+
+        current = self._challenger_batching
+        if current is not None and current[0] is challenger:
+            return current[1]
+        score = self.runtime.score_with_features
+
+        def score_challenger(ids: list[str]) -> tuple[Any, ...]:
+            return (challenger, *score(challenger, ids))
+
+        batcher = NaturalBatcher(score_challenger, max_ids=self.max_batch,
+                                 inline_ids=INLINE_BATCH, gather_ticks=GATHER_TICKS)
+        self._challenger_batching = (challenger, batcher)
+        if current is not None:
+            current[1].close(wait=False)
+        return batcher
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest, output_spec=RecommendResponse)
     async def recommend(

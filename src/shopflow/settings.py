@@ -394,6 +394,45 @@ class GateSettings(_Section):
     )
 
 
+class ExperimentSettings(_Section):
+    """An A/B test of ``/predict``: a sticky share of shoppers is answered by a challenger.
+
+    A shopper is in the challenger arm when ``hash(salt, user id)``, read as a number in
+    [0, 1), is below ``share``; the same shopper always lands in the same arm (for one
+    salt). The monitoring DAG's ``experiment_readout`` compares the arms on matured labels
+    and applies the decision rule (docs/ARCHITECTURE.md, "A/B tests"): *promote* when the
+    lower confidence bound of the primary metric's difference (challenger - champion) is
+    above 0 and the purchase rate is not worse beyond ``purchase_rate_tolerance``; *stop*
+    when its upper bound is below 0 or the purchase-rate guardrail is breached; else
+    *continue* (also while either arm has fewer than ``min_rows_per_arm`` matured rows).
+    """
+
+    enabled: bool = Field(default=False, description="Split /predict traffic (off: no cost).")
+    challenger: str | None = Field(
+        default=None,
+        description="Model version answering the challenger arm; None: the newest candidate "
+        "registered after the production model that no experiment stopped.",
+    )
+    share: float = Field(default=0.1, gt=0, lt=1,
+                         description="Fraction of shoppers in the challenger arm, in (0, 1).")
+    salt: str = Field(default="shopflow-ab", min_length=1,
+                      description="Hash salt: a new salt reshuffles shoppers between arms.")
+    min_rows_per_arm: int = Field(
+        default=200, gt=0, description="Matured shoppers each arm needs before a decision.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1,
+                              description="Confidence level of the intervals.")
+    primary_metric: Literal["roc_auc", "purchase_rate"] = Field(
+        default="roc_auc", description="The metric whose difference decides.")
+    purchase_rate_tolerance: float = Field(
+        default=0.02, ge=0,
+        description="Guardrail: the challenger arm's purchase rate may be lower by at most "
+        "this much (absolute); promote needs the lower bound above -tolerance, and an upper "
+        "bound below -tolerance stops the test.",
+    )
+    resamples: int = Field(default=500, ge=50,
+                           description="Bootstrap resamples of the ROC AUC intervals.")
+
+
 class ServingSettings(_Section):
     """The BentoML service."""
 
@@ -439,6 +478,10 @@ class ServingSettings(_Section):
         description="Answers buffered for the log; past it new ones are dropped and counted.",
     )
     metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus text).")
+    experiment: ExperimentSettings = Field(
+        default_factory=ExperimentSettings,
+        description="A/B test of /predict: champion vs challenger by a sticky user hash.",
+    )
     post_deploy_window: float = Field(default=5.0, ge=0)
     package: bool = Field(
         default=True,

@@ -220,3 +220,49 @@ def test_a_model_without_a_compiled_predictor_says_why(online: tuple[Settings, l
         assert "no compiled predictor stored" in model_facts["inference_reason"]
     finally:
         runtime.stop()
+
+
+def test_ab_challenger_follows_the_ledger(online: tuple[Settings, list[str]]) -> None:
+    """The A/B test's challenger: the newest candidate registered after production,
+    paused while a candidate is deploy pending, ended by the ledger's decision."""
+    from shopflow.serving.experiment import CHALLENGER, assign_arm
+
+    settings, users = online
+    ab = load_settings(home=settings.home_dir, serving={"experiment": {
+        "enabled": True, "share": 0.5, "salt": "rt"}})
+    champion = _model(ab, 20)
+    challenger = _model(ab, 21, promote=False)
+    runtime = ServingRuntime(ab, poll=False)
+    runtime.start()
+    ledger = Ledger(ab.ledger_url)
+    try:
+        assert runtime.experiment is not None and runtime.experiment_state == "running"
+        assert runtime.experiment.challenger.version == challenger
+        rows = runtime.experiment.challenger_rows(users)
+        assert rows == [i for i, u in enumerate(users) if assign_arm("rt", u, 0.5) == CHALLENGER]
+        probabilities, known, matrix = runtime.score_with_features(
+            runtime.experiment.challenger, [users[i] for i in rows])
+        assert known.all() and matrix.shape[0] == len(rows)
+
+        newer = _model(ab, 22, promote=False)
+        ledger.nominate(newer, actor="test", reason="gate 2 elsewhere")
+        runtime.poll_once()
+        assert runtime.experiment is None and runtime.experiment_state.startswith("paused")
+        assert runtime.metadata()["experiment"]["state"].startswith("paused")
+        ledger.drop_candidate(newer, actor="test", reason="withdrawn")
+        runtime.poll_once()
+        assert runtime.version == champion
+        assert runtime.experiment is not None and runtime.experiment.challenger.version == newer
+
+        ledger.record_event(kind="rejection", version=newer, reason="A/B stop", actor="test",
+                            details={"stage": "experiment", "decision": "stop"})
+        runtime.poll_once()
+        assert runtime.experiment is not None and runtime.experiment.challenger.version == challenger
+
+        ledger.promote(challenger, actor="test", reason="A/B promote")
+        runtime.poll_once()
+        assert runtime.version == challenger and runtime.experiment is None
+        assert runtime.metadata()["experiment"]["challenger_version"] is None
+    finally:
+        ledger.close()
+        runtime.stop()

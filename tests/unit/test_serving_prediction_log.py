@@ -100,9 +100,10 @@ def test_as_of_and_source_are_logged_and_unknown_keys_kept(tmp_path: Path) -> No
     log.close()
     with open(log_files(prediction_log_dir(settings.home_dir), "predictions")[0], "a") as f:
         f.write(json.dumps({"request_id": "a-3", "at": "2099-01-01T00:00:00+00:00",
-                            "endpoint": "predict", "user": "u9", "arm": "challenger"}) + "\n")
+                            "endpoint": "predict", "user": "u9", "arm": "challenger",
+                            "later_key": 1}) + "\n")
     frame = read_prediction_log(settings.home_dir)
-    assert list(frame.columns) == [*COLUMNS, "arm"]
+    assert list(frame.columns) == [*COLUMNS, "later_key"]
     assert frame["source"].tolist() == [PROBE, PROBE, LIVE, LIVE]  # no source: live
     assert frame["as_of"].iloc[:3].tolist() == [pd.Timestamp("2026-03-01", tz="UTC")] * 3
     assert pd.isna(frame["as_of"].iloc[3]) and frame["arm"].iloc[3] == "challenger"
@@ -217,3 +218,20 @@ def test_files_past_retention_go_when_a_new_file_begins(tmp_path: Path) -> None:
     log.submit(_predict("1", ["a"]))
     log.close()
     assert not stale.exists() and len(log_files(directory, "predictions")) == 1
+
+
+def test_ab_arms_are_logged_with_their_rows_in_the_request(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    log = PredictionLog(settings, hash_id=IdHasher(settings.home_dir))
+    log.start()
+    # one request of four users: rows 0 and 2 in the champion arm, 1 and 3 the challenger's
+    champion = _predict("r-1", ["a", "c"], version="v-old")._replace(arm="champion", rows=[0, 2])
+    challenger = _predict("r-1", ["b", "d"], version="v-new")._replace(arm="challenger",
+                                                                       rows=[1, 3])
+    assert log.submit(champion) and log.submit(challenger)
+    assert log.submit(_predict("r-2", ["e"]))  # no test running: no arm
+    log.stop()
+    frame = read_prediction_log(settings.home_dir).sort_values(["request_id", "row"])
+    assert frame["row"].tolist() == [0, 1, 2, 3, 0]
+    assert frame["arm"].tolist() == ["champion", "challenger", "champion", "challenger", None]
+    assert frame["model_version"].tolist() == ["v-old", "v-new", "v-old", "v-new", "v1"]

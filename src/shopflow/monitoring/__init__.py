@@ -1,5 +1,5 @@
-"""Monitoring: drift (PSI against the training reference), gate 4 (live performance) and
-training/serving skew.
+"""Monitoring: drift (PSI against the training reference), gate 4 (live performance),
+training/serving skew and A/B tests.
 
 * :mod:`shopflow.monitoring.drift` — population stability index of features and scores;
 * :mod:`shopflow.monitoring.reference` — the training reference kept per model version;
@@ -11,6 +11,8 @@ training/serving skew.
   on its own traffic, with automatic rollback;
 * :mod:`shopflow.monitoring.skew` — served features and scores against Feast's
   point-in-time offline features and the model's offline score.
+* :mod:`shopflow.monitoring.experiment` — A/B test readouts (per-arm outcomes with
+  intervals, the promote / stop / continue rule, the ledger record) and the shadow readout.
 
 The monitoring DAG's stages that call them are :mod:`shopflow.pipeline.monitoring_stages`.
 """

@@ -194,3 +194,46 @@ def staleness(settings: Settings, context: StageContext) -> StageResult:
     from shopflow.monitoring.staleness import run_staleness_checks
 
     return run_staleness_checks(settings).to_dict()
+
+
+def experiment_readout(settings: Settings, context: StageContext) -> StageResult:
+    """The A/B test's readout and decision (:mod:`shopflow.monitoring.experiment`).
+
+    A *promote* nominates the challenger and runs gate 3 as the training DAG does
+    (:func:`shopflow.pipeline.model_stages.deploy`): production moves only when the
+    service serves it well; with no service answering the deploy is pending and the task
+    says so (:class:`~shopflow.deploy.DeployPending`). Skipped while no test runs or no
+    challenger-arm row has matured.
+    """
+    from shopflow.jsonable import jsonable
+    from shopflow.monitoring.experiment import run_experiment_readout
+    from shopflow.pipeline import model_stages
+
+    result = run_experiment_readout(
+        settings, actor=f"{context.actor}:experiment", run_id=context.run_id,
+        before_promotion=lambda version: model_stages._remember_for_monitoring(settings,
+                                                                               version))
+    if result["status"] == "skipped":
+        raise StageSkipped(result["reason"])
+    if result["status"] == "promote" and result["record"]["recorded"]:
+        registered = {"promoted": True, "version": result["challenger_version"],
+                      "previous_version": result["champion_version"],
+                      "reason": f"A/B test: {result['readout']['reason']}"}
+        result["deploy"] = model_stages.deploy(settings, context, registered=registered)
+        model_stages.post_deploy_check(settings, context, deployed=result["deploy"])
+    answer: dict[str, Any] = jsonable(result)
+    return answer
+
+
+def shadow_readout(settings: Settings, context: StageContext) -> StageResult:
+    """Champion vs shadow challenger on the same requests: agreement, score deltas and
+    both models' outcomes on matured labels (:func:`shopflow.monitoring.experiment.
+    run_shadow_readout`); skipped while the shadow log is empty."""
+    from shopflow.jsonable import jsonable
+    from shopflow.monitoring.experiment import run_shadow_readout
+
+    result = run_shadow_readout(settings)
+    if result["status"] == "skipped":
+        raise StageSkipped(result["reason"])
+    answer: dict[str, Any] = jsonable(result)
+    return answer

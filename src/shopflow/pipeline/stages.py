@@ -9,7 +9,7 @@ task to its code is two hops: this table, then the stage module beside it:
   and 3, register, deploy, rollback;
 * :mod:`shopflow.pipeline.recommend_stages` — the recommender branch;
 * :mod:`shopflow.pipeline.monitoring_stages` — drift, the drift verdict, gate 4, skew,
-  staleness.
+  staleness, the A/B and shadow readouts.
 
 Importing the stage modules is cheap: each imports its heavy libraries inside the stage.
 The registry imports them; none of them imports the registry (the words they share are in
@@ -56,6 +56,8 @@ STAGES: Mapping[str, StageFunction] = MappingProxyType({
     "live_gate": monitoring_stages.live_gate,
     "skew_check": monitoring_stages.skew_check,
     "staleness": monitoring_stages.staleness,
+    "experiment_readout": monitoring_stages.experiment_readout,
+    "shadow_readout": monitoring_stages.shadow_readout,
 })
 
 

@@ -105,6 +105,7 @@ class NaturalBatcher:
         finally:
             self._busy = False
 
-    def close(self) -> None:
-        """Stop the scoring thread (queued work is finished first)."""
-        self._executor.shutdown(wait=True, cancel_futures=False)
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the scoring thread (queued work is finished first; ``wait=False``: without
+        waiting for it, e.g. from the event loop)."""
+        self._executor.shutdown(wait=wait, cancel_futures=False)

@@ -22,6 +22,8 @@ what a crash loses). Columns (docs/ARCHITECTURE.md, "Prediction log"):
   (:mod:`shopflow.monitoring.outcomes`; it falls back to ``at`` when null);
 * ``source`` — ``live``, or ``probe`` for the deploy gate's own requests (sent with the
   :data:`PROBE_HEADER` header); probes are kept out of outcome joins.
+* ``arm`` — ``/predict`` during an A/B test (``serving.experiment``): ``champion`` or
+  ``challenger``, the arm of the shopper (``model_version`` is that arm's model); else null.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ PREFIX = "predictions"
 #: Hashed user ids remembered by the writer (cleared when full).
 HASH_CACHE = 100_000
 COLUMNS = ["request_id", "at", "endpoint", "row", "user", "model_version", "known_user",
-           "score", "features", "items", "as_of", "source"]
+           "score", "features", "items", "as_of", "source", "arm"]
 #: ``source`` of answers to requests with :data:`~shopflow.contract.PROBE_HEADER` (the
 #: deploy gate's), and of every other answer.
 PROBE_HEADER = CONTRACT_PROBE_HEADER
@@ -81,6 +83,10 @@ class ServedPredict(NamedTuple):
     #: the online features' data time (epoch seconds; None: unknown)
     as_of: float | None = None
     source: str = LIVE
+    arm: str | None = None
+    """The A/B arm of every user here (None: no test runs)."""
+    rows: Sequence[int] | None = None
+    """Each user's position in the request, when these users are one arm of it."""
 
 
 class ServedRecommend(NamedTuple):
@@ -154,18 +160,21 @@ class PredictionLog(JsonlLog["ServedPredict | ServedRecommend"]):
                    "known_user": not result.cold_start, "score": None, "features": None,
                    "items": [{"item_id": i.item_id, "rank": i.rank, "score": _finite(i.score)}
                              for i in result.items],
-                   "as_of": as_of, "source": item.source}
+                   "as_of": as_of, "source": item.source, "arm": None}
             return
         names = list(item.feature_names)
         rows = item.features.tolist() if item.features is not None else None
+        positions, arm = item.rows, item.arm
         for row, (uid, p, known) in enumerate(zip(item.user_ids, item.probabilities.tolist(),
                                                   item.known.tolist(), strict=True)):
             features = None if rows is None else {
                 name: _finite(v) for name, v in zip(names, rows[row], strict=True)}
-            yield {"request_id": item.request_id, "at": at, "endpoint": "predict", "row": row,
+            yield {"request_id": item.request_id, "at": at, "endpoint": "predict",
+                   "row": row if positions is None else positions[row],
                    "user": self._user(uid), "model_version": item.model_version,
                    "known_user": bool(known), "score": _finite(p), "features": features,
-                   "items": None, "as_of": as_of, "source": item.source}
+                   "items": None, "as_of": as_of, "source": item.source,
+                   "arm": arm}
 
 
 def read_prediction_log(home: Path, since: datetime | None = None) -> pd.DataFrame:

@@ -8,8 +8,9 @@ can roll back); a background thread polls it, and the recommender's alias, every
 (it loads, Feast serves its feature service with all its columns, golden requests give
 finite probabilities in [0, 1], whether its compiled predictor still agrees with the
 library, and whether the fast matrix path gives the same scores),
-shadow scoring of a challenger, and the answers of ``/predict``, ``/readyz`` and
-``/metadata``.
+shadow scoring of a challenger, the challenger of an A/B test (``serving.experiment``:
+loaded and checked like any served model; :mod:`shopflow.serving.experiment`), and the
+answers of ``/predict``, ``/readyz`` and ``/metadata``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from shopflow.serving.served import ServedModel, load_served_model, missing_if_i
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from shopflow.serving.experiment import RunningExperiment
     from shopflow.serving.packaged import BentoPin
     from shopflow.serving.prediction_log import PredictionLog
     from shopflow.serving.shadow import ShadowScorer
@@ -85,6 +87,10 @@ class ServingRuntime(AliasFollower[ServedModel]):
         self.recent_known_ids: deque[str] = deque(maxlen=RECENT_KNOWN_IDS)
         self.shadow: ShadowScorer | None = None
         self.prediction_log: PredictionLog | None = None
+        # the A/B test's challenger as requests see it (None: no test runs; see
+        # _refresh_experiment), and why not when it is None
+        self.experiment: RunningExperiment | None = None
+        self.experiment_state = "off" if not settings.serving.experiment.enabled else "starting"
         #: the data time the online features describe (the user view's materialization
         #: watermark, epoch seconds; None: unknown), logged with each answer as ``as_of``
         self.as_of: float | None = None
@@ -217,6 +223,11 @@ class ServingRuntime(AliasFollower[ServedModel]):
     def _after_poll(self, target: str | None) -> None:
         if self.shadow is not None:
             self._refresh_challenger()
+        if self.settings.serving.experiment.enabled:
+            try:
+                self._refresh_experiment()
+            except Exception:  # e.g. the ledger went away mid-poll: keep the test as it is
+                logger.exception("A/B test refresh failed; trying again next poll")
 
     def golden_user_ids(self) -> list[str]:
         """Ids for the swap check: recently served known users (else a few from the
@@ -338,6 +349,64 @@ class ServingRuntime(AliasFollower[ServedModel]):
         self.shadow.challenger = challenger
         logger.info("shadow mode: scoring challenger %s beside %s", version, self.version)
 
+    def _refresh_experiment(self) -> None:
+        """Start, keep, pause or end the A/B test after a poll (the poller thread).
+
+        The test runs only while production is served: it pauses while a candidate is
+        deploy pending (gate 3 measures the candidate on all traffic, an experiment's
+        promotion included) and ends once the ledger holds its ``stop`` (a rejection with
+        ``details.stage == "experiment"``) or the challenger reached production.
+        """
+        from shopflow.serving.experiment import EXPERIMENT_STAGE, RunningExperiment, salt_key
+
+        config = self.settings.serving.experiment
+        ended = {e.version for e in self._ledger.events(kind="rejection", limit=200)
+                 if e.details.get("stage") in (EXPERIMENT_STAGE, "post_deploy")}
+        version = config.challenger or self._experiment_challenger(ended)
+        pending = self._ledger.pending()
+        state = None
+        if pending is not None:
+            state = f"paused: candidate {pending.version} is deploy pending"
+        elif version is None:
+            state = "no challenger: no candidate besides production"
+        elif version == self.version:
+            state = f"ended: challenger {version} is production"
+        elif version in ended:
+            state = f"ended: the ledger holds the decision on challenger {version}"
+        elif version in self._unusable_challengers:
+            state = f"challenger {version} is not usable (see the log)"
+        if state is not None:
+            self.experiment, self.experiment_state = None, state
+            return
+        assert version is not None
+        current = self.experiment
+        if current is not None and current.challenger.version == version:
+            return
+        try:
+            challenger = self.admit(version)
+        except Exception as exc:
+            logger.warning("experiment challenger %s not usable: %s", version, exc)
+            self._unusable_challengers.add(version)
+            self.experiment = None
+            self.experiment_state = f"challenger {version} is not usable: {exc}"
+            return
+        self.experiment = RunningExperiment(challenger=challenger, share=config.share,
+                                            key=salt_key(config.salt))
+        self.experiment_state = "running"
+        logger.info("A/B test: challenger %s answers %.1f%% of shoppers, %s the rest", version,
+                    100 * config.share, self.version)
+
+    def _experiment_challenger(self, ended: set[str | None]) -> str | None:
+        """The newest candidate registered after the production model that no experiment
+        ended (an older one, a former champion included, is not a challenger)."""
+        production = self.version
+        for record in self._ledger.candidates(limit=20):
+            if record.version == production:
+                return None
+            if record.version not in self._unusable_challengers and record.version not in ended:
+                return record.version
+        return None
+
     def _newest_challenger(self) -> str | None:
         production = self.version
         for record in self._ledger.candidates(limit=20):
@@ -380,6 +449,12 @@ class ServingRuntime(AliasFollower[ServedModel]):
         """``(probabilities, known)`` of ``user_ids`` under ``served`` (fast path if verified)."""
         probabilities, known, _ = self._score(served, user_ids)
         return probabilities, known
+
+    def score_with_features(self, served: ServedModel, user_ids: Sequence[str]
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(probabilities, known, feature matrix)`` of ``user_ids`` under ``served`` (the
+        A/B test's challenger arm: no shadow scoring, no golden ids from it)."""
+        return self._score(served, user_ids)
 
     def _score(self, served: ServedModel, user_ids: Sequence[str]
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -438,6 +513,12 @@ class ServingRuntime(AliasFollower[ServedModel]):
                 "dropped": self.prediction_log.dropped,
                 "failed": self.prediction_log.failed,
                 "pending": self.prediction_log.pending,
+            },
+            "experiment": None if not self.settings.serving.experiment.enabled else {
+                "state": self.experiment_state,
+                "challenger_version": (self.experiment.challenger.version
+                                       if self.experiment is not None else None),
+                "share": self.settings.serving.experiment.share,
             },
             "shadow": None
             if shadow is None

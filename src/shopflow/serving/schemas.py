@@ -10,7 +10,7 @@ rejected with an error that names the field.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -47,12 +47,19 @@ class Prediction(BaseModel):
         description="False: no features for this shopper online, so the score is the "
         "model's cold-start probability (its training base rate)."
     )
+    model_version: str | None = Field(
+        default=None, description="Only during an A/B test (serving.experiment): the model "
+        "that scored this shopper, the one of its arm.")
+    arm: Literal["champion", "challenger"] | None = Field(
+        default=None, description="Only during an A/B test: the shopper's sticky arm.")
 
 
 class PredictResponse(BaseModel):
     """``POST /predict`` answer."""
 
-    model_version: str = Field(description="Version of the model that scored this request.")
+    model_version: str = Field(description="Version of the model that scored this request "
+                               "(during an A/B test: the champion's unless every shopper "
+                               "is in the challenger arm; each prediction names its own).")
     predictions: list[Prediction] = Field(description="One entry per requested id, in order.")
 
 
