@@ -21,7 +21,7 @@ Servers, each a real process on a loopback port, measured one after another:
   shopper in the challenger arm (answered by a second model), ``propensity-ab-champion``
   with it in the champion arm: the split's cost beside ``propensity`` (no test).
 * ``propensity-bento`` — the same model and recommender packaged by ``shopflow package``
-  (``shopflow.deploy.bento``) and served with ``bentoml serve <tag>`` from an empty
+  (``shopflow.serving.bento``) and served with ``bentoml serve <tag>`` from an empty
   folder, pinned instead of following the ledger; the Bento's size (its folder, and the
   ``bentoml export`` archive that also holds the models) is reported beside the table.
 
@@ -280,7 +280,7 @@ def _ready(url: str, headers: dict[str, str], timeout: float = 120) -> None:
 
 def package_bento(settings: Any, bench_dir: Path) -> dict[str, Any]:
     """``shopflow package`` the sandbox's production model; its tag and sizes."""
-    from shopflow.deploy.bento import package
+    from shopflow.serving.bento import package
 
     started = time.monotonic()
     packaged = package(settings).asdict()

@@ -22,7 +22,7 @@ privacy-safe one), OpenTelemetry tracing excluded for the service's routes, a de
 pydantic output spec (fixed JSON media type) answered with one pre-serialised body, and
 concurrent requests scored together (``shopflow.serving.batching``).
 
-Packaged: in a Bento built by ``shopflow package`` (``shopflow.deploy.bento``) this folder
+Packaged: in a Bento built by ``shopflow package`` (``shopflow.serving.bento``) this folder
 holds a pin (``shopflow.serving.packaged``) naming the model versions the Bento carries;
 the service declares them as BentoML models and serves those, scored by the same code,
 instead of following the ledger's alias (the online features still come from the

@@ -486,7 +486,7 @@ class ServingSettings(_Section):
     package: bool = Field(
         default=True,
         description="After gate 3 passes, build a Bento carrying the deployed model "
-        "(shopflow.deploy.bento); a failed build is reported, the deployment stands.",
+        "(shopflow.serving.bento); a failed build is reported, the deployment stands.",
     )
     max_error_rate: float = 0.01
     max_p99_ms: float = 250.0

@@ -89,7 +89,7 @@ def test_a_packaged_model_loads_from_its_folder_and_a_changed_file_is_refused(
 
 
 def test_packaging_after_gate_3_fails_softly(settings: Settings) -> None:
-    from shopflow.deploy.bento import package_after_deploy
+    from shopflow.serving.bento import package_after_deploy
 
     result = package_after_deploy(settings, "not-a-version")
     assert result["bento"] is None

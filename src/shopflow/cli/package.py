@@ -23,8 +23,8 @@ from shopflow.cli.options import config_option, load
 def package(version: str | None, as_json: bool, config_path: str | None) -> None:
     """Build a Bento carrying the model (and the production recommender); record its tag
     in the ledger beside the version (``shopflow status`` shows it)."""
-    from shopflow.deploy.bento import PackagingError
-    from shopflow.deploy.bento import package as build
+    from shopflow.serving.bento import PackagingError
+    from shopflow.serving.bento import package as build
 
     settings = load(config_path)
     try:

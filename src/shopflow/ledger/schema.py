@@ -79,7 +79,7 @@ def build_tables(schema: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.T
         _model_column(),
         # relative file path -> sha256 of the stored model's files (registry.digest)
         sa.Column("artefacts", sa.JSON, nullable=True),
-        # tag of the Bento that carries this version (shopflow.deploy.bento), once packaged
+        # tag of the Bento that carries this version (shopflow.serving.bento), once packaged
         sa.Column("bento", sa.String(256), nullable=True),
     )
     events = sa.Table(

@@ -409,7 +409,7 @@ def post_deploy_check(settings: Settings, context: StageContext, *,
                            "report": report}
     version = report.get("version")
     if settings.serving.package and version:
-        from shopflow.deploy.bento import package_after_deploy
+        from shopflow.serving.bento import package_after_deploy
 
         # the winner as a Bento; a failed build is reported here, the deployment stands
         result["bento"] = package_after_deploy(settings, str(version))

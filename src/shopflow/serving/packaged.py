@@ -1,6 +1,6 @@
 """The pin of a packaged service: which model versions a Bento carries, and their facts.
 
-A Bento built by ``shopflow package`` (:mod:`shopflow.deploy.bento`) serves the models it
+A Bento built by ``shopflow package`` (:mod:`shopflow.serving.bento`) serves the models it
 carries instead of following the ledger's production alias. Its build folder holds
 :data:`PIN_FILE` beside ``shop_service.py``: the propensity model (and the production
 recommender, when there is one) by BentoML tag, with what the hot-swap service would
