@@ -119,12 +119,17 @@ def _monitoring_run(settings: Settings) -> None:
         "previous_version": "v1", "comparison": {
             "metric": "roc_auc", "production": {"roc_auc": 0.7021}, "previous": {"roc_auc": 0.6544},
             "delta": 0.0477, "tolerance": 0.01, "rows": 321}}))
+    # the shadow readout as the monitoring stage computes it from the service's shadow log
+    from shopflow.monitoring.experiment import run_shadow_readout
+
     shadow = settings.reports_dir / "shadow"
     shadow.mkdir(parents=True, exist_ok=True)
     (shadow / "shadow-2026-11-30.jsonl").write_text("".join(
-        json.dumps({"at": "2026-11-30T09:00:00", "champion_version": "v3", "champion": p,
-                    "challenger_version": "v4", "challenger": c}) + "\n"
-        for p, c in ((0.2, 0.4), (0.6, 0.5))))
+        json.dumps({"at": "2026-11-30T09:00:00", "user": f"h{i}", "champion_version": "v3",
+                    "champion": p, "challenger_version": "v4", "challenger": c}) + "\n"
+        for i, (p, c) in enumerate(((0.2, 0.4), (0.6, 0.5)))))
+    write_record(settings, MONITORING_RUN, StageRecord(
+        "shadow_readout", "success", 0.3, run_shadow_readout(settings)))
     # a readout another stage may add later: shown as stored, without a code change
     write_record(settings, MONITORING_RUN, StageRecord("staleness", "success", 0.1, {
         "feature_age_hours": 30.5, "verdict": "stale beyond 24h"}))
@@ -298,8 +303,9 @@ def test_monitoring_page_shows_drift_live_gate_and_new_keys(ui: httpx.Client) ->
     assert f">{PSI['events_7d']:.4f}<" in html and f">{PSI['monetary_30d']:.4f}<" in html
     assert ">0.7021<" in html and ">0.6544<" in html and ">321<" in html  # gate 4, per version
     assert "feature_age_hours" in html and "stale beyond 24h" in html  # a key no code knows
-    shadow = html[html.index('id="shadow"'):]
-    assert ">v4<" in shadow and ">0.4500<" in shadow and ">0.1500<" in shadow  # challenger
+    shadow = html[html.index('id="stage-shadow_readout"'):]
+    # v4 shadowed v3: one of two answers on the same side of 0.5, |deltas| 0.2 and 0.1
+    assert ">v4<" in shadow and ">0.5000<" in shadow and ">0.1500<" in shadow
     plot = ui.get(f"/monitoring/{safe_run_id(MONITORING_RUN)}/psi.svg")
     assert plot.status_code == 200 and "events_7d" in plot.text and "threshold 0.2" in plot.text
 

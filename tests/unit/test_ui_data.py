@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -88,21 +87,3 @@ def test_psi_plot_marks_features_over_the_threshold() -> None:
     assert "no feature drift recorded yet" in plots.psi_bars(None)
 
 
-def test_shadow_readout_compares_champion_and_challenger_per_pair(settings: Settings) -> None:
-    folder = settings.reports_dir / "shadow"
-    folder.mkdir(parents=True)
-    rows = [("a", "b", 0.2, 0.4), ("a", "b", 0.6, 0.5), ("a", "c", 0.1, 0.1)]
-    (folder / "shadow-2026-11-29.jsonl").write_text('{"champion": 9, "challenger": 9}\n')
-    (folder / "shadow-2026-11-30.jsonl").write_text("".join(
-        json.dumps({"at": f"2026-11-30T0{i}:00:00", "champion_version": c, "challenger": s,
-                    "challenger_version": v, "champion": p}) + "\n"
-        for i, (c, v, p, s) in enumerate(rows)) + '{"torn line\n')
-    readout = {(r["champion_version"], r["challenger_version"]): r
-               for r in data.shadow_readout(settings)}
-    ab = readout[("a", "b")]  # the older day file is not read
-    assert ab["rows"] == 2 and ab["log"] == "shadow-2026-11-30.jsonl"
-    assert ab["mean_champion"] == pytest.approx(0.4) and ab["mean_challenger"] == pytest.approx(0.45)
-    assert ab["mean_abs_difference"] == pytest.approx(0.15)
-    assert ab["challenger_higher_share"] == 0.5
-    assert readout[("a", "c")]["rows"] == 1
-    assert data.shadow_readout(settings, max_records=1)[0]["rows"] == 1

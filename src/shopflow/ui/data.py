@@ -300,53 +300,7 @@ def monitoring_page(settings: Settings, *, limit: int = 20) -> dict[str, Any]:
                        for r in sorted(records.values(), key=lambda r: r.finished_at)],
         }
     drift = feature_psi(settings, runs[0]["run"]) if runs else None
-    return {"runs": runs, "latest": latest, "drift": drift, "shadow": shadow_readout(settings)}
-
-
-def shadow_readout(settings: Settings, *, max_records: int = 200_000) -> list[dict[str, Any]]:
-    """Champion vs challenger on the latest day of the service's shadow log, per pair.
-
-    Reads one day file (at most ``max_records`` lines), so the page stays quick however
-    long the service has been shadowing; empty when no challenger was shadowed.
-    """
-    from shopflow.serving.jsonl_log import read_records as read_log
-    from shopflow.serving.shadow import shadow_dir, shadow_files
-
-    files = shadow_files(shadow_dir(settings.reports_dir))[-1:]
-    pairs: dict[tuple[str, str], dict[str, Any]] = {}
-    for index, record in enumerate(read_log(files)):
-        if index >= max_records:
-            break
-        champion, challenger = record.get("champion"), record.get("challenger")
-        if not isinstance(champion, int | float) or not isinstance(challenger, int | float):
-            continue
-        key = (str(record.get("champion_version")), str(record.get("challenger_version")))
-        pair = pairs.setdefault(key, {"champion_version": key[0], "challenger_version": key[1],
-                                      "rows": 0, "champion_sum": 0.0, "challenger_sum": 0.0,
-                                      "abs_diff_sum": 0.0, "challenger_higher": 0,
-                                      "first_at": record.get("at")})
-        pair["rows"] += 1
-        pair["champion_sum"] += champion
-        pair["challenger_sum"] += challenger
-        pair["abs_diff_sum"] += abs(challenger - champion)
-        pair["challenger_higher"] += int(challenger > champion)
-        pair["last_at"] = record.get("at")
-    readout = []
-    for pair in pairs.values():
-        rows = pair["rows"]
-        readout.append({
-            "champion_version": pair["champion_version"],
-            "challenger_version": pair["challenger_version"],
-            "rows": rows,
-            "mean_champion": pair["champion_sum"] / rows,
-            "mean_challenger": pair["challenger_sum"] / rows,
-            "mean_abs_difference": pair["abs_diff_sum"] / rows,
-            "challenger_higher_share": pair["challenger_higher"] / rows,
-            "from": pair["first_at"],
-            "to": pair["last_at"],
-            "log": files[0].name,
-        })
-    return readout
+    return {"runs": runs, "latest": latest, "drift": drift}
 
 
 def feature_psi(settings: Settings, run: str) -> dict[str, Any] | None:
