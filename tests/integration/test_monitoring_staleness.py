@@ -12,16 +12,12 @@ in Airflow.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
-from test_pipeline_monitoring import CUTOFFS, build_state
+from test_pipeline_monitoring import CUTOFFS, build_state, run_monitoring_dag
 
 from alert_sinks import SmtpSink, WebhookReceiver
 from shopflow.ledger import Ledger
@@ -250,16 +246,7 @@ def test_the_monitoring_dag_checks_staleness_and_alerts(
     smtp, hook = sinks
     for key in KEYS:
         monkeypatch.setenv(key, "1h")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "shopflow.cli", "pipeline", "run", "--dag", "shopflow_monitoring",
-         "--json"],
-        env=env, capture_output=True, text=True, timeout=300, cwd=shopflow_home.parent,
-    )
-    start = proc.stdout.find("{\n")
-    assert start >= 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summary = json.loads(proc.stdout[start:])
-    assert proc.returncode == 0, summary
+    summary = run_monitoring_dag(shopflow_home)
     tasks = {t["task"]: t for t in summary["stages"]}
     assert tasks["staleness"]["state"] == "success"
     staleness = [body for body in hook.bodies if body["event"] == "staleness"]

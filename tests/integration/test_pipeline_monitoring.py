@@ -183,11 +183,9 @@ def test_live_gate_skips_without_enough_matured_labels(settings: Settings,
         ledger.close()
 
 
-@pytest.mark.slow
-def test_monitoring_dag_rolls_back_and_signals_drift(shopflow_home: Path) -> None:
-    settings = load_settings()
-    settings.ensure_dirs()
-    versions = build_state(settings)
+def run_monitoring_dag(shopflow_home: Path) -> dict[str, Any]:
+    """``shopflow pipeline run --dag shopflow_monitoring`` in a child process (Airflow's
+    dag.test), asserted successful; its run summary."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     proc = subprocess.run(
         [sys.executable, "-m", "shopflow.cli", "pipeline", "run", "--dag", "shopflow_monitoring",
@@ -198,6 +196,16 @@ def test_monitoring_dag_rolls_back_and_signals_drift(shopflow_home: Path) -> Non
     assert start >= 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(proc.stdout[start:])
     assert proc.returncode == 0, summary
+    answer: dict[str, Any] = summary
+    return answer
+
+
+@pytest.mark.slow
+def test_monitoring_dag_rolls_back_and_signals_drift(shopflow_home: Path) -> None:
+    settings = load_settings()
+    settings.ensure_dirs()
+    versions = build_state(settings)
+    summary = run_monitoring_dag(shopflow_home)
     tasks = {t["task"]: t for t in summary["stages"]}
     assert tasks["live_gate"]["state"] == "success"
     assert tasks["feature_drift"]["state"] == "success"

@@ -38,6 +38,20 @@ REFERENCE_SAMPLE_ROWS = 50_000
 KEYS = ("user_id", "cutoff_time")
 
 
+def production_and_candidate(settings: Settings) -> tuple[Any, Any]:
+    """The ledger's production model and its candidate row (data window, metrics), or
+    ``(None, None)`` while nothing is in production: what every monitoring check starts from."""
+    from shopflow.ledger import Ledger
+
+    ledger = Ledger(settings.ledger_url)
+    try:
+        production = ledger.production()
+        candidate = ledger.candidate(production.version) if production else None
+    finally:
+        ledger.close()
+    return production, candidate
+
+
 def monitoring_dir(settings: Settings) -> Path:
     """``SHOPFLOW_HOME/monitoring``."""
     return settings.home_dir / "monitoring"

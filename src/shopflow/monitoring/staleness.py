@@ -146,15 +146,10 @@ def check_model_age(settings: Settings, data_now: pd.Timestamp, *,
                     now: datetime | None = None) -> StalenessCheck:
     """The production model's age: newest event minus its last training cutoff."""
     from shopflow.evaluation.aging import load_age_curve
-    from shopflow.ledger import Ledger
+    from shopflow.monitoring.reference import production_and_candidate
 
     key = setting_key("max_model_age")
-    ledger = Ledger(settings.ledger_url)
-    try:
-        production = ledger.production()
-        candidate = ledger.candidate(production.version) if production else None
-    finally:
-        ledger.close()
+    production, candidate = production_and_candidate(settings)
     if production is None:
         return StalenessCheck(name="model_age", status="skipped", setting=key,
                               reason="no production model yet")

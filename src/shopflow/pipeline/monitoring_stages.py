@@ -27,18 +27,6 @@ _NOT_FEATURES = {"user_id", "cutoff_time", "label", "label_window_end", "__score
                  "event_timestamp", "created"}
 
 
-def _production(settings: Settings) -> tuple[Any, Any]:
-    from shopflow.ledger import Ledger
-
-    ledger = Ledger(settings.ledger_url)
-    try:
-        production = ledger.production()
-        candidate = ledger.candidate(production.version) if production else None
-    finally:
-        ledger.close()
-    return production, candidate
-
-
 @dataclass(frozen=True)
 class _DriftInputs:
     """Production's model with the rows it was trained on and the rows it scores now."""
@@ -51,10 +39,14 @@ class _DriftInputs:
 
 def _drift_inputs(settings: Settings) -> _DriftInputs:
     """What both drift stages compare; skipped while nothing is in production."""
-    from shopflow.monitoring.reference import reference_for, serving_snapshot
+    from shopflow.monitoring.reference import (
+        production_and_candidate,
+        reference_for,
+        serving_snapshot,
+    )
     from shopflow.registry import load_model
 
-    production, candidate = _production(settings)
+    production, candidate = production_and_candidate(settings)
     if production is None:
         raise StageSkipped("no production model yet")
     return _DriftInputs(
