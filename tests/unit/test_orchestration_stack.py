@@ -157,6 +157,25 @@ def test_worker_hostname_is_the_workers_name_else_the_machines(
     assert result.stdout.split()[-1] == "worker-2@h"
 
 
+def test_the_locked_celery_provider_loads_its_executor_and_worker(tmp_path: Path) -> None:
+    """Celery 5.7 dropped a name provider 3.26 imports: the lock must hold a pair that loads.
+
+    Parsing ``airflow celery worker`` (the compose test) does not import the executor; this
+    does, in its own AIRFLOW_HOME.
+    """
+    import subprocess
+    import sys
+
+    probe = ("from airflow.providers.celery.executors.celery_executor import CeleryExecutor\n"
+             "from airflow.providers.celery.cli.celery_command import worker\n"
+             "print('LOADED', CeleryExecutor.__name__, worker.__name__)")
+    result = subprocess.run([sys.executable, "-c", probe],
+                            env={"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "LOADED CeleryExecutor" in result.stdout
+
+
 @pytest.mark.parametrize(("airflow", "key"), [
     ({"executor": "CeleryExecutor"}, "airflow.metadata_url"),
     ({"executor": "CeleryExecutor", "metadata_url": "sqlite:////tmp/a.db"},
