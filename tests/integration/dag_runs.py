@@ -110,9 +110,14 @@ def wait_finished(stack: AirflowStack, api: httpx.Client, dag_id: str, run_id: s
 
 def explain(api: httpx.Client, dag_id: str, run_id: str) -> str:
     """One line per task instance, for a failing assertion's message."""
-    rows = get_tasks(api, dag_id, run_id)
+    rows = sorted(get_tasks(api, dag_id, run_id), key=lambda t: t["start_date"] or "~")
     return "\n".join(f"{t['task_id']}[{t['map_index']}] {t['state']} try {t['try_number']} "
-                     f"on {t.get('hostname') or '-'}" for t in rows)
+                     f"on {t.get('hostname') or '-'} {_clock(t['start_date'])}-"
+                     f"{_clock(t['end_date'])}" for t in rows)
+
+
+def _clock(value: str | None) -> str:
+    return parse_time(value).strftime("%H:%M:%S.%f")[:-3] if value else "-"
 
 
 def parse_time(value: str) -> datetime:
