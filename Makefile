@@ -37,6 +37,7 @@ demo: setup
 
 # Airflow 3 (api-server, scheduler, dag-processor, triggerer; LocalExecutor) + the model
 # service on SHOPFLOW_HOME; prints the UI address and a login generated for this start.
+# SHOPFLOW_AIRFLOW__EXECUTOR=CeleryExecutor (with a PostgreSQL metadata URL): Celery workers.
 airflow: setup
 	$(BIN)/python -m shopflow.cli airflow up
 

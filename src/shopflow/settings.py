@@ -42,6 +42,7 @@ from pydantic_settings import (
 
 from shopflow.durations import Duration, format_duration
 from shopflow.errors import PermanentError
+from shopflow.redact import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -67,6 +68,8 @@ MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "bgnbd", "xgboost", "ligh
 #: defined here, with the propensity families, so the run params can list them without
 #: importing the rankers' numerical code.
 RANKER_FAMILIES = ("lightgbm", "torch")
+#: The executors ``shopflow airflow up`` can run tasks with.
+AirflowExecutor = Literal["LocalExecutor", "CeleryExecutor"]
 
 _DAY_S = 86_400
 _MIN_PERIOD_S = 600  # a clickstream shorter than ten minutes holds no session structure
@@ -562,9 +565,49 @@ class AirflowSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Bind address of the api-server (UI).")
     port: int = Field(default=8080, gt=0, lt=65536, description="Port of the api-server (UI).")
     parallelism: int = Field(
-        default=4, ge=4, description="LocalExecutor worker processes (task slots)."
+        default=4, ge=4,
+        description="Task slots: the LocalExecutor's worker processes; with the "
+        "CeleryExecutor, how many tasks the scheduler keeps queued or running at once.",
     )
     admin_user: str = Field(default="admin", description="The generated admin login's name.")
+    executor: AirflowExecutor = Field(
+        default="LocalExecutor",
+        description="LocalExecutor: tasks run as the scheduler's children. CeleryExecutor: "
+        "tasks go through broker_url to celery_workers `airflow celery worker` processes "
+        "(needs a PostgreSQL metadata_url; the deployment of docker-compose.yml).",
+    )
+    celery_workers: int = Field(
+        default=2, ge=1, description="CeleryExecutor: how many `airflow celery worker` "
+        "processes start (named worker-1, worker-2, ... in the task instances' hostname).",
+    )
+    celery_concurrency: int = Field(
+        default=2, ge=1, description="CeleryExecutor: tasks one worker runs at once."
+    )
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/1",
+        description="CeleryExecutor: the Celery broker (Redis; redis:// or rediss://).",
+    )
+    result_backend: str | None = Field(
+        default=None,
+        description="CeleryExecutor: where Celery keeps task results (db+postgresql://...); "
+        "None: the metadata DB.",
+    )
+
+    @model_validator(mode="after")
+    def _celery_needs_shared_servers(self) -> AirflowSettings:
+        if self.executor != "CeleryExecutor":
+            return self
+        if self.metadata_url is None or self.metadata_url.startswith("sqlite"):
+            raise ValueError(
+                "airflow.executor CeleryExecutor needs a PostgreSQL airflow.metadata_url "
+                "(postgresql+psycopg2://...): Airflow refuses SQLite with Celery workers"
+            )
+        if not self.broker_url.startswith(("redis://", "rediss://")):
+            raise ValueError(
+                f"airflow.broker_url must be a Redis URL (redis://host:port/db); got "
+                f"{redact_url(self.broker_url)!r}"
+            )
+        return self
 
 
 class RetentionSettings(_Section):

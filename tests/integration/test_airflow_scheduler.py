@@ -23,14 +23,28 @@ Every wait is bounded and fails early if a component dies; every process is stop
 from __future__ import annotations
 
 import sqlite3
-import uuid
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from dag_runs import (
+    DONE,
+    FAST_SCHEDULER,
+    SHORT_TIMEOUT,
+    SMALL_RUN,
+    TRAINING,
+    dags_parsed,
+    explain,
+    fresh_metadata_database,
+    get_run,
+    get_runs,
+    get_tasks,
+    parse_time,
+    trigger_run,
+    unpause,
+    wait_finished,
+)
 
-from conftest import POSTGRES_URL, require_service
 from shopflow.ledger import Ledger
 from shopflow.orchestration.stack import AirflowStack
 from shopflow.processes import wait_until
@@ -45,43 +59,11 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
 
-TRAINING = "shopflow_training"
-RUN_TIMEOUT = 1200.0  # one training run on a loaded 2-core machine, with margin
-SHORT_TIMEOUT = 600.0
-DONE = {"success", "failed"}
-SMALL_RUN: dict[str, Any] = {
-    "generator": {"events": 30_000, "days": 70, "seed": 11},
-    "task": {"horizon": "7d", "lookback": "28d", "cutoff_every": "7d"},
-    "training": {"families": ["baseline", "xgboost"], "search_trials": 1,
-                 "search_seconds": 20},
-    # the scheduled run (no champion yet) promotes whatever it trains: the rollback
-    # later needs an earlier production model to go back to
-    "gate": {"min_roc_auc": 0.0, "max_ece": 1.0, "min_slice_roc_auc": 0.0},
-}
-FAST_SCHEDULER = {
-    "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "900",
-    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-}
-
 
 @pytest.fixture(scope="module")
 def metadata_db() -> Iterator[str]:
-    """A database of its own for Airflow's metadata on the local PostgreSQL, dropped after."""
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    import sqlalchemy as sa
-
-    name = f"airflow_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    url = sa.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg2", database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-        admin.dispose()
+    with fresh_metadata_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -107,81 +89,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory, metadata_db: str) -> Iterato
 @pytest.fixture(scope="module")
 def api(stack: AirflowStack) -> Iterator[httpx.Client]:
     with stack.client() as client:
-        wait_until(lambda: _dags_parsed(client), timeout=SHORT_TIMEOUT,
+        wait_until(lambda: dags_parsed(client), timeout=SHORT_TIMEOUT,
                    what="the dag-processor to serialize the four DAGs", children=stack.children)
         yield client
-
-
-def _dags_parsed(client: httpx.Client) -> bool:
-    response = client.get("/api/v2/dags", params={"tags": "shopflow"})
-    return response.status_code == 200 and response.json()["total_entries"] == 4
-
-
-def _runs(api: httpx.Client, dag_id: str) -> list[dict[str, Any]]:
-    response = api.get(f"/api/v2/dags/{dag_id}/dagRuns",
-                       params={"order_by": "run_after", "limit": 100})
-    response.raise_for_status()
-    return list(response.json()["dag_runs"])
-
-
-def _run(api: httpx.Client, dag_id: str, run_id: str) -> dict[str, Any]:
-    response = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-    response.raise_for_status()
-    return dict(response.json())
-
-
-def _tasks(api: httpx.Client, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    response = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-                       params={"limit": 100})
-    response.raise_for_status()
-    return list(response.json()["task_instances"])
-
-
-def _trigger(api: httpx.Client, dag_id: str, conf: dict[str, Any]) -> str:
-    """What the trigger form does: a manual run with a conf, no logical date."""
-    response = api.post(f"/api/v2/dags/{dag_id}/dagRuns",
-                        json={"logical_date": None, "conf": conf})
-    assert response.status_code == 200, response.text
-    return str(response.json()["dag_run_id"])
-
-
-def _unpause(api: httpx.Client, dag_id: str) -> None:
-    response = api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-    assert response.status_code == 200, response.text
-
-
-def _finished(stack: AirflowStack, api: httpx.Client, dag_id: str, run_id: str,
-              timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
-    wait_until(lambda: _run(api, dag_id, run_id)["state"] in DONE, timeout=timeout,
-               what=f"{dag_id} run {run_id} to finish", children=stack.children, interval=3)
-    return _run(api, dag_id, run_id)
-
-
-def _explain(api: httpx.Client, dag_id: str, run_id: str) -> str:
-    rows = _tasks(api, dag_id, run_id)
-    return "\n".join(f"{t['task_id']}[{t['map_index']}] {t['state']} try {t['try_number']}"
-                     for t in rows)
-
-
-def _when(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @pytest.fixture(scope="module")
 def training_runs(stack: AirflowStack, api: httpx.Client) -> dict[str, dict[str, Any]]:
     """Unpause (a scheduled run starts), trigger a manual run behind it, wait for both."""
-    _unpause(api, TRAINING)
-    wait_until(lambda: any(r["run_type"] == "scheduled" for r in _runs(api, TRAINING)),
+    unpause(api, TRAINING)
+    wait_until(lambda: any(r["run_type"] == "scheduled" for r in get_runs(api, TRAINING)),
                timeout=SHORT_TIMEOUT, what="the scheduled run unpausing starts",
                children=stack.children)
-    scheduled = next(r for r in _runs(api, TRAINING) if r["run_type"] == "scheduled")
-    manual_id = _trigger(api, TRAINING, {
+    scheduled = next(r for r in get_runs(api, TRAINING) if r["run_type"] == "scheduled")
+    manual_id = trigger_run(api, TRAINING, {
         "force_promote": True, "force_reason": "scheduler test: manual run",
         "recommend_families": ["lightgbm"],
     })
-    queued_state = _run(api, TRAINING, manual_id)["state"]
-    scheduled = _finished(stack, api, TRAINING, scheduled["dag_run_id"])
-    manual = _finished(stack, api, TRAINING, manual_id)
+    queued_state = get_run(api, TRAINING, manual_id)["state"]
+    scheduled = wait_finished(stack, api, TRAINING, scheduled["dag_run_id"])
+    manual = wait_finished(stack, api, TRAINING, manual_id)
     return {"scheduled": scheduled, "manual": manual,
             "manual_state_at_trigger": {"state": queued_state}}
 
@@ -191,13 +118,13 @@ def test_scheduled_then_manual_training_succeed(
     for kind in ("scheduled", "manual"):
         run = training_runs[kind]
         assert run["state"] == "success", \
-            f"{kind} run {run['dag_run_id']}:\n{_explain(api, TRAINING, run['dag_run_id'])}"
+            f"{kind} run {run['dag_run_id']}:\n{explain(api, TRAINING, run['dag_run_id'])}"
     manual = training_runs["manual"]
     assert manual["run_type"] == "manual"
     assert manual["conf"]["force_reason"] == "scheduler test: manual run"
     assert training_runs["manual_state_at_trigger"]["state"] == "queued"
     # it waited for the scheduled run: one run at a time
-    assert _when(manual["start_date"]) >= _when(training_runs["scheduled"]["end_date"])
+    assert parse_time(manual["start_date"]) >= parse_time(training_runs["scheduled"]["end_date"])
 
 
 def test_manual_run_behind_the_scheduled_one_says_it_was_queued(
@@ -213,9 +140,9 @@ def test_manual_run_behind_the_scheduled_one_says_it_was_queued(
 
 def test_manual_run_ran_tasks_in_parallel(
         api: httpx.Client, training_runs: dict[str, dict[str, Any]]) -> None:
-    rows = [t for t in _tasks(api, TRAINING, training_runs["manual"]["dag_run_id"])
+    rows = [t for t in get_tasks(api, TRAINING, training_runs["manual"]["dag_run_id"])
             if t["start_date"] and t["end_date"]]
-    intervals = sorted((_when(t["start_date"]), _when(t["end_date"]),
+    intervals = sorted((parse_time(t["start_date"]), parse_time(t["end_date"]),
                         f"{t['task_id']}[{t['map_index']}]") for t in rows)
     overlapping = [(a[2], b[2]) for i, a in enumerate(intervals) for b in intervals[i + 1:]
                    if b[0] < a[1]]
@@ -228,7 +155,7 @@ def test_manual_run_deployed_and_passed_gate_3_on_the_live_service(
     import httpx as http
 
     run_id = training_runs["manual"]["dag_run_id"]
-    states = {t["task_id"]: t["state"] for t in _tasks(api, TRAINING, run_id)}
+    states = {t["task_id"]: t["state"] for t in get_tasks(api, TRAINING, run_id)}
     assert states["deploy"] == "success" and states["post_deploy_check"] == "success", states
     ledger = Ledger(stack.settings.ledger_url)
     try:
@@ -245,14 +172,14 @@ def test_manual_run_deployed_and_passed_gate_3_on_the_live_service(
 def drift(stack: AirflowStack, api: httpx.Client,
           training_runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The monitoring DAG with drift induced (threshold at a hair), then the retraining."""
-    known = {r["dag_run_id"] for r in _runs(api, TRAINING)}
-    _unpause(api, "shopflow_monitoring")
-    run_id = _trigger(api, "shopflow_monitoring", {"drift_threshold": 1e-9,
-                                                    "auto_rollback": False})
-    monitoring = _finished(stack, api, "shopflow_monitoring", run_id, timeout=SHORT_TIMEOUT)
+    known = {r["dag_run_id"] for r in get_runs(api, TRAINING)}
+    unpause(api, "shopflow_monitoring")
+    run_id = trigger_run(api, "shopflow_monitoring", {"drift_threshold": 1e-9,
+                                                      "auto_rollback": False})
+    monitoring = wait_finished(stack, api, "shopflow_monitoring", run_id, timeout=SHORT_TIMEOUT)
 
     def retrainings() -> list[dict[str, Any]]:
-        return [r for r in _runs(api, TRAINING)
+        return [r for r in get_runs(api, TRAINING)
                 if r["dag_run_id"] not in known and r["run_type"] == "asset_triggered"]
 
     def ours() -> dict[str, Any] | None:
@@ -277,8 +204,8 @@ def drift(stack: AirflowStack, api: httpx.Client,
         if run["state"] not in DONE:
             api.patch(f"/api/v2/dags/{TRAINING}/dagRuns/{run['dag_run_id']}",
                       json={"state": "failed"}).raise_for_status()
-    return {"monitoring": monitoring, "monitoring_tasks": _tasks(api, "shopflow_monitoring",
-                                                                 run_id),
+    return {"monitoring": monitoring,
+            "monitoring_tasks": get_tasks(api, "shopflow_monitoring", run_id),
             "retraining": triggered}
 
 
@@ -300,10 +227,10 @@ def test_rollback_dag_puts_the_earlier_model_back(
     finally:
         ledger.close()
     assert before is not None and previous is not None
-    _unpause(api, "shopflow_rollback")
-    run_id = _trigger(api, "shopflow_rollback", {"reason": "scheduler test: roll back"})
-    run = _finished(stack, api, "shopflow_rollback", run_id, timeout=SHORT_TIMEOUT)
-    assert run["state"] == "success", _explain(api, "shopflow_rollback", run_id)
+    unpause(api, "shopflow_rollback")
+    run_id = trigger_run(api, "shopflow_rollback", {"reason": "scheduler test: roll back"})
+    run = wait_finished(stack, api, "shopflow_rollback", run_id, timeout=SHORT_TIMEOUT)
+    assert run["state"] == "success", explain(api, "shopflow_rollback", run_id)
     ledger = Ledger(stack.settings.ledger_url)
     try:
         after = ledger.production()
@@ -326,16 +253,16 @@ def test_features_dag_retries_a_transient_failure_and_succeeds_on_try_2(
     dag_id = "shopflow_features"
 
     def retrying() -> str | None:
-        for run in _runs(api, dag_id):
-            if any(t["state"] == "up_for_retry" for t in _tasks(api, dag_id, run["dag_run_id"])):
+        for run in get_runs(api, dag_id):
+            if any(t["state"] == "up_for_retry" for t in get_tasks(api, dag_id, run["dag_run_id"])):
                 return str(run["dag_run_id"])
         return None
 
     lock = sqlite3.connect(_registry_path(stack.settings), timeout=1, isolation_level=None)
     try:
         lock.execute("begin exclusive")
-        _unpause(api, dag_id)
-        manual_id = _trigger(api, dag_id, {})
+        unpause(api, dag_id)
+        manual_id = trigger_run(api, dag_id, {})
         wait_until(lambda: retrying() is not None, timeout=SHORT_TIMEOUT,
                    what="a features task to fail its first try", children=stack.children,
                    interval=2)
@@ -345,9 +272,9 @@ def test_features_dag_retries_a_transient_failure_and_succeeds_on_try_2(
         lock.close()
     assert failed_once is not None
     for run_id in dict.fromkeys((failed_once, manual_id)):
-        run = _finished(stack, api, dag_id, run_id, timeout=SHORT_TIMEOUT)
-        assert run["state"] == "success", _explain(api, dag_id, run_id)
-    tries = {t["task_id"]: t["try_number"] for t in _tasks(api, dag_id, failed_once)}
+        run = wait_finished(stack, api, dag_id, run_id, timeout=SHORT_TIMEOUT)
+        assert run["state"] == "success", explain(api, dag_id, run_id)
+    tries = {t["task_id"]: t["try_number"] for t in get_tasks(api, dag_id, failed_once)}
     assert max(tries.values()) == 2, tries
 
 
@@ -358,11 +285,11 @@ def test_a_verdict_is_not_retried(stack: AirflowStack, api: httpx.Client,
     bad.write_text("foo,bar\n1,2\n3,4\n")
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump({**SMALL_RUN, "source": {"path": str(bad)}}))
-    run_id = _trigger(api, TRAINING, {"config": str(config)})
-    run = _finished(stack, api, TRAINING, run_id)
+    run_id = trigger_run(api, TRAINING, {"config": str(config)})
+    run = wait_finished(stack, api, TRAINING, run_id)
     assert run["state"] == "failed"
-    failed = [t for t in _tasks(api, TRAINING, run_id) if t["state"] == "failed"]
-    assert failed, _explain(api, TRAINING, run_id)
+    failed = [t for t in get_tasks(api, TRAINING, run_id) if t["state"] == "failed"]
+    assert failed, explain(api, TRAINING, run_id)
     for task in failed:
-        assert task["try_number"] == 1, _explain(api, TRAINING, run_id)
+        assert task["try_number"] == 1, explain(api, TRAINING, run_id)
     assert any(t["max_tries"] > 0 for t in failed), "the blocked task should allow retries"

@@ -13,11 +13,15 @@ import pytest
 
 from shopflow.orchestration.runtime import queue_wait
 from shopflow.orchestration.stack import (
+    HOSTNAME_CALLABLE,
+    WORKER_HOSTNAME_ENV,
+    AirflowStack,
     async_metadata_url,
     component_environment,
     generate_login,
     metadata_url_of,
     stack_environment,
+    worker_hostname,
     write_passwords_file,
 )
 from shopflow.settings import load_settings
@@ -81,6 +85,119 @@ def test_parallelism_below_four_is_refused(shopflow_home: Path) -> None:
 
     with pytest.raises((ConfigError, ValueError)):
         load_settings(airflow={"parallelism": 2})
+
+
+PG_METADATA = "postgresql+psycopg2://postgres@127.0.0.1:5432/airflow_x"
+
+
+def test_celery_executor_gets_its_broker_and_the_metadata_db_as_result_backend(
+        shopflow_home: Path, tmp_path: Path) -> None:
+    settings = load_settings(airflow={"metadata_url": PG_METADATA,
+                                      "executor": "CeleryExecutor", "celery_concurrency": 3,
+                                      "broker_url": "redis://127.0.0.1:6379/5"})
+    env = stack_environment(settings, login=generate_login("admin"),
+                            passwords_file=tmp_path / "p.json", port=8080)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/5"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+{PG_METADATA}"
+    assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "3"
+
+
+def test_local_executor_has_no_celery_settings(settings: Settings, tmp_path: Path) -> None:
+    env = stack_environment(settings, login=generate_login("admin"),
+                            passwords_file=tmp_path / "p.json", port=8080)
+    assert not [key for key in env if key.startswith("AIRFLOW__CELERY__")]
+
+
+def test_celery_stack_starts_one_named_worker_each_after_the_servers(
+        shopflow_home: Path) -> None:
+    settings = load_settings(airflow={"metadata_url": PG_METADATA,
+                                      "executor": "CeleryExecutor", "celery_workers": 3})
+    stack = AirflowStack(settings, with_service=False)
+    children = stack.components()
+    names = [c.name for c in children]
+    assert names == ["api-server", "scheduler", "dag-processor", "triggerer",
+                     "worker-1", "worker-2", "worker-3"]
+    workers = children[4:]
+    hostnames = [w.env[WORKER_HOSTNAME_ENV] for w in workers]
+    assert hostnames == stack.worker_hostnames and len(set(hostnames)) == 3
+    for worker, hostname in zip(workers, hostnames, strict=True):
+        assert worker.command[1:3] == ["celery", "worker"]
+        assert worker.command[worker.command.index("--celery-hostname") + 1] == hostname
+        assert worker.env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == HOSTNAME_CALLABLE
+        assert worker.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == \
+            stack.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+    # the servers report the machine's own name
+    assert all(WORKER_HOSTNAME_ENV not in c.env for c in children[:4])
+
+
+def test_local_stack_starts_no_worker(settings: Settings) -> None:
+    stack = AirflowStack(settings, with_service=False)
+    assert stack.worker_hostnames == []
+    assert [c.name for c in stack.components()] == ["api-server", "scheduler",
+                                                    "dag-processor", "triggerer"]
+
+
+def test_worker_hostname_is_the_workers_name_else_the_machines(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import shopflow
+
+    monkeypatch.delenv(WORKER_HOSTNAME_ENV, raising=False)
+    assert worker_hostname() == socket.getfqdn()
+    monkeypatch.setenv(WORKER_HOSTNAME_ENV, "worker-2@shop-host")
+    assert worker_hostname() == "worker-2@shop-host"
+    # what the task runner reports, through Airflow's own config (own AIRFLOW_HOME)
+    probe = "from airflow.sdk.api.client import get_hostname; print(get_hostname())"
+    env = {"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": str(Path(shopflow.__file__).parents[1]), WORKER_HOSTNAME_ENV: "worker-2@h",
+           "AIRFLOW__CORE__HOSTNAME_CALLABLE": HOSTNAME_CALLABLE}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "worker-2@h"
+
+
+def test_the_locked_celery_provider_loads_its_executor_and_worker(tmp_path: Path) -> None:
+    """Celery 5.7 dropped a name provider 3.26 imports: the lock must hold a pair that loads.
+
+    Parsing ``airflow celery worker`` (the compose test) does not import the executor; this
+    does, in its own AIRFLOW_HOME.
+    """
+    import subprocess
+    import sys
+
+    probe = ("from airflow.providers.celery.executors.celery_executor import CeleryExecutor\n"
+             "from airflow.providers.celery.cli.celery_command import worker\n"
+             "print('LOADED', CeleryExecutor.__name__, worker.__name__)")
+    result = subprocess.run([sys.executable, "-c", probe],
+                            env={"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "LOADED CeleryExecutor" in result.stdout
+
+
+@pytest.mark.parametrize(("airflow", "key"), [
+    ({"executor": "CeleryExecutor"}, "airflow.metadata_url"),
+    ({"executor": "CeleryExecutor", "metadata_url": "sqlite:////tmp/a.db"},
+     "airflow.metadata_url"),
+    ({"executor": "CeleryExecutor", "metadata_url": PG_METADATA,
+      "broker_url": "amqp://guest:hunter2@mq:5672//"}, "airflow.broker_url"),
+    ({"executor": "KubernetesExecutor"}, "executor"),
+    ({"celery_workers": 0}, "celery_workers"),
+])
+def test_bad_celery_settings_are_refused_naming_the_key(
+        shopflow_home: Path, airflow: dict[str, object], key: str) -> None:
+    from shopflow.settings import ConfigError
+
+    with pytest.raises((ConfigError, ValueError)) as excinfo:
+        load_settings(airflow=airflow)
+    assert key in str(excinfo.value)
+    assert "hunter2" not in str(excinfo.value)
 
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -33,6 +33,8 @@ def up(*, config_path: str | None, port: int | None, metadata_url: str | None,
 
     Prints the UI address and a login whose password is generated for this start (it is
     shown once, here). DAGs come from the repository's dags/, state from SHOPFLOW_HOME.
+    With airflow.executor CeleryExecutor (SHOPFLOW_AIRFLOW__EXECUTOR), Celery workers run
+    the tasks instead (airflow.celery_workers of them, broker airflow.broker_url).
     """
     from shopflow.orchestration.stack import COMPONENTS, AirflowStack
     from shopflow.processes import ChildExited
@@ -45,7 +47,8 @@ def up(*, config_path: str | None, port: int | None, metadata_url: str | None,
                          with_service=not no_service)
     _stop_on(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     started = time.monotonic()
-    click.echo(f"Starting Airflow 3 ({', '.join(COMPONENTS)}) and the model service; "
+    parts = [*COMPONENTS, *(h.partition("@")[0] for h in stack.worker_hostnames)]
+    click.echo(f"Starting Airflow 3 ({', '.join(parts)}) and the model service; "
                f"logs in {stack.log_dir}", err=True)
     try:
         stack.start()
@@ -93,14 +96,22 @@ def _banner(stack: AirflowStack, *, seconds: float) -> str:
         f"  login         {stack.login.user} / {stack.login.password}",
         "                (generated for this start, shown only here)",
         f"Model service   {service}",
-        f"Metadata DB     {_redacted(stack.metadata_url)} "
-        f"(LocalExecutor, parallelism {stack.settings.airflow.parallelism})",
+        f"Metadata DB     {_redacted(stack.metadata_url)}",
+        _executor_line(stack),
         f"SHOPFLOW_HOME   {stack.settings.home_dir}",
         "DAGs start paused: unpausing shopflow_training starts a run for the last daily",
         "interval at once; a manual trigger then waits for it (max_active_runs=1).",
         "Ctrl-C stops everything.",
         "",
     ])
+
+
+def _executor_line(stack: AirflowStack) -> str:
+    airflow = stack.settings.airflow
+    if not stack.worker_hostnames:
+        return f"Executor        {stack.executor} (parallelism {airflow.parallelism})"
+    return (f"Executor        {stack.executor}: {len(stack.worker_hostnames)} workers x "
+            f"{airflow.celery_concurrency} tasks, broker {_redacted(airflow.broker_url)}")
 
 
 def _redacted(url: str) -> str:

@@ -8,6 +8,11 @@ DB, the DAG folder, the JWT secret and the execution API's address, so one funct
 starts them (plus Shopflow's model service, which the deploy task hot swaps and gate 3
 checks) and stops them all. The integration tests use the same class on PostgreSQL.
 
+With ``airflow.executor: CeleryExecutor`` (the executor of docker-compose.yml) the
+scheduler queues tasks on a Redis broker and ``airflow.celery_workers`` ``airflow celery
+worker`` processes run them, each under its own name (``worker-1@<host>``), which is what
+a task instance's hostname says, so the UI shows which worker ran what.
+
 The login is generated at every start (SimpleAuthManager with a passwords file written
 0600): there is no default password to forget to change. This module imports no Airflow;
 Airflow reads its configuration from the environment each child starts with.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -39,6 +45,10 @@ AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.Sim
 #: task workers call its execution API).
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 MIGRATE_TIMEOUT = 300.0
+#: Set in each Celery worker's environment: the hostname its task instances report.
+WORKER_HOSTNAME_ENV = "SHOPFLOW_WORKER_HOSTNAME"
+#: Airflow's ``[core] hostname_callable`` for the workers (this module's function).
+HOSTNAME_CALLABLE = "shopflow.orchestration.stack.worker_hostname"
 
 
 def plugins_folder() -> Path:
@@ -98,6 +108,21 @@ def metadata_url_of(settings: Settings) -> str:
     return settings.airflow.metadata_url or f"sqlite:///{settings.airflow_home / 'airflow.db'}"
 
 
+def result_backend_of(settings: Settings) -> str:
+    """Celery's result backend: ``airflow.result_backend``, else the metadata DB (``db+``)."""
+    return settings.airflow.result_backend or f"db+{metadata_url_of(settings)}"
+
+
+def worker_hostname() -> str:
+    """The hostname a task instance reports (Airflow's ``[core] hostname_callable``).
+
+    Every local Celery worker runs on the same host, so the machine's name alone would not
+    tell them apart; each gets its Celery node name in :data:`WORKER_HOSTNAME_ENV`.
+    Elsewhere this is Airflow's default, the fully qualified domain name.
+    """
+    return os.environ.get(WORKER_HOSTNAME_ENV) or socket.getfqdn()
+
+
 def airflow_program() -> str:
     """The ``airflow`` script beside this interpreter."""
     return str(Path(sys.executable).with_name("airflow"))
@@ -132,7 +157,7 @@ def stack_environment(
     base_url = f"http://{host}:{port}"
     env.update({
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": settings.airflow.executor,
         "AIRFLOW__CORE__PARALLELISM": str(settings.airflow.parallelism),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__API__BASE_URL": base_url,
@@ -149,12 +174,21 @@ def stack_environment(
     async_url = async_metadata_url(metadata)
     if async_url:
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = async_url
+    if settings.airflow.executor == "CeleryExecutor":
+        env.update({
+            "AIRFLOW__CELERY__BROKER_URL": settings.airflow.broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": result_backend_of(settings),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.airflow.celery_concurrency),
+        })
     env.update(extra or {})
     return env
 
 
 class AirflowStack:
     """api-server, scheduler, dag-processor, triggerer (and the model service) as children.
+
+    With the CeleryExecutor, also ``airflow.celery_workers`` Celery workers (``worker-1``,
+    ``worker-2``, ...).
 
     Use as a context manager, or call :meth:`stop` in a ``finally``: every child is
     stopped with its process group (SIGTERM, SIGKILL after ``stop_timeout``).
@@ -187,7 +221,7 @@ class AirflowStack:
         unknown = set(components) - set(COMPONENTS)
         if unknown:
             raise ValueError(f"components: unknown {sorted(unknown)}; known: {COMPONENTS}")
-        self.components = tuple(c for c in COMPONENTS if c in components)
+        self.component_names = tuple(c for c in COMPONENTS if c in components)
         self.settings = settings
         self.host = settings.airflow.host
         self.port = port or settings.airflow.port
@@ -214,6 +248,43 @@ class AirflowStack:
     def metadata_url(self) -> str:
         return self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
+    @property
+    def executor(self) -> str:
+        return self.settings.airflow.executor
+
+    @property
+    def worker_hostnames(self) -> list[str]:
+        """The Celery workers' node names, also their task instances' hostname (none with
+        the LocalExecutor)."""
+        if self.executor != "CeleryExecutor":
+            return []
+        host = socket.getfqdn()
+        return [f"worker-{i}@{host}" for i in range(1, self.settings.airflow.celery_workers + 1)]
+
+    def components(self) -> list[ChildProcess]:
+        """Every Airflow process of this stack, not started, in start order: the chosen
+        servers (:data:`COMPONENTS`), then the Celery workers when a scheduler runs."""
+        children = []
+        for name in self.component_names:
+            command = [airflow_program(), name]
+            if name == "api-server":
+                command += ["--host", self.host, "--port", str(self.port), "--workers", "1"]
+            children.append(ChildProcess(name, command, env=component_environment(self.env, name),
+                                         log_path=self.log_dir / f"{name}.log"))
+        workers = self.worker_hostnames if "scheduler" in self.component_names else []
+        for hostname in workers:
+            name = hostname.partition("@")[0]
+            # no log server per worker (they would all want one port): every worker
+            # writes to the Airflow home's log folder, which the api-server reads directly
+            command = [airflow_program(), "celery", "worker", "--celery-hostname", hostname,
+                       "--concurrency", str(self.settings.airflow.celery_concurrency),
+                       "--skip-serve-logs"]
+            env = {**self.env, WORKER_HOSTNAME_ENV: hostname,
+                   "AIRFLOW__CORE__HOSTNAME_CALLABLE": HOSTNAME_CALLABLE}
+            children.append(ChildProcess(name, command, env=env,
+                                         log_path=self.log_dir / f"{name}.log"))
+        return children
+
     def airflow(self, *args: str, timeout: float = MIGRATE_TIMEOUT) -> str:
         """Run one ``airflow`` CLI command in the stack's environment; returns its output.
 
@@ -239,14 +310,8 @@ class AirflowStack:
         if reserialize:
             self.airflow("dags", "reserialize")
         try:
-            for name in self.components:
-                command = [airflow_program(), name]
-                if name == "api-server":
-                    command += ["--host", self.host, "--port", str(self.port), "--workers", "1"]
-                self.children.append(ChildProcess(
-                    name, command, env=component_environment(self.env, name),
-                    log_path=self.log_dir / f"{name}.log",
-                ).start())
+            for child in self.components():
+                self.children.append(child.start())
             if self.with_service:
                 self._start_service()
             wait_until(self.healthy, timeout=timeout, what="a healthy Airflow api-server",
