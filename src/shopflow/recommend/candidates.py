@@ -107,6 +107,165 @@ def generate_candidates(
         ``cand_popularity``, ``cand_popularity_rank``, ``cand_trend``; and the window's
         item statistics (for the cold-start list).
     """
+    window = prepare_window(events, cutoff=cutoff, lookback=lookback, config=config)
+    return window.candidates(users), window.stats
+
+
+def prepare_window(
+    events: pd.DataFrame,
+    *,
+    cutoff: pd.Timestamp,
+    lookback: timedelta,
+    config: CandidateConfig | None = None,
+) -> CandidateWindow:
+    """Everything about one cutoff's window that does not depend on whom it is for.
+
+    Scans the events once: item statistics, the co-purchase matrix, each category's best
+    sellers, and the window's rows grouped by user. Ranking many users in chunks (the
+    serving snapshot) then costs one scan per cutoff instead of one per chunk.
+    """
+    import pandas as pd
+
+    config = config or CandidateConfig()
+    cutoff = pd.Timestamp(cutoff)
+    window = window_events(events, cutoff, lookback)
+    item_codes, item_index = pd.factorize(window["item_id"], sort=True)
+    item_ids = np.asarray(item_index, dtype=object)
+    stats = _window_stats(window, item_codes, item_ids, cutoff, lookback, config)
+    user_codes, user_index = pd.factorize(window["user_id"])
+    order = np.argsort(user_codes, kind="stable")
+    order = order[user_codes[order] >= 0]
+    counts = np.bincount(user_codes[order], minlength=len(user_index))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    kind = window["event_type"].to_numpy()
+    seed_weights = pd.Series(kind, dtype=object).map(_SEED_WEIGHTS).fillna(0.0)
+    seconds = (cutoff - window["event_time"]).dt.total_seconds().to_numpy()
+    co = None
+    if len(item_ids) and config.copurchase > 0:
+        co = _cooccurrence(window, item_codes, len(item_ids), config)
+    return CandidateWindow(
+        cutoff=cutoff, config=config, stats=stats,
+        user_index=pd.Index(user_index), starts=starts, counts=counts,
+        item_codes=item_codes[order], seconds=seconds[order],
+        seed_weights=seed_weights.to_numpy(dtype=np.float64)[order],
+        category=window["category_id"].to_numpy()[order],
+        has_category=window["category_id"].notna().to_numpy()[order],
+        co=co, best=_category_best(stats, config),
+    )
+
+
+@dataclass
+class CandidateWindow:
+    """One cutoff's window prepared once (:func:`prepare_window`); ``candidates`` slices it.
+
+    The per-event arrays are sorted by user, so a chunk of users reads only its own rows.
+    """
+
+    cutoff: pd.Timestamp
+    config: CandidateConfig
+    stats: WindowStats
+    user_index: pd.Index  # window user code -> user id
+    starts: np.ndarray  # per window user code: first row in the arrays below
+    counts: np.ndarray  # per window user code: number of rows
+    item_codes: np.ndarray
+    seconds: np.ndarray  # cutoff - event_time
+    seed_weights: np.ndarray
+    category: np.ndarray
+    has_category: np.ndarray
+    co: Any  # cosine-normalised item-item co-occurrence (scipy csr) or None
+    best: pd.DataFrame  # c, i: each category's best sellers
+
+    def candidates(self, users: Iterable[str]) -> pd.DataFrame:
+        """Candidates of ``users`` (see :func:`generate_candidates`), reading only their rows."""
+        import pandas as pd
+
+        config, stats, cutoff = self.config, self.stats, self.cutoff
+        user_list = pd.Index(pd.unique(pd.Series(list(users), dtype=object)))
+        item_ids = stats.item_ids
+        n_items = len(item_ids)
+        if n_items == 0 or len(user_list) == 0:
+            return _empty(cutoff)
+        found = self.user_index.get_indexer(user_list)
+        present = np.flatnonzero(found >= 0)
+        lengths = self.counts[found[present]]
+        total = int(lengths.sum())
+        offsets = np.repeat(self.starts[found[present]] - (np.cumsum(lengths) - lengths),
+                            lengths)
+        rows = offsets + np.arange(total, dtype=np.int64)
+        users_of_rows = np.repeat(present, lengths)
+        items_of_rows = self.item_codes[rows]
+
+        parts: list[tuple[np.ndarray, np.ndarray, str, np.ndarray]] = []
+        # recent: each user's items, most recently touched first
+        pairs = pd.DataFrame({"u": users_of_rows, "i": items_of_rows, "s": self.seconds[rows]})
+        last = pairs.groupby(["u", "i"], sort=False)["s"].min().reset_index()
+        last = last.sort_values(["u", "s", "i"], kind="mergesort")
+        last = last[last.groupby("u").cumcount() < config.recent]
+        parts.append((last["u"].to_numpy(), last["i"].to_numpy(), "recent",
+                      np.zeros(len(last))))
+
+        # co-purchase neighbours of the user's items
+        if config.copurchase > 0:
+            u, i, s = _copurchase_top(self.co, users_of_rows, items_of_rows,
+                                      self.seed_weights[rows], len(user_list), n_items, config)
+            parts.append((u, i, "copurchase", s))
+
+        # favourite categories' best sellers
+        if config.category > 0 and config.favourite_categories > 0:
+            has = self.has_category[rows]
+            u, i, s = _category_items(users_of_rows[has], self.category[rows][has], self.best,
+                                      config)
+            parts.append((u, i, "category", s))
+
+        # global popularity and trending: the same items for everyone (cold start included)
+        everyone = np.arange(len(user_list))
+        top = np.lexsort((item_ids, -stats.popularity))[: config.popular]
+        parts.append((np.repeat(everyone, len(top)), np.tile(top, len(everyone)), "popular",
+                      np.zeros(len(everyone) * len(top))))
+        rising = np.flatnonzero(stats.trend > 0)
+        rising = rising[np.lexsort((item_ids[rising], -stats.trend[rising]))][: config.trending]
+        parts.append((np.repeat(everyone, len(rising)), np.tile(rising, len(everyone)),
+                      "trending", np.zeros(len(everyone) * len(rising))))
+
+        frame = _union(parts)
+        frame.insert(0, "user_id", user_list.to_numpy()[frame.pop("u").to_numpy()])
+        codes = frame.pop("i").to_numpy()
+        frame.insert(1, "item_id", item_ids[codes])
+        frame.insert(2, "cutoff_time", cutoff)
+        frame["cand_popularity"] = stats.popularity[codes]
+        rank = np.empty(n_items)
+        rank[np.lexsort((item_ids, -stats.popularity))] = np.arange(1, n_items + 1)
+        frame["cand_popularity_rank"] = rank[codes]
+        frame["cand_trend"] = stats.trend[codes]
+        frame["category_id"] = stats.category[codes]
+        return frame.reset_index(drop=True)
+
+
+def _generate_candidates_legacy(
+    events: pd.DataFrame,
+    *,
+    cutoff: pd.Timestamp,
+    lookback: timedelta,
+    users: Iterable[str],
+    config: CandidateConfig | None = None,
+) -> tuple[pd.DataFrame, WindowStats]:
+    """Candidates for each of ``users`` at ``cutoff`` from the events before it.
+
+    Args:
+        events: staged events (``user_id, item_id, category_id, event_type, event_time,
+            order_id``); later events may be present, they are ignored.
+        cutoff: the instant recommendations are made at.
+        lookback: history a cutoff may use (``settings.task.lookback``).
+        users: whom to generate for; users with no event in the window (cold start) get
+            the popular and trending items only.
+        config: per-source sizes.
+
+    Returns:
+        One row per (user_id, item_id): ``cutoff_time``, a 0/1 column ``src_<source>`` per
+        source and the source scores ``cand_copurchase_score``, ``cand_category_share``,
+        ``cand_popularity``, ``cand_popularity_rank``, ``cand_trend``; and the window's
+        item statistics (for the cold-start list).
+    """
     import pandas as pd
 
     config = config or CandidateConfig()
@@ -143,7 +302,7 @@ def generate_candidates(
 
     # favourite categories' best sellers
     if config.category > 0 and config.favourite_categories > 0:
-        u, i, s = _category_items(window, user_codes, item_codes, stats, config)
+        u, i, s = _category_items_legacy(window, user_codes, item_codes, stats, config)
         parts.append((u, i, "category", s))
 
     # global popularity and trending: the same items for everyone (cold start included)
@@ -263,7 +422,99 @@ def _copurchase(window: pd.DataFrame, item_codes: np.ndarray, n_items: int,
     return np.concatenate(out_u), np.concatenate(out_i), np.concatenate(out_s)
 
 
-def _category_items(window: pd.DataFrame, user_codes: np.ndarray, item_codes: np.ndarray,
+def _cooccurrence(window: pd.DataFrame, item_codes: np.ndarray, n_items: int,
+                 config: CandidateConfig) -> Any:
+    """Item-item co-occurrence in baskets, cosine-normalised so best sellers do not
+    neighbour everything (None when no basket holds two items)."""
+    import pandas as pd
+    from scipy import sparse
+
+    # a basket is an order; events without one form a basket per user and day
+    order_codes, orders = pd.factorize(window["order_id"])
+    user_codes, _ = pd.factorize(window["user_id"])
+    days = window["event_time"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    user_day = user_codes.astype(np.int64) * (int(days.max() - days.min()) + 1) + (days - days.min())
+    user_day_codes, _ = pd.factorize(user_day)
+    basket_codes = np.where(order_codes >= 0, order_codes, len(orders) + user_day_codes)
+    pairs = np.unique(np.stack([basket_codes, item_codes]), axis=1)
+    if pairs.size == 0:
+        return None
+    sizes = np.bincount(pairs[0])
+    keep = (sizes[pairs[0]] >= 2) & (sizes[pairs[0]] <= config.max_basket_items)
+    pairs = pairs[:, keep]
+    if pairs.size == 0:
+        return None
+    baskets = sparse.csr_matrix(
+        (np.ones(pairs.shape[1], np.float32), (pairs[0], pairs[1])),
+        shape=(int(basket_codes.max()) + 1, n_items),
+    )
+    co = (baskets.T @ baskets).tocsr()
+    co.setdiag(0)
+    co.eliminate_zeros()
+    degree = np.asarray(baskets.sum(axis=0)).ravel()
+    norm = 1.0 / np.sqrt(np.maximum(degree, 1.0))
+    return sparse.diags(norm.astype(np.float32)) @ co @ sparse.diags(norm.astype(np.float32))
+
+
+def _copurchase_top(co: Any, seed_users: np.ndarray, seed_items: np.ndarray,
+                    seed_weights: np.ndarray, n_users: int, n_items: int,
+                    config: CandidateConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top neighbours per user of ``S @ C``: S = the user's weighted items, C = ``co``."""
+    from scipy import sparse
+
+    if co is None or len(seed_users) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    seeds = sparse.csr_matrix(
+        (seed_weights.astype(np.float32), (seed_users, seed_items)), shape=(n_users, n_items)
+    )
+    seeds.sum_duplicates()
+    out_u, out_i, out_s = [], [], []
+    n = config.copurchase
+    for start in range(0, n_users, config.batch_users):
+        block = (seeds[start:start + config.batch_users] @ co).toarray()
+        if n < block.shape[1]:
+            top = np.argpartition(-block, n - 1, axis=1)[:, :n]
+        else:
+            top = np.tile(np.arange(block.shape[1]), (block.shape[0], 1))
+        rows = np.repeat(np.arange(block.shape[0]), top.shape[1])
+        cols = top.ravel()
+        scores = block[rows, cols]
+        positive = scores > 0
+        out_u.append(rows[positive] + start)
+        out_i.append(cols[positive])
+        out_s.append(scores[positive].astype(np.float64))
+    return np.concatenate(out_u), np.concatenate(out_i), np.concatenate(out_s)
+
+
+def _category_best(stats: WindowStats, config: CandidateConfig) -> pd.DataFrame:
+    """Each category's ``config.category`` best sellers (``c, i``)."""
+    import pandas as pd
+
+    items = pd.DataFrame({"i": np.arange(len(stats.item_ids)), "c": stats.category,
+                          "p": stats.popularity, "id": stats.item_ids})
+    items = items[items["c"].notna()].sort_values(["c", "p", "id"], ascending=[True, False, True],
+                                                  kind="mergesort")
+    return items[items.groupby("c").cumcount() < config.category][["c", "i"]]
+
+
+def _category_items(users: np.ndarray, categories: np.ndarray, best: pd.DataFrame,
+                    config: CandidateConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best sellers of each user's favourite categories, scored by the category's share."""
+    import pandas as pd
+
+    if len(users) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    counts = pd.DataFrame({"u": users, "c": categories})
+    counts = counts.groupby(["u", "c"], sort=False).size().rename("n").reset_index()
+    counts["share"] = counts["n"] / counts.groupby("u")["n"].transform("sum")
+    counts = counts.sort_values(["u", "n", "c"], ascending=[True, False, True], kind="mergesort")
+    favourites = counts[counts.groupby("u").cumcount() < config.favourite_categories]
+    joined = favourites.merge(best, on="c", how="inner")
+    return (joined["u"].to_numpy(np.int64), joined["i"].to_numpy(np.int64),
+            joined["share"].to_numpy(np.float64))
+
+
+def _category_items_legacy(window: pd.DataFrame, user_codes: np.ndarray, item_codes: np.ndarray,
                     stats: WindowStats, config: CandidateConfig
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import pandas as pd
