@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shopflow.recommend.candidates import CandidateConfig, generate_candidates
+from shopflow.recommend.candidates import CandidateConfig, generate_candidates, prepare_window
 from shopflow.recommend.dataset import feature_frame
 from shopflow.recommend.evaluate import top_k
 
@@ -104,23 +104,27 @@ def build_snapshot(
              ("user_features", "item_features", "user_item_features", "user_category_features")}
     users = np.asarray(sorted(marts["user_features"]["user_id"].unique()), dtype=object)
     lookback_days = settings.task.lookback.total_seconds() / 86_400
+    # once per cutoff: the candidate window, and the user-keyed marts sorted by user so
+    # each chunk (a range of the sorted users) reads a slice, never the whole mart
+    window = prepare_window(events, cutoff=cutoff, lookback=settings.task.lookback,
+                            config=config)
+    by_user = {name: _sorted_by_user(frame) for name, frame in marts.items()
+               if name != "item_features"}
     pieces = []
-    stats = None
     for start in range(0, max(len(users), 1), batch_users):
         chunk = users[start:start + batch_users]
-        candidates, stats = generate_candidates(events, cutoff=cutoff,
-                                                lookback=settings.task.lookback,
-                                                users=chunk, config=config)
+        candidates = window.candidates(chunk)
         if candidates.empty:
             continue
-        frame = feature_frame(candidates, marts, lookback_days=lookback_days)
+        sliced = {name: _user_range(frame, chunk[0], chunk[-1])
+                  for name, frame in by_user.items()}
+        sliced["item_features"] = marts["item_features"]
+        frame = feature_frame(candidates, sliced, lookback_days=lookback_days)
         pieces.append(top_k(frame, model.score(frame), depth))
         done = min(start + batch_users, len(users))
         logger.info("snapshot: ranked %d/%d users (%.0f users/s)", done, len(users),
                     done / max(time.perf_counter() - started, 1e-9))
-    if stats is None:
-        _, stats = generate_candidates(events, cutoff=cutoff, lookback=settings.task.lookback,
-                                       users=[], config=config)
+    stats = window.stats
     ranked = (pd.concat(pieces, ignore_index=True) if pieces
               else pd.DataFrame(columns=["user_id", "cutoff_time", "item_id", "score", "rank"]))
     items, scores = stats.popular_items(depth)
@@ -134,6 +138,20 @@ def build_snapshot(
     logger.info("snapshot at %s: %d users, %d rows in %.1fs", cutoff, len(users),
                 len(snapshot.ranked), time.perf_counter() - started)
     return snapshot
+
+
+def _sorted_by_user(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` ordered by ``user_id`` (stable: rows of one user keep their order)."""
+    frame = frame[frame["user_id"].notna()]
+    return frame.sort_values("user_id", kind="mergesort").reset_index(drop=True)
+
+
+def _user_range(frame: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
+    """The rows of a frame sorted by user whose user is in ``[first, last]`` (binary search)."""
+    ids = frame["user_id"].to_numpy()
+    lo = int(np.searchsorted(ids, first, side="left"))
+    hi = int(np.searchsorted(ids, last, side="right"))
+    return frame.iloc[lo:hi]
 
 
 def popularity_snapshot(settings: Settings, *, events: pd.DataFrame | None = None,
