@@ -17,7 +17,6 @@ import pytest
 from shopflow.ingest.generator import iter_event_tables
 from shopflow.recommend.candidates import (
     CandidateConfig,
-    _generate_candidates_legacy,
     generate_candidates,
     prepare_window,
     window_events,
@@ -53,26 +52,29 @@ def _users(events: pd.DataFrame, cutoff: pd.Timestamp) -> np.ndarray:
 
 
 @pytest.mark.parametrize("config", [CandidateConfig(), CandidateConfig(batch_users=7, copurchase=5)])
-def test_prepared_window_matches_the_one_pass_generator(events: pd.DataFrame,
-                                                        config: CandidateConfig) -> None:
+def test_chunks_of_a_prepared_window_equal_one_call_for_everyone(events: pd.DataFrame,
+                                                                 config: CandidateConfig) -> None:
     cutoff = _cutoff(events)
     users = _users(events, cutoff)
-    expected, expected_stats = _generate_candidates_legacy(events, cutoff=cutoff,
-                                                           lookback=LOOKBACK, users=users,
-                                                           config=config)
-    got, stats = generate_candidates(events, cutoff=cutoff, lookback=LOOKBACK, users=users,
-                                     config=config)
-    assert len(expected) > len(users)  # a real workload: several candidates per user
-    pd.testing.assert_frame_equal(got, expected)
-    np.testing.assert_array_equal(stats.popularity, expected_stats.popularity)
+    everyone, stats = generate_candidates(events, cutoff=cutoff, lookback=LOOKBACK, users=users,
+                                          config=config)
+    assert everyone["user_id"].nunique() == len(users)
+    assert everyone["src_copurchase"].sum() > len(users)  # every source is exercised
+    assert everyone["src_category"].sum() > 0 and everyone["src_recent"].sum() > 0
+    window = prepare_window(events, cutoff=cutoff, lookback=LOOKBACK, config=config)
+    np.testing.assert_array_equal(window.stats.popularity, stats.popularity)
+    chunks = [window.candidates(users[start:start + 97]) for start in range(0, len(users), 97)]
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), everyone)
 
 
-def test_chunks_of_a_prepared_window_match_one_pass_per_chunk(events: pd.DataFrame) -> None:
+def test_a_chunk_reads_only_its_users_and_cold_users_get_the_shared_lists(
+        events: pd.DataFrame) -> None:
     cutoff = _cutoff(events)
-    users = _users(events, cutoff)
     window = prepare_window(events, cutoff=cutoff, lookback=LOOKBACK)
-    for start in range(0, len(users), 97):
-        chunk = users[start:start + 97]
-        expected, _ = _generate_candidates_legacy(events, cutoff=cutoff, lookback=LOOKBACK,
-                                                  users=chunk)
-        pd.testing.assert_frame_equal(window.candidates(chunk), expected)
+    known = _users(events, cutoff)[0]
+    own = window.candidates([known, "cold-user-1"])
+    assert set(own["user_id"]) == {known, "cold-user-1"}
+    cold = own[own["user_id"] == "cold-user-1"]
+    assert (cold[["src_recent", "src_copurchase", "src_category"]] == 0).all().all()
+    assert ((cold["src_popular"] + cold["src_trending"]) > 0).all()
+    assert window.candidates([]).empty

@@ -241,94 +241,6 @@ class CandidateWindow:
         return frame.reset_index(drop=True)
 
 
-def _generate_candidates_legacy(
-    events: pd.DataFrame,
-    *,
-    cutoff: pd.Timestamp,
-    lookback: timedelta,
-    users: Iterable[str],
-    config: CandidateConfig | None = None,
-) -> tuple[pd.DataFrame, WindowStats]:
-    """Candidates for each of ``users`` at ``cutoff`` from the events before it.
-
-    Args:
-        events: staged events (``user_id, item_id, category_id, event_type, event_time,
-            order_id``); later events may be present, they are ignored.
-        cutoff: the instant recommendations are made at.
-        lookback: history a cutoff may use (``settings.task.lookback``).
-        users: whom to generate for; users with no event in the window (cold start) get
-            the popular and trending items only.
-        config: per-source sizes.
-
-    Returns:
-        One row per (user_id, item_id): ``cutoff_time``, a 0/1 column ``src_<source>`` per
-        source and the source scores ``cand_copurchase_score``, ``cand_category_share``,
-        ``cand_popularity``, ``cand_popularity_rank``, ``cand_trend``; and the window's
-        item statistics (for the cold-start list).
-    """
-    import pandas as pd
-
-    config = config or CandidateConfig()
-    cutoff = pd.Timestamp(cutoff)
-    window = window_events(events, cutoff, lookback)
-    user_list = pd.Index(pd.unique(pd.Series(list(users), dtype=object)))
-    item_codes, item_index = pd.factorize(window["item_id"], sort=True)
-    item_ids = np.asarray(item_index, dtype=object)
-    n_items = len(item_ids)
-    user_codes = user_list.get_indexer(pd.Index(window["user_id"]))
-    kind = window["event_type"].to_numpy()
-    stats = _window_stats(window, item_codes, item_ids, cutoff, lookback, config)
-    if n_items == 0 or len(user_list) == 0:
-        return _empty(cutoff), stats
-
-    parts: list[tuple[np.ndarray, np.ndarray, str, np.ndarray]] = []
-    known = user_codes >= 0
-    seconds = (cutoff - window["event_time"]).dt.total_seconds().to_numpy()
-
-    # recent: each user's items, most recently touched first
-    pairs = pd.DataFrame({"u": user_codes[known], "i": item_codes[known], "s": seconds[known]})
-    last = pairs.groupby(["u", "i"], sort=False)["s"].min().reset_index()
-    last = last.sort_values(["u", "s", "i"], kind="mergesort")
-    last = last[last.groupby("u").cumcount() < config.recent]
-    parts.append((last["u"].to_numpy(), last["i"].to_numpy(), "recent",
-                  np.zeros(len(last))))
-
-    # co-purchase neighbours of the user's items
-    if config.copurchase > 0:
-        weights = pd.Series(kind[known], dtype=object).map(_SEED_WEIGHTS).fillna(0.0)
-        u, i, s = _copurchase(window, item_codes, n_items, user_codes[known], item_codes[known],
-                              weights.to_numpy(dtype=np.float64), len(user_list), config)
-        parts.append((u, i, "copurchase", s))
-
-    # favourite categories' best sellers
-    if config.category > 0 and config.favourite_categories > 0:
-        u, i, s = _category_items_legacy(window, user_codes, item_codes, stats, config)
-        parts.append((u, i, "category", s))
-
-    # global popularity and trending: the same items for everyone (cold start included)
-    everyone = np.arange(len(user_list))
-    top = np.lexsort((item_ids, -stats.popularity))[: config.popular]
-    parts.append((np.repeat(everyone, len(top)), np.tile(top, len(everyone)), "popular",
-                  np.zeros(len(everyone) * len(top))))
-    rising = np.flatnonzero(stats.trend > 0)
-    rising = rising[np.lexsort((item_ids[rising], -stats.trend[rising]))][: config.trending]
-    parts.append((np.repeat(everyone, len(rising)), np.tile(rising, len(everyone)), "trending",
-                  np.zeros(len(everyone) * len(rising))))
-
-    frame = _union(parts)
-    frame.insert(0, "user_id", user_list.to_numpy()[frame.pop("u").to_numpy()])
-    codes = frame.pop("i").to_numpy()
-    frame.insert(1, "item_id", item_ids[codes])
-    frame.insert(2, "cutoff_time", cutoff)
-    frame["cand_popularity"] = stats.popularity[codes]
-    rank = np.empty(n_items)
-    rank[np.lexsort((item_ids, -stats.popularity))] = np.arange(1, n_items + 1)
-    frame["cand_popularity_rank"] = rank[codes]
-    frame["cand_trend"] = stats.trend[codes]
-    frame["category_id"] = stats.category[codes]
-    return frame.reset_index(drop=True), stats
-
-
 def _empty(cutoff: pd.Timestamp) -> pd.DataFrame:
     import pandas as pd
 
@@ -363,63 +275,6 @@ def _window_stats(window: pd.DataFrame, item_codes: np.ndarray, item_ids: np.nda
         categories[item_codes[has_cat][order]] = window["category_id"].to_numpy()[has_cat][order]
     return WindowStats(cutoff=cutoff, item_ids=item_ids, popularity=popularity, trend=trend,
                        category=categories)
-
-
-def _copurchase(window: pd.DataFrame, item_codes: np.ndarray, n_items: int,
-                seed_users: np.ndarray, seed_items: np.ndarray, seed_weights: np.ndarray,
-                n_users: int, config: CandidateConfig
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top neighbours per user of ``S @ C``: S = the user's weighted items, C = item-item
-    co-occurrence in baskets (cosine-normalised so best sellers do not neighbour everything)."""
-    import pandas as pd
-    from scipy import sparse
-
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    # a basket is an order; events without one form a basket per user and day
-    order_codes, orders = pd.factorize(window["order_id"])
-    user_codes, _ = pd.factorize(window["user_id"])
-    days = window["event_time"].to_numpy().astype("datetime64[D]").astype(np.int64)
-    user_day = user_codes.astype(np.int64) * (int(days.max() - days.min()) + 1) + (days - days.min())
-    user_day_codes, _ = pd.factorize(user_day)
-    basket_codes = np.where(order_codes >= 0, order_codes, len(orders) + user_day_codes)
-    pairs = np.unique(np.stack([basket_codes, item_codes]), axis=1)
-    if pairs.size == 0:
-        return empty
-    sizes = np.bincount(pairs[0])
-    keep = (sizes[pairs[0]] >= 2) & (sizes[pairs[0]] <= config.max_basket_items)
-    pairs = pairs[:, keep]
-    if pairs.size == 0 or len(seed_users) == 0:
-        return empty
-    baskets = sparse.csr_matrix(
-        (np.ones(pairs.shape[1], np.float32), (pairs[0], pairs[1])),
-        shape=(int(basket_codes.max()) + 1, n_items),
-    )
-    co = (baskets.T @ baskets).tocsr()
-    co.setdiag(0)
-    co.eliminate_zeros()
-    degree = np.asarray(baskets.sum(axis=0)).ravel()
-    norm = 1.0 / np.sqrt(np.maximum(degree, 1.0))
-    co = sparse.diags(norm.astype(np.float32)) @ co @ sparse.diags(norm.astype(np.float32))
-    seeds = sparse.csr_matrix(
-        (seed_weights.astype(np.float32), (seed_users, seed_items)), shape=(n_users, n_items)
-    )
-    seeds.sum_duplicates()
-    out_u, out_i, out_s = [], [], []
-    n = config.copurchase
-    for start in range(0, n_users, config.batch_users):
-        block = (seeds[start:start + config.batch_users] @ co).toarray()
-        if n < block.shape[1]:
-            top = np.argpartition(-block, n - 1, axis=1)[:, :n]
-        else:
-            top = np.tile(np.arange(block.shape[1]), (block.shape[0], 1))
-        rows = np.repeat(np.arange(block.shape[0]), top.shape[1])
-        cols = top.ravel()
-        scores = block[rows, cols]
-        positive = scores > 0
-        out_u.append(rows[positive] + start)
-        out_i.append(cols[positive])
-        out_s.append(scores[positive].astype(np.float64))
-    return np.concatenate(out_u), np.concatenate(out_i), np.concatenate(out_s)
 
 
 def _cooccurrence(window: pd.DataFrame, item_codes: np.ndarray, n_items: int,
@@ -509,29 +364,6 @@ def _category_items(users: np.ndarray, categories: np.ndarray, best: pd.DataFram
     counts["share"] = counts["n"] / counts.groupby("u")["n"].transform("sum")
     counts = counts.sort_values(["u", "n", "c"], ascending=[True, False, True], kind="mergesort")
     favourites = counts[counts.groupby("u").cumcount() < config.favourite_categories]
-    joined = favourites.merge(best, on="c", how="inner")
-    return (joined["u"].to_numpy(np.int64), joined["i"].to_numpy(np.int64),
-            joined["share"].to_numpy(np.float64))
-
-
-def _category_items_legacy(window: pd.DataFrame, user_codes: np.ndarray, item_codes: np.ndarray,
-                    stats: WindowStats, config: CandidateConfig
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    import pandas as pd
-
-    known = (user_codes >= 0) & window["category_id"].notna().to_numpy()
-    if not known.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    counts = pd.DataFrame({"u": user_codes[known], "c": window["category_id"].to_numpy()[known]})
-    counts = counts.groupby(["u", "c"], sort=False).size().rename("n").reset_index()
-    counts["share"] = counts["n"] / counts.groupby("u")["n"].transform("sum")
-    counts = counts.sort_values(["u", "n", "c"], ascending=[True, False, True], kind="mergesort")
-    favourites = counts[counts.groupby("u").cumcount() < config.favourite_categories]
-    items = pd.DataFrame({"i": np.arange(len(stats.item_ids)), "c": stats.category,
-                          "p": stats.popularity, "id": stats.item_ids})
-    items = items[items["c"].notna()].sort_values(["c", "p", "id"], ascending=[True, False, True],
-                                                  kind="mergesort")
-    best = items[items.groupby("c").cumcount() < config.category][["c", "i"]]
     joined = favourites.merge(best, on="c", how="inner")
     return (joined["u"].to_numpy(np.int64), joined["i"].to_numpy(np.int64),
             joined["share"].to_numpy(np.float64))
