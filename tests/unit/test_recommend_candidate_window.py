@@ -71,10 +71,12 @@ def test_a_chunk_reads_only_its_users_and_cold_users_get_the_shared_lists(
         events: pd.DataFrame) -> None:
     cutoff = _cutoff(events)
     window = prepare_window(events, cutoff=cutoff, lookback=LOOKBACK)
+    assert "co" not in vars(window)  # statistics alone (cold start) never build the matrix
+    assert window.candidates([]).empty and "co" not in vars(window)
     known = _users(events, cutoff)[0]
     own = window.candidates([known, "cold-user-1"])
     assert set(own["user_id"]) == {known, "cold-user-1"}
     cold = own[own["user_id"] == "cold-user-1"]
     assert (cold[["src_recent", "src_copurchase", "src_category"]] == 0).all().all()
     assert ((cold["src_popular"] + cold["src_trending"]) > 0).all()
-    assert window.candidates([]).empty
+    assert window.co is not None  # built once, for the known user's co-purchase neighbours

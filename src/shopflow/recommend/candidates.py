@@ -15,6 +15,7 @@ to buy, and every one of them reads only events in ``(cutoff - lookback, cutoff]
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -140,9 +141,6 @@ def prepare_window(
     kind = window["event_type"].to_numpy()
     seed_weights = pd.Series(kind, dtype=object).map(_SEED_WEIGHTS).fillna(0.0)
     seconds = (cutoff - window["event_time"]).dt.total_seconds().to_numpy()
-    co = None
-    if len(item_ids) and config.copurchase > 0:
-        co = _cooccurrence(window, item_codes, len(item_ids), config)
     return CandidateWindow(
         cutoff=cutoff, config=config, stats=stats,
         user_index=pd.Index(user_index), starts=starts, counts=counts,
@@ -150,7 +148,7 @@ def prepare_window(
         seed_weights=seed_weights.to_numpy(dtype=np.float64)[order],
         category=window["category_id"].to_numpy()[order],
         has_category=window["category_id"].notna().to_numpy()[order],
-        co=co, best=_category_best(stats, config),
+        best=_category_best(stats, config), window=window, window_item_codes=item_codes,
     )
 
 
@@ -172,8 +170,18 @@ class CandidateWindow:
     seed_weights: np.ndarray
     category: np.ndarray
     has_category: np.ndarray
-    co: Any  # cosine-normalised item-item co-occurrence (scipy csr) or None
     best: pd.DataFrame  # c, i: each category's best sellers
+    window: pd.DataFrame  # the window's events, for the co-purchase matrix
+    window_item_codes: np.ndarray  # item code per window row (window order)
+
+    @functools.cached_property
+    def co(self) -> Any:
+        """Cosine-normalised item-item co-occurrence (scipy csr) or None; built on first
+        use, so item statistics alone (cold start, no users) never pay for it."""
+        if not len(self.stats.item_ids) or self.config.copurchase <= 0:
+            return None
+        return _cooccurrence(self.window, self.window_item_codes, len(self.stats.item_ids),
+                             self.config)
 
     def candidates(self, users: Iterable[str]) -> pd.DataFrame:
         """Candidates of ``users`` (see :func:`generate_candidates`), reading only their rows."""
