@@ -156,14 +156,24 @@ def dbt_env(settings: Settings, *, threads: int | None = None) -> dict[str, str]
     """Environment variables read by ``dbt_project/profiles.yml`` for this run's warehouse.
 
     The PostgreSQL password (if the URL has one) goes in ``DBT_ENV_SECRET_PG_PASSWORD``,
-    which dbt scrubs from its logs.
+    which dbt scrubs from its logs. ``threads`` is dbt's model concurrency; DuckDB's own
+    ``memory_limit``, ``threads`` and ``temp_directory`` are those every Shopflow
+    connection gets (:func:`shopflow.duckdb_connect.duckdb_settings`), so dbt spills to the
+    same folder under the same budget.
     """
+    from shopflow.duckdb_connect import duckdb_settings
+
     env = {
         "DBT_SHOPFLOW_TARGET": settings.warehouse.backend,
         "DBT_SHOPFLOW_DUCKDB_PATH": str(settings.warehouse_path),
         "DBT_SHOPFLOW_THREADS": str(threads or min(4, os.cpu_count() or 1)),
         "DO_NOT_TRACK": "1",
     }
+    duck = duckdb_settings(settings)
+    env["DBT_SHOPFLOW_DUCKDB_THREADS"] = duck["threads"]
+    env["DBT_SHOPFLOW_DUCKDB_TEMP_DIRECTORY"] = duck["temp_directory"]
+    # DuckDB's own default (80 % of memory) where the machine's size is unknown
+    env["DBT_SHOPFLOW_DUCKDB_MEMORY_LIMIT"] = duck.get("memory_limit", "80%")
     if settings.warehouse.backend == "postgres":
         env.update(_postgres_env(settings.warehouse.postgres_url))
     return env
@@ -276,6 +286,8 @@ def run_dbt(
     if quiet:
         args[len(command.split()):len(command.split())] = ["--log-level", "warn"]
     (settings.home_dir / "dbt").mkdir(parents=True, exist_ok=True)
+    if settings.warehouse.backend == "duckdb":
+        settings.duckdb_temp_dir.mkdir(parents=True, exist_ok=True)
     callback = _NodeCallback(on_node)
     logger.info(
         "dbt %s on %s (%s)%s", command, settings.warehouse.backend,
