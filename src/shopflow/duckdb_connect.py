@@ -5,7 +5,7 @@ process is killed; with ``memory_limit`` and ``temp_directory`` it spills to dis
 The same three values (``warehouse.memory_limit``, ``warehouse.threads``,
 ``warehouse.temp_directory``) reach dbt's profile through
 :func:`shopflow.transform.dbt_runner.dbt_env`, so dbt and Shopflow's own queries share one
-budget. Defaults derive from the machine: half of physical memory, every CPU, and
+budget. Defaults derive from the machine: half of physical memory, every usable CPU, and
 ``SHOPFLOW_HOME/tmp/duckdb``.
 
 The values are applied with ``SET`` after connecting, not as ``duckdb.connect(config=...)``:
@@ -39,6 +39,14 @@ def physical_memory_bytes() -> int | None:
     return int(pages) * int(page_size)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, as in a
+    container pinned to fewer cores than the host has), at least one."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def duckdb_settings(settings: Settings) -> dict[str, str]:
     """DuckDB's ``memory_limit``, ``threads`` and ``temp_directory`` for this run, resolved.
 
@@ -55,7 +63,7 @@ def duckdb_settings(settings: Settings) -> dict[str, str]:
             memory = f"{int(total * DEFAULT_MEMORY_SHARE) // 2**20}MiB"
     if memory is not None:
         values["memory_limit"] = memory
-    values["threads"] = str(warehouse.threads or os.cpu_count() or 1)
+    values["threads"] = str(warehouse.threads or usable_cpus())
     values["temp_directory"] = str(settings.duckdb_temp_dir)
     return values
 

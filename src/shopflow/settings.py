@@ -240,7 +240,7 @@ class WarehouseSettings(_Section):
         "temp_directory instead of growing. None: half of the machine's physical memory.",
     )
     threads: int | None = Field(
-        default=None, ge=1, description="DuckDB worker threads. None: the machine's CPU count."
+        default=None, ge=1, description="DuckDB worker threads. None: the CPUs this process may use."
     )
     temp_directory: Path | None = Field(
         default=None,

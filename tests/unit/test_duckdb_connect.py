@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shopflow.duckdb_connect import connect_duckdb, duckdb_settings, physical_memory_bytes
+from shopflow.duckdb_connect import (
+    connect_duckdb,
+    duckdb_settings,
+    physical_memory_bytes,
+    usable_cpus,
+)
 from shopflow.settings import ConfigError, Settings, load_settings
 from shopflow.transform import dbt_env
 from shopflow.warehouse import connect
@@ -53,11 +58,12 @@ def test_defaults_derive_from_the_machine(shopflow_home: Path) -> None:
     total = physical_memory_bytes()
     assert total is not None  # Linux and macOS say; the CI runs on Linux
     assert values["memory_limit"] == f"{total // 2 // 2**20}MiB"
-    assert values["threads"] == str(os.cpu_count())
+    assert values["threads"] == str(usable_cpus())
+    assert 1 <= usable_cpus() <= (os.cpu_count() or 1)
     assert values["temp_directory"] == str(settings.home_dir / "tmp" / "duckdb")
     with connect_duckdb(settings) as conn:
         memory, threads, temp = conn.execute(_CURRENT).fetchone()
-    assert threads == os.cpu_count()
+    assert threads == usable_cpus()
     assert temp == str(settings.home_dir / "tmp" / "duckdb")
     # DuckDB reports e.g. "11.7 GiB": half the machine, up to its one-decimal rounding
     number, unit = memory.split()
