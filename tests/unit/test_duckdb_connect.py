@@ -106,3 +106,17 @@ def test_dbt_profile_env_carries_the_same_values(shopflow_home: Path) -> None:
     # dbt's model concurrency stays its own knob
     assert env["DBT_SHOPFLOW_THREADS"] == str(min(4, os.cpu_count() or 1))
 
+
+
+def test_a_second_connection_after_a_spill_opens(shopflow_home: Path) -> None:
+    """DuckDB refuses to SET temp_directory again once it spilled; the helper does not."""
+    settings = load_settings(warehouse={"memory_limit": "64MiB", "threads": 1})
+    path = shopflow_home / "spill.duckdb"
+    with connect_duckdb(settings, path) as first:
+        first.execute("create table t as select range as i, hash(range) as h from range(3000000)")
+        first.execute("select i from t order by h").fetchall()
+        spilled = list(settings.duckdb_temp_dir.iterdir())
+        with connect_duckdb(settings, path) as second:
+            assert second.execute("select count(*) from t").fetchone() == (3_000_000,)
+            assert second.execute(_CURRENT).fetchone()[2] == str(settings.duckdb_temp_dir)
+    assert spilled, "the sort under 64MiB should have spilled"
