@@ -84,8 +84,8 @@ def connect_duckdb(
         for key, value in values.items():
             # DuckDB refuses to SET temp_directory again once it has spilled (even to the
             # same folder), and a second connection to an open file shares its instance
-            current = conn.execute("select current_setting($key)", {"key": key}).fetchone()
-            if key == "temp_directory" and current is not None and current[0] == value:
+            rows = conn.execute("select current_setting($key)", {"key": key}).fetchall()
+            if key == "temp_directory" and rows and rows[0][0] == value:
                 continue
             conn.execute(f"SET {key} = '{value.replace(chr(39), chr(39) * 2)}'")
     except Exception:

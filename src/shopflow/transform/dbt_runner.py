@@ -157,9 +157,9 @@ def dbt_env(settings: Settings, *, threads: int | None = None) -> dict[str, str]
 
     The PostgreSQL password (if the URL has one) goes in ``DBT_ENV_SECRET_PG_PASSWORD``,
     which dbt scrubs from its logs. ``threads`` is dbt's model concurrency; DuckDB's own
-    ``memory_limit``, ``threads`` and ``temp_directory`` are those every Shopflow
-    connection gets (:func:`shopflow.duckdb_connect.duckdb_settings`), so dbt spills to the
-    same folder under the same budget.
+    ``memory_limit`` and ``threads`` are those every Shopflow connection gets
+    (:func:`shopflow.duckdb_connect.duckdb_settings`); ``temp_directory`` is set by
+    :func:`run_dbt` on the instance dbt shares, so dbt spills to the same folder.
     """
     from shopflow.duckdb_connect import duckdb_settings
 
@@ -171,7 +171,6 @@ def dbt_env(settings: Settings, *, threads: int | None = None) -> dict[str, str]
     }
     duck = duckdb_settings(settings)
     env["DBT_SHOPFLOW_DUCKDB_THREADS"] = duck["threads"]
-    env["DBT_SHOPFLOW_DUCKDB_TEMP_DIRECTORY"] = duck["temp_directory"]
     # DuckDB's own default (80 % of memory) where the machine's size is unknown
     env["DBT_SHOPFLOW_DUCKDB_MEMORY_LIMIT"] = duck.get("memory_limit", "80%")
     if settings.warehouse.backend == "postgres":
@@ -286,14 +285,12 @@ def run_dbt(
     if quiet:
         args[len(command.split()):len(command.split())] = ["--log-level", "warn"]
     (settings.home_dir / "dbt").mkdir(parents=True, exist_ok=True)
-    if settings.warehouse.backend == "duckdb":
-        settings.duckdb_temp_dir.mkdir(parents=True, exist_ok=True)
     callback = _NodeCallback(on_node)
     logger.info(
         "dbt %s on %s (%s)%s", command, settings.warehouse.backend,
         _where(settings), f", select {select!r}" if select else "",
     )
-    with _DBT_LOCK, _environ(dbt_env(settings)):
+    with _DBT_LOCK, _environ(dbt_env(settings)), _duckdb_instance(settings):
         started = time.perf_counter()
         outcome = dbtRunner(callbacks=[callback]).invoke(args)
         elapsed = time.perf_counter() - started
@@ -318,6 +315,27 @@ def run_dbt(
         ", ".join(f"{count} {status}" for status, count in sorted(result.status_counts().items())),
     )
     return result
+
+
+@contextmanager
+def _duckdb_instance(settings: Settings) -> Iterator[None]:
+    """Hold a configured connection to the warehouse file while dbt runs in this process.
+
+    dbt-duckdb opens the same file without a connect-time config, so it shares this DuckDB
+    instance and spills to ``warehouse.temp_directory``. The folder cannot go in the
+    profile's ``settings:``: dbt-duckdb SETs those on every cursor, and DuckDB refuses to
+    SET temp_directory again once it has spilled, even to the same folder.
+    """
+    if settings.warehouse.backend != "duckdb":
+        yield
+        return
+    from shopflow.duckdb_connect import connect_duckdb
+
+    conn = connect_duckdb(settings, settings.warehouse_path)
+    try:
+        yield
+    finally:
+        conn.close()
 
 
 def _is_failed_test(node: NodeResult) -> bool:
