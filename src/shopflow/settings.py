@@ -16,6 +16,7 @@ elsewhere.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
@@ -73,6 +74,9 @@ AirflowExecutor = Literal["LocalExecutor", "CeleryExecutor"]
 
 _DAY_S = 86_400
 _MIN_PERIOD_S = 600  # a clickstream shorter than ten minutes holds no session structure
+
+#: A memory size with a unit, as DuckDB's ``memory_limit`` reads it (4GB, 1.5 GiB, 512MB).
+_MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B|bytes)", re.IGNORECASE)
 
 _yaml_config: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_config", default=None)
 
@@ -230,6 +234,32 @@ class WarehouseSettings(_Section):
         description="Prepended to every schema name (raw, staging, intermediate, marts), "
         "so several warehouses can share one PostgreSQL database.",
     )
+    memory_limit: str | None = Field(
+        default=None,
+        description="DuckDB's memory limit (e.g. 4GB, 512MiB); past it DuckDB spills to "
+        "temp_directory instead of growing. None: half of the machine's physical memory.",
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="DuckDB worker threads. None: the CPUs this process may use."
+    )
+    temp_directory: Path | None = Field(
+        default=None,
+        description="Where DuckDB spills. None: SHOPFLOW_HOME/tmp/duckdb (created on open).",
+    )
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        """A size DuckDB understands, checked here so a typo names its key, not a SQL error."""
+        if value is None:
+            return None
+        text = value.strip()
+        if not _MEMORY_SIZE.fullmatch(text):
+            raise ValueError(
+                f"warehouse.memory_limit must be a size with a unit like 4GB, 512MB or 2GiB, "
+                f"got {value!r}"
+            )
+        return text
 
     # Shadows pydantic's deprecated v1 classmethod ``schema()``, which nothing here uses.
     def schema(self, layer: str) -> str:  # type: ignore[override]
@@ -716,6 +746,14 @@ class Settings(BaseSettings):
     @property
     def warehouse_path(self) -> Path:
         return self.home_dir / "warehouse.duckdb"
+
+    @property
+    def duckdb_temp_dir(self) -> Path:
+        """Where DuckDB spills what does not fit in ``warehouse.memory_limit``."""
+        configured = self.warehouse.temp_directory
+        if configured is not None:
+            return configured.expanduser().resolve()
+        return self.home_dir / "tmp" / "duckdb"
 
     @property
     def ledger_url(self) -> str:

@@ -185,13 +185,13 @@ class DuckDBWarehouse(Warehouse):
     backend = "duckdb"
 
     def __init__(self, settings: Settings) -> None:
-        import duckdb
+        from shopflow.duckdb_connect import connect_duckdb
 
         super().__init__(settings)
         path = settings.warehouse_path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._con: Any = duckdb.connect(str(path))
+        self._con: Any = connect_duckdb(settings, path)
         self._views = 0
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:

@@ -261,3 +261,27 @@ def test_marts_stage_writes_the_dbt_docs_page_the_view_serves(hand_settings: Set
     html = page.read_text()
     assert "user_features" in html and "purchase_labels" in html  # the marts' catalog
     assert not re.search(r'<(?:script|link)[^>]+(?:src|href)="https?://', html)  # offline
+
+
+
+def test_dbt_runs_under_the_warehouse_memory_settings(shopflow_home: Path) -> None:
+    """dbt's DuckDB gets warehouse.memory_limit / threads (profile ``settings:``) and
+    temp_directory (on-run-start): a connection held open on the same file, which shares
+    dbt's DuckDB instance, sees the values dbt set."""
+    settings = load_settings(
+        task=HAND_TASK,
+        warehouse={"memory_limit": "768MiB", "threads": 1,
+                   "temp_directory": str(shopflow_home / "spill")},
+    )
+    settings.ensure_dirs()
+    write_raw_events(settings, hand_events())
+    sql = ("select current_setting('memory_limit'), current_setting('threads'), "
+           "current_setting('temp_directory')")
+    with duckdb.connect(str(settings.warehouse_path)) as plain:
+        assert plain.execute(sql).fetchone() != ("768.0 MiB", 1, str(shopflow_home / "spill"))
+        result = run_dbt(settings, select="stg_shop__events")
+        assert result.node("stg_shop__events").status == "success"
+        assert plain.execute(sql).fetchone() == ("768.0 MiB", 1, str(shopflow_home / "spill"))
+        # a second run on the same instance sets nothing twice (DuckDB refuses a second
+        # SET temp_directory once it has spilled)
+        assert run_dbt(settings, select="stg_shop__events").success

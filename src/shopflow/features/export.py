@@ -129,7 +129,7 @@ def export_table(settings: Settings, table: FeatureTable, *, source: Path | None
         MartExportError: the file is missing, lacks columns, or has null keys/cutoffs.
         DuplicateFeatureRowsError: conflicting rows for one entity, cutoff and creation.
     """
-    import duckdb
+    from shopflow.duckdb_connect import connect_duckdb
 
     started = time.perf_counter()
     source = source or table.mart_path(settings)
@@ -140,7 +140,7 @@ def export_table(settings: Settings, table: FeatureTable, *, source: Path | None
             "(`shopflow transform`, which calls shopflow.transform.publish_marts)"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect()
+    conn = connect_duckdb(settings)
     try:
         columns = _columns(conn, source)
         required = [table.join_key, TIMESTAMP_FIELD, *table.feature_names]

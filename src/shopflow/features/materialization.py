@@ -148,8 +148,7 @@ def read_latest_rows(
     Returns:
         The number of entities and an iterator of column batches.
     """
-    import duckdb
-
+    from shopflow.duckdb_connect import connect_duckdb
     from shopflow.features.online_write import FeatureRows
 
     path = table.offline_path(settings)
@@ -165,7 +164,7 @@ def read_latest_rows(
     if start is not None:
         where.append(f"{TIMESTAMP_FIELD} >= $start")
         params["start"] = _naive(start)
-    conn = duckdb.connect()
+    conn = connect_duckdb(settings)
     path_sql = "'" + str(path).replace("'", "''") + "'"
     conn.execute(
         f"""

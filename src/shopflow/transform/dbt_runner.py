@@ -156,14 +156,23 @@ def dbt_env(settings: Settings, *, threads: int | None = None) -> dict[str, str]
     """Environment variables read by ``dbt_project/profiles.yml`` for this run's warehouse.
 
     The PostgreSQL password (if the URL has one) goes in ``DBT_ENV_SECRET_PG_PASSWORD``,
-    which dbt scrubs from its logs.
+    which dbt scrubs from its logs. ``threads`` is dbt's model concurrency; DuckDB's own
+    ``memory_limit`` and ``threads`` are those every Shopflow connection gets
+    (:func:`shopflow.duckdb_connect.duckdb_settings`); ``temp_directory`` is set by
+    :func:`run_dbt` on the instance dbt shares, so dbt spills to the same folder.
     """
+    from shopflow.duckdb_connect import duckdb_settings
+
     env = {
         "DBT_SHOPFLOW_TARGET": settings.warehouse.backend,
         "DBT_SHOPFLOW_DUCKDB_PATH": str(settings.warehouse_path),
         "DBT_SHOPFLOW_THREADS": str(threads or min(4, os.cpu_count() or 1)),
         "DO_NOT_TRACK": "1",
     }
+    duck = duckdb_settings(settings)
+    env["DBT_SHOPFLOW_DUCKDB_THREADS"] = duck["threads"]
+    # DuckDB's own default (80 % of memory) where the machine's size is unknown
+    env["DBT_SHOPFLOW_DUCKDB_MEMORY_LIMIT"] = duck.get("memory_limit", "80%")
     if settings.warehouse.backend == "postgres":
         env.update(_postgres_env(settings.warehouse.postgres_url))
     return env
@@ -281,7 +290,7 @@ def run_dbt(
         "dbt %s on %s (%s)%s", command, settings.warehouse.backend,
         _where(settings), f", select {select!r}" if select else "",
     )
-    with _DBT_LOCK, _environ(dbt_env(settings)):
+    with _DBT_LOCK, _environ(dbt_env(settings)), _duckdb_instance(settings):
         started = time.perf_counter()
         outcome = dbtRunner(callbacks=[callback]).invoke(args)
         elapsed = time.perf_counter() - started
@@ -306,6 +315,27 @@ def run_dbt(
         ", ".join(f"{count} {status}" for status, count in sorted(result.status_counts().items())),
     )
     return result
+
+
+@contextmanager
+def _duckdb_instance(settings: Settings) -> Iterator[None]:
+    """Hold a configured connection to the warehouse file while dbt runs in this process.
+
+    dbt-duckdb opens the same file without a connect-time config, so it shares this DuckDB
+    instance and spills to ``warehouse.temp_directory``. The folder cannot go in the
+    profile's ``settings:``: dbt-duckdb SETs those on every cursor, and DuckDB refuses to
+    SET temp_directory again once it has spilled, even to the same folder.
+    """
+    if settings.warehouse.backend != "duckdb":
+        yield
+        return
+    from shopflow.duckdb_connect import connect_duckdb
+
+    conn = connect_duckdb(settings, settings.warehouse_path)
+    try:
+        yield
+    finally:
+        conn.close()
 
 
 def _is_failed_test(node: NodeResult) -> bool:

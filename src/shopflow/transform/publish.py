@@ -101,19 +101,22 @@ def read_mart(settings: Settings, table: str) -> pa.Table:
     order = ", ".join(MART_TABLES[table])
     sql = f'select * from "{schema}"."{table}" order by {order}'
     if settings.warehouse.backend == "duckdb":
-        arrow = _read_duckdb(settings.warehouse_path, sql, f"{schema}.{table}")
+        arrow = _read_duckdb(settings, sql, f"{schema}.{table}")
     else:
         arrow = _read_postgres(settings.warehouse.postgres_url, sql, f"{schema}.{table}")
     return _normalise_types(arrow)
 
 
-def _read_duckdb(path: Path, sql: str, name: str) -> pa.Table:
+def _read_duckdb(settings: Settings, sql: str, name: str) -> pa.Table:
     import duckdb
 
+    from shopflow.duckdb_connect import connect_duckdb
+
+    path = settings.warehouse_path
     if not path.is_file():
         raise PublishError(f"no DuckDB warehouse at {path}: ingest and run dbt first")
     try:
-        with duckdb.connect(str(path)) as conn:
+        with connect_duckdb(settings, path) as conn:
             return conn.sql(sql).to_arrow_table()
     except duckdb.CatalogException as exc:
         raise PublishError(f"mart {name} not found in {path}: run dbt first ({exc})") from exc
