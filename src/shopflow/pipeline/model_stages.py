@@ -284,7 +284,7 @@ def register(settings: Settings, context: StageContext, *,
     # What monitoring needs is written *before* the ledger moves the production alias: a
     # crash in between leaves files for a version that is not (yet) production, harmless,
     # never a production model without its reference and watermark.
-    monitoring = _remember_for_monitoring(settings, verdict["version"]) \
+    monitoring = remember_for_monitoring(settings, verdict["version"]) \
         if verdict["promote"] else {}
     crash_point("inside:register")
     previous = record_decision(settings, outcome["decision"], run_id=context.run_id,
@@ -321,7 +321,9 @@ def _recorded_decision(settings: Settings, context: StageContext, version: str
             "previous_version": event.previous_version, "reason": event.reason}
 
 
-def _remember_for_monitoring(settings: Settings, version: str) -> dict[str, Any]:
+def remember_for_monitoring(settings: Settings, version: str) -> dict[str, Any]:
+    """Keep what monitoring judges a new production model by (its training reference and
+    the data watermark at deployment); the register stage and an A/B promotion call it."""
     from shopflow.monitoring.reference import labelled_rows, record_deployment, save_reference
     from shopflow.registry import load_model
     from shopflow.transform.publish import current_watermark

@@ -203,8 +203,7 @@ def experiment_readout(settings: Settings, context: StageContext) -> StageResult
 
     result = run_experiment_readout(
         settings, actor=f"{context.actor}:experiment", run_id=context.run_id,
-        before_promotion=lambda version: model_stages._remember_for_monitoring(settings,
-                                                                               version))
+        before_promotion=lambda version: model_stages.remember_for_monitoring(settings, version))
     if result["status"] == "skipped":
         raise StageSkipped(result["reason"])
     if result["status"] == "promote" and result["record"]["recorded"]:
