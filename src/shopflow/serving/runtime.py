@@ -362,7 +362,8 @@ class ServingRuntime(AliasFollower[ServedModel]):
         config = self.settings.serving.experiment
         ended = {e.version for e in self._ledger.events(kind="rejection", limit=200)
                  if e.details.get("stage") in (EXPERIMENT_STAGE, "post_deploy")}
-        version = config.challenger or self._experiment_challenger(ended)
+        version = config.challenger or self._newest_challenger(after_production=True,
+                                                                  ended=ended)
         pending = self._ledger.pending()
         state = None
         if pending is not None:
@@ -396,21 +397,21 @@ class ServingRuntime(AliasFollower[ServedModel]):
         logger.info("A/B test: challenger %s answers %.1f%% of shoppers, %s the rest", version,
                     100 * config.share, self.version)
 
-    def _experiment_challenger(self, ended: set[str | None]) -> str | None:
-        """The newest candidate registered after the production model that no experiment
-        ended (an older one, a former champion included, is not a challenger)."""
+    def _newest_challenger(self, *, after_production: bool = False,
+                           ended: set[str | None] | None = None) -> str | None:
+        """The newest candidate that is not production, not unusable and not ``ended``.
+
+        With ``after_production`` (the A/B test) only candidates registered after the
+        production model count: an older one, a former champion included, is no challenger.
+        """
         production = self.version
+        skip = self._unusable_challengers | (ended or set())
         for record in self._ledger.candidates(limit=20):
             if record.version == production:
-                return None
-            if record.version not in self._unusable_challengers and record.version not in ended:
-                return record.version
-        return None
-
-    def _newest_challenger(self) -> str | None:
-        production = self.version
-        for record in self._ledger.candidates(limit=20):
-            if record.version != production and record.version not in self._unusable_challengers:
+                if after_production:
+                    return None
+                continue
+            if record.version not in skip:
                 return record.version
         return None
 
