@@ -12,7 +12,9 @@ import pytest
 from benchmarks.bench_pipeline import (
     _parse_summary,
     _tree_rss_bytes,
+    disk_bytes,
     growth_per_10x,
+    scan_floor,
     stage_peaks,
     stages_from_records,
     tables,
@@ -85,6 +87,38 @@ def test_tables_order_stages_and_judge_the_targets() -> None:
     assert by_size["1,000,000"][target] == "≤ 5 min: met"  # 180 s
     assert by_size["100,000"][target] == "-"
     assert by_size["x per 10x 100k→1M"][total_heads.index("wall s")] == "3.0"
+    assert by_size["1,000,000"][total_heads.index("floor s (wall / floor)")] == "-"
+
+
+def test_ten_million_events_are_judged_against_ten_minutes_and_six_gib() -> None:
+    run = {**_run(10_000_000, 1.0), "wall_s": 700.0, "peak_tree_mib": 5_000.0,
+           "peak_proc_mib": 4_000.0, "floor": {"seconds": 3.5}}
+    _, (_, heads, rows) = tables([run])
+    assert rows[0][heads.index("target time")] == "≤ 10 min: MISSED"
+    assert rows[0][heads.index("target memory")] == "≤ 6 GiB: met"
+    assert rows[0][heads.index("floor s (wall / floor)")] == "3.50 (200x)"
+
+
+def test_disk_bytes_counts_written_blocks_below_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "data.bin").write_bytes(b"x" * 3 * 2**20)
+    (tmp_path / "small.txt").write_text("hello")
+    assert disk_bytes(tmp_path) >= 3 * 2**20
+    assert disk_bytes(tmp_path / "missing") == 0
+
+
+def test_scan_floor_groups_the_raw_events_of_a_real_warehouse(tmp_path: Path) -> None:
+    import duckdb
+
+    assert scan_floor(tmp_path) is None  # no warehouse: no floor
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("create schema raw")
+        con.execute("create table raw.raw_events as select (i % 7)::varchar as user_id, "
+                    "timestamp '2024-01-01' + to_seconds(i) as event_time from range(1000) t(i)")
+    floor = scan_floor(tmp_path)
+    assert floor is not None
+    assert (floor["users"], floor["events"]) == (7, 1000)
+    assert floor["seconds"] >= 0
 
 
 def test_stage_peaks_takes_the_samples_inside_each_stage_window(tmp_path: Path) -> None:
