@@ -17,6 +17,7 @@ publication.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -24,13 +25,15 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shopflow.atomic import fsync_path, temporary_sibling
 from shopflow.faults import crash_point
 from shopflow.locks import feature_state_lock
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
     import pyarrow as pa
 
@@ -86,11 +89,34 @@ def current_watermark(settings: Settings) -> str | None:
     return str(features["cutoff_time"].max().isoformat())
 
 
+#: Rows per record batch when a mart streams from the warehouse into its snapshot: the
+#: publication holds one batch at a time, not the mart (millions of rows at 10M events).
+PUBLISH_BATCH_ROWS = 250_000
+
+
 def read_mart(settings: Settings, table: str) -> pa.Table:
     """One mart from the warehouse as an Arrow table, sorted by its key.
 
     Timestamps come back as naive ``timestamp[us]`` (UTC) and integers as ``int64``,
-    whatever the backend.
+    whatever the backend. Holds the whole mart: publication streams it instead
+    (:func:`iter_mart_batches`).
+
+    Raises:
+        PublishError: unknown table, or the warehouse does not have it (dbt not run).
+    """
+    import pyarrow as pa
+
+    batches = iter_mart_batches(settings, table)
+    first = next(batches)
+    return pa.Table.from_batches([first, *batches], schema=first.schema)
+
+
+def iter_mart_batches(settings: Settings, table: str, *, batch_rows: int = PUBLISH_BATCH_ROWS
+                      ) -> Iterator[pa.RecordBatch]:
+    """One mart, sorted by its key, as normalised record batches (at least one, maybe empty).
+
+    DuckDB sorts (spilling past ``warehouse.memory_limit``) and hands the result over
+    batch by batch; PostgreSQL's rows are read whole (its driver has no Arrow stream).
 
     Raises:
         PublishError: unknown table, or the warehouse does not have it (dbt not run).
@@ -101,13 +127,23 @@ def read_mart(settings: Settings, table: str) -> pa.Table:
     order = ", ".join(MART_TABLES[table])
     sql = f'select * from "{schema}"."{table}" order by {order}'
     if settings.warehouse.backend == "duckdb":
-        arrow = _read_duckdb(settings, sql, f"{schema}.{table}")
-    else:
-        arrow = _read_postgres(settings.warehouse.postgres_url, sql, f"{schema}.{table}")
-    return _normalise_types(arrow)
+        return _stream_duckdb(settings, sql, f"{schema}.{table}", batch_rows)
+    arrow = _read_postgres(settings.warehouse.postgres_url, sql, f"{schema}.{table}")
+    return _batches_of(_normalise_types(arrow))
 
 
-def _read_duckdb(settings: Settings, sql: str, name: str) -> pa.Table:
+def _batches_of(table: pa.Table) -> Iterator[pa.RecordBatch]:
+    """A table's batches; one empty batch (carrying the schema) for a table without rows."""
+    import pyarrow as pa
+
+    batches = table.to_batches()
+    return iter(batches or [pa.RecordBatch.from_pylist([], schema=table.schema)])
+
+
+def _stream_duckdb(settings: Settings, sql: str, name: str, batch_rows: int
+                   ) -> Iterator[pa.RecordBatch]:
+    """Normalised batches of ``sql`` on the DuckDB warehouse; a missing warehouse or mart
+    raises here, before the first batch is asked for."""
     import duckdb
 
     from shopflow.duckdb_connect import connect_duckdb
@@ -115,11 +151,13 @@ def _read_duckdb(settings: Settings, sql: str, name: str) -> pa.Table:
     path = settings.warehouse_path
     if not path.is_file():
         raise PublishError(f"no DuckDB warehouse at {path}: ingest and run dbt first")
+    conn = connect_duckdb(settings, path)
     try:
-        with connect_duckdb(settings, path) as conn:
-            return conn.sql(sql).to_arrow_table()
+        reader = conn.sql(sql).to_arrow_reader(batch_rows)
     except duckdb.CatalogException as exc:
+        conn.close()
         raise PublishError(f"mart {name} not found in {path}: run dbt first ({exc})") from exc
+    return _normalised(reader, conn)
 
 
 def _read_postgres(url: str, sql: str, name: str) -> pa.Table:
@@ -136,6 +174,21 @@ def _read_postgres(url: str, sql: str, name: str) -> pa.Table:
     finally:
         engine.dispose()
     return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _normalised(reader: pa.RecordBatchReader, conn: Any) -> Iterator[pa.RecordBatch]:
+    """The reader's batches through :func:`_normalise_types`; closes ``conn`` at the end."""
+    import pyarrow as pa
+
+    try:
+        empty = True
+        for batch in reader:
+            empty = False
+            yield from _batches_of(_normalise_types(pa.Table.from_batches([batch])))
+        if empty:
+            yield from _batches_of(_normalise_types(reader.schema.empty_table()))
+    finally:
+        conn.close()
 
 
 #: Decimal places kept in a published double. DuckDB sums doubles in parallel, so two
@@ -172,10 +225,10 @@ def _normalise_types(table: pa.Table) -> pa.Table:
 def publish_marts(settings: Settings) -> dict[str, Path]:
     """Publish the marts (:data:`MART_TABLES`) as one set under ``data_dir/marts``.
 
-    Call only after the marts quality gate has passed. All are read before any is
-    written, so a warehouse error leaves the published set as it was; the set is switched
-    with one atomic rename (see the module docstring), under the feature-state lock so a
-    concurrent export never reads a half-switched state.
+    Call only after the marts quality gate has passed. Every mart streams into a new set
+    folder that nobody reads yet, so a warehouse error leaves the published set as it was;
+    the set is switched with one atomic rename (see the module docstring), under the
+    feature-state lock so a concurrent export never reads a half-switched state.
 
     Returns:
         Table name -> path of its snapshot (``data_dir/marts/<table>.parquet``).
@@ -186,35 +239,47 @@ def publish_marts(settings: Settings) -> dict[str, Path]:
     started = time.perf_counter()
     # the whole publication holds the lock: another one must not prune a set being written
     with feature_state_lock(settings, what="publish_marts"):
-        tables = {name: read_mart(settings, name) for name in MART_TABLES}
-        folder = _write_set(settings, tables)
+        folder = _write_set(settings)
         crash_point("inside:publish_marts")  # the new set is written, not yet published
         previous = published_version(settings)
         _switch(settings, folder)
         _prune(settings, keep={folder.name, previous})
     target_dir = marts_dir(settings)
-    published = {name: target_dir / f"{name}.parquet" for name in tables}
+    published = {name: target_dir / f"{name}.parquet" for name in MART_TABLES}
     logger.info("published mart set %s (%d marts) in %.1fs", folder.name, len(published),
                 time.perf_counter() - started)
     return published
 
 
-def _write_set(settings: Settings, tables: dict[str, pa.Table]) -> Path:
-    """Write every table into a new, not yet published set folder; returns it."""
+def _write_set(settings: Settings) -> Path:
+    """Stream every mart into a new, not yet published set folder; returns it.
+
+    A failure removes the folder, so nothing half-written is ever switched to.
+    """
     import pyarrow.parquet as pq
 
     version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     folder = versions_dir(settings) / version
     try:
         folder.mkdir(parents=True)
-        for name, table in tables.items():
-            pq.write_table(table, folder / f"{name}.parquet")
-            fsync_path(folder / f"{name}.parquet")
-            logger.info("wrote %s: %d rows -> %s", name, table.num_rows, folder)
+        for name in MART_TABLES:
+            path = folder / f"{name}.parquet"
+            batches = iter_mart_batches(settings, name)
+            first = next(batches)
+            rows = 0
+            with pq.ParquetWriter(path, first.schema) as writer:
+                for batch in itertools.chain([first], batches):
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            fsync_path(path)
+            logger.info("wrote %s: %d rows -> %s", name, rows, folder)
         fsync_path(folder)
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise PublishError(f"could not write the mart snapshots to {folder}: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return folder
 
 
