@@ -116,9 +116,10 @@ def disk_bytes(root: Path) -> int:
 
 
 class _Sampler(threading.Thread):
-    """Samples the process tree's memory, the home's disk use and the load until stopped."""
+    """Samples the process tree's memory, the load and (given a home) its disk use until
+    stopped."""
 
-    def __init__(self, pid: int, home: Path, interval: float = 0.25) -> None:
+    def __init__(self, pid: int, home: Path | None = None, interval: float = 0.25) -> None:
         super().__init__(name="bench-sampler", daemon=True)
         self.pid = pid
         self.home = home
@@ -139,7 +140,7 @@ class _Sampler(threading.Thread):
             if now - last_load >= 5:
                 self.loads.append(os.getloadavg()[0])
                 last_load = now
-            if now - last_disk >= DISK_SAMPLE_SECONDS:
+            if self.home is not None and now - last_disk >= DISK_SAMPLE_SECONDS:
                 self.peak_disk_bytes = max(self.peak_disk_bytes, disk_bytes(self.home))
                 last_disk = now
 
