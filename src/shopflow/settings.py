@@ -381,6 +381,12 @@ class TrainingSettings(_Section):
         "the search (the report says when it did not).")
     threshold: float = Field(default=0.5, gt=0, lt=1, description="Decision threshold for P/R/F1.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_rows: int | None = Field(
+        default=1_000_000, ge=1000,
+        description="Training rows (train cutoffs only) above which negatives are "
+        "down-sampled with weights 1/keep_rate, every positive kept "
+        "(shopflow.training.sampling); None: never. Validation and test rows are never "
+        "sampled. The default keeps a 10M-event shop's fits near 6 GiB (docs/performance.md).")
 
 
 class GateSettings(_Section):
