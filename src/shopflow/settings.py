@@ -355,6 +355,11 @@ class FeatureSettings(_Section):
             "catalogue; propensity_v1 the legacy fixed list."
         ),
     )
+    retrieval_chunk_rows: int = Field(
+        default=500_000, ge=1,
+        description="Entity rows per Feast historical retrieval (whole cutoffs per chunk, "
+        "shopflow.features.training): bounds DuckDB's point-in-time join and the Arrow "
+        "result held at once; each chunk re-scans the feature tables.")
     project: str = Field(
         default="shopflow",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$",
