@@ -7,7 +7,7 @@ Each family is fitted on the pool down-sampled to a fifth of its rows.
 * The served probabilities (the family's fit followed by the search's calibration map on
   the unsampled validation rows) must match the holdout's positive rate within four
   standard errors of the difference of two independent rates,
-  ``4 * sqrt(p (1 - p) (1 / n_validation + 1 / n_holdout))`` (~0.011 here): the map's
+  ``4 * sqrt(p (1 - p) (1 / n_validation + 1 / n_holdout))`` (~0.015 here): the map's
   level is the validation rows' rate, so that is the noise it carries.
 * The fit itself must honour the weights: its *raw* mean probability (before the map,
   which would hide a missing weight) must be far closer to the rate than the same fit
@@ -28,8 +28,8 @@ from shopflow.settings import load_settings
 from shopflow.training.families import family_module
 from shopflow.training.families.base import FitContext, FitData, Fitted
 from shopflow.training.pipeline import train_family
-from shopflow.training.search import calibrate
 from shopflow.training.sampling import downsample_negatives
+from shopflow.training.search import calibrate
 from shopflow.training.split import feature_columns, split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
 
