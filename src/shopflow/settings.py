@@ -355,6 +355,11 @@ class FeatureSettings(_Section):
             "catalogue; propensity_v1 the legacy fixed list."
         ),
     )
+    retrieval_chunk_rows: int = Field(
+        default=500_000, ge=1,
+        description="Entity rows per Feast historical retrieval (whole cutoffs per chunk, "
+        "shopflow.features.training): bounds DuckDB's point-in-time join and the Arrow "
+        "result held at once; each chunk re-scans the feature tables.")
     project: str = Field(
         default="shopflow",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$",
@@ -381,6 +386,12 @@ class TrainingSettings(_Section):
         "the search (the report says when it did not).")
     threshold: float = Field(default=0.5, gt=0, lt=1, description="Decision threshold for P/R/F1.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_rows: int | None = Field(
+        default=1_000_000, ge=1000,
+        description="Training rows (train cutoffs only) above which negatives are "
+        "down-sampled with weights 1/keep_rate, every positive kept "
+        "(shopflow.training.sampling); None: never. Validation and test rows are never "
+        "sampled. The default keeps a 10M-event shop's fits near 6 GiB (docs/performance.md).")
 
 
 class GateSettings(_Section):

@@ -121,6 +121,17 @@ def test_label_mart_feeds_the_training_set(applied: Settings) -> None:
     assert result[FIRST].tolist() == [2.0, 10.0, 31.0]
 
 
+def test_chunked_retrieval_gives_the_same_rows_in_the_same_order(applied: Settings) -> None:
+    """One cutoff per Feast call (chunks of whole cutoffs) joins exactly as one call does."""
+    order = [7, 2, 10, 0, 5, 1, 9, 3, 8, 6, 4]
+    whole = build_training_set(applied, _entity_frame(order))
+    features = applied.features.model_copy(update={"retrieval_chunk_rows": 1})
+    chunked = build_training_set(applied.model_copy(update={"features": features}),
+                                 _entity_frame(order))
+    assert chunked["event_timestamp"].nunique() > 1  # more than one chunk was joined
+    pd.testing.assert_frame_equal(chunked, whole)
+
+
 def test_unknown_feature_service_is_a_clear_error(applied: Settings) -> None:
     from feast.errors import FeatureServiceNotFoundException
 

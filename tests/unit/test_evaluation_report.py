@@ -55,3 +55,20 @@ def test_report_states_purge_interval_budget_and_dropped_features(settings: Sett
     top = [t["feature"] for t in candidate.importance[:TOP_FEATURES_LISTED]]
     assert len(top) == min(TOP_FEATURES_LISTED, len(candidate.importance)) >= 10
     assert all(f"{name} " in listed for name in top)
+
+
+def test_report_says_what_training_rows_were_sampled(settings: Settings) -> None:
+    from shopflow.training.pipeline import evaluate_candidates
+
+    frame = synthetic_training_frame(rows=6000, cutoffs=5, seed=17)
+    bounded = load_settings(training={"search_trials": 1, "max_rows": 2000})
+    result = train_family(bounded, "baseline", frame, "report", dry_run=True)
+    evaluation = evaluate_candidates(bounded, [result], frame, run_id="report", dry_run=True)
+    facts = evaluation.training["baseline"]["sampling"]
+    assert facts["sampled"] and facts["rows_after"] < facts["rows_before"]
+    text = write_report(bounded, "run-sampled", evaluation.evaluations, winner=result.version,
+                        training=evaluation.training).read_text()
+    for expected in (f"{facts['rows_after']:,} of {facts['rows_before']:,}",
+                     f"all {facts['positives_kept']:,} positives",
+                     f"keep rate {facts['negative_keep_rate']}"):
+        assert expected in text, expected

@@ -117,8 +117,10 @@ _TEMPLATE = """<!doctype html>
 </table>{% endif %}
 
 {% if training %}<h2>How each candidate was fitted</h2>
-<table><tr><th>family</th><th>trials (budget)</th><th>best trial</th><th>chosen params</th><th>fit</th><th>features</th><th>dropped before training</th></tr>
+<p class="muted">Training rows: above <code>training.max_rows</code> the train cutoffs keep every positive and a seeded sample of negatives, each weighted 1/keep rate so probabilities stay calibrated; validation and test rows are never sampled.</p>
+<table><tr><th>family</th><th>training rows</th><th>trials (budget)</th><th>best trial</th><th>chosen params</th><th>fit</th><th>features</th><th>dropped before training</th></tr>
 {% for family, t in training.items() %}<tr><td>{{ family }}</td>
+{% set s = t.get('sampling') or {} %}<td class="l">{% if s.get('sampled') %}<b>down-sampled</b>: {{ '{:,}'.format(s.rows_after) }} of {{ '{:,}'.format(s.rows_before) }} (training.max_rows {{ '{:,}'.format(s.max_rows) }}): all {{ '{:,}'.format(s.positives_kept) }} positives, {{ '{:,}'.format(s.negatives_kept) }} of {{ '{:,}'.format(s.negatives_before) }} negatives (keep rate {{ s.negative_keep_rate }}, each weighted {{ s.negative_weight }}){% if not s.bound_met %} <b class="fail">bound not met: positives exceed half of it</b>{% endif %}{% elif s %}all {{ '{:,}'.format(s.rows_before) }} ({{ '{:,}'.format(s.positives) }} positives){% else %}–{% endif %}</td>
 <td>{{ t.search.get('trials_run', '–') }} of {{ t.search.get('trials_planned', '–') }}{% if t.search.get('rule') %} ({{ t.search.rule }}){% endif %}{% if t.search.get('time_box_hit') %} <b class="fail">cut by the {{ t.search.time_box_seconds }}s time box</b>{% endif %}</td>
 <td>{{ t.search.get('best_trial', '–') }}</td><td class="l"><code>{{ t.params }}</code></td>
 <td class="l"><code>{{ t.fit }}</code></td><td>{{ t.features_used if t.features_used is not none else '–' }}</td>

@@ -7,6 +7,12 @@ drop feature rows *created* after the entity row's timestamp
 (``filter_by_created_timestamp=True``): a backfill that recomputed an old cutoff later
 was not known at that cutoff, so using it would leak the future into training. Among
 rows known in time, the latest ``created_at`` wins (a correction made before the cutoff).
+
+Memory: Feast's ``to_df`` holds the Arrow result, its pandas copy and (to restore the
+row order) a sorted copy at once, beside DuckDB's join. Here the entity rows go to Feast
+in chunks of whole cutoffs (``features.retrieval_chunk_rows``), and each chunk's Arrow
+result is written column by column into one preallocated float64 block, so at most one
+chunk's join and result exist beside the output.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import logging
 import time
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from shopflow.errors import PermanentError
 from shopflow.features.schema import LABELS_TABLE, USER_TABLE
@@ -23,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import pandas as pd
-    from feast import FeatureStore
+    from feast import FeatureService, FeatureStore
 
     from shopflow.settings import Settings
 
@@ -114,31 +122,71 @@ def build_training_set(
     store = store or get_store(settings)
     service_name = feature_service or settings.features.feature_service
     service = store.get_feature_service(service_name)
-    job = store.get_historical_features(
-        entity_df=frame,
-        features=service,
-        filter_by_created_timestamp=True,
-    )
-    result = job.to_df()
-    if len(result) != len(frame):
-        raise RuntimeError(
-            f"Feast returned {len(result)} rows for {len(frame)} entity rows; "
-            "the point-in-time join must keep one row per entity row"
-        )
-    result = result.sort_values(_ROW, kind="stable").reset_index(drop=True)
     feature_names = [
         feature.name for projection in service.feature_view_projections
         for feature in projection.features
     ]
+    values = np.full((len(frame), len(feature_names)), np.nan, dtype=np.float64)
+    chunks = _chunks(frame, settings.features.retrieval_chunk_rows)
+    for rows in chunks:
+        _retrieve_into(values, store, service, frame.iloc[rows].reset_index(drop=True),
+                       feature_names)
     out = frame.drop(columns=[_ROW]).reset_index(drop=True)
-    for name in feature_names:
-        out[name] = result[name].astype("float64").to_numpy()
+    import pandas as pd
+
+    features = pd.DataFrame(values, columns=feature_names, copy=False)
+    out = pd.concat([out, features], axis=1, copy=False)
     seconds = time.perf_counter() - started
     logger.info(
-        "training set via %s: %d rows x %d features in %.2fs (%.0f rows/s)",
-        service_name, len(out), len(feature_names), seconds, len(out) / seconds if seconds else 0,
+        "training set via %s: %d rows x %d features in %d chunk(s), %.2fs (%.0f rows/s)",
+        service_name, len(out), len(feature_names), len(chunks), seconds,
+        len(out) / seconds if seconds else 0,
     )
     return out
+
+
+def _chunks(frame: pd.DataFrame, max_rows: int) -> list[np.ndarray]:
+    """Row positions per retrieval: whole cutoffs, at most ``max_rows`` (unless one
+    cutoff alone is larger: a cutoff is never split, its rows share one join)."""
+    import pandas as pd
+
+    if len(frame) <= max_rows:
+        return [np.arange(len(frame))]
+    codes, _ = pd.factorize(frame[ENTITY_TIMESTAMP], sort=True)
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    chunks: list[np.ndarray] = []
+    start = taken = 0
+    for size in sizes:
+        if taken and taken + size > max_rows:
+            chunks.append(np.sort(order[start:start + taken]))
+            start, taken = start + taken, 0
+        taken += int(size)
+    chunks.append(np.sort(order[start:start + taken]))
+    return chunks
+
+
+def _retrieve_into(values: np.ndarray, store: FeatureStore, service: FeatureService,
+                   chunk: pd.DataFrame, feature_names: list[str]) -> None:
+    """Feast's point-in-time join of ``chunk``, written into ``values`` at its rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    job = store.get_historical_features(
+        entity_df=chunk,
+        features=service,
+        filter_by_created_timestamp=True,
+    )
+    table = job.to_arrow()
+    if table.num_rows != len(chunk):
+        raise RuntimeError(
+            f"Feast returned {table.num_rows} rows for {len(chunk)} entity rows; "
+            "the point-in-time join must keep one row per entity row"
+        )
+    rows = table.column(_ROW).to_numpy()
+    for j, name in enumerate(feature_names):
+        column = pc.cast(table.column(name), pa.float64())
+        values[rows, j] = column.to_numpy(zero_copy_only=False)
 
 
 def load_label_entities(settings: Settings) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from shopflow.features.matrix import feature_matrix
 from shopflow.privacy import id_hasher
 from shopflow.training.families.base import FitContext, FitData
 from shopflow.training.model import PropensityModel
+from shopflow.training.sampling import downsample_negatives
 from shopflow.training.split import (
     KEY_COLUMNS,
     Split,
@@ -290,10 +291,19 @@ def train_family(
     service = feature_service or settings.features.feature_service
     frame = _ordered(frame)
     split = _split(settings, frame)
+    labels = frame["label"].astype(int).to_numpy()
+    # above training.max_rows the train part keeps every positive and weighted negatives;
+    # validation rows (early stopping, calibration, selection) are never sampled
+    sample = downsample_negatives(labels[split.train], settings.training.max_rows,
+                                  seed=settings.training.seed)
+    train_rows = split.train[sample.rows]
     all_columns = feature_columns(frame)
-    full = feature_matrix(frame, all_columns)
+    # only the rows a fit reads become a matrix (not the test rows, not dropped negatives)
+    fit_rows = np.concatenate([train_rows, split.validation])
+    full = feature_matrix(frame.iloc[fit_rows], all_columns)
+    n_train = len(train_rows)
     protected = getattr(family_module(family), "REQUIRED_FEATURES", ())
-    pruning = prune_features(full[split.train], all_columns, protected=protected)
+    pruning = prune_features(full[:n_train], all_columns, protected=protected)
     if pruning.dropped:
         logger.info("%s: dropped %d feature(s) before training: %s", family,
                     len(pruning.dropped), "; ".join(
@@ -301,19 +311,21 @@ def train_family(
                         for d in pruning.dropped))
     columns = pruning.kept
     matrix = full[:, [all_columns.index(c) for c in columns]]
-    labels = frame["label"].astype(int).to_numpy()
+    del full
     data = FitData(
-        x_train=matrix[split.train], y_train=labels[split.train],
-        x_val=matrix[split.validation], y_val=labels[split.validation],
-        feature_names=columns,
+        x_train=matrix[:n_train], y_train=labels[train_rows],
+        x_val=matrix[n_train:], y_val=labels[split.validation],
+        feature_names=columns, w_train=sample.weights,
     )
+    del matrix
     ctx = FitContext(seed=settings.training.seed, threads=_threads(),
                      device=resolve_device(settings, family),
                      horizon_days=settings.task.horizon.total_seconds() / 86400)
     started = time.perf_counter()
     logger.info("training %s on %d rows x %d features (%d train cutoffs), device %s",
-                family, len(split.train), len(columns), len(split.train_cutoffs), ctx.device)
-    trials = settings.training.search_trials or trial_budget(len(split.train))
+                family, n_train, len(columns), len(split.train_cutoffs), ctx.device)
+    # the budget follows the rows each trial fits (after any down-sampling)
+    trials = settings.training.search_trials or trial_budget(n_train)
     result = search(family, data, ctx, trials=trials,
                     seconds=settings.training.search_seconds,
                     primary_metric=settings.gate.primary_metric,
@@ -322,9 +334,9 @@ def train_family(
     fitted = result.fitted
     budget = {**result.budget, "rule": (
         "training.search_trials" if settings.training.search_trials else
-        f"trial_budget({len(split.train)} training rows)")}
+        f"trial_budget({n_train} training rows)")}
     fitted.info = {**fitted.info, "search": budget, "pruning": pruning.describe(),
-                   "n_features": len(fitted.feature_names)}
+                   "n_features": len(fitted.feature_names), "sampling": sample.facts}
     model = PropensityModel(family=family, feature_names=list(fitted.feature_names),
                             feature_service=service, params=dict(fitted.params),
                             predictor=fitted.predictor)
@@ -334,7 +346,7 @@ def train_family(
     logger.info("%s: best validation %s=%.4f after %d trial(s) in %.1fs (%s rows/s)", family,
                 settings.gate.primary_metric,
                 result.validation_metrics.get(settings.gate.primary_metric, float("nan")),
-                len(result.trials), seconds, f"{len(split.train) * len(result.trials) / max(seconds, 1e-9):,.0f}")
+                len(result.trials), seconds, f"{n_train * len(result.trials) / max(seconds, 1e-9):,.0f}")
     version = f"{DRY_RUN_PREFIX}{family}"
     if not dry_run:
         from shopflow.ledger import Ledger
@@ -349,7 +361,8 @@ def train_family(
         version = save_model(settings, model, compiled=compilation.predictor, metadata={
             "compiled": compilation.facts,
             "metrics": {f"validation_{k}": v for k, v in result.validation_metrics.items()},
-            # the service answers shoppers without features with this (cold start)
+            # the service answers shoppers without features with this (cold start);
+            # every training row's label, whatever the fit down-sampled
             "base_rate": float(labels[split.train].mean()),
             "hyperparameters": fitted.params,
             "feature_service": service,
@@ -529,6 +542,7 @@ def _training_facts(candidate: CandidateResult) -> dict[str, Any]:
         "search": info.get("search", {}),
         "dropped_features": (info.get("pruning") or {}).get("dropped", []),
         "features_used": info.get("n_features"),
+        "sampling": info.get("sampling") or {},
         "fit": {k: info[k] for k in ("rounds", "epochs", "bgnbd", "horizon_days")
                 if k in info},
     }

@@ -1,6 +1,6 @@
 """What every family's ``fit`` receives and returns.
 
-Families fit *unweighted*. Reweighting positives (``scale_pos_weight`` / ``pos_weight`` =
+Families fit without *class* weights. Reweighting positives (``scale_pos_weight`` / ``pos_weight`` =
 sqrt(neg/pos)) inflated every probability — test Brier 0.093-0.103 against the logistic
 baseline's 0.085 in a 200k-event run — and did not even help ranking: on that run's frame
 unweighted XGBoost/LightGBM reached test ROC AUC 0.829/0.828 vs 0.822/0.822 weighted, in
@@ -28,6 +28,11 @@ class FitData:
     x_val: np.ndarray
     y_val: np.ndarray
     feature_names: list[str]
+    #: per training row; None = all 1. Set when ``training.max_rows`` down-sampled the
+    #: negatives (each kept one weighs 1/keep_rate, :mod:`shopflow.training.sampling`):
+    #: every family's fit must use it, or its probabilities inflate by ~1/keep_rate.
+    #: Validation rows are never sampled, so early stopping and calibration need none.
+    w_train: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

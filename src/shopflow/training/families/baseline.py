@@ -67,7 +67,12 @@ def fit(data: FitData, params: dict[str, Any], ctx: FitContext) -> Fitted:
         StandardScaler(),
         LogisticRegression(C=params["C"], max_iter=500, random_state=ctx.seed),
     )
-    pipeline.fit(data.x_train[:, columns], data.y_train)
+    # the sample weights of a down-sampled set (training.max_rows) reach the scaler and
+    # the likelihood; the median imputer only picks a fill value and takes none
+    weights = ({} if data.w_train is None else
+               {"standardscaler__sample_weight": data.w_train,
+                "logisticregression__sample_weight": data.w_train})
+    pipeline.fit(data.x_train[:, columns], data.y_train, **weights)
     predictor = LogisticPredictor(pipeline, list(range(len(names))))
     return Fitted(predictor=predictor, feature_names=names, params=dict(params),
                   info={"features_used": names})

@@ -199,7 +199,7 @@ def fit(data: FitData, params: dict[str, Any], ctx: FitContext) -> Fitted:
     check_inputs(data.feature_names)
     columns = [data.feature_names.index(c) for c in REQUIRED_FEATURES]
     x, t_x, age = inputs(data.x_train[:, columns])
-    fitted, info = fit_bgnbd(x, t_x, age)
+    fitted, info = fit_bgnbd(x, t_x, age, weights=data.w_train)
     horizon = ctx.horizon_days if ctx.horizon_days is not None else DEFAULT_HORIZON_DAYS
     predictor = BGNBDPredictor(fitted, horizon)
     return Fitted(predictor=predictor, feature_names=list(REQUIRED_FEATURES),

@@ -65,8 +65,8 @@ def train_booster(
     """The library call itself (the benchmark compares Shopflow's step with this)."""
     import lightgbm as lgb
 
-    train = lgb.Dataset(data.x_train, label=data.y_train, feature_name=data.feature_names,
-                        free_raw_data=True)
+    train = lgb.Dataset(data.x_train, label=data.y_train, weight=data.w_train,
+                        feature_name=data.feature_names, free_raw_data=True)
     valid = lgb.Dataset(data.x_val, label=data.y_val, reference=train)
     booster = lgb.train(
         {

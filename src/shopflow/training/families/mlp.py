@@ -33,13 +33,21 @@ PATIENCE = 5
 class Preprocessor:
     """Median imputation, signed log, standardisation and recency buckets (fit on train)."""
 
-    def __init__(self, matrix: np.ndarray, feature_names: list[str]) -> None:
+    def __init__(self, matrix: np.ndarray, feature_names: list[str],
+                 weights: np.ndarray | None = None) -> None:
         with np.errstate(all="ignore"):
             medians = np.nanmedian(matrix, axis=0) if len(matrix) else np.zeros(matrix.shape[1])
         self.medians = np.where(np.isfinite(medians), medians, 0.0)
         transformed = self._log(self._impute(matrix))
-        self.means = transformed.mean(axis=0)
-        stds = transformed.std(axis=0)
+        # weighted moments of a down-sampled set estimate the full set's; the medians and
+        # bucket edges below stay unweighted: they only place fill values and bucket
+        # boundaries, which the network learns around, not probabilities
+        if weights is not None and len(matrix):
+            self.means = np.average(transformed, axis=0, weights=weights)
+            stds = np.sqrt(np.average((transformed - self.means) ** 2, axis=0, weights=weights))
+        else:
+            self.means = transformed.mean(axis=0)
+            stds = transformed.std(axis=0)
         self.stds = np.where(stds > 1e-9, stds, 1.0)
         self.bucket_column = (
             feature_names.index(BUCKET_FEATURE) if BUCKET_FEATURE in feature_names else None
@@ -172,7 +180,7 @@ def fit(data: FitData, params: dict[str, Any], ctx: FitContext) -> Fitted:
     import torch
     from sklearn.metrics import roc_auc_score
 
-    preprocessor = Preprocessor(data.x_train, data.feature_names)
+    preprocessor = Preprocessor(data.x_train, data.feature_names, data.w_train)
     arch = {
         "n_numeric": data.x_train.shape[1],
         "n_buckets": preprocessor.n_buckets,
@@ -188,11 +196,14 @@ def fit(data: FitData, params: dict[str, Any], ctx: FitContext) -> Fitted:
         module = build_module(arch).to(device)
         optimizer = torch.optim.Adam(module.parameters(), lr=params["lr"],
                                      weight_decay=params["weight_decay"])
-        # unweighted: a pos_weight inflated every probability (see families/base.py)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
+        # no class weight: a pos_weight inflated every probability (see families/base.py);
+        # the rows' sample weights (training.max_rows) enter as a weighted batch mean
+        loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
         x_num, x_bucket = (torch.from_numpy(a).to(device)
                            for a in preprocessor.transform(data.x_train))
         y = torch.from_numpy(data.y_train.astype(np.float32)).to(device)
+        w = (None if data.w_train is None
+             else torch.from_numpy(data.w_train.astype(np.float32)).to(device))
         v_num, v_bucket = (torch.from_numpy(a).to(device)
                            for a in preprocessor.transform(data.x_val))
         best_auc, best_state, best_epoch, stale = -np.inf, None, 0, 0
@@ -203,7 +214,9 @@ def fit(data: FitData, params: dict[str, Any], ctx: FitContext) -> Fitted:
             for start in range(0, len(y), batch):
                 rows = order[start : start + batch]
                 optimizer.zero_grad()
-                loss = loss_fn(module(x_num[rows], x_bucket[rows]), y[rows])
+                losses = loss_fn(module(x_num[rows], x_bucket[rows]), y[rows])
+                loss = (losses.mean() if w is None
+                        else (losses * w[rows]).sum() / w[rows].sum())
                 loss.backward()
                 optimizer.step()
             module.eval()

@@ -71,7 +71,7 @@ def train_booster(
     """The library call itself (the benchmark compares Shopflow's step with this)."""
     import xgboost as xgb
 
-    train = xgb.DMatrix(data.x_train, label=data.y_train, missing=np.nan)
+    train = xgb.DMatrix(data.x_train, label=data.y_train, weight=data.w_train, missing=np.nan)
     valid = xgb.DMatrix(data.x_val, label=data.y_val, missing=np.nan)
     booster = xgb.train(
         {
