@@ -341,6 +341,19 @@ def _load_previous(path: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def _postgres_reachable(url: str) -> bool:
+    """Whether the PostgreSQL server answers (``make bench`` runs where it may not)."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(url, connect_timeout=5).close()
+    except psycopg2.Error as exc:
+        logger.warning("PostgreSQL at the given URL is unreachable, skipping it: %s",
+                       str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return False
+    return True
+
+
 def _generate(events: int, days: int, out: Path, work: Path) -> dict[str, Any]:
     """The synthetic events of one size, written once and shared by every backend."""
     env = {**os.environ, "SHOPFLOW_HOME": str(work / "generate")}
@@ -377,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown backends {sorted(unknown)}: use {', '.join(BACKENDS)}")
 
+    if "postgres" in args.backends and not args.report \
+            and not _postgres_reachable(args.postgres_url):
+        args.backends.remove("postgres")
+        if not args.backends:
+            return 1
     home = Path(os.environ.get("SHOPFLOW_HOME", ".shopflow")).resolve()
     json_path = home / "bench" / f"{BENCH_NAME}.json"
     runs = _load_previous(json_path)
