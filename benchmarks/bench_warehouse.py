@@ -48,7 +48,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_pipeline import _kill_tree, _parse_list, _Sampler, _shopflow, _short
+from benchmarks.bench_pipeline import (
+    _kill_tree,
+    _parse_list,
+    _Sampler,
+    _shopflow,
+    _short,
+    _tree_rss_bytes,
+)
 from benchmarks.machine import machine_info, print_table, write_json
 
 logger = logging.getLogger(__name__)
@@ -58,6 +65,8 @@ BACKENDS = ("duckdb", "postgres")
 DATA_STAGES = ("ingest", "gate_raw", "dbt_staging", "gate_staging", "dbt_intermediate",
                "dbt_marts", "gate_marts")
 FLOOR_STEPS = ("floor_load", "floor_scan")
+#: The memory guard stops a step only when the step itself holds this much (MiB).
+GUARD_STEP_MIB = 2048
 
 
 # ---- one step as a child process ----------------------------------------------------
@@ -75,12 +84,14 @@ def _available_mib() -> float:
 
 
 class _Guard(threading.Thread):
-    """Kills a child's process group past its deadline or when the machine runs short.
+    """Kills a child's process group past its deadline or when it starves the machine.
 
     The machine may be shared: a 10M-event gate reads the layer into pandas (12-16 GiB,
     docs/performance.md), and letting it push the kernel into the OOM killer would take
-    down whatever else runs there. Below ``min_available_mib`` the step is stopped and
-    recorded as such instead.
+    down whatever else runs there. When available memory is under ``min_available_mib``
+    and the step itself holds at least :data:`GUARD_STEP_MIB`, the step is stopped and
+    recorded as such; a small step is left alone (stopping it would free little, and the
+    shortage is someone else's).
     """
 
     def __init__(self, pid: int, timeout: float, min_available_mib: float) -> None:
@@ -95,10 +106,12 @@ class _Guard(threading.Thread):
         while not self.stop.wait(0.5):
             if time.monotonic() >= self.deadline:
                 self.reason = "timeout"
-            elif _available_mib() < self.min_available_mib:
+            elif (_available_mib() < self.min_available_mib
+                  and _tree_rss_bytes(self.pid) >= GUARD_STEP_MIB * 2**20):
                 self.reason = f"machine memory under {self.min_available_mib:,.0f} MiB"
             else:
                 continue
+            logger.warning("stopping the step (%s)", self.reason)
             _kill_tree(self.pid)
             return
 
@@ -298,8 +311,8 @@ def tables(runs: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[A
                 row.append("-")
                 continue
             mark = "" if step["exit_code"] == 0 else f" ✗ ({step.get('killed') or 'failed'})"
-            row.append(f"{step['seconds']:,.1f} s · {step['peak_tree_mib']:,.0f} MiB · "
-                       f"load {step['load_1m']:.1f}{mark}")
+            row.append(f"{step['seconds']:,.1f} s (cpu {step['cpu_s']:,.1f}) · "
+                       f"{step['peak_tree_mib']:,.0f} MiB · load {step['load_1m']:.1f}{mark}")
         step_rows.append(row)
     total_rows: list[list[Any]] = []
     for run in runs:
@@ -311,16 +324,18 @@ def tables(runs: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[A
         total_rows.append([
             run["backend"], f"{run['events']:,}", run["state"],
             round(sum(v["seconds"] for v in done.values()), 1),
+            round(sum(v["cpu_s"] for v in done.values()), 1),
             ingest["seconds"] if ingest else "-", round(dbt, 1), round(gates, 1),
             floor["seconds"] if floor else "-",
             f"{ingest['seconds'] / floor['seconds']:.1f}x" if ingest and floor else "-",
             run["peak_tree_mib"], run.get("database") or "-",
         ])
     return [
-        ("Data stages per backend (seconds · peak tree RSS of the step's processes · "
-         "load average 1m while it ran; ✗ = failed or killed)", ["step", *heads], step_rows),
+        ("Data stages per backend (wall seconds (CPU seconds of the step's process tree; "
+         "PostgreSQL's server CPU is not in it) · peak tree RSS · load average 1m while it "
+         "ran; ✗ = failed or killed)", ["step", *heads], step_rows),
         ("Data stages in total, beside the floor",
-         ["backend", "events", "state", "stages s", "ingest s", "dbt s", "gates s",
+         ["backend", "events", "state", "stages s", "stages cpu s", "ingest s", "dbt s", "gates s",
           "floor load s", "ingest / floor", "peak MiB", "warehouse MiB"], total_rows),
     ]
 
