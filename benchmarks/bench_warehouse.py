@@ -24,7 +24,8 @@ memory is the process tree's resident memory sampled from ``/proc`` (the sampler
 :mod:`benchmarks.bench_pipeline`; on PostgreSQL the server's own memory is not in the
 tree, only the client's). The load average is kept beside every step. A PostgreSQL run
 uses a private schema prefix in ``warehouse.postgres_url`` (``bench_<random>_``), dropped
-afterwards. Results merge into ``SHOPFLOW_HOME/bench/warehouse.json`` by (backend, size).
+afterwards. Results merge into ``SHOPFLOW_HOME/bench/warehouse.json`` by (backend, size, DuckDB
+``warehouse.memory_limit``).
 
     python -m benchmarks.bench_warehouse                                 # 1M, both backends
     python -m benchmarks.bench_warehouse --sizes 10000000 --backends postgres --timeout 3000
@@ -195,7 +196,8 @@ def run_backend(backend: str, events: int, events_file: Path, *, work: Path,
     for name in ("SHOPFLOW_CONFIG", "SHOPFLOW_SOURCE__PATH", "AIRFLOW_HOME"):
         env.pop(name, None)
     result: dict[str, Any] = {"backend": backend, "events": events, "steps": {},
-                              "state": "success", "failed": None}
+                              "state": "success", "failed": None,
+                              "memory_limit": _memory_limit(backend)}
     deadline = time.monotonic() + timeout
     floor = [sys.executable, "-m", "benchmarks.bench_warehouse", "--floor-step"]
     plan = [(name, [*floor, name, str(events_file)]) for name in FLOOR_STEPS]
@@ -224,6 +226,21 @@ def run_backend(backend: str, events: int, events_file: Path, *, work: Path,
             _drop_schemas(postgres_url, prefix)
         shutil.rmtree(home, ignore_errors=True)
     return result
+
+
+def _memory_limit(backend: str) -> str | None:
+    """DuckDB's ``warehouse.memory_limit`` of this run (None: the default, or PostgreSQL)."""
+    if backend != "duckdb":
+        return None
+    from shopflow.settings import load_settings
+
+    return load_settings().warehouse.memory_limit
+
+
+def _label(run: dict[str, Any]) -> str:
+    """``duckdb 1M``, or ``duckdb 1M (limit 1GiB)`` when a memory limit was set."""
+    limit = run.get("memory_limit")
+    return f"{run['backend']} {_short(run['events'])}" + (f" (limit {limit})" if limit else "")
 
 
 # ---- the floor (run as a child: python -m benchmarks.bench_warehouse --floor-step) ----
@@ -301,7 +318,7 @@ def _database_size(backend: str, home: Path, postgres_url: str, prefix: str) -> 
 def tables(runs: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[Any]]]]:
     """(title, headers, rows): per-step seconds/MiB/load, then totals beside the floor."""
     runs = sorted(runs, key=lambda r: (r["events"], r["backend"]))
-    heads = [f"{r['backend']} {_short(r['events'])}" for r in runs]
+    heads = [_label(r) for r in runs]
     step_rows: list[list[Any]] = []
     for name in (*FLOOR_STEPS, *DATA_STAGES):
         row: list[Any] = [name]
@@ -322,7 +339,7 @@ def tables(runs: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[A
         floor = run["steps"].get("floor_load")
         ingest = done.get("ingest")
         total_rows.append([
-            run["backend"], f"{run['events']:,}", run["state"],
+            _label(run), f"{run['events']:,}", run["state"],
             round(sum(v["seconds"] for v in done.values()), 1),
             round(sum(v["cpu_s"] for v in done.values()), 1),
             ingest["seconds"] if ingest else "-", round(dbt, 1), round(gates, 1),
@@ -343,7 +360,7 @@ def tables(runs: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[A
 # ---- entry point ---------------------------------------------------------------------
 
 def _key(run: dict[str, Any]) -> str:
-    return f"{run['backend']}:{run['events']}"
+    return f"{run['backend']}:{run['events']}:{run.get('memory_limit') or ''}"
 
 
 def _load_previous(path: Path) -> dict[str, dict[str, Any]]:

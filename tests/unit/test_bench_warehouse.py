@@ -90,7 +90,15 @@ def test_tables_sum_the_stages_and_compare_ingest_with_the_floor() -> None:
     assert "✗ (timeout)" in staging[2] and "✗" not in staging[1]
     gate_marts = next(row for row in step_rows if row[0] == "gate_marts")
     assert gate_marts[1:] == ["-", "-"]
-    duck = next(row for row in totals if row[0] == "duckdb")
+    duck = next(row for row in totals if row[0] == "duckdb 1M")
     # stages 6 + 3 + 4 + 1 (floor excluded; cpu the same here), dbt 4 + 1, gates 3,
     # ingest 3x its floor
     assert duck[3:10] == [14.0, 14.0, 6.0, 5.0, 3.0, 2.0, "3.0x"]
+
+
+def test_a_duckdb_memory_limit_names_its_own_column() -> None:
+    run = {"backend": "duckdb", "events": 10_000_000, "state": "success", "failed": None,
+           "peak_tree_mib": 1.0, "memory_limit": "1GiB", "steps": {"ingest": _step(1.0)}}
+    (_, heads, _), (_, _, totals) = tables([run])
+    assert heads == ["step", "duckdb 10M (limit 1GiB)"]
+    assert totals[0][0] == "duckdb 10M (limit 1GiB)"
