@@ -287,6 +287,9 @@ def _drop_schemas(postgres_url: str, prefix: str) -> None:
     import psycopg2
 
     with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+        # a killed step's query keeps running in the server and holds its locks
+        cur.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where pid <> pg_backend_pid() and position(%s in query) > 0", (prefix,))
         cur.execute("select nspname from pg_namespace where nspname like %s",
                     (prefix.replace("_", r"\_") + "%",))
         for (schema,) in cur.fetchall():
