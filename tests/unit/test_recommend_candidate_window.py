@@ -80,3 +80,49 @@ def test_a_chunk_reads_only_its_users_and_cold_users_get_the_shared_lists(
     assert (cold[["src_recent", "src_copurchase", "src_category"]] == 0).all().all()
     assert ((cold["src_popular"] + cold["src_trending"]) > 0).all()
     assert window.co is not None  # built once, for the known user's co-purchase neighbours
+
+
+def test_each_item_keeps_only_its_best_co_purchase_neighbours(events: pd.DataFrame) -> None:
+    cutoff = _cutoff(events)
+    wide = prepare_window(events, cutoff=cutoff, lookback=LOOKBACK,
+                          config=CandidateConfig(neighbours=10**9)).co
+    narrow = prepare_window(events, cutoff=cutoff, lookback=LOOKBACK,
+                            config=CandidateConfig(neighbours=3)).co
+    assert wide.nnz > narrow.nnz > 0
+    assert np.diff(wide.indptr).max() > 3 >= np.diff(narrow.indptr).max()
+    for item in range(wide.shape[0]):
+        row = wide.getrow(item)
+        # best score first, ties to the lower item code (item codes follow sorted ids)
+        best = sorted(zip(-row.data, row.indices, strict=True))[:3]
+        kept = narrow.getrow(item)
+        assert sorted(kept.indices.tolist()) == sorted(int(c) for _, c in best)
+        np.testing.assert_array_equal(kept.toarray(), row.toarray() * (kept.toarray() > 0))
+
+
+def test_co_purchase_lists_are_the_top_of_the_users_seeded_neighbour_scores(
+        events: pd.DataFrame) -> None:
+    config = CandidateConfig(copurchase=5, neighbours=4, batch_users=11)
+    cutoff = _cutoff(events)
+    window = prepare_window(events, cutoff=cutoff, lookback=LOOKBACK, config=config)
+    users = _users(events, cutoff)[:60]
+    frame = window.candidates(users)
+    rows = window_events(events, cutoff, LOOKBACK)
+    weights = rows["event_type"].map({"view": 1.0, "cart": 2.0, "purchase": 3.0, "return": 0.0})
+    seeds = (rows.assign(w=weights).groupby(["user_id", "item_id"])["w"].sum())
+    assert (rows.groupby("user_id")["item_id"].nunique() <= config.recent).all()  # all seed
+    co = window.co.toarray()
+    codes = {item: code for code, item in enumerate(window.stats.item_ids)}
+    checked = 0
+    for user in users:
+        got = frame[(frame["user_id"] == user) & (frame["src_copurchase"] > 0)]
+        vector = np.zeros(co.shape[0], dtype=np.float32)
+        if user in seeds.index.get_level_values(0):
+            for item, weight in seeds.loc[user].items():
+                vector[codes[item]] = weight
+        scores = vector @ co
+        best = sorted((-s, c) for c, s in enumerate(scores) if s > 0)[:config.copurchase]
+        expected = {window.stats.item_ids[c]: -s for s, c in best}
+        assert dict(zip(got["item_id"], got["cand_copurchase_score"], strict=True)) == (
+            pytest.approx(expected, rel=1e-5))
+        checked += bool(expected)
+    assert checked > 10

@@ -6,8 +6,10 @@ to buy, and every one of them reads only events in ``(cutoff - lookback, cutoff]
 
 * ``recent`` -- items the user viewed, carted or bought, most recent first (re-buys and
   abandoned carts);
-* ``copurchase`` -- item-to-item neighbours of the user's items, counted from baskets
-  (orders; user-days when an event has no order) in the window;
+* ``copurchase`` -- item-to-item neighbours of the user's recent items, counted from
+  baskets (orders; user-days when an event has no order) in the window; each item keeps
+  only its ``neighbours`` closest items, so a user's scores touch at most
+  ``recent x neighbours`` items and the cost grows with events, not users x catalogue;
 * ``category`` -- the most popular items of the user's favourite categories;
 * ``popular`` -- the most bought items of the window (also the cold-start list);
 * ``trending`` -- items bought more in the last days than their window average implies.
@@ -39,10 +41,16 @@ _VIEW_POPULARITY = 0.02
 
 @dataclass(frozen=True)
 class CandidateConfig:
-    """How many items each source contributes per user."""
+    """How many items each source contributes per user.
+
+    ``neighbours`` is how many co-purchase neighbours each item keeps (its item-kNN row);
+    ``copurchase`` how many of their scored neighbours a user gets. The co-purchase seeds
+    are the user's ``recent`` items.
+    """
 
     recent: int = 100
     copurchase: int = 100
+    neighbours: int = 100
     category: int = 20
     favourite_categories: int = 3
     popular: int = 50
@@ -176,8 +184,9 @@ class CandidateWindow:
 
     @functools.cached_property
     def co(self) -> Any:
-        """Cosine-normalised item-item co-occurrence (scipy csr) or None; built on first
-        use, so item statistics alone (cold start, no users) never pay for it."""
+        """Cosine-normalised item-item co-occurrence, each row cut to its ``neighbours``
+        best items (scipy csr), or None; built on first use, so item statistics alone
+        (cold start, no users) never pay for it."""
         if not len(self.stats.item_ids) or self.config.copurchase <= 0:
             return None
         return _cooccurrence(self.window, self.window_item_codes, len(self.stats.item_ids),
@@ -205,17 +214,18 @@ class CandidateWindow:
 
         parts: list[tuple[np.ndarray, np.ndarray, str, np.ndarray]] = []
         # recent: each user's items, most recently touched first
-        pairs = pd.DataFrame({"u": users_of_rows, "i": items_of_rows, "s": self.seconds[rows]})
-        last = pairs.groupby(["u", "i"], sort=False)["s"].min().reset_index()
-        last = last.sort_values(["u", "s", "i"], kind="mergesort")
+        pairs = pd.DataFrame({"u": users_of_rows, "i": items_of_rows, "s": self.seconds[rows],
+                              "w": self.seed_weights[rows]})
+        last = pairs.groupby(["u", "i"], sort=False).agg(s=("s", "min"), w=("w", "sum"))
+        last = last.reset_index().sort_values(["u", "s", "i"], kind="mergesort")
         last = last[last.groupby("u").cumcount() < config.recent]
         parts.append((last["u"].to_numpy(), last["i"].to_numpy(), "recent",
                       np.zeros(len(last))))
 
-        # co-purchase neighbours of the user's items
+        # co-purchase neighbours of the user's recent items
         if config.copurchase > 0:
-            u, i, s = _copurchase_top(self.co, users_of_rows, items_of_rows,
-                                      self.seed_weights[rows], len(user_list), n_items, config)
+            u, i, s = _copurchase_top(self.co, last["u"].to_numpy(), last["i"].to_numpy(),
+                                      last["w"].to_numpy(), len(user_list), n_items, config)
             parts.append((u, i, "copurchase", s))
 
         # favourite categories' best sellers
@@ -316,13 +326,48 @@ def _cooccurrence(window: pd.DataFrame, item_codes: np.ndarray, n_items: int,
     co.eliminate_zeros()
     degree = np.asarray(baskets.sum(axis=0)).ravel()
     norm = 1.0 / np.sqrt(np.maximum(degree, 1.0))
-    return sparse.diags(norm.astype(np.float32)) @ co @ sparse.diags(norm.astype(np.float32))
+    cosine = sparse.diags(norm.astype(np.float32)) @ co @ sparse.diags(norm.astype(np.float32))
+    rows, cols, values = _top_per_row(cosine.tocsr(), config.neighbours)
+    return sparse.csr_matrix((values, (rows, cols)), shape=(n_items, n_items))
+
+
+def _top_per_row(matrix: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``n`` largest positive entries of each row of a scipy csr matrix.
+
+    Ties go to the lower column (item codes follow sorted item ids), so the choice is
+    deterministic and a row's result does not depend on the other rows. Sorting the
+    non-zeros costs ``O(nnz log nnz)``: a dense row per user would cost users x catalogue.
+    One stable sort on ``row << 32 | ~bits(value)`` does it: a positive float32's bits
+    order like its value, and a canonical csr already lists each row's columns ascending.
+
+    Returns:
+        Row, column and value of every kept entry, rows ascending, best first within a row.
+    """
+    matrix.sum_duplicates()  # canonical: no duplicates, columns sorted within each row
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.uint64), np.diff(matrix.indptr))
+    cols, values = matrix.indices.astype(np.int64), matrix.data.astype(np.float32)
+    positive = values > 0
+    rows, cols, values = rows[positive], cols[positive], values[positive]
+    descending = np.uint64(0xFFFFFFFF) - values.view(np.uint32).astype(np.uint64)
+    order = np.argsort((rows << np.uint64(32)) | descending, kind="stable")
+    rows, cols, values = rows[order], cols[order], values[order]
+    rows = rows.astype(np.int64)
+    counts = np.bincount(rows, minlength=matrix.shape[0])
+    rank = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
+    keep = rank < n
+    return rows[keep], cols[keep], values[keep]
 
 
 def _copurchase_top(co: Any, seed_users: np.ndarray, seed_items: np.ndarray,
                     seed_weights: np.ndarray, n_users: int, n_items: int,
                     config: CandidateConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top neighbours per user of ``S @ C``: S = the user's weighted items, C = ``co``."""
+    """Top ``config.copurchase`` items per user of ``S @ C``: S = the user's weighted seed
+    items, C = ``co`` (each item's kNN row).
+
+    Sparse throughout, in blocks of ``config.batch_users`` users: a block's product has at
+    most ``seeds x neighbours`` non-zeros per user, so time and memory grow with the
+    users' seeds, not with users x catalogue (a dense row per user did).
+    """
     from scipy import sparse
 
     if co is None or len(seed_users) == 0:
@@ -332,20 +377,12 @@ def _copurchase_top(co: Any, seed_users: np.ndarray, seed_items: np.ndarray,
     )
     seeds.sum_duplicates()
     out_u, out_i, out_s = [], [], []
-    n = config.copurchase
     for start in range(0, n_users, config.batch_users):
-        block = (seeds[start:start + config.batch_users] @ co).toarray()
-        if n < block.shape[1]:
-            top = np.argpartition(-block, n - 1, axis=1)[:, :n]
-        else:
-            top = np.tile(np.arange(block.shape[1]), (block.shape[0], 1))
-        rows = np.repeat(np.arange(block.shape[0]), top.shape[1])
-        cols = top.ravel()
-        scores = block[rows, cols]
-        positive = scores > 0
-        out_u.append(rows[positive] + start)
-        out_i.append(cols[positive])
-        out_s.append(scores[positive].astype(np.float64))
+        block = (seeds[start:start + config.batch_users] @ co).tocsr()
+        rows, cols, scores = _top_per_row(block, config.copurchase)
+        out_u.append(rows + start)
+        out_i.append(cols)
+        out_s.append(scores.astype(np.float64))
     return np.concatenate(out_u), np.concatenate(out_i), np.concatenate(out_s)
 
 
