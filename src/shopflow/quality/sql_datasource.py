@@ -77,20 +77,27 @@ def warehouse_url(settings: Settings) -> str:
 def add_warehouse_datasource(context: Any, settings: Settings) -> Any:
     """The run's warehouse as a GX SQL datasource in ``context``.
 
-    On DuckDB the file is opened without a ``config`` (a connection with another config
-    than an open one in this process is refused) and the run's memory limit, threads and
-    spill folder are ``SET`` on connect, as on every other DuckDB connection.
+    PostgreSQL gets GX's own PostgreSQL datasource; DuckDB the generic SQL one, whose
+    connections come from :func:`shopflow.duckdb_connect.connect_duckdb`: duckdb-engine
+    would open the file with a config of its own (a user agent), which DuckDB refuses
+    while this process holds the file open with another (an Airflow task, dbt), and this
+    way the gate's queries also run under the run's memory limit, threads and spill folder.
     """
-    datasource = context.data_sources.add_sql(DATASOURCE, connection_string=warehouse_url(settings))
-    if settings.warehouse.backend == "duckdb":
-        import sqlalchemy as sa
+    url = warehouse_url(settings)
+    if settings.warehouse.backend == "postgres":
+        return context.data_sources.add_postgres(DATASOURCE, connection_string=url)
 
-        from shopflow.duckdb_connect import apply_duckdb_settings
+    def open_duckdb() -> Any:
+        from duckdb_engine import ConnectionWrapper
 
-        _keep_duckdb_connection()
-        engine = datasource.get_execution_engine().engine
-        sa.event.listen(engine, "connect", lambda conn, _: apply_duckdb_settings(settings, conn))
-    return datasource
+        from shopflow.duckdb_connect import connect_duckdb
+
+        return ConnectionWrapper(connect_duckdb(settings, settings.warehouse_path))
+
+    _keep_duckdb_connection()
+    return context.data_sources.add_sql(
+        DATASOURCE, connection_string=url, kwargs={"creator": open_duckdb}
+    )
 
 
 def add_table(datasource: Any, label: str, table: WarehouseTable) -> Any:

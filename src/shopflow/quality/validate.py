@@ -28,6 +28,7 @@ from shopflow.quality.context import DATA_DOCS_SITE, build_context, data_docs_di
 from shopflow.quality.describe import to_check_result
 from shopflow.quality.metrics import Baseline, LayerStats, batch_metrics
 from shopflow.quality.pseudonymize import pseudonymize_suite_results
+from shopflow.quality.result import CheckResult, GateResult, QualityError
 from shopflow.quality.sql_datasource import (
     WarehouseTable,
     add_metrics_row,
@@ -35,7 +36,6 @@ from shopflow.quality.sql_datasource import (
     add_warehouse_datasource,
 )
 from shopflow.quality.sql_datasource import close as close_datasource
-from shopflow.quality.result import CheckResult, GateResult, QualityError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
