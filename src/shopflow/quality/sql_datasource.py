@@ -61,7 +61,8 @@ def _keep_duckdb_connection() -> None:
 
     persisted = engine._PERSISTED_CONNECTION_DIALECTS  # noqa: SLF001 - see module docstring
     if "duckdb" not in persisted:
-        engine._PERSISTED_CONNECTION_DIALECTS = (*persisted, _DialectName("duckdb"))  # noqa: SLF001
+        extended: Any = (*persisted, _DialectName("duckdb"))
+        engine._PERSISTED_CONNECTION_DIALECTS = extended  # noqa: SLF001
 
 
 def warehouse_url(settings: Settings) -> str:
