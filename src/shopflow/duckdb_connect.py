@@ -77,18 +77,28 @@ def connect_duckdb(
     """
     import duckdb
 
-    values = duckdb_settings(settings)
-    Path(values["temp_directory"]).mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(":memory:" if path is None else str(path), read_only=read_only)
     try:
-        for key, value in values.items():
-            # DuckDB refuses to SET temp_directory again once it has spilled (even to the
-            # same folder), and a second connection to an open file shares its instance
-            rows = conn.execute("select current_setting($key)", {"key": key}).fetchall()
-            if key == "temp_directory" and rows and rows[0][0] == value:
-                continue
-            conn.execute(f"SET {key} = '{value.replace(chr(39), chr(39) * 2)}'")
+        apply_duckdb_settings(settings, conn)
     except Exception:
         conn.close()
         raise
     return conn
+
+
+def apply_duckdb_settings(settings: Settings, conn: Any) -> None:
+    """``SET`` the run's limits (:func:`duckdb_settings`) on an open DuckDB connection.
+
+    Also for connections opened by others (the SQLAlchemy engine of the quality gates),
+    which must open the file without a ``config`` so they share its in-process instance.
+    The spill folder is created here, on open, never at import time.
+    """
+    values = duckdb_settings(settings)
+    Path(values["temp_directory"]).mkdir(parents=True, exist_ok=True)
+    for key, value in values.items():
+        # DuckDB refuses to SET temp_directory again once it has spilled (even to the
+        # same folder), and a second connection to an open file shares its instance
+        rows = conn.execute("select current_setting($key)", {"key": key}).fetchall()
+        if key == "temp_directory" and rows and rows[0][0] == value:
+            continue
+        conn.execute(f"SET {key} = '{value.replace(chr(39), chr(39) * 2)}'")

@@ -248,3 +248,46 @@ def test_missing_mart_table_is_a_clear_error(settings: Settings) -> None:
     write_tables(settings, "marts", {"user_features": user_features()})
     with pytest.raises(QualityError, match="marts.item_features does not exist"):
         run_gate(settings, "marts")
+
+
+#: stg_shop__events in the warehouse's portable types (what dbt builds on PostgreSQL).
+STAGING_TYPES = {
+    "event_id": "text", "user_id": "text", "item_id": "text", "order_id": "text",
+    "category_id": "text", "event_type": "text", "price": "double", "quantity": "integer",
+    "event_time": "timestamp", "batch_id": "text", "source_file": "text",
+    "source_row": "bigint", "ingested_at": "timestamp",
+}
+
+
+@pytest.mark.postgres
+def test_staging_gate_runs_in_a_postgres_warehouse(
+    postgres_url: str, postgres_schema_prefix: str, shopflow_home: object
+) -> None:
+    """The staging checks run as SQL in PostgreSQL: same verdicts and messages as on DuckDB."""
+    from shopflow.settings import load_settings
+
+    settings = load_settings(warehouse={"backend": "postgres", "postgres_url": postgres_url,
+                                        "schema_prefix": postgres_schema_prefix})
+    settings.ensure_dirs()
+    clean = staging_events()
+
+    def rebuild(frame: pd.DataFrame) -> None:
+        with connect(settings) as wh:
+            table = wh.table("staging", "stg_shop__events")
+            wh.ensure_schema(wh.schema("staging"))
+            wh.execute(f"drop table if exists {table}")
+            wh.create_table(table, STAGING_TYPES)
+            wh.append_df(table, frame)
+
+    rebuild(clean)
+    result = run_gate(settings, "staging")
+    assert result.success and result.rows == {"stg_shop__events": len(clean)}
+    baseline = load_baseline(settings, "staging")
+    assert baseline is not None and set(baseline.histograms) == {"price", "events_per_user_day"}
+
+    rebuild(pd.concat([clean.head(400), clean.head(40)], ignore_index=True))
+    with pytest.raises(GateFailed) as caught:
+        run_gate(settings, "staging")
+    message = str(caught.value)
+    assert "event_id unique (duplicates removed): observed 80 of 440 duplicated rows" in message
+    assert "row count not down >50% vs last good batch: observed 440" in message

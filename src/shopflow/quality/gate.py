@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from shopflow.quality.sql_datasource import WarehouseTable
     from shopflow.settings import Settings
     from shopflow.warehouse import Warehouse
 
@@ -108,16 +109,18 @@ def _raw_batch(warehouse: Warehouse, batch_id: str) -> pd.DataFrame:
     return frame
 
 
-def _layer_frames(warehouse: Warehouse, layer: str) -> dict[str, pd.DataFrame]:
+def _layer_tables(warehouse: Warehouse, layer: str) -> dict[str, WarehouseTable]:
+    """The tables of a staging or marts gate, validated where they lie (no frames)."""
     from shopflow.quality import suites
+    from shopflow.quality.sql_datasource import WarehouseTable
 
-    tables = suites.load("checkpoints").GATE_TABLES[layer]
-    frames = {}
-    for spec in tables:
+    tables = {}
+    for spec in suites.load("checkpoints").GATE_TABLES[layer]:
         table = warehouse.table(spec.layer, spec.table)
         _require(warehouse, table, "build the dbt models first (shopflow transform)")
-        frames[spec.table] = _read(warehouse, table, f"select * from {table}")
-    return frames
+        rows = int(warehouse.scalar(f"select count(*) from {table}") or 0)
+        tables[spec.table] = WarehouseTable(warehouse.schema(spec.layer), spec.table, rows)
+    return tables
 
 
 def run_gate(
@@ -150,33 +153,41 @@ def run_gate(
     if batch_id is not None and layer != "raw":
         raise QualityError(f"--batch-id applies to the raw layer only, not {layer!r}")
     settings.ensure_dirs()
+    from shopflow.quality.warehouse_stats import layer_stats
+
     baseline = load_baseline(settings, layer)
     counts = None
+    stats = None
+    raw: pd.DataFrame | None = None
+    frames: Mapping[str, pd.DataFrame | WarehouseTable]
     with connect(settings) as warehouse:
         if layer == "raw":
             batch_id = batch_id or latest_batch(warehouse)
-            frames = {"raw_events": _raw_batch(warehouse, batch_id)}
+            raw = _raw_batch(warehouse, batch_id)
+            frames = {"raw_events": raw}
             counts = ingest_counts(warehouse, batch_id)
         else:
-            frames = _layer_frames(warehouse, layer)
+            tables = _layer_tables(warehouse, layer)
+            stats = layer_stats(warehouse, layer, tables)
+            frames = tables
 
     result = evaluate(
-        settings, layer, frames, baseline=baseline, batch_id=batch_id, quarantine_counts=counts
+        settings, layer, frames, baseline=baseline, batch_id=batch_id, quarantine_counts=counts,
+        stats=stats,
     )
     if result.success:
         save_baseline(
             settings,
-            new_baseline(layer, frames, batch_id=batch_id, bins=settings.quality.drift_bins),
+            new_baseline(layer, {"raw_events": raw} if raw is not None else {}, batch_id=batch_id,
+                         bins=settings.quality.drift_bins, stats=stats),
         )
         quarantine.write_report(settings, result)
         logger.info("%s", result.headline())
         return result
 
-    if layer == "raw":
+    if raw is not None:
         with connect(settings) as warehouse:
-            result.quarantine_path = quarantine.move_raw_batch(
-                settings, warehouse, result, frames["raw_events"]
-            )
+            result.quarantine_path = quarantine.move_raw_batch(settings, warehouse, result, raw)
     else:
         result.quarantine_path = quarantine.record_blocked_build(settings, result)
     quarantine.write_report(settings, result)

@@ -76,6 +76,22 @@ class Baseline:
         )
 
 
+@dataclass
+class LayerStats:
+    """What the batch metrics and a new baseline need of a layer, however computed.
+
+    Attributes:
+        rows: rows per table.
+        values: the key distributions (see :func:`distributions`), one number per row or
+            per group; never whole tables.
+        label_rate: mean label of ``purchase_labels`` (marts only).
+    """
+
+    rows: dict[str, int]
+    values: dict[str, np.ndarray]
+    label_rate: float | None = None
+
+
 def _current_histograms(stored: Mapping[str, Any]) -> dict[str, Histogram]:
     """The stored histograms that follow the shared PSI policy; older ones are dropped.
 
@@ -215,6 +231,7 @@ def batch_metrics(
     baseline: Baseline | None,
     quarantine_counts: Mapping[str, int] | None = None,
     duplicate_key: Sequence[str] = DUPLICATE_KEY,
+    values: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, float | None]:
     """The numbers ``expectations/batch.py`` judges; a None metric is skipped.
 
@@ -225,6 +242,8 @@ def batch_metrics(
         quarantine_counts: for a raw batch, ``rows_read``, ``missing_user_id`` and
             ``quarantined`` (all reasons) from ingestion.
         duplicate_key: ``quality.duplicate_key``: what makes two rows one event.
+        values: the layer's key distributions when computed in the warehouse
+            (``shopflow.quality.warehouse_stats``); None: from ``frames``.
     """
     metrics: dict[str, float | None] = {}
     if layer == "raw":
@@ -241,10 +260,11 @@ def batch_metrics(
                 max(quarantine_counts.get("quarantined", 0) - missing, 0) / read
             )
     if baseline is not None:
-        for name, values in distributions(layer, frames).items():
+        found = distributions(layer, frames) if values is None else values
+        for name, current in found.items():
             reference = baseline.histograms.get(name)
             if reference is not None:
-                metrics[f"psi_{name}"] = psi(reference, values)
+                metrics[f"psi_{name}"] = psi(reference, current)
     return metrics
 
 
@@ -254,18 +274,29 @@ def new_baseline(
     *,
     batch_id: str | None,
     bins: int,
+    stats: LayerStats | None = None,
 ) -> Baseline:
-    """The baseline a passing run leaves for the next one."""
+    """The baseline a passing run leaves for the next one.
+
+    ``stats``: what the warehouse computed for a layer validated in place (``frames`` is
+    then ignored); None: computed from ``frames``.
+    """
+    if stats is None:
+        stats = LayerStats(
+            rows={table: len(frame) for table, frame in frames.items()},
+            values=distributions(layer, frames),
+            label_rate=label_rate(frames) if layer == "marts" else None,
+        )
     histograms = {
         name: hist
-        for name, values in distributions(layer, frames).items()
+        for name, values in stats.values.items()
         if (hist := histogram(values, bins=bins)) is not None
     }
     return Baseline(
         layer=layer,
         batch_id=batch_id,
         saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        rows={table: len(frame) for table, frame in frames.items()},
+        rows=dict(stats.rows),
         histograms=histograms,
-        label_rate=label_rate(frames) if layer == "marts" else None,
+        label_rate=stats.label_rate if layer == "marts" else None,
     )

@@ -1,10 +1,13 @@
-"""Run a layer's suites on frames through one GX checkpoint; no warehouse, no side effects
-beyond GX's own stores (validation results, Data Docs). Sampled failing values of checks on
+"""Run a layer's suites through one GX checkpoint, on warehouse tables (staging, marts) or
+frames (a raw batch, a source file); no side effects beyond GX's own stores (validation
+results, Data Docs). Sampled failing values of checks on
 a user-id column are pseudonymized (:mod:`shopflow.quality.pseudonymize`) before the
 results are stored for good, described or rendered.
 
-A checkpoint passes the same batch parameters to every validation definition, so frames
-cannot be handed over in memory when a gate validates several tables (marts) or a table
+Warehouse tables are validated in place through GX's SQL datasource
+(:mod:`shopflow.quality.sql_datasource`), the batch metrics beside them as a one-row
+query. A checkpoint passes the same batch parameters to every validation definition, so
+frames cannot be handed over in memory when a gate validates several tables (marts) or a table
 plus its batch metrics. Each frame is therefore written to a Parquet file in a scratch
 folder for the run and read through a Parquet asset: cheap (well under a second for
 400k rows), and the checkpoint stays a single, ordinary GX checkpoint.
@@ -23,9 +26,16 @@ from shopflow.privacy import id_hasher
 from shopflow.quality import suites as suite_modules
 from shopflow.quality.context import DATA_DOCS_SITE, build_context, data_docs_dir, gx_dir
 from shopflow.quality.describe import to_check_result
-from shopflow.quality.metrics import Baseline, batch_metrics
+from shopflow.quality.metrics import Baseline, LayerStats, batch_metrics
 from shopflow.quality.pseudonymize import pseudonymize_suite_results
 from shopflow.quality.result import CheckResult, GateResult, QualityError
+from shopflow.quality.sql_datasource import (
+    WarehouseTable,
+    add_metrics_row,
+    add_table,
+    add_warehouse_datasource,
+)
+from shopflow.quality.sql_datasource import close as close_datasource
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -142,7 +152,7 @@ def _render_data_docs(context: Any, run_results: Mapping[Any, Any]) -> None:
 def evaluate(
     settings: Settings,
     layer: str,
-    frames: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame | WarehouseTable],
     *,
     baseline: Baseline | None,
     batch_id: str | None = None,
@@ -150,8 +160,14 @@ def evaluate(
     from_file: bool = False,
     data_docs: bool = True,
     run_name: str | None = None,
+    stats: LayerStats | None = None,
 ) -> GateResult:
     """Validate ``frames`` (table name -> rows) with the layer's suites and batch metrics.
+
+    A :class:`WarehouseTable` is validated where it lies, through GX's SQL datasource
+    (:mod:`shopflow.quality.sql_datasource`): each check is a query, and only aggregates
+    and samples of failing values come back. A frame goes through a Parquet file and
+    GX's pandas datasource (a source file checked before ingestion, a raw batch).
 
     Args:
         settings: the run's settings (thresholds, folders).
@@ -163,6 +179,9 @@ def evaluate(
         from_file: raw only: a source file's frame, before ingestion.
         data_docs: render Data Docs (the gate does; quick checks need not).
         run_name: the GX run name (shown in Data Docs).
+        stats: the layer's statistics computed in the warehouse
+            (:func:`shopflow.quality.warehouse_stats.layer_stats`); required when
+            ``frames`` holds warehouse tables, whose rows are not here to compute them.
     """
     import great_expectations as gx
     import pandas as pd
@@ -174,8 +193,14 @@ def evaluate(
     missing = sorted(set(suites) - set(frames))
     if missing:
         raise QualityError(f"{layer} gate: no rows given for table(s) {missing}")
-    metrics = batch_metrics(layer, frames, baseline=baseline, quarantine_counts=quarantine_counts,
-                            duplicate_key=settings.quality.duplicate_key)
+    in_memory = {t: f for t, f in frames.items() if not isinstance(f, WarehouseTable)}
+    in_warehouse = {t: f for t, f in frames.items() if isinstance(f, WarehouseTable)}
+    if in_warehouse and stats is None:
+        raise QualityError(f"{layer} gate: warehouse tables need their statistics (stats=)")
+    metrics = batch_metrics(layer, in_memory, baseline=baseline,
+                            quarantine_counts=quarantine_counts,
+                            duplicate_key=settings.quality.duplicate_key,
+                            values=stats.values if stats is not None else None)
     metrics_suite = suite_modules.load("batch").build_batch_suite(
         layer=layer, metrics=metrics, quality=settings.quality
     )
@@ -183,22 +208,32 @@ def evaluate(
 
     context = build_context(settings)
     datasource = context.data_sources.add_pandas("shopflow")
+    warehouse = add_warehouse_datasource(context, settings) if in_warehouse else None
     scratch = gx_dir(settings) / "scratch" / f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     scratch.mkdir(parents=True, exist_ok=True)
     labels: dict[str, str] = {}
     order: dict[str, int] = {}
     definitions = []
     try:
-        to_validate = [(table, suites[table], frames[table]) for table in suites]
+        to_validate: list[tuple[str, Any, pd.DataFrame | WarehouseTable | dict[str, float]]] = [
+            (table, suites[table], frames[table]) for table in suites
+        ]
         if metrics_suite.expectations:
-            metrics_frame = pd.DataFrame([{k: v for k, v in metrics.items() if v is not None}])
-            to_validate.append(("batch_metrics", metrics_suite, metrics_frame))
-        for table, suite, frame in to_validate:
+            known = {k: v for k, v in metrics.items() if v is not None}
+            to_validate.append(("batch_metrics", metrics_suite, known))
+        for table, suite, data in to_validate:
             label = f"{layer}.{table}"
-            path = scratch / f"{table}.parquet"
-            _to_parquet(frame, path)
-            asset = datasource.add_parquet_asset(name=label, path=path)
-            batch = asset.add_batch_definition_whole_dataframe("batch")
+            if warehouse is not None and isinstance(data, WarehouseTable):
+                batch = add_table(warehouse, label, data)
+            elif warehouse is not None and isinstance(data, dict):
+                batch = add_metrics_row(warehouse, label, data)
+            else:
+                frame = pd.DataFrame([data]) if isinstance(data, dict) else data
+                assert isinstance(frame, pd.DataFrame)
+                path = scratch / f"{table}.parquet"
+                _to_parquet(frame, path)
+                asset = datasource.add_parquet_asset(name=label, path=path)
+                batch = asset.add_batch_definition_whole_dataframe("batch")
             suite.name = label
             added = context.suites.add(suite)
             labels[added.name] = label
@@ -218,6 +253,8 @@ def evaluate(
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if warehouse is not None:
+            close_datasource(warehouse)
     if pseudonymize_suite_results(outcome.run_results.values(), id_hasher(settings)):
         for identifier, suite_result in outcome.run_results.items():
             context.validation_results_store.set(identifier, suite_result)
@@ -237,7 +274,8 @@ def evaluate(
     if baseline is None:
         notes.append("no previous good batch yet: volume and drift checks skipped")
     duration = time.perf_counter() - clock
-    rows = {table: len(frame) for table, frame in frames.items()}
+    rows = {table: data.rows if isinstance(data, WarehouseTable) else len(data)
+            for table, data in frames.items()}
     logger.info(
         "%s gate: %d checks on %d rows in %.1f s (%.0f rows/s)",
         layer, len(checks), sum(rows.values()), duration,
