@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine_info, print_table, write_json
+from benchmarks.machine import machine_info, print_report, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -541,12 +541,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
-    if not runs:
-        print(f"no results in {json_path}", file=sys.stderr)
+    if not print_report(list(runs.values()), tables, json_path):
         return 1
-    for title, headers, rows in tables(list(runs.values())):
-        print_table(title, headers, rows)
-    print(f"\nJSON: {json_path}")
     failed = [r for r in runs.values() if r["exit_code"] not in (0,)]
     return 1 if any(r["timed_out"] or r["state"] is None for r in failed) else 0
 

@@ -57,7 +57,7 @@ from benchmarks.bench_pipeline import (
     _short,
     _tree_rss_bytes,
 )
-from benchmarks.machine import machine_info, print_table, write_json
+from benchmarks.machine import machine_info, print_report, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -455,12 +455,8 @@ def main(argv: list[str] | None = None) -> int:
                 events_file.unlink(missing_ok=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    if not runs:
-        print(f"no results in {json_path}", file=sys.stderr)
+    if not print_report(list(runs.values()), tables, json_path):
         return 1
-    for title, headers, rows in tables(list(runs.values())):
-        print_table(title, headers, rows)
-    print(f"\nJSON: {json_path}")
     return 0 if all(r["state"] == "success" for r in runs.values()) else 1
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 
@@ -41,6 +43,22 @@ def print_table(title: str, headers: list[str], rows: list[list[Any]]) -> None:
         print("| " + " | ".join(_fmt(v) for v in row) + " |")
     info = machine_info()
     print(f"\n({info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']})")
+
+
+def print_report(runs: list[dict[str, Any]],
+                 tables: Callable[[list[dict[str, Any]]], list[tuple[str, list[str], list[list[Any]]]]],
+                 json_path: Path) -> bool:
+    """Print the Markdown tables of ``runs`` and where their JSON lies.
+
+    Returns False (after saying so on stderr) when there is nothing to report yet.
+    """
+    if not runs:
+        print(f"no results in {json_path}", file=sys.stderr)
+        return False
+    for title, headers, rows in tables(runs):
+        print_table(title, headers, rows)
+    print(f"\nJSON: {json_path}")
+    return True
 
 
 def write_json(bench_dir: Path, name: str, payload: dict[str, Any]) -> Path:
