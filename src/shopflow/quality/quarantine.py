@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from shopflow.settings import Settings
-    from shopflow.warehouse import Warehouse
+    from shopflow.warehouse import PostgresWarehouse, Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _copy_duckdb(warehouse: Warehouse, sql: str, path: Path) -> None:
     warehouse.execute(f"copy ({sql}) to {sql_literal(str(path))} (format parquet)")
 
 
-def _copy_postgres(warehouse: Warehouse, sql: str, path: Path) -> None:
+def _copy_postgres(warehouse: PostgresWarehouse, sql: str, path: Path) -> None:
     """PostgreSQL rows in chunks of a server-side cursor, appended to one Parquet file.
 
     The file's schema is the first chunk's (a column all missing there becomes text);
@@ -178,6 +178,7 @@ def move_raw_batch(
     import pyarrow.parquet as pq
 
     from shopflow.quality.batch_view import sql_literal
+    from shopflow.warehouse import PostgresWarehouse
 
     batch_id = result.batch_id
     if not batch_id:
@@ -190,9 +191,11 @@ def move_raw_batch(
     rows = int(warehouse.scalar(f"select count(*) from {events} where batch_id = :b",
                                 {"b": batch_id}) or 0)
     select = f"select * from {events} where batch_id = {sql_literal(batch_id)}"
-    copy = _copy_duckdb if warehouse.backend == "duckdb" else _copy_postgres
     with atomic.atomic_path(rows_path) as tmp:
-        copy(warehouse, select, tmp)
+        if isinstance(warehouse, PostgresWarehouse):
+            _copy_postgres(warehouse, select, tmp)
+        else:
+            _copy_duckdb(warehouse, select, tmp)
     written = pq.read_metadata(rows_path).num_rows
     if written != rows:
         raise QualityError(

@@ -90,7 +90,7 @@ def _add_duckdb_regex() -> None:
     )
 
     for module in (column_values_match_regex, column_values_not_match_regex):
-        module.get_dialect_regex_expression = _duckdb_regex  # type: ignore[assignment]
+        module.get_dialect_regex_expression = _duckdb_regex  # type: ignore[attr-defined]
 
 
 def _no_dialect_notice(record: logging.LogRecord) -> bool:
