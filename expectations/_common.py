@@ -23,13 +23,15 @@ LINEAGE_COLUMNS = ("batch_id", "source_file", "source_row", "ingested_at")
 
 # pandas dtype names as GX reports them (DuckDB and psycopg2 frames both land here), then
 # the SQL type names GX's SQL datasource reflects from the warehouse table (duckdb-engine:
-# TIMESTAMP, String; PostgreSQL: TIMESTAMP WITHOUT TIME ZONE, TEXT): the same types,
-# named by the other side.
+# TIMESTAMP, String, FLOAT, Integer; PostgreSQL: TIMESTAMP WITHOUT TIME ZONE, TEXT,
+# DOUBLE PRECISION, INTEGER): the same types, named by the other side.
 TEXT_TYPES = ["object", "str", "string", "StringDtype", "String", "VARCHAR", "TEXT"]
 TIME_TYPES = ["datetime64", "datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]",
               "TIMESTAMP", "TIMESTAMP WITHOUT TIME ZONE", "DateTime"]
-FLOAT_TYPES = ["float64", "float32", "Float64", "Float32", "float"]
-INT_TYPES = ["int64", "int32", "int16", "Int64", "Int32", "Int16", "int"]
+FLOAT_TYPES = ["float64", "float32", "Float64", "Float32", "float",
+               "FLOAT", "Float", "DOUBLE", "DOUBLE PRECISION", "DOUBLE_PRECISION", "REAL"]
+INT_TYPES = ["int64", "int32", "int16", "Int64", "Int32", "Int16", "int",
+             "Integer", "INTEGER", "BigInteger", "BIGINT", "SmallInteger", "SMALLINT"]
 
 #: Strings that a null becomes when an id column is cast carelessly (``str(None)``...).
 NULL_LIKE_IDS = ["", "nan", "NaN", "None", "none", "null", "NULL", "<NA>", "NaT"]

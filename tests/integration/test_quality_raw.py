@@ -111,6 +111,23 @@ def test_clean_batch_passes_writes_report_docs_and_baseline(settings: Settings) 
     assert {"price", "events_per_user_day"} <= set(baseline.histograms)
 
 
+def test_the_batch_is_validated_in_the_warehouse_through_a_view_dropped_afterwards(
+    settings: Settings,
+) -> None:
+    load_batch(settings, events("b1"))
+    load_batch(settings, _negative_prices(events("b2", seed=5)))
+    result = run_gate(settings, "raw", batch_id="b1")
+    checks = {c.check: c for c in result.checks}
+    # types as the warehouse names them; a type name is no shopper id to pseudonymize
+    assert checks["user_id is text"].observed == "'String'"
+    assert checks["price is a number"].observed == "'FLOAT'"
+    assert result.rows == {"raw_events": ROWS}  # only b1's rows, b2 is not counted
+    with connect(settings) as wh:
+        views = wh.query_df("select table_name from information_schema.tables "
+                            "where table_name like 'raw_batch_%'")
+    assert views.empty, views
+
+
 def _missing_column(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["item_id"])
 

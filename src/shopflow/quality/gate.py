@@ -15,8 +15,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shopflow.quality import quarantine
 from shopflow.quality.metrics import load_baseline, new_baseline, save_baseline
@@ -32,16 +31,6 @@ if TYPE_CHECKING:
     from shopflow.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
-
-
-def _read(warehouse: Warehouse, table: str, sql: str, params: Mapping[str, Any] | None = None
-          ) -> pd.DataFrame:
-    clock = time.perf_counter()
-    frame = warehouse.query_df(sql, params)
-    seconds = time.perf_counter() - clock
-    logger.info("read %s: %d rows in %.1f s (%.0f rows/s)", table, len(frame), seconds,
-                len(frame) / max(seconds, 1e-9))
-    return frame
 
 
 def _require(warehouse: Warehouse, table: str, hint: str) -> None:
@@ -93,20 +82,26 @@ def ingest_counts(warehouse: Warehouse, batch_id: str | None) -> dict[str, int] 
     return counts
 
 
-def _raw_batch(warehouse: Warehouse, batch_id: str) -> pd.DataFrame:
+def _raw_batch(warehouse: Warehouse, batch_id: str) -> WarehouseTable:
+    """A view of the batch's rows (:mod:`shopflow.quality.batch_view`); drop it when done."""
+    from shopflow.quality.batch_view import create_batch_view, drop_batch_view
+
     events = warehouse.table("raw", "raw_events")
     _require(warehouse, events, "ingest a source first")
-    frame = _read(warehouse, events, f"select * from {events} where batch_id = :b", {"b": batch_id})
-    if frame.empty:
+    view = create_batch_view(warehouse, batch_id)
+    if view.rows == 0:
         files = _file_status(warehouse, batch_id)
+        problem = None
         if files is None or files.empty:
-            raise QualityError(f"batch {batch_id!r} is neither in {events} nor in ingested_files")
-        if "status" in files.columns and (files["status"] == "quarantined").any():
-            raise QualityError(
-                f"batch {batch_id!r} was already quarantined (see the quarantine folder); "
-                "ingest a fixed file as a new batch"
-            )
-    return frame
+            problem = f"batch {batch_id!r} is neither in {events} nor in ingested_files"
+        elif "status" in files.columns and (files["status"] == "quarantined").any():
+            problem = (f"batch {batch_id!r} was already quarantined (see the quarantine folder); "
+                       "ingest a fixed file as a new batch")
+        if problem:
+            drop_batch_view(warehouse, view)
+            raise QualityError(problem)
+    logger.info("raw batch %s: %d rows, validated in the warehouse", batch_id, view.rows)
+    return view
 
 
 def _layer_tables(warehouse: Warehouse, layer: str) -> dict[str, WarehouseTable]:
@@ -157,37 +152,41 @@ def run_gate(
 
     baseline = load_baseline(settings, layer)
     counts = None
-    stats = None
-    raw: pd.DataFrame | None = None
-    frames: Mapping[str, pd.DataFrame | WarehouseTable]
-    with connect(settings) as warehouse:
-        if layer == "raw":
-            batch_id = batch_id or latest_batch(warehouse)
-            raw = _raw_batch(warehouse, batch_id)
-            frames = {"raw_events": raw}
-            counts = ingest_counts(warehouse, batch_id)
-        else:
-            tables = _layer_tables(warehouse, layer)
-            stats = layer_stats(warehouse, layer, tables)
-            frames = tables
+    view: WarehouseTable | None = None
+    try:
+        with connect(settings) as warehouse:
+            if layer == "raw":
+                batch_id = batch_id or latest_batch(warehouse)
+                view = _raw_batch(warehouse, batch_id)
+                tables = {"raw_events": view}
+                counts = ingest_counts(warehouse, batch_id)
+            else:
+                tables = _layer_tables(warehouse, layer)
+            stats = layer_stats(warehouse, layer, tables,
+                                duplicate_key=settings.quality.duplicate_key)
+        result = evaluate(
+            settings, layer, tables, baseline=baseline, batch_id=batch_id,
+            quarantine_counts=counts, stats=stats,
+        )
+    finally:
+        if view is not None:
+            from shopflow.quality.batch_view import drop_batch_view
 
-    result = evaluate(
-        settings, layer, frames, baseline=baseline, batch_id=batch_id, quarantine_counts=counts,
-        stats=stats,
-    )
+            with connect(settings) as warehouse:
+                drop_batch_view(warehouse, view)
     if result.success:
         save_baseline(
             settings,
-            new_baseline(layer, {"raw_events": raw} if raw is not None else {}, batch_id=batch_id,
-                         bins=settings.quality.drift_bins, stats=stats),
+            new_baseline(layer, {}, batch_id=batch_id, bins=settings.quality.drift_bins,
+                         stats=stats),
         )
         quarantine.write_report(settings, result)
         logger.info("%s", result.headline())
         return result
 
-    if raw is not None:
+    if view is not None:
         with connect(settings) as warehouse:
-            result.quarantine_path = quarantine.move_raw_batch(settings, warehouse, result, raw)
+            result.quarantine_path = quarantine.move_raw_batch(settings, warehouse, result)
     else:
         result.quarantine_path = quarantine.record_blocked_build(settings, result)
     quarantine.write_report(settings, result)
@@ -208,14 +207,19 @@ def check_raw_table(settings: Settings) -> GateResult:
     from shopflow.warehouse import connect
 
     settings.ensure_dirs()
+    from shopflow.quality.sql_datasource import WarehouseTable
+    from shopflow.quality.warehouse_stats import layer_stats
+
     with connect(settings) as warehouse:
         events = warehouse.table("raw", "raw_events")
         _require(warehouse, events, "ingest a source first")
-        frame = _read(warehouse, events, f"select * from {events}")
+        rows = int(warehouse.scalar(f"select count(*) from {events}") or 0)
+        tables = {"raw_events": WarehouseTable(warehouse.schema("raw"), "raw_events", rows)}
+        stats = layer_stats(warehouse, "raw", tables, duplicate_key=settings.quality.duplicate_key)
         counts = ingest_counts(warehouse, None)
     result = evaluate(
-        settings, "raw", {"raw_events": frame}, baseline=None, quarantine_counts=counts,
-        run_name="raw-table",
+        settings, "raw", tables, baseline=None, quarantine_counts=counts,
+        run_name="raw-table", stats=stats,
     )
     result.notes = ["whole-table check: volume and drift checks (which compare batches) skipped"]
     quarantine.write_report(settings, result, kind="raw-table")

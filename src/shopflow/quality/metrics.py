@@ -85,11 +85,14 @@ class LayerStats:
         values: the key distributions (see :func:`distributions`), one number per row or
             per group; never whole tables.
         label_rate: mean label of ``purchase_labels`` (marts only).
+        rates: batch-wide shares (raw only: ``duplicate_rate``, and
+            ``exact_duplicate_rate`` when ``quality.duplicate_key`` is not the default).
     """
 
     rows: dict[str, int]
     values: dict[str, np.ndarray]
     label_rate: float | None = None
+    rates: dict[str, float | None] | None = None
 
 
 def _current_histograms(stored: Mapping[str, Any]) -> dict[str, Histogram]:
@@ -211,12 +214,22 @@ def duplicate_rate(frame: pd.DataFrame, key: Sequence[str] = DUPLICATE_KEY) -> f
     """
     if frame.empty:
         return None
-    if any(c in key and c not in frame.columns for c in _ROW_IDENTITY):
-        return 0.0
-    present = [c for c in key if c in frame.columns]
+    present = duplicate_key_columns([str(c) for c in frame.columns], key)
     if not present:
-        return None
+        return None if present is None else 0.0
     return float(frame.duplicated(subset=present).mean())
+
+
+def duplicate_key_columns(columns: Sequence[str], key: Sequence[str]) -> list[str] | None:
+    """The columns of ``key`` a batch has, for its duplicate rate (frame or SQL alike).
+
+    Returns ``[]`` when the key names a row identity (``source_row``) the batch lacks: every
+    row is then distinct (rate 0); None when it has no key column at all (no rate).
+    """
+    if any(c in key and c not in columns for c in _ROW_IDENTITY):
+        return []
+    present = [c for c in key if c in columns]
+    return present or None
 
 
 def exact_duplicate_rate(frame: pd.DataFrame) -> float | None:
@@ -232,6 +245,7 @@ def batch_metrics(
     quarantine_counts: Mapping[str, int] | None = None,
     duplicate_key: Sequence[str] = DUPLICATE_KEY,
     values: Mapping[str, np.ndarray] | None = None,
+    rates: Mapping[str, float | None] | None = None,
 ) -> dict[str, float | None]:
     """The numbers ``expectations/batch.py`` judges; a None metric is skipped.
 
@@ -244,21 +258,25 @@ def batch_metrics(
         duplicate_key: ``quality.duplicate_key``: what makes two rows one event.
         values: the layer's key distributions when computed in the warehouse
             (``shopflow.quality.warehouse_stats``); None: from ``frames``.
+        rates: raw only: ``duplicate_rate`` (and ``exact_duplicate_rate``) computed in the
+            warehouse (:attr:`LayerStats.rates`); None: from ``frames``.
     """
     metrics: dict[str, float | None] = {}
-    if layer == "raw":
+    if layer == "raw" and rates is not None:
+        metrics.update(rates)
+    elif layer == "raw":
         events = next(iter(frames.values()))
         metrics["duplicate_rate"] = duplicate_rate(events, duplicate_key)
         if tuple(duplicate_key) != tuple(DUPLICATE_KEY):
             # exact copies that the configured key keeps (or collapses differently): counted
             metrics["exact_duplicate_rate"] = exact_duplicate_rate(events)
-        if quarantine_counts and quarantine_counts.get("rows_read"):
-            read = quarantine_counts["rows_read"]
-            missing = quarantine_counts.get("missing_user_id", 0)
-            metrics["missing_user_rate"] = missing / read
-            metrics["other_quarantine_rate"] = (
-                max(quarantine_counts.get("quarantined", 0) - missing, 0) / read
-            )
+    if layer == "raw" and quarantine_counts and quarantine_counts.get("rows_read"):
+        read = quarantine_counts["rows_read"]
+        missing = quarantine_counts.get("missing_user_id", 0)
+        metrics["missing_user_rate"] = missing / read
+        metrics["other_quarantine_rate"] = (
+            max(quarantine_counts.get("quarantined", 0) - missing, 0) / read
+        )
     if baseline is not None:
         found = distributions(layer, frames) if values is None else values
         for name, current in found.items():

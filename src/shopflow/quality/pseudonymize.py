@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 #: Result keys holding sampled values (lists of values, or of ``{"value", "count"}``).
 _VALUE_LISTS = ("partial_unexpected_list", "unexpected_list")
 _COUNT_LISTS = ("partial_unexpected_counts", "unexpected_counts")
+#: Checks whose observed value is a column's type name (on a SQL datasource), never an id.
+_TYPE_CHECKS = ("expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type")
 
 
 def checked_columns(kwargs: dict[str, Any]) -> set[str]:
@@ -32,17 +34,19 @@ def checked_columns(kwargs: dict[str, Any]) -> set[str]:
     return {str(c) for c in named if c}
 
 
-def pseudonymize_result(result: dict[str, Any], hash_id: IdHasher) -> None:
-    """Replace the sampled values in one expectation's ``result`` by their tokens."""
+def pseudonymize_result(result: dict[str, Any], hash_id: IdHasher, *,
+                        observed: bool = True) -> None:
+    """Replace the sampled values in one expectation's ``result`` by their tokens;
+    ``observed``: the observed value too (False: it is no value of the column)."""
     for key in _VALUE_LISTS:
         if result.get(key):
             result[key] = [hash_id.value(v) for v in result[key]]
     for key in _COUNT_LISTS:
         if result.get(key):
             result[key] = [{**c, "value": hash_id.value(c.get("value"))} for c in result[key]]
-    observed = result.get("observed_value")
-    if isinstance(observed, str):
-        result["observed_value"] = hash_id.value(observed)
+    value = result.get("observed_value")
+    if observed and isinstance(value, str):
+        result["observed_value"] = hash_id.value(value)
 
 
 def pseudonymize_suite_results(suite_results: Iterable[Any], hash_id: IdHasher) -> int:
@@ -54,6 +58,7 @@ def pseudonymize_suite_results(suite_results: Iterable[Any], hash_id: IdHasher) 
             kwargs = dict(outcome.expectation_config.kwargs)
             if not checked_columns(kwargs) & USER_COLUMNS or not outcome.result:
                 continue
-            pseudonymize_result(outcome.result, hash_id)
+            pseudonymize_result(outcome.result, hash_id,
+                                observed=outcome.expectation_config.type not in _TYPE_CHECKS)
             touched += 1
     return touched

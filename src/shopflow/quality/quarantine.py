@@ -27,10 +27,8 @@ from shopflow.quality.result import GateResult, QualityError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pandas as pd
-
     from shopflow.settings import Settings
-    from shopflow.warehouse import Warehouse
+    from shopflow.warehouse import PostgresWarehouse, Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -120,18 +118,67 @@ def _expire_old(settings: Settings) -> None:
                settings.privacy.retention.quarantine)
 
 
+#: Rows per chunk when PostgreSQL streams a quarantined batch into its Parquet copy.
+_COPY_CHUNK_ROWS = 100_000
+
+
+def _copy_duckdb(warehouse: Warehouse, sql: str, path: Path) -> None:
+    """DuckDB writes the Parquet file itself (``COPY (query) TO``), streaming."""
+    from shopflow.quality.batch_view import sql_literal
+
+    warehouse.execute(f"copy ({sql}) to {sql_literal(str(path))} (format parquet)")
+
+
+def _copy_postgres(warehouse: PostgresWarehouse, sql: str, path: Path) -> None:
+    """PostgreSQL rows in chunks of a server-side cursor, appended to one Parquet file.
+
+    The file's schema is the first chunk's (a column all missing there becomes text);
+    later chunks are cast to it.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer: pq.ParquetWriter | None = None
+    with warehouse.connection.cursor(name="shopflow_quarantine", withhold=True) as cursor:
+        cursor.itersize = _COPY_CHUNK_ROWS
+        cursor.execute(sql)
+        names: list[str] = []
+        while True:
+            chunk = cursor.fetchmany(_COPY_CHUNK_ROWS)
+            names = names or [column.name for column in cursor.description]
+            if writer is not None and not chunk:
+                break
+            table = pa.Table.from_pandas(pd.DataFrame.from_records(chunk, columns=names),
+                                         preserve_index=False)
+            if writer is None:
+                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                                    for f in table.schema]).remove_metadata()
+                writer = pq.ParquetWriter(path, schema)
+            writer.write_table(table.cast(writer.schema))
+            if not chunk:
+                break
+    if writer is not None:
+        writer.close()
+
+
 def move_raw_batch(
     settings: Settings,
     warehouse: Warehouse,
     result: GateResult,
-    frame: pd.DataFrame,
 ) -> Path:
     """Move a blocked raw batch's rows from ``raw.raw_events`` to the quarantine folder.
+
+    The Parquet copy is written by the warehouse's own means (DuckDB's ``COPY``, or
+    PostgreSQL in chunks), so the batch never becomes one frame.
 
     Raises:
         QualityError: the Parquet copy does not hold every row (nothing is deleted then).
     """
     import pyarrow.parquet as pq
+
+    from shopflow.quality.batch_view import sql_literal
+    from shopflow.warehouse import PostgresWarehouse
 
     batch_id = result.batch_id
     if not batch_id:
@@ -140,16 +187,22 @@ def move_raw_batch(
     folder = settings.quarantine_dir / _safe(batch_id)
     folder.mkdir(parents=True, exist_ok=True)
     rows_path = folder / "rows.parquet"
+    events = warehouse.table("raw", "raw_events")
+    rows = int(warehouse.scalar(f"select count(*) from {events} where batch_id = :b",
+                                {"b": batch_id}) or 0)
+    select = f"select * from {events} where batch_id = {sql_literal(batch_id)}"
     with atomic.atomic_path(rows_path) as tmp:
-        frame.to_parquet(tmp, index=False)
+        if isinstance(warehouse, PostgresWarehouse):
+            _copy_postgres(warehouse, select, tmp)
+        else:
+            _copy_duckdb(warehouse, select, tmp)
     written = pq.read_metadata(rows_path).num_rows
-    if written != len(frame):
+    if written != rows:
         raise QualityError(
-            f"quarantine copy of batch {batch_id} holds {written} rows, expected {len(frame)}; "
+            f"quarantine copy of batch {batch_id} holds {written} rows, expected {rows}; "
             "rows were left in raw.raw_events"
         )
 
-    events = warehouse.table("raw", "raw_events")
     files = warehouse.table("raw", "ingested_files")
     has_files = warehouse.table_exists(files)
     if has_files:
@@ -166,8 +219,8 @@ def move_raw_batch(
     left = warehouse.scalar(f"select count(*) from {events} where batch_id = :b", {"b": batch_id})
     if left:
         raise QualityError(f"{left} rows of batch {batch_id} are still in {events}")
-    logger.warning("quarantined batch %s: %d rows moved to %s", batch_id, len(frame), folder)
-    atomic.write_text(folder / "README.md", _readme(result, moved_rows=len(frame)))
+    logger.warning("quarantined batch %s: %d rows moved to %s", batch_id, rows, folder)
+    atomic.write_text(folder / "README.md", _readme(result, moved_rows=rows))
     return folder
 
 

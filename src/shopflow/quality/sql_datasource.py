@@ -11,11 +11,13 @@ per metric query and closes it before reading the rows; closing rolls back DuckD
 implicit transaction, which discards the pending result (every metric then fails with
 "list index out of range"). GX keeps one connection open for the dialects that need it
 (SQLite, SQL Server, ...); :func:`_keep_duckdb_connection` adds DuckDB to that list, and
-:func:`close` releases the connection (and the file) when the gate is done.
+:func:`close` releases the connection (and the file) when the gate is done. GX 1.24 has
+no regex condition for DuckDB either: :func:`_add_duckdb_regex` supplies DuckDB's own.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +67,41 @@ def _keep_duckdb_connection() -> None:
         engine._PERSISTED_CONNECTION_DIALECTS = extended  # noqa: SLF001
 
 
+def _duckdb_regex(column: Any, regex: str, dialect: Any, positive: bool = True) -> Any:
+    """GX's regex condition, with DuckDB's ``regexp_matches`` where GX 1.24 has none.
+
+    ``regexp_matches`` searches like PostgreSQL's ``~`` (and the pandas path's
+    ``str.contains``); the suites' id patterns are anchored, so the verdicts are the same.
+    """
+    import sqlalchemy as sa
+    from great_expectations.expectations.metrics import util
+
+    if getattr(dialect, "name", None) != "duckdb":
+        return util.get_dialect_regex_expression(column, regex, dialect, positive)
+    matches = sa.func.regexp_matches(column, sa.literal(regex))
+    return matches if positive else sa.not_(matches)
+
+
+def _add_duckdb_regex() -> None:
+    """Give GX's ``match_regex`` / ``not_match_regex`` metrics a DuckDB expression."""
+    from great_expectations.expectations.metrics.column_map_metrics import (
+        column_values_match_regex,
+        column_values_not_match_regex,
+    )
+
+    for module in (column_values_match_regex, column_values_not_match_regex):
+        module.get_dialect_regex_expression = _duckdb_regex  # type: ignore[attr-defined]
+
+
+def _no_dialect_notice(record: logging.LogRecord) -> bool:
+    """Drop GX's "No sqlalchemy dialect found" warning (one per type check on DuckDB).
+
+    GX has no type module for duckdb-engine and compares SQLAlchemy's generic type names
+    (``String``, ``FLOAT``, ``Integer``), which the suites' type lists name on purpose.
+    """
+    return not record.getMessage().startswith("No sqlalchemy dialect found")
+
+
 def warehouse_url(settings: Settings) -> str:
     """The SQLAlchemy URL of the run's warehouse."""
     import re
@@ -96,6 +133,10 @@ def add_warehouse_datasource(context: Any, settings: Settings) -> Any:
         return ConnectionWrapper(connect_duckdb(settings, settings.warehouse_path))
 
     _keep_duckdb_connection()
+    _add_duckdb_regex()
+    notices = logging.getLogger("great_expectations.expectations.type_comparison")
+    if _no_dialect_notice not in notices.filters:
+        notices.addFilter(_no_dialect_notice)
     return context.data_sources.add_sql(
         DATASOURCE, connection_string=url, kwargs={"creator": open_duckdb}
     )

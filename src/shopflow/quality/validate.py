@@ -200,7 +200,8 @@ def evaluate(
     metrics = batch_metrics(layer, in_memory, baseline=baseline,
                             quarantine_counts=quarantine_counts,
                             duplicate_key=settings.quality.duplicate_key,
-                            values=stats.values if stats is not None else None)
+                            values=stats.values if stats is not None else None,
+                            rates=stats.rates if stats is not None else None)
     metrics_suite = suite_modules.load("batch").build_batch_suite(
         layer=layer, metrics=metrics, quality=settings.quality
     )

@@ -1,4 +1,4 @@
-"""A layer's batch statistics computed by SQL in the warehouse (staging and marts gates).
+"""A layer's batch statistics computed by SQL in the warehouse (every gate on the warehouse).
 
 The same numbers :mod:`shopflow.quality.metrics` takes from frames -- rows per table, the
 key distributions and the label rate -- but each is a query that returns an aggregate or
@@ -8,7 +8,8 @@ one number per group, so no table becomes a frame:
 - ``events_per_user_day``: ``count(*) group by user_id, day`` (one number per group);
 - ``events_lookback``: the widest ``events_*`` window of ``user_features`` at its latest
   cutoff (one number per user);
-- the label rate: ``avg(label)``.
+- the label rate: ``avg(label)``;
+- a raw batch's duplicate rate: ``count(*)`` minus the count of distinct keys.
 
 The SQL is the same on DuckDB and PostgreSQL (``date_trunc``, ``cast ... as double
 precision``), and the values are those the frame path computes, so verdicts match.
@@ -19,10 +20,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shopflow.features.matrix import numeric_values
-from shopflow.quality.metrics import LayerStats
+from shopflow.quality.metrics import DUPLICATE_KEY, LayerStats, duplicate_key_columns
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     import numpy as np
 
@@ -80,13 +81,46 @@ def _label_rate(warehouse: Warehouse, table: str) -> float | None:
     return float(rate) if rate is not None else None
 
 
-def layer_stats(warehouse: Warehouse, layer: str, tables: Mapping[str, WarehouseTable]
-                ) -> LayerStats:
-    """Rows, key distributions and label rate of a staging or marts layer, by SQL."""
+def _duplicate_rate(warehouse: Warehouse, table: WarehouseTable, columns: Sequence[str],
+                    key: Sequence[str]) -> float | None:
+    """:func:`shopflow.quality.metrics.duplicate_rate` as ``count(*)`` minus distinct keys.
+
+    ``select distinct`` treats missing values as equal, as pandas' ``duplicated`` does.
+    """
+    if not table.rows:
+        return None
+    present = duplicate_key_columns(columns, key)
+    if not present:
+        return None if present is None else 0.0
+    distinct = warehouse.scalar(
+        f"select count(*) from (select distinct {', '.join(present)} from {table.qualified}) d"
+    )
+    return (table.rows - int(distinct or 0)) / table.rows
+
+
+def _raw_rates(warehouse: Warehouse, table: WarehouseTable, key: Sequence[str]
+               ) -> dict[str, float | None]:
+    """The raw batch's duplicate rates, as :func:`shopflow.quality.metrics.batch_metrics`
+    computes them from a frame."""
+    columns = _columns(warehouse, table.qualified)
+    rates = {"duplicate_rate": _duplicate_rate(warehouse, table, columns, key)}
+    if tuple(key) != tuple(DUPLICATE_KEY):
+        rates["exact_duplicate_rate"] = _duplicate_rate(warehouse, table, columns, DUPLICATE_KEY)
+    return rates
+
+
+def layer_stats(warehouse: Warehouse, layer: str, tables: Mapping[str, WarehouseTable],
+                *, duplicate_key: Sequence[str] = DUPLICATE_KEY) -> LayerStats:
+    """Rows, key distributions, label rate (marts) and duplicate rates (raw) of a layer,
+    by SQL; ``duplicate_key``: ``quality.duplicate_key`` (raw only)."""
     values: dict[str, np.ndarray] = {}
     label_rate = None
+    rates = None
     if layer in ("raw", "staging"):
-        values = _event_values(warehouse, next(iter(tables.values())).qualified)
+        events = next(iter(tables.values()))
+        values = _event_values(warehouse, events.qualified)
+        if layer == "raw":
+            rates = _raw_rates(warehouse, events, duplicate_key)
     elif layer == "marts":
         if "user_features" in tables:
             values = _lookback_values(warehouse, tables["user_features"].qualified)
@@ -96,4 +130,5 @@ def layer_stats(warehouse: Warehouse, layer: str, tables: Mapping[str, Warehouse
         rows={name: table.rows for name, table in tables.items()},
         values=values,
         label_rate=label_rate,
+        rates=rates,
     )
