@@ -3,9 +3,12 @@
     `lookback_start < event_time <= cutoff_time`. This is the one place the window is
     drawn; user and item features aggregate it and never see events past a cutoff
     (tests/assert_user_features_use_no_future_events.sql recomputes from staging to prove
-    it). A view: the marts read it once each, and the database streams the range join
-    into their aggregations instead of storing (events x cutoffs) rows.
+    it). A table, not a view: a dozen feature families, marts and tests read it, and
+    storing the (events x cutoffs) rows once is cheaper than redoing the range join in
+    each of them (docs/performance.md).
 #}
+
+{{ config(materialized='table') }}
 
 with
 

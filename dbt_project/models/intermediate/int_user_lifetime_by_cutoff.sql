@@ -12,6 +12,10 @@
     (tests/assert_user_lifetime_features_use_no_future_events.sql recounts from staging).
 #}
 
+{#- A table, not a view: user_features and four data tests read it, which would each
+    redo the window functions over every event. -#}
+{{ config(materialized='table') }}
+
 with
 
 events as (

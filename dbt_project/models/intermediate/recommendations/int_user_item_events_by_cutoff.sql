@@ -8,6 +8,9 @@
     recommendation tests recompute these counts from staging to prove it).
 #}
 
+{#- A table, not a view: the recommendation marts and its tests read it once each. -#}
+{{ config(materialized='table') }}
+
 with
 
 events as (
