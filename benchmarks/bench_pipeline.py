@@ -423,7 +423,9 @@ def tables(runs: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[A
             if finished or run["wall_s"] > (target_s or 0) else
             f"≤ {target_s / 60:.0f} min: not finished",
             "-" if target_gib is None else
-            f"≤ {target_gib:.0f} GiB: {'met' if peak_gib <= target_gib else 'MISSED'}",
+            f"≤ {target_gib:.0f} GiB: {'MISSED' if peak_gib > target_gib else 'met'}"
+            if finished or peak_gib > target_gib else
+            f"≤ {target_gib:.0f} GiB: within so far, not finished",
         ])
     for a, b in pairs:
         ratio = b["events"] / a["events"]

@@ -97,6 +97,9 @@ def test_ten_million_events_are_judged_against_ten_minutes_and_six_gib() -> None
     assert rows[0][heads.index("target time")] == "≤ 10 min: MISSED"
     assert rows[0][heads.index("target memory")] == "≤ 6 GiB: met"
     assert rows[0][heads.index("floor s (wall / floor)")] == "3.50 (200x)"
+    killed = {**run, "state": None, "exit_code": -9}
+    _, (_, heads, rows) = tables([killed])
+    assert rows[0][heads.index("target memory")] == "≤ 6 GiB: within so far, not finished"
 
 
 def test_disk_bytes_counts_written_blocks_below_a_folder(tmp_path: Path) -> None:
