@@ -104,18 +104,23 @@ def _raw_batch(warehouse: Warehouse, batch_id: str) -> WarehouseTable:
     return view
 
 
+def _in_place(warehouse: Warehouse, layer: str, name: str, hint: str) -> WarehouseTable:
+    """A whole warehouse table to validate where it lies, with its row count."""
+    from shopflow.quality.sql_datasource import WarehouseTable
+
+    table = warehouse.table(layer, name)
+    _require(warehouse, table, hint)
+    rows = int(warehouse.scalar(f"select count(*) from {table}") or 0)
+    return WarehouseTable(warehouse.schema(layer), name, rows)
+
+
 def _layer_tables(warehouse: Warehouse, layer: str) -> dict[str, WarehouseTable]:
     """The tables of a staging or marts gate, validated where they lie (no frames)."""
     from shopflow.quality import suites
-    from shopflow.quality.sql_datasource import WarehouseTable
 
-    tables = {}
-    for spec in suites.load("checkpoints").GATE_TABLES[layer]:
-        table = warehouse.table(spec.layer, spec.table)
-        _require(warehouse, table, "build the dbt models first (shopflow transform)")
-        rows = int(warehouse.scalar(f"select count(*) from {table}") or 0)
-        tables[spec.table] = WarehouseTable(warehouse.schema(spec.layer), spec.table, rows)
-    return tables
+    return {spec.table: _in_place(warehouse, spec.layer, spec.table,
+                                  "build the dbt models first (shopflow transform)")
+            for spec in suites.load("checkpoints").GATE_TABLES[layer]}
 
 
 def run_gate(
@@ -207,14 +212,11 @@ def check_raw_table(settings: Settings) -> GateResult:
     from shopflow.warehouse import connect
 
     settings.ensure_dirs()
-    from shopflow.quality.sql_datasource import WarehouseTable
     from shopflow.quality.warehouse_stats import layer_stats
 
     with connect(settings) as warehouse:
-        events = warehouse.table("raw", "raw_events")
-        _require(warehouse, events, "ingest a source first")
-        rows = int(warehouse.scalar(f"select count(*) from {events}") or 0)
-        tables = {"raw_events": WarehouseTable(warehouse.schema("raw"), "raw_events", rows)}
+        tables = {"raw_events": _in_place(warehouse, "raw", "raw_events",
+                                          "ingest a source first")}
         stats = layer_stats(warehouse, "raw", tables, duplicate_key=settings.quality.duplicate_key)
         counts = ingest_counts(warehouse, None)
     result = evaluate(
