@@ -8,7 +8,8 @@ TORCH_FIND_LINKS ?= $(wildcard /opt/wheels)
 UV_FIND_LINKS := $(if $(TORCH_FIND_LINKS),--find-links $(TORCH_FIND_LINKS),)
 LOCK_HASH := $(shell sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
-PYTEST_ARGS ?=
+# The slowest tests are listed at the end of every run (CI's budget is watched by them).
+PYTEST_ARGS ?= --durations=40
 
 .PHONY: help setup demo airflow test test-fast lint bench lock image clean
 

@@ -77,6 +77,9 @@ def connect_duckdb(
     """
     import duckdb
 
+    if path is not None and not read_only:
+        # a fresh SHOPFLOW_HOME: DuckDB creates the file, not the folders above it
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(":memory:" if path is None else str(path), read_only=read_only)
     try:
         apply_duckdb_settings(settings, conn)
