@@ -113,7 +113,6 @@ def run_recommendation(
     import pandas as pd
 
     from shopflow.recommend.candidates import candidate_recall
-    from shopflow.recommend.data import load_events
     from shopflow.recommend.evaluate import evaluate_ranker
     from shopflow.recommend.gate import decide_recommender, recommender_ledger
 
@@ -123,8 +122,8 @@ def run_recommendation(
     config = config or RecommendConfig(seed=settings.training.seed)
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
-    events = load_events(settings)
-    data = build_ranking_data(settings, config=config, events=events)
+    # no event frame: each cutoff (and the serving snapshot) reads its own window
+    data = build_ranking_data(settings, config=config)
     seconds["data"] = time.perf_counter() - tick
 
     recall = candidate_recall(
@@ -164,8 +163,7 @@ def run_recommendation(
             from shopflow.recommend.store import recommender_digests, save_recommender
 
             tick = time.perf_counter()
-            snapshot = build_snapshot(settings, models[winner], events=events,
-                                      config=config.candidates)
+            snapshot = build_snapshot(settings, models[winner], config=config.candidates)
             metadata = {"metrics": test[winner], "validation": validation[winner],
                         "candidate_recall": recall, "split": data.describe(),
                         "config": config.describe(), "run_id": run_id or ""}

@@ -95,10 +95,10 @@ def build_snapshot(
     """Rank every known user's candidates at the serving cutoff with ``model``."""
     import pandas as pd
 
-    from shopflow.recommend.data import load_events, load_mart
+    from shopflow.recommend.data import EventWindows, load_mart
 
     started = time.perf_counter()
-    events = load_events(settings) if events is None else events
+    windows = EventWindows(settings, events)
     cutoff = serving_cutoff(settings)
     marts = {name: load_mart(settings, name, cutoffs=[cutoff]) for name in
              ("user_features", "item_features", "user_item_features", "user_category_features")}
@@ -106,8 +106,8 @@ def build_snapshot(
     lookback_days = settings.task.lookback.total_seconds() / 86_400
     # once per cutoff: the candidate window, and the user-keyed marts sorted by user so
     # each chunk (a range of the sorted users) reads a slice, never the whole mart
-    window = prepare_window(events, cutoff=cutoff, lookback=settings.task.lookback,
-                            config=config)
+    window = prepare_window(windows.window(cutoff, settings.task.lookback), cutoff=cutoff,
+                            lookback=settings.task.lookback, config=config)
     by_user = {name: _sorted_by_user(frame) for name, frame in marts.items()
                if name != "item_features"}
     pieces = []
@@ -128,12 +128,11 @@ def build_snapshot(
     ranked = (pd.concat(pieces, ignore_index=True) if pieces
               else pd.DataFrame(columns=["user_id", "cutoff_time", "item_id", "score", "rank"]))
     items, scores = stats.popular_items(depth)
-    history = events[(events["event_type"] == "purchase") & (events["event_time"] <= cutoff)]
     snapshot = ServingSnapshot(
         cutoff=cutoff,
         ranked=ranked[["user_id", "item_id", "score", "rank"]].reset_index(drop=True),
         popular=pd.DataFrame({"item_id": items, "score": scores}),
-        purchased=history[["user_id", "item_id"]].drop_duplicates().reset_index(drop=True),
+        purchased=windows.purchased(cutoff),
     )
     logger.info("snapshot at %s: %d users, %d rows in %.1fs", cutoff, len(users),
                 len(snapshot.ranked), time.perf_counter() - started)
@@ -159,14 +158,16 @@ def popularity_snapshot(settings: Settings, *, events: pd.DataFrame | None = Non
     """A snapshot with no ranker: every user gets the popularity list (cold start)."""
     import pandas as pd
 
-    from shopflow.recommend.data import load_events
+    from shopflow.recommend.data import EventWindows
 
-    events = load_events(settings) if events is None else events
-    cutoff = events["event_time"].max() if len(events) else pd.Timestamp("1970-01-01")
-    _, stats = generate_candidates(events, cutoff=cutoff, lookback=settings.task.lookback,
-                                   users=[])
+    windows = EventWindows(settings, events)
+    newest = windows.newest()
+    cutoff = newest if newest is not None else pd.Timestamp("1970-01-01")
+    lookback = settings.task.lookback
+    _, stats = generate_candidates(windows.window(cutoff, lookback), cutoff=cutoff,
+                                   lookback=lookback, users=[])
     items, scores = stats.popular_items(depth)
-    bought = events[events["event_type"] == "purchase"][["user_id", "item_id"]].drop_duplicates()
+    bought = windows.purchased()
     return ServingSnapshot(
         cutoff=cutoff,
         ranked=pd.DataFrame({"user_id": pd.Series(dtype=object), "item_id": pd.Series(dtype=object),
