@@ -90,9 +90,14 @@ def build_snapshot(
     events: pd.DataFrame | None = None,
     config: CandidateConfig | None = None,
     depth: int = DEPTH,
-    batch_users: int = 5000,
+    batch_users: int = 1000,
 ) -> ServingSnapshot:
-    """Rank every known user's candidates at the serving cutoff with ``model``."""
+    """Rank every known user's candidates at the serving cutoff with ``model``.
+
+    The serving cutoff's window is read once (``events`` when given, else the
+    warehouse); users are ranked ``batch_users`` at a time, so the feature frame of one
+    chunk (about 100 candidates x ~100 features per user) is what the chunk costs.
+    """
     import pandas as pd
 
     from shopflow.recommend.data import EventWindows, load_mart
