@@ -120,7 +120,7 @@ def load_window(settings: Settings, *, start: Any | None, end: Any | None,
     Python string per cell; on PostgreSQL the frame is converted after the fetch. This
     is what candidate generation reads per cutoff: one window, never the whole table.
     """
-    from shopflow.warehouse import connect
+    from shopflow.warehouse import DuckDBWarehouse, connect
 
     started = time.perf_counter()
     where, params = [], {}
@@ -141,7 +141,7 @@ def load_window(settings: Settings, *, start: Any | None, end: Any | None,
                 "and build the dbt marts first (shopflow.transform.run_dbt)"
             )
         sql = f"select {', '.join(columns)} from {table} {tail}"
-        if wh.backend == "duckdb":
+        if isinstance(wh, DuckDBWarehouse):
             frame = _arrow_frame(wh.connection, sql, params)
         else:
             frame = wh.query_df(sql, params or None)
@@ -270,12 +270,14 @@ def load_cutoffs(settings: Settings) -> pd.DataFrame:
 
 def load_mart(settings: Settings, name: str, *,
               cutoffs: Sequence[pd.Timestamp] | None = None,
-              buyers_only: bool = False) -> pd.DataFrame:
+              buyers_only: bool = False,
+              users: tuple[str, str] | None = None) -> pd.DataFrame:
     """One mart, optionally only the rows of some cutoffs.
 
     With ``buyers_only`` (a user-keyed mart), only the rows of users who bought
     something after the cutoff (``purchase_item_labels`` at the same cutoff) are read:
-    the only users a ranking cutoff builds rows for.
+    the only users a ranking cutoff builds rows for. With ``users = (first, last)``
+    only users in that range of ids (compared as code points, as Python sorts text).
     """
     tail, params = "", None
     if cutoffs is not None:
@@ -289,10 +291,27 @@ def load_mart(settings: Settings, name: str, *,
         tail = (tail or "where 1 = 1") + (
             f" and user_id in (select distinct user_id from {labels} l"
             f" where l.cutoff_time = {name}.cutoff_time)")
+    if users is not None:
+        column = _binary("user_id", settings)
+        tail = (tail or "where 1 = 1") + f" and {column} >= :first and {column} <= :last"
+        params = {**(params or {}), "first": users[0], "last": users[1]}
     started = time.perf_counter()
     frame = _tidy(_query(settings, "marts", name, tail, params=params))
     logger.info("read marts.%s: %d rows in %.1fs", name, len(frame), time.perf_counter() - started)
     return frame
+
+
+def _binary(column: str, settings: Settings) -> str:
+    """``column`` compared by code point (DuckDB's default; PostgreSQL needs ``"C"``)."""
+    return column if settings.warehouse.backend == "duckdb" else f'{column} collate "C"'
+
+
+def load_mart_column(settings: Settings, name: str, column: str,
+                     cutoff: pd.Timestamp) -> list[str]:
+    """The distinct non-null values of one text column of a mart at one cutoff."""
+    frame = _query(settings, "marts", name, f"where cutoff_time = :c and {column} is not null",
+                   columns=[f"distinct {column}"], params={"c": _py_datetime(cutoff)})
+    return [str(v) for v in frame[column]]
 
 
 def _py_datetime(value: Any) -> object:
