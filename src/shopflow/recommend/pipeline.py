@@ -156,6 +156,11 @@ def run_recommendation(
                                       baseline=test["popularity"],
                                       min_improvement=settings.gate.min_improvement)
         logger.info("gate 2 (%s): %s", winner, decision.reason)
+        split = data.describe()
+        # the ranking frames (up to max_eval_users_per_cutoff buyers x their candidates
+        # per cutoff) are not needed past here: free them before the snapshot ranks
+        # every known user
+        del data
 
         version = None
         if save:
@@ -165,11 +170,10 @@ def run_recommendation(
             tick = time.perf_counter()
             snapshot = build_snapshot(settings, models[winner], config=config.candidates)
             metadata = {"metrics": test[winner], "validation": validation[winner],
-                        "candidate_recall": recall, "split": data.describe(),
+                        "candidate_recall": recall, "split": split,
                         "config": config.describe(), "run_id": run_id or ""}
             version = save_recommender(settings, models[winner], snapshot, metadata=metadata)
             seconds["snapshot"] = time.perf_counter() - tick
-            split = data.describe()
             ledger.record_candidate(
                 version=version, family=winner, metrics=test[winner],
                 params=models[winner].params, feature_service="recommend_v1",
@@ -194,7 +198,7 @@ def run_recommendation(
     board = leaderboard(test)
     run = RecommendationRun(leaderboard=board, metrics=test, validation=validation,
                             candidate_recall=recall, winner=winner, decision=decision,
-                            version=version, report_path=None, split=data.describe(),
+                            version=version, report_path=None, split=split,
                             seconds=seconds)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"recommendations_{version or 'unsaved'}.html"

@@ -179,8 +179,11 @@ def train_lightgbm(data: RankingData, *, seed: int = 42, threads: int = 1,
 
 # ---- PyTorch NCF -----------------------------------------------------------------------
 def _transform(matrix: np.ndarray) -> np.ndarray:
-    """Signed log: counts and money span orders of magnitude."""
-    return np.asarray(np.sign(matrix) * np.log1p(np.abs(matrix)), dtype=np.float64)
+    """Signed log: counts and money span orders of magnitude (one new array, in place)."""
+    out = np.abs(np.asarray(matrix, dtype=np.float64))
+    np.log1p(out, out=out)
+    out *= np.sign(matrix)
+    return out
 
 
 class TorchNCFPredictor:
@@ -200,8 +203,11 @@ class TorchNCFPredictor:
     def inputs(self, frame: pd.DataFrame, matrix: np.ndarray) -> tuple[np.ndarray, ...]:
         u = np.fromiter((self.users.get(x, 0) for x in frame["user_id"]), np.int64, len(frame))
         i = np.fromiter((self.items.get(x, 0) for x in frame["item_id"]), np.int64, len(frame))
-        x = (_transform(matrix) - self.mean) / self.std
-        return u, i, np.nan_to_num(x, nan=0.0).astype(np.float32)
+        x = _transform(matrix)
+        x -= self.mean
+        x /= self.std
+        np.nan_to_num(x, nan=0.0, copy=False)
+        return u, i, x.astype(np.float32)
 
     def net(self) -> Any:
         if self._net is None:
