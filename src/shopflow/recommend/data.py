@@ -5,6 +5,13 @@ when); ranking needs the feature marts that dbt built (``user_features``,
 ``item_features`` and the recommendation marts ``user_item_features``,
 ``user_category_features``, ``purchase_item_labels``). Everything comes back as pandas
 frames with string ids and naive UTC timestamps, whatever the warehouse backend.
+
+The recommendation step never holds the whole event table: each cutoff reads its own
+window (:func:`load_window`, ids as categoricals whose values are the text ids), its own
+mart rows (:func:`load_mart` with ``cutoffs``, ``buyers_only`` or a ``users`` range) and
+the warehouse counts what needs no rows (:func:`load_purchased`,
+:func:`newest_event_time`). :func:`load_events` (the whole table) is for tests and
+notebooks.
 """
 
 from __future__ import annotations
@@ -94,7 +101,8 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_events(settings: Settings) -> pd.DataFrame:
-    """Staged events (``staging.stg_shop__events``), the columns candidates need."""
+    """All staged events (``staging.stg_shop__events``), the columns candidates need, as
+    plain text ids (tests, notebooks; the pipeline reads windows, :class:`EventWindows`)."""
     started = time.perf_counter()
     frame = _tidy(_query(settings, "staging", "stg_shop__events", columns=EVENT_COLUMNS))
     seconds = time.perf_counter() - started
