@@ -91,3 +91,36 @@ def test_hand_shop_user_item_features_labels_and_category_affinity(built: Settin
     assert set(one["cutoff_time"]) == {_t(6)}
     assert one["ui_events_lookback"].dtype == "float64"
     assert set(one["user_id"]) == {"u1", "u2"}
+
+
+def _as_text(frame: pd.DataFrame) -> list[tuple[str, ...]]:
+    return sorted(tuple("" if pd.isna(v) else str(v) for v in row)
+                  for row in frame.itertuples(index=False))
+
+
+def test_windows_ranges_and_buyers_read_what_the_whole_tables_hold(built: Settings) -> None:
+    """What recommendations read one piece at a time (a cutoff's window, a range of
+    users, a cutoff's buyers, the purchases) is that piece of the whole table."""
+    from shopflow.recommend.data import EventWindows, load_events, load_mart
+
+    events = load_events(built)
+    lookback = built.task.lookback
+    windowed, whole = EventWindows(built), EventWindows(built, events)
+    for cutoff in (_t(4), _t(6), _t(10)):
+        window = windowed.window(cutoff, lookback)
+        assert window["user_id"].dtype == "category"
+        assert window["event_time"].dtype == "datetime64[ns]"
+        assert _as_text(window) == _as_text(whole.window(cutoff, lookback)), cutoff
+        assert _as_text(windowed.purchased(cutoff)) == _as_text(whole.purchased(cutoff))
+    assert _as_text(windowed.purchased()) == _as_text(whole.purchased())
+    assert windowed.newest() == whole.newest() == events["event_time"].max()
+
+    items = load_mart(built, "user_item_features", cutoffs=[_t(6)])
+    u1 = load_mart(built, "user_item_features", cutoffs=[_t(6)], users=("u1", "u1"))
+    assert set(u1["user_id"]) == {"u1"}
+    assert _as_text(u1) == _as_text(items[items["user_id"] == "u1"])
+    labels = load_mart(built, "purchase_item_labels", cutoffs=[_t(4)])
+    buyers = load_mart(built, "user_features", cutoffs=[_t(4)], buyers_only=True)
+    everyone = load_mart(built, "user_features", cutoffs=[_t(4)])
+    assert set(buyers["user_id"]) == set(labels["user_id"]) & set(everyone["user_id"])
+    assert len(buyers) > 0

@@ -242,3 +242,39 @@ def test_snapshot_in_chunks_ranks_exactly_as_one_chunk(warehouse: Settings, run)
     pd.testing.assert_frame_equal(chunked.ranked, stored.ranked)
     pd.testing.assert_frame_equal(chunked.popular, stored.popular)
     pd.testing.assert_frame_equal(chunked.purchased, stored.purchased)
+
+
+def test_windows_from_the_warehouse_match_the_event_frame(warehouse: Settings) -> None:
+    """Each cutoff reads its own window from the warehouse (ids as categoricals, sorted
+    categories); the ranking data built that way is the one built from the whole frame."""
+    from shopflow.recommend import RecommendConfig
+    from shopflow.recommend.candidates import window_events
+    from shopflow.recommend.data import EventWindows, load_events
+    from shopflow.recommend.dataset import build_ranking_data
+
+    events = load_events(warehouse)
+    lookback = warehouse.task.lookback
+    from_frame, from_warehouse = EventWindows(warehouse, events), EventWindows(warehouse)
+    window = from_warehouse.window(PROBE_CUTOFF, lookback)
+    assert window["item_id"].dtype == "category"
+    assert window["item_id"].cat.categories.is_monotonic_increasing
+    expected = window_events(events, PROBE_CUTOFF, lookback).reset_index(drop=True)
+    assert len(window) == len(expected) > 1000
+    for column in ("user_id", "item_id", "category_id", "event_type", "order_id"):
+        got = window[column].astype(object).where(window[column].notna(), None)
+        want = expected[column].where(expected[column].notna(), None)
+        assert list(got) == list(want), column
+    assert (window["event_time"] == expected["event_time"]).all()
+    pd.testing.assert_frame_equal(from_warehouse.purchased(PROBE_CUTOFF),
+                                  from_frame.purchased(PROBE_CUTOFF))
+    assert from_warehouse.newest() == from_frame.newest()
+
+    config = RecommendConfig(max_train_cutoffs=3, seed=7)
+    streamed = build_ranking_data(warehouse, config=config)
+    whole = build_ranking_data(warehouse, config=config, events=events)
+    assert streamed.feature_names == whole.feature_names
+    for part in ("train", "validation", "test"):
+        for one, other in zip(getattr(streamed, part), getattr(whole, part), strict=True):
+            pd.testing.assert_frame_equal(one.frame, other.frame)
+            pd.testing.assert_frame_equal(one.candidates_all, other.candidates_all)
+            pd.testing.assert_frame_equal(one.labels, other.labels)

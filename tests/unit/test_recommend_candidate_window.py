@@ -126,3 +126,26 @@ def test_co_purchase_lists_are_the_top_of_the_users_seeded_neighbour_scores(
             pytest.approx(expected, rel=1e-5))
         checked += bool(expected)
     assert checked > 10
+
+
+def test_a_window_with_categorical_ids_gives_the_same_candidates(events: pd.DataFrame) -> None:
+    """Windows read from the warehouse carry ids as categoricals (``data._narrow``):
+    candidates, statistics and the co-purchase matrix must not notice."""
+    from shopflow.recommend.data import _narrow
+
+    cutoff = _cutoff(events)
+    users = _users(events, cutoff)
+    plain = window_events(events, cutoff, LOOKBACK)
+    # categories in first-seen order, as a dictionary-encoded Arrow column arrives
+    narrow = plain.copy()
+    for column in ("user_id", "item_id", "category_id", "order_id", "event_type"):
+        narrow[column] = pd.Categorical(narrow[column],
+                                        categories=pd.unique(narrow[column].dropna()))
+    narrow = _narrow(narrow)
+    assert narrow["item_id"].cat.categories.is_monotonic_increasing
+    expected, stats = generate_candidates(plain, cutoff=cutoff, lookback=LOOKBACK, users=users)
+    got, got_stats = generate_candidates(narrow, cutoff=cutoff, lookback=LOOKBACK, users=users)
+    pd.testing.assert_frame_equal(got, expected)
+    np.testing.assert_array_equal(got_stats.item_ids, stats.item_ids)
+    np.testing.assert_array_equal(got_stats.trend, stats.trend)
+    np.testing.assert_array_equal(got_stats.category, stats.category)

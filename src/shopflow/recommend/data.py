@@ -5,6 +5,13 @@ when); ranking needs the feature marts that dbt built (``user_features``,
 ``item_features`` and the recommendation marts ``user_item_features``,
 ``user_category_features``, ``purchase_item_labels``). Everything comes back as pandas
 frames with string ids and naive UTC timestamps, whatever the warehouse backend.
+
+The recommendation step never holds the whole event table: each cutoff reads its own
+window (:func:`load_window`, ids as categoricals whose values are the text ids), its own
+mart rows (:func:`load_mart` with ``cutoffs``, ``buyers_only`` or a ``users`` range) and
+the warehouse counts what needs no rows (:func:`load_purchased`,
+:func:`newest_event_time`). :func:`load_events` (the whole table) is for tests and
+notebooks.
 """
 
 from __future__ import annotations
@@ -94,13 +101,172 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_events(settings: Settings) -> pd.DataFrame:
-    """Staged events (``staging.stg_shop__events``), the columns candidates need."""
+    """All staged events (``staging.stg_shop__events``), the columns candidates need, as
+    plain text ids (tests, notebooks; the pipeline reads windows, :class:`EventWindows`)."""
     started = time.perf_counter()
     frame = _tidy(_query(settings, "staging", "stg_shop__events", columns=EVENT_COLUMNS))
     seconds = time.perf_counter() - started
     logger.info("read %d staged events in %.1fs (%.0f rows/s)", len(frame), seconds,
                 len(frame) / seconds if seconds else 0.0)
     return frame
+
+
+#: Id columns a window carries as pandas categoricals (one small dictionary per column
+#: and an integer code per row instead of a Python string per row).
+_CATEGORICAL = ("user_id", "item_id", "category_id", "order_id", "event_type")
+
+
+def load_window(settings: Settings, *, start: Any | None, end: Any | None,
+                columns: Sequence[str] = EVENT_COLUMNS,
+                purchases_only: bool = False) -> pd.DataFrame:
+    """Staged events with ``start < event_time <= end`` (either bound may be None), in
+    warehouse order, only ``columns``.
+
+    Ids come back as pandas categoricals whose categories are sorted (so factorizing
+    with ``sort=True`` orders codes as sorted ids, as for plain strings); their values
+    are still the text ids. On DuckDB the rows travel as Arrow and never become one
+    Python string per cell; on PostgreSQL the frame is converted after the fetch. This
+    is what candidate generation reads per cutoff: one window, never the whole table.
+    """
+    from shopflow.warehouse import DuckDBWarehouse, connect
+
+    started = time.perf_counter()
+    where, params = [], {}
+    if start is not None:
+        where.append("event_time > :start")
+        params["start"] = _py_datetime(start)
+    if end is not None:
+        where.append("event_time <= :end")
+        params["end"] = _py_datetime(end)
+    if purchases_only:
+        where.append("event_type = 'purchase'")
+    tail = ("where " + " and ".join(where)) if where else ""
+    with connect(settings) as wh:
+        table = wh.table("staging", "stg_shop__events")
+        if not wh.table_exists(table):
+            raise RecommendDataError(
+                f"{table} is not in the {settings.warehouse.backend} warehouse: ingest events "
+                "and build the dbt marts first (shopflow.transform.run_dbt)"
+            )
+        sql = f"select {', '.join(columns)} from {table} {tail}"
+        if isinstance(wh, DuckDBWarehouse):
+            frame = _arrow_frame(wh.connection, sql, params)
+        else:
+            frame = wh.query_df(sql, params or None)
+    frame = _narrow(frame)
+    logger.info("read %d staged events (%s < event_time <= %s) in %.1fs", len(frame), start, end,
+                time.perf_counter() - started)
+    return frame
+
+
+def _arrow_frame(con: Any, sql: str, params: dict[str, object]) -> pd.DataFrame:
+    """A DuckDB query as pandas via Arrow, string columns dictionary-encoded first."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from shopflow.warehouse import _PLACEHOLDER
+
+    relation = con.sql(_PLACEHOLDER.sub(r"$\1", sql), params=params or None)
+    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow  # duckdb < 1.4
+    table = fetch()
+    for index, name in enumerate(table.column_names):
+        column = table.column(index)
+        if name in _CATEGORICAL and (pa.types.is_string(column.type)
+                                     or pa.types.is_large_string(column.type)):
+            table = table.set_column(index, name, pc.dictionary_encode(column))
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
+
+
+def _narrow(frame: pd.DataFrame) -> pd.DataFrame:
+    """Ids as categoricals with sorted text categories, timestamps naive UTC."""
+    for column in frame.columns:
+        if column in _CATEGORICAL:
+            values = frame[column]
+            if values.dtype != "category":
+                values = values.astype("string").astype(object).astype("category")
+            categories = values.cat.categories
+            if len(categories) and not isinstance(categories[0], str):
+                values = values.cat.rename_categories([str(c) for c in categories])
+            if not values.cat.categories.is_monotonic_increasing:
+                values = values.cat.reorder_categories(sorted(values.cat.categories))
+            frame[column] = values
+        elif column.endswith("_time"):
+            frame[column] = _naive(frame[column])
+    return frame
+
+
+def load_purchased(settings: Settings, *, until: Any | None = None) -> pd.DataFrame:
+    """Distinct ``user_id, item_id`` bought at or before ``until`` (all when None), sorted,
+    as text: counted in the warehouse, so no event frame is held."""
+    from shopflow.warehouse import connect
+
+    tail, params = "", None
+    if until is not None:
+        tail, params = "and event_time <= :until", {"until": _py_datetime(until)}
+    with connect(settings) as wh:
+        table = wh.table("staging", "stg_shop__events")
+        frame = wh.query_df(
+            f"select distinct user_id, item_id from {table} "
+            f"where event_type = 'purchase' and user_id is not null and item_id is not null "
+            f"{tail} order by user_id, item_id", params)
+    return _tidy(frame).reset_index(drop=True)
+
+
+def newest_event_time(settings: Settings) -> pd.Timestamp | None:
+    """The newest staged event's time (naive UTC), None when there is none."""
+    import pandas as pd
+
+    from shopflow.warehouse import connect
+
+    with connect(settings) as wh:
+        table = wh.table("staging", "stg_shop__events")
+        value = wh.scalar(f"select max(event_time) from {table}")
+    if value is None or pd.isna(value):
+        return None
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp
+
+
+class EventWindows:
+    """Where a cutoff's events come from: the warehouse, one window per query (the
+    default), or a frame already in memory (tests, notebooks)."""
+
+    def __init__(self, settings: Settings, events: pd.DataFrame | None = None) -> None:
+        self.settings = settings
+        self.events = events
+
+    def window(self, cutoff: Any, lookback: Any) -> pd.DataFrame:
+        """Events in ``(cutoff - lookback, cutoff]``."""
+        import pandas as pd
+
+        from shopflow.recommend.candidates import window_events
+
+        if self.events is not None:
+            return window_events(self.events, cutoff, lookback)
+        cutoff = pd.Timestamp(cutoff)
+        return load_window(self.settings, start=cutoff - pd.Timedelta(lookback), end=cutoff)
+
+    def purchased(self, until: Any | None = None) -> pd.DataFrame:
+        """Distinct ``user_id, item_id`` bought at or before ``until``."""
+        if self.events is None:
+            return load_purchased(self.settings, until=until)
+        events = self.events
+        mask = events["event_type"] == "purchase"
+        if until is not None:
+            mask &= events["event_time"] <= until
+        bought = events.loc[mask, ["user_id", "item_id"]].drop_duplicates()
+        return bought.sort_values(["user_id", "item_id"]).reset_index(drop=True)
+
+    def newest(self) -> pd.Timestamp | None:
+        """The newest event's time."""
+        import pandas as pd
+
+        if self.events is None:
+            return newest_event_time(self.settings)
+        return pd.Timestamp(self.events["event_time"].max()) if len(self.events) else None
 
 
 def load_cutoffs(settings: Settings) -> pd.DataFrame:
@@ -111,8 +277,16 @@ def load_cutoffs(settings: Settings) -> pd.DataFrame:
 
 
 def load_mart(settings: Settings, name: str, *,
-              cutoffs: Sequence[pd.Timestamp] | None = None) -> pd.DataFrame:
-    """One mart, optionally only the rows of some cutoffs."""
+              cutoffs: Sequence[pd.Timestamp] | None = None,
+              buyers_only: bool = False,
+              users: tuple[str, str] | None = None) -> pd.DataFrame:
+    """One mart, optionally only the rows of some cutoffs.
+
+    With ``buyers_only`` (a user-keyed mart), only the rows of users who bought
+    something after the cutoff (``purchase_item_labels`` at the same cutoff) are read:
+    the only users a ranking cutoff builds rows for. With ``users = (first, last)``
+    only users in that range of ids (compared as code points, as Python sorts text).
+    """
     tail, params = "", None
     if cutoffs is not None:
         if not len(cutoffs):
@@ -120,10 +294,32 @@ def load_mart(settings: Settings, name: str, *,
         names = [f"c{i}" for i in range(len(cutoffs))]
         tail = "where cutoff_time in (" + ", ".join(f":{n}" for n in names) + ")"
         params = {n: _py_datetime(c) for n, c in zip(names, cutoffs, strict=True)}
+    if buyers_only:
+        labels = f"{settings.warehouse.schema('marts')}.purchase_item_labels"
+        tail = (tail or "where 1 = 1") + (
+            f" and user_id in (select distinct user_id from {labels} l"
+            f" where l.cutoff_time = {name}.cutoff_time)")
+    if users is not None:
+        column = _binary("user_id", settings)
+        tail = (tail or "where 1 = 1") + f" and {column} >= :first and {column} <= :last"
+        params = {**(params or {}), "first": users[0], "last": users[1]}
     started = time.perf_counter()
     frame = _tidy(_query(settings, "marts", name, tail, params=params))
     logger.info("read marts.%s: %d rows in %.1fs", name, len(frame), time.perf_counter() - started)
     return frame
+
+
+def _binary(column: str, settings: Settings) -> str:
+    """``column`` compared by code point (DuckDB's default; PostgreSQL needs ``"C"``)."""
+    return column if settings.warehouse.backend == "duckdb" else f'{column} collate "C"'
+
+
+def load_mart_column(settings: Settings, name: str, column: str,
+                     cutoff: pd.Timestamp) -> list[str]:
+    """The distinct non-null values of one text column of a mart at one cutoff."""
+    frame = _query(settings, "marts", name, f"where cutoff_time = :c and {column} is not null",
+                   columns=[f"distinct {column}"], params={"c": _py_datetime(cutoff)})
+    return [str(v) for v in frame[column]]
 
 
 def _py_datetime(value: Any) -> object:

@@ -246,26 +246,25 @@ def build_ranking_data(
 ) -> RankingData:
     """Load the warehouse and build train/validation/test ranking data.
 
+    Cutoff by cutoff: each reads its own window of events (``events`` when given, else
+    the warehouse, one query per window) and its own mart rows, so memory holds one
+    cutoff's inputs at a time and time grows with events x cutoffs.
+
     Raises:
         RankingDataError: too few cutoffs, or no buyer in some part.
         RecommendDataError: a table is missing from the warehouse.
     """
-    from shopflow.recommend.data import load_cutoffs, load_events, load_mart
+    from shopflow.recommend.data import EventWindows, load_cutoffs, load_mart
 
     config = config or RecommendConfig()
     started = time.perf_counter()
-    events = load_events(settings) if events is None else events
+    windows = EventWindows(settings, events)
     cutoffs = load_cutoffs(settings)
     parts = split_cutoffs(
         cutoffs, validation=settings.training.validation_cutoffs,
         test=settings.training.test_cutoffs, max_train=config.max_train_cutoffs,
         purge=config.purge,
     )
-    wanted = [c for part in parts.values() for c in part]
-    marts = {name: load_mart(settings, name, cutoffs=wanted) for name in
-             ("user_features", "item_features", "user_item_features", "user_category_features",
-              "purchase_item_labels")}
-    labels = marts.pop("purchase_item_labels")
     rng = np.random.default_rng(config.seed)
     built: dict[str, list[CutoffData]] = {}
     for part, part_cutoffs in parts.items():
@@ -273,12 +272,21 @@ def build_ranking_data(
         built[part] = []
         for cutoff in part_cutoffs:
             tick = time.perf_counter()
+            # one cutoff at a time: its window of events, its labels, and the marts'
+            # rows of that cutoff (user-keyed ones: its buyers' rows only)
+            labels = load_mart(settings, "purchase_item_labels", cutoffs=[cutoff])
+            marts = {name: load_mart(settings, name, cutoffs=[cutoff],
+                                     buyers_only=name != "item_features")
+                     for name in ("user_features", "item_features", "user_item_features",
+                                  "user_category_features")}
             one = build_cutoff(
-                settings, events, cutoff, labels, marts, config=config,
+                settings, windows.window(cutoff, settings.task.lookback), cutoff, labels, marts,
+                config=config,
                 max_users=config.max_train_users_per_cutoff if training
                 else config.max_eval_users_per_cutoff,
                 negatives=config.train_negatives if training else None, rng=rng,
             )
+            del marts, labels
             built[part].append(one)
             logger.info("%s cutoff %s: %d buyers, %d ranking rows in %.1fs", part, cutoff,
                         len(one.slices), len(one.frame), time.perf_counter() - tick)

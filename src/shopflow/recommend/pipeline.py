@@ -113,7 +113,6 @@ def run_recommendation(
     import pandas as pd
 
     from shopflow.recommend.candidates import candidate_recall
-    from shopflow.recommend.data import load_events
     from shopflow.recommend.evaluate import evaluate_ranker
     from shopflow.recommend.gate import decide_recommender, recommender_ledger
 
@@ -123,8 +122,8 @@ def run_recommendation(
     config = config or RecommendConfig(seed=settings.training.seed)
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
-    events = load_events(settings)
-    data = build_ranking_data(settings, config=config, events=events)
+    # no event frame: each cutoff (and the serving snapshot) reads its own window
+    data = build_ranking_data(settings, config=config)
     seconds["data"] = time.perf_counter() - tick
 
     recall = candidate_recall(
@@ -157,6 +156,11 @@ def run_recommendation(
                                       baseline=test["popularity"],
                                       min_improvement=settings.gate.min_improvement)
         logger.info("gate 2 (%s): %s", winner, decision.reason)
+        split = data.describe()
+        # the ranking frames (up to max_eval_users_per_cutoff buyers x their candidates
+        # per cutoff) are not needed past here: free them before the snapshot ranks
+        # every known user
+        del data
 
         version = None
         if save:
@@ -164,14 +168,12 @@ def run_recommendation(
             from shopflow.recommend.store import recommender_digests, save_recommender
 
             tick = time.perf_counter()
-            snapshot = build_snapshot(settings, models[winner], events=events,
-                                      config=config.candidates)
+            snapshot = build_snapshot(settings, models[winner], config=config.candidates)
             metadata = {"metrics": test[winner], "validation": validation[winner],
-                        "candidate_recall": recall, "split": data.describe(),
+                        "candidate_recall": recall, "split": split,
                         "config": config.describe(), "run_id": run_id or ""}
             version = save_recommender(settings, models[winner], snapshot, metadata=metadata)
             seconds["snapshot"] = time.perf_counter() - tick
-            split = data.describe()
             ledger.record_candidate(
                 version=version, family=winner, metrics=test[winner],
                 params=models[winner].params, feature_service="recommend_v1",
@@ -196,7 +198,7 @@ def run_recommendation(
     board = leaderboard(test)
     run = RecommendationRun(leaderboard=board, metrics=test, validation=validation,
                             candidate_recall=recall, winner=winner, decision=decision,
-                            version=version, report_path=None, split=data.describe(),
+                            version=version, report_path=None, split=split,
                             seconds=seconds)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"recommendations_{version or 'unsaved'}.html"

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 # The family names are ``shopflow.settings.RANKER_FAMILIES`` (with the propensity ones).
 
+#: Rows :meth:`RankerModel.score` turns into a feature matrix at once (also the torch
+#: ranker's inference batch).
+SCORE_BLOCK_ROWS = 65_536
+
 
 @dataclass
 class RankerModel:
@@ -59,9 +63,22 @@ class RankerModel:
         return feature_matrix(frame, self.feature_names)
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        """A score per candidate row; higher means recommend earlier."""
+        """A score per candidate row; higher means recommend earlier.
+
+        Rows are scored in blocks of ``SCORE_BLOCK_ROWS``: the float64 feature matrix and
+        a predictor's temporaries (the torch ranker's transform makes several copies)
+        then exist for one block at a time, not for the whole frame. Rows are scored
+        independently, so the scores are the same as in one piece (the block size is the
+        torch ranker's own batch size, so its batches do not move).
+        """
         if len(frame) == 0:
             return np.zeros(0)
+        if len(frame) <= SCORE_BLOCK_ROWS:
+            return self._score_block(frame)
+        return np.concatenate([self._score_block(frame.iloc[start:start + SCORE_BLOCK_ROWS])
+                               for start in range(0, len(frame), SCORE_BLOCK_ROWS)])
+
+    def _score_block(self, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.predictor.predict(frame, self.matrix(frame)), dtype=np.float64)
 
 
@@ -162,8 +179,11 @@ def train_lightgbm(data: RankingData, *, seed: int = 42, threads: int = 1,
 
 # ---- PyTorch NCF -----------------------------------------------------------------------
 def _transform(matrix: np.ndarray) -> np.ndarray:
-    """Signed log: counts and money span orders of magnitude."""
-    return np.asarray(np.sign(matrix) * np.log1p(np.abs(matrix)), dtype=np.float64)
+    """Signed log: counts and money span orders of magnitude (one new array, in place)."""
+    out = np.abs(np.asarray(matrix, dtype=np.float64))
+    np.log1p(out, out=out)
+    out *= np.sign(matrix)
+    return out
 
 
 class TorchNCFPredictor:
@@ -183,8 +203,11 @@ class TorchNCFPredictor:
     def inputs(self, frame: pd.DataFrame, matrix: np.ndarray) -> tuple[np.ndarray, ...]:
         u = np.fromiter((self.users.get(x, 0) for x in frame["user_id"]), np.int64, len(frame))
         i = np.fromiter((self.items.get(x, 0) for x in frame["item_id"]), np.int64, len(frame))
-        x = (_transform(matrix) - self.mean) / self.std
-        return u, i, np.nan_to_num(x, nan=0.0).astype(np.float32)
+        x = _transform(matrix)
+        x -= self.mean
+        x /= self.std
+        np.nan_to_num(x, nan=0.0, copy=False)
+        return u, i, x.astype(np.float32)
 
     def net(self) -> Any:
         if self._net is None:
@@ -201,8 +224,8 @@ class TorchNCFPredictor:
         net = self.net()
         out = []
         with torch.no_grad():
-            for start in range(0, len(u), 65_536):
-                sl = slice(start, start + 65_536)
+            for start in range(0, len(u), SCORE_BLOCK_ROWS):
+                sl = slice(start, start + SCORE_BLOCK_ROWS)
                 out.append(net(torch.from_numpy(u[sl]), torch.from_numpy(i[sl]),
                                torch.from_numpy(x[sl])).numpy())
         return np.concatenate(out) if out else np.zeros(0)

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEPTH = 100
+#: The marts keyed by user that the snapshot reads a page of users at a time.
+USER_MARTS = ("user_features", "user_item_features", "user_category_features")
+#: Chunks of ``batch_users`` per page of mart rows read from the warehouse.
+PAGE_CHUNKS = 20
 _FILES = ("ranked", "popular", "purchased")
 
 
@@ -90,54 +94,79 @@ def build_snapshot(
     events: pd.DataFrame | None = None,
     config: CandidateConfig | None = None,
     depth: int = DEPTH,
-    batch_users: int = 5000,
+    batch_users: int = 1000,
 ) -> ServingSnapshot:
-    """Rank every known user's candidates at the serving cutoff with ``model``."""
+    """Rank every known user's candidates at the serving cutoff with ``model``.
+
+    The serving cutoff's window is read once (``events`` when given, else the
+    warehouse); users are ranked ``batch_users`` at a time, so the feature frame of one
+    chunk (about 100 candidates x ~100 features per user) is what the chunk costs.
+    """
     import pandas as pd
 
-    from shopflow.recommend.data import load_events, load_mart
+    from shopflow.recommend.data import EventWindows, load_mart
 
     started = time.perf_counter()
-    events = load_events(settings) if events is None else events
+    windows = EventWindows(settings, events)
     cutoff = serving_cutoff(settings)
-    marts = {name: load_mart(settings, name, cutoffs=[cutoff]) for name in
-             ("user_features", "item_features", "user_item_features", "user_category_features")}
-    users = np.asarray(sorted(marts["user_features"]["user_id"].unique()), dtype=object)
+    items_at_cutoff = load_mart(settings, "item_features", cutoffs=[cutoff])
+    users = serving_users(settings, cutoff)
     lookback_days = settings.task.lookback.total_seconds() / 86_400
-    # once per cutoff: the candidate window, and the user-keyed marts sorted by user so
-    # each chunk (a range of the sorted users) reads a slice, never the whole mart
-    window = prepare_window(events, cutoff=cutoff, lookback=settings.task.lookback,
-                            config=config)
-    by_user = {name: _sorted_by_user(frame) for name, frame in marts.items()
-               if name != "item_features"}
+    # once per cutoff: the candidate window; the user-keyed marts are read a page of
+    # users at a time (sorted by user), each chunk (a range of the sorted users) slices
+    # its page, so no mart is held whole
+    window = prepare_window(windows.window(cutoff, settings.task.lookback), cutoff=cutoff,
+                            lookback=settings.task.lookback, config=config)
+    page_users = batch_users * PAGE_CHUNKS
     pieces = []
-    for start in range(0, max(len(users), 1), batch_users):
-        chunk = users[start:start + batch_users]
-        candidates = window.candidates(chunk)
-        if candidates.empty:
-            continue
-        sliced = {name: _user_range(frame, chunk[0], chunk[-1])
-                  for name, frame in by_user.items()}
-        sliced["item_features"] = marts["item_features"]
-        frame = feature_frame(candidates, sliced, lookback_days=lookback_days)
-        pieces.append(top_k(frame, model.score(frame), depth))
-        done = min(start + batch_users, len(users))
-        logger.info("snapshot: ranked %d/%d users (%.0f users/s)", done, len(users),
-                    done / max(time.perf_counter() - started, 1e-9))
+    for page_start in range(0, len(users), page_users):
+        page = users[page_start:page_start + page_users]
+        by_user = {name: _sorted_by_user(load_user_range(settings, name, cutoff, page[0],
+                                                         page[-1]))
+                   for name in USER_MARTS}
+        for start in range(0, len(page), batch_users):
+            chunk = page[start:start + batch_users]
+            candidates = window.candidates(chunk)
+            if candidates.empty:
+                continue
+            sliced = {name: _user_range(frame, chunk[0], chunk[-1])
+                      for name, frame in by_user.items()}
+            sliced["item_features"] = items_at_cutoff
+            frame = feature_frame(candidates, sliced, lookback_days=lookback_days)
+            pieces.append(top_k(frame, model.score(frame), depth))
+            done = page_start + min(start + batch_users, len(page))
+            logger.info("snapshot: ranked %d/%d users (%.0f users/s)", done, len(users),
+                        done / max(time.perf_counter() - started, 1e-9))
+        del by_user
     stats = window.stats
     ranked = (pd.concat(pieces, ignore_index=True) if pieces
               else pd.DataFrame(columns=["user_id", "cutoff_time", "item_id", "score", "rank"]))
     items, scores = stats.popular_items(depth)
-    history = events[(events["event_type"] == "purchase") & (events["event_time"] <= cutoff)]
     snapshot = ServingSnapshot(
         cutoff=cutoff,
         ranked=ranked[["user_id", "item_id", "score", "rank"]].reset_index(drop=True),
         popular=pd.DataFrame({"item_id": items, "score": scores}),
-        purchased=history[["user_id", "item_id"]].drop_duplicates().reset_index(drop=True),
+        purchased=windows.purchased(cutoff),
     )
     logger.info("snapshot at %s: %d users, %d rows in %.1fs", cutoff, len(users),
                 len(snapshot.ranked), time.perf_counter() - started)
     return snapshot
+
+
+def serving_users(settings: Settings, cutoff: pd.Timestamp) -> np.ndarray:
+    """Every user with a ``user_features`` row at ``cutoff``, sorted (text ids)."""
+    from shopflow.recommend.data import load_mart_column
+
+    ids = load_mart_column(settings, "user_features", "user_id", cutoff)
+    return np.asarray(sorted(ids), dtype=object)
+
+
+def load_user_range(settings: Settings, name: str, cutoff: pd.Timestamp, first: str,
+                    last: str) -> pd.DataFrame:
+    """A user-keyed mart's rows at ``cutoff`` whose user is in ``[first, last]``."""
+    from shopflow.recommend.data import load_mart
+
+    return load_mart(settings, name, cutoffs=[cutoff], users=(first, last))
 
 
 def _sorted_by_user(frame: pd.DataFrame) -> pd.DataFrame:
@@ -159,14 +188,16 @@ def popularity_snapshot(settings: Settings, *, events: pd.DataFrame | None = Non
     """A snapshot with no ranker: every user gets the popularity list (cold start)."""
     import pandas as pd
 
-    from shopflow.recommend.data import load_events
+    from shopflow.recommend.data import EventWindows
 
-    events = load_events(settings) if events is None else events
-    cutoff = events["event_time"].max() if len(events) else pd.Timestamp("1970-01-01")
-    _, stats = generate_candidates(events, cutoff=cutoff, lookback=settings.task.lookback,
-                                   users=[])
+    windows = EventWindows(settings, events)
+    newest = windows.newest()
+    cutoff = newest if newest is not None else pd.Timestamp("1970-01-01")
+    lookback = settings.task.lookback
+    _, stats = generate_candidates(windows.window(cutoff, lookback), cutoff=cutoff,
+                                   lookback=lookback, users=[])
     items, scores = stats.popular_items(depth)
-    bought = events[events["event_type"] == "purchase"][["user_id", "item_id"]].drop_duplicates()
+    bought = windows.purchased()
     return ServingSnapshot(
         cutoff=cutoff,
         ranked=pd.DataFrame({"user_id": pd.Series(dtype=object), "item_id": pd.Series(dtype=object),
