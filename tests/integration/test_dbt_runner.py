@@ -139,12 +139,13 @@ def test_leakage_test_fails_when_features_read_past_the_cutoff(
     write_raw_events(hand_settings, hand_events())
 
     with pytest.raises(DbtError) as caught:
-        # the intermediate's own range test would stop the build first, and so would the
-        # feature families' tests (they read the same window); skip them so the marts are
-        # built and the marts' leakage tests get to judge them
+        # the intermediate's own range test and unit test would stop the build first, and
+        # so would the feature families' tests (they read the same window); skip them so
+        # the marts are built and the marts' leakage tests get to judge them
         run_dbt(
             hand_settings,
             command="build --exclude int_user_events_by_cutoff_inside_lookback"
+                    " first_in_window_flags_open_each_kind_once_per_window"
                     " tag:feature_family,resource_type:test",
             select="+user_features +item_features",
             project_dir=project,

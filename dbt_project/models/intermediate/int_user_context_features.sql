@@ -8,6 +8,9 @@
     carts + purchases), pooled over the touched items (or categories), so a popular item
     weighs more than a rarely seen one.
 
+    Item counts are summed from int_user_item_events_by_cutoff (the window's events per
+    user and item) rather than from every event again.
+
     Missing values: the item features are NULL only when the touched items had no view,
     cart or purchase in the window (returns only); the category features are NULL when
     none of the user's events has a category (e.g. data without category_id).
@@ -25,16 +28,23 @@ events as (
 
 ),
 
+user_items as (
+
+    -- one row per (user, item, cutoff) with an event in the window, its counts by type
+    select * from {{ ref('int_user_item_events_by_cutoff') }}
+
+),
+
 item_stats as (
 
     select
         cutoff_time,
         item_id,
-        count(*) as item_events,
-        sum(case when event_type in ('view', 'cart', 'purchase') then 1 else 0 end) as item_interactions,
-        sum(case when event_type = 'purchase' then 1 else 0 end) as item_purchases
+        sum(ui_events_lookback) as item_events,
+        sum(ui_views_lookback + ui_carts_lookback + ui_purchases_lookback) as item_interactions,
+        sum(ui_purchases_lookback) as item_purchases
 
-    from events
+    from user_items
 
     group by cutoff_time, item_id
 
@@ -53,12 +63,6 @@ category_stats as (
     where category_id is not null
 
     group by cutoff_time, category_id
-
-),
-
-user_items as (
-
-    select distinct user_id, cutoff_time, item_id from events
 
 ),
 
@@ -117,7 +121,7 @@ category_context as (
 
 keys as (
 
-    select distinct user_id, cutoff_time from events
+    select distinct user_id, cutoff_time from user_items
 
 ),
 

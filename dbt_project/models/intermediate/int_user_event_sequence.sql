@@ -12,6 +12,14 @@
     Sessions split where the gap to the previous instant exceeds `session_gap_seconds`:
     30 minutes (the usual web-analytics default, needs no settings), or the horizon when
     the horizon is shorter (minute-level tasks), so a session never spans a label window.
+
+    previous_*_time: the event_time of the user's previous event of the same kind (item,
+    day, item and day, category, order line, purchase of the item), in (event_time,
+    event_id) order; NULL for the first. An event opens its kind in a cutoff's window
+    exactly when that previous time is NULL or at or before the window's start, so
+    int_user_events_by_cutoff turns them into first-in-window flags and the families sum
+    those flags instead of `count(distinct ...)` per (user, cutoff) (one sort over the
+    events instead of one hash of every (event x cutoff) row per distinct count).
 #}
 
 {#- A table, not a view like the other intermediates: user_features and this model's tests
@@ -25,9 +33,63 @@ with
 
 events as (
 
-    select event_id, user_id, event_type, event_time
+    select event_id, user_id, item_id, order_id, category_id, event_type, event_time
 
     from {{ ref('stg_shop__events') }}
+
+),
+
+previous_lines as (
+
+    select
+        event_id,
+        event_time,
+        lag(event_time) over (
+            partition by user_id order by event_time, event_id
+        ) as previous_time,
+        lag(event_time) over (
+            partition by user_id, item_id order by event_time, event_id
+        ) as previous_item_time,
+        case when category_id is not null then
+            lag(event_time) over (
+                partition by user_id, category_id order by event_time, event_id
+            )
+        end as previous_category_time,
+        -- a purchase without an order id is an order of its own (as in user_features)
+        case when event_type = 'purchase' then
+            lag(event_time) over (
+                partition by user_id, event_type, coalesce(order_id, event_id)
+                order by event_time, event_id
+            )
+        end as previous_order_line_time,
+        case when event_type = 'purchase' then
+            lag(event_time) over (
+                partition by user_id, item_id, event_type order by event_time, event_id
+            )
+        end as previous_item_purchase_time
+
+    from events
+
+),
+
+previous_of_kind as (
+
+    -- the previous event of the same day is the previous event when that falls on the
+    -- same date (and none otherwise); likewise for the same item and day
+    select
+        event_id,
+        previous_item_time,
+        case when cast(previous_time as date) = cast(event_time as date)
+            then previous_time
+        end as previous_same_day_time,
+        case when cast(previous_item_time as date) = cast(event_time as date)
+            then previous_item_time
+        end as previous_item_same_day_time,
+        previous_category_time,
+        previous_order_line_time,
+        previous_item_purchase_time
+
+    from previous_lines
 
 ),
 
@@ -126,9 +188,17 @@ final as (
             as gap_seconds,
         case when ranked.line_at_instant = 1 and ranked.event_type = 'purchase'
             then purchase_instants_gapped.purchase_gap_seconds
-        end as purchase_gap_seconds
+        end as purchase_gap_seconds,
+        previous_of_kind.previous_item_time,
+        previous_of_kind.previous_same_day_time,
+        previous_of_kind.previous_item_same_day_time,
+        previous_of_kind.previous_category_time,
+        previous_of_kind.previous_order_line_time,
+        previous_of_kind.previous_item_purchase_time
 
     from ranked
+
+    inner join previous_of_kind on ranked.event_id = previous_of_kind.event_id
 
     inner join instants_sessionised
         on

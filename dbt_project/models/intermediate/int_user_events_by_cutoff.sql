@@ -6,6 +6,14 @@
     it). A table, not a view: a dozen feature families, marts and tests read it, and
     storing the (events x cutoffs) rows once is cheaper than redoing the range join in
     each of them (docs/performance.md).
+
+    Per-event history from int_user_event_sequence rides along (it only looks backwards,
+    so it cannot bring in anything after a cutoff): the session and the gaps the session
+    and timing families read, and first-in-window flags. is_first_of_<kind> is 1 on the
+    one event of the window that opens its kind -- its user's item, day, item and day,
+    category, order (purchases), purchase of the item -- i.e. whose previous event of the
+    same kind is before the window (or missing). Summing a flag per group is exactly the
+    `count(distinct ...)` of that kind in the window, without hashing every row again.
 #}
 
 {{ config(materialized='table') }}
@@ -14,7 +22,22 @@ with
 
 events as (
 
-    select * from {{ ref('stg_shop__events') }}
+    select
+        staged.*,
+        event_sequence.session_number,
+        event_sequence.gap_seconds,
+        event_sequence.purchase_gap_seconds,
+        event_sequence.previous_item_time,
+        event_sequence.previous_same_day_time,
+        event_sequence.previous_item_same_day_time,
+        event_sequence.previous_category_time,
+        event_sequence.previous_order_line_time,
+        event_sequence.previous_item_purchase_time
+
+    from {{ ref('stg_shop__events') }} as staged
+
+    inner join {{ ref('int_user_event_sequence') }} as event_sequence
+        on staged.event_id = event_sequence.event_id
 
 ),
 
@@ -38,7 +61,25 @@ windowed as (
         events.price,
         events.quantity,
         events.event_time,
-        {{ shopflow.seconds_between('events.event_time', 'cutoffs.cutoff_time') }} as seconds_before_cutoff
+        {{ shopflow.seconds_between('events.event_time', 'cutoffs.cutoff_time') }} as seconds_before_cutoff,
+        events.session_number,
+        events.gap_seconds,
+        events.purchase_gap_seconds,
+        {%- for kind, previous, condition in [
+            ('item', 'previous_item_time', none),
+            ('day', 'previous_same_day_time', none),
+            ('item_day', 'previous_item_same_day_time', none),
+            ('category', 'previous_category_time', 'events.category_id is not null'),
+            ('order', 'previous_order_line_time', "events.event_type = 'purchase'"),
+            ('item_purchase', 'previous_item_purchase_time', "events.event_type = 'purchase'"),
+        ] %}
+        case
+            when {% if condition %}{{ condition }} and {% endif -%}
+                (events.{{ previous }} is null or events.{{ previous }} <= cutoffs.lookback_start)
+                then 1
+            else 0
+        end as is_first_of_{{ kind }}{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from events
 

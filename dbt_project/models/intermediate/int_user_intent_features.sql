@@ -9,6 +9,9 @@
     view-only data) still have the view-based features ("viewed only": viewed, neither
     carted nor bought, in the window).
 
+    The per-item counts come from int_user_item_events_by_cutoff (the same window's
+    events per (user, item, cutoff)), so the events are not grouped per item twice.
+
     Missing values: the counts and the value are 0 when nothing qualifies;
     days_since_last_cart is NULL without a cart in the window.
 #}
@@ -19,28 +22,21 @@
 
 with
 
-events as (
-
-    select * from {{ ref('int_user_events_by_cutoff') }}
-
-),
-
 per_item as (
 
+    -- the window's events of each (user, cutoff, item), already aggregated once
     select
         user_id,
         cutoff_time,
         item_id,
-        sum(case when event_type = 'view' then 1 else 0 end) as views,
-        sum(case when event_type = 'cart' then 1 else 0 end) as carts,
-        sum(case when event_type = 'purchase' then 1 else 0 end) as purchases,
-        min(case when event_type = 'cart' then seconds_before_cutoff end) as last_cart_seconds,
-        min(case when event_type = 'purchase' then seconds_before_cutoff end) as last_purchase_seconds,
-        max(case when event_type = 'cart' then price end) as cart_price
+        ui_views_lookback as views,
+        ui_carts_lookback as carts,
+        ui_purchases_lookback as purchases,
+        seconds_since_last_cart as last_cart_seconds,
+        seconds_since_last_purchase as last_purchase_seconds,
+        max_cart_price as cart_price
 
-    from events
-
-    group by user_id, cutoff_time, item_id
+    from {{ ref('int_user_item_events_by_cutoff') }}
 
 ),
 

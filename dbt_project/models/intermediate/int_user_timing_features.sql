@@ -1,12 +1,12 @@
 {#
-    Timing family: how regularly a user comes back and buys (the inputs of
-    buy-till-you-die models), one row per (user_id, cutoff_time) of
-    int_user_events_by_cutoff.
+    Timing family: how regularly a user comes back and buys (the inputs of buy-till-you-
+    die models), one row per (user_id, cutoff_time) of int_user_events_by_cutoff.
 
-    Gaps are between consecutive instants (int_user_event_sequence) and count only when
-    both ends lie in the window (lookback_start, cutoff_time]: the earlier end is
-    seconds_before_cutoff + gap before the cutoff. Nothing after the cutoff is read (the
-    later end is a windowed event), nothing older than the lookback either.
+    Gaps are between consecutive instants (int_user_event_sequence, carried on
+    int_user_events_by_cutoff) and count only when both ends lie in the window
+    (lookback_start, cutoff_time]: the earlier end is seconds_before_cutoff + gap before
+    the cutoff. Nothing after the cutoff is read (the later end is a windowed event),
+    nothing older than the lookback either.
 
     Missing values are NULL, never imputed: no gap (one instant) -> mean NULL; fewer than
     two gaps -> std and cv NULL (sample std); no purchase gap -> purchase_recency ratio
@@ -27,12 +27,6 @@ events as (
 
 ),
 
-event_sequence as (
-
-    select * from {{ ref('int_user_event_sequence') }}
-
-),
-
 joined as (
 
     select
@@ -41,17 +35,15 @@ joined as (
         events.event_type,
         events.seconds_before_cutoff,
         case
-            when events.seconds_before_cutoff + event_sequence.gap_seconds < {{ lookback }}
-                then event_sequence.gap_seconds
+            when events.seconds_before_cutoff + events.gap_seconds < {{ lookback }}
+                then events.gap_seconds
         end as gap_seconds,
         case
-            when events.seconds_before_cutoff + event_sequence.purchase_gap_seconds < {{ lookback }}
-                then event_sequence.purchase_gap_seconds
+            when events.seconds_before_cutoff + events.purchase_gap_seconds < {{ lookback }}
+                then events.purchase_gap_seconds
         end as purchase_gap_seconds
 
     from events
-
-    inner join event_sequence on events.event_id = event_sequence.event_id
 
 ),
 

@@ -22,7 +22,8 @@ aggregated as (
         sum(case when event_type = 'view' then 1 else 0 end) as item_views_lookback,
         sum(case when event_type = 'cart' then 1 else 0 end) as item_carts_lookback,
         sum(case when event_type = 'purchase' then 1 else 0 end) as item_purchases_lookback,
-        count(distinct case when event_type = 'purchase' then user_id end) as item_buyers_lookback,
+        -- distinct buyers: each buyer's first purchase of the item in the window
+        sum(is_first_of_item_purchase) as item_buyers_lookback,
         avg(price) as item_avg_price,
         min(price) as item_min_price,
         max(price) as item_max_price

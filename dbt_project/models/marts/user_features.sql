@@ -59,13 +59,13 @@ aggregated as (
         sum(case when event_type = 'purchase' then 1 else 0 end) as purchases_lookback,
         sum(case when event_type = 'return' then 1 else 0 end) as returns_lookback,
         -- a purchase without an order id is an order of its own
-        count(distinct case when event_type = 'purchase' then coalesce(order_id, event_id) end)
+        sum(is_first_of_order)
             as orders_lookback,
         sum(case when event_type = 'purchase' then quantity else 0 end) as units_lookback,
         sum(purchase_amount) as monetary_lookback,
-        count(distinct item_id) as distinct_items_lookback,
-        count(distinct category_id) as distinct_categories_lookback,
-        count(distinct cast(event_time as date)) as active_days_lookback
+        sum(is_first_of_item) as distinct_items_lookback,
+        sum(is_first_of_category) as distinct_categories_lookback,
+        sum(is_first_of_day) as active_days_lookback
 
     from events
 

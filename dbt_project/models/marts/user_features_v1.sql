@@ -48,9 +48,9 @@ aggregated as (
         sum(case when seconds_before_cutoff < {{ window_30d }} then 1 else 0 end) as events_30d,
         sum(case when event_type = 'view' then 1 else 0 end) as views_lookback,
         sum(case when event_type = 'cart' then 1 else 0 end) as carts_lookback,
-        count(distinct item_id) as distinct_items_lookback,
-        count(distinct category_id) as distinct_categories_lookback,
-        count(distinct cast(event_time as date)) as active_days_lookback,
+        sum(is_first_of_item) as distinct_items_lookback,
+        sum(is_first_of_category) as distinct_categories_lookback,
+        sum(is_first_of_day) as active_days_lookback,
 
         ----------  buying
         sum(case when event_type = 'purchase' and seconds_before_cutoff < {{ window_7d }} then 1 else 0 end)
@@ -60,7 +60,7 @@ aggregated as (
         sum(case when event_type = 'purchase' then 1 else 0 end) as purchases_lookback,
         sum(case when event_type = 'return' then 1 else 0 end) as returns_lookback,
         -- a purchase without an order id is an order of its own
-        count(distinct case when event_type = 'purchase' then coalesce(order_id, event_id) end)
+        sum(is_first_of_order)
             as orders_lookback,
         sum(case when event_type = 'purchase' then quantity else 0 end) as units_lookback,
         sum(case when seconds_before_cutoff < {{ window_30d }} then purchase_amount else 0 end)

@@ -36,7 +36,12 @@ aggregated as (
         max(seconds_before_cutoff) as seconds_since_first_event,
         min(case when event_type = 'purchase' then seconds_before_cutoff end)
             as seconds_since_last_purchase,
-        count(distinct cast(event_time as date)) as ui_active_days_lookback,
+        -- for int_user_intent_features, which aggregates these pairs per (user, cutoff)
+        min(case when event_type = 'cart' then seconds_before_cutoff end)
+            as seconds_since_last_cart,
+        max(case when event_type = 'cart' then price end) as max_cart_price,
+        -- the distinct days of the pair (is_first_of_item_day: int_user_events_by_cutoff)
+        cast(sum(is_first_of_item_day) as bigint) as ui_active_days_lookback,
         max(event_time) as last_event_time
 
     from events
