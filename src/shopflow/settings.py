@@ -169,6 +169,13 @@ class GeneratorSettings(_Section):
         "comes back (1.5 days later on average; a 24th of a sub-day period) and buys the "
         "carted items. 0: carts only mark intent.",
     )
+    checkout_minutes: float = Field(
+        default=0.0, ge=0, le=120,
+        description="Mean minutes a session that buys keeps going between its carts and "
+        "its purchase (the checkout: it views the carted items again, then pays), while a "
+        "session that carts without buying ends at the cart. 0: the purchase follows the "
+        "carts at once (and the dump leaves the key out, so fingerprints stay).",
+    )
     chunk_events: int = Field(default=1_000_000, gt=0)
 
     @model_validator(mode="after")
@@ -201,6 +208,8 @@ class GeneratorSettings(_Section):
         # (so a dump validates again).
         data: dict[str, Any] = handler(self)
         data.pop("period" if self.period is None else "days", None)
+        if not self.checkout_minutes:
+            data.pop("checkout_minutes", None)
         return data
 
     @property

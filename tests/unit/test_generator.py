@@ -386,3 +386,32 @@ def test_shoppers_come_back_to_buy_a_cart_they_left(period: str | None) -> None:
     none, buys_without = came_back(base)
     some, buys_with = came_back(base.model_copy(update={"cart_return_rate": 0.3}))
     assert some > 2 * max(none, 1) and buys_with > buys_without
+
+
+def test_buyers_check_out_minutes_after_the_cart() -> None:
+    """checkout_minutes: a session that buys goes on after its carts (views of the carted
+    items) and pays minutes later; 0 keeps the purchase right after the carts and leaves
+    the key out of the dump (fingerprints of existing configs stay)."""
+    base = GeneratorSettings(events=30_000, period="3h", seed=13, chunk_events=10_000,
+                             missing_user_rate=0.0, duplicate_rate=0.0, late_event_rate=0.0)
+    assert "checkout_minutes" not in base.model_dump()
+
+    def checkout(params: GeneratorSettings) -> tuple[float, float]:
+        events = _frame(params).sort_values(["user_id", "event_time"], kind="stable")
+        events = events[events["event_type"].isin(["view", "cart", "purchase"])]
+        cart_time = events["event_time"].where(events["event_type"] == "cart")
+        last_cart = cart_time.groupby(events["user_id"]).ffill()
+        paid = events[events["event_type"] == "purchase"].groupby("order_id").head(1)
+        delay = (paid["event_time"] - last_cart[paid.index]).dt.total_seconds()
+        # views within 15 minutes after a cart: in a checkout, of the items then bought
+        after_cart = ((events["event_type"] == "view")
+                      & (events["event_time"] - last_cart < pd.Timedelta(minutes=15)))
+        bought = events.loc[events["event_type"] == "purchase", ["user_id", "item_id"]]
+        seen = events.loc[after_cart, ["user_id", "item_id"]].merge(bought.drop_duplicates())
+        return float(delay.median()), len(seen) / max(int(after_cart.sum()), 1)
+
+    quick, before = checkout(base)
+    slow, after = checkout(base.model_copy(update={"checkout_minutes": 8.0}))
+    assert quick < 120 and 3 * 60 < slow < 15 * 60, (quick, slow)
+    assert after > 2 * before, (before, after)
+

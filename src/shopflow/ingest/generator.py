@@ -23,6 +23,16 @@ arrivals days late) scaled to a share of the period (see :class:`_Clock`). It ha
 visitors per event and a lower purchase rate per session, so that at a 30-minute horizon
 about 1-2% of (user, cutoff) rows are positive. Periods of whole days are unchanged.
 
+Two knobs (both off by default, byte-identical when off) add what real shoppers do with a
+cart, which activity counts alone do not show: ``cart_return_rate`` brings some shoppers
+back in a later session to buy a cart they left, and ``checkout_minutes`` makes buying a
+step of its own: a session that buys goes on after its carts (views of the carted items,
+the checkout) and pays minutes later, while a session that carts without buying ends at
+the cart. In a real clickstream a purchase mostly happens within the same active session
+shortly after a cart, so "an open cart *and* an event a minute ago" says a purchase is
+coming while either alone says little: an interaction that a model summing log-odds of
+counts cannot read (``configs/clickstream.yaml`` sets both).
+
 Everything is vectorised numpy over sessions and events, written chunk by chunk (memory
 bounded by ``chunk_events``), and fully determined by the parameters: the same arguments
 give byte-identical files (Parquet, CSV or gzipped CSV, whose gzip header carries no time).
@@ -97,9 +107,15 @@ class _Clock:
     buy_logit: float  # log-odds of buying a cart, for a user of average intent
     cart_return_mean_s: float  # mean delay of a session that buys an abandoned cart
     events_per_user: int  # the default number of users is events / events_per_user
+    checkout_s: float = 0.0  # mean checkout of a session that buys (generator.checkout_minutes)
 
 
 def _clock(params: GeneratorSettings) -> _Clock:
+    clock = _period_clock(params)
+    return dataclasses.replace(clock, checkout_s=60.0 * params.checkout_minutes)
+
+
+def _period_clock(params: GeneratorSettings) -> _Clock:
     seconds = params.period_seconds
     if not params.sub_day:
         return _Clock(days=seconds // int(_DAY), seconds=seconds, seasonal=True,
@@ -268,6 +284,7 @@ class _Sessions:
     return_delay: np.ndarray  # seconds from session start to the return
     keep: np.ndarray  # events kept (all but for the one session cut to hit the budget)
     basket: np.ndarray  # -1, or a key shared by a cart session and the later one that buys it
+    checkout: np.ndarray  # views of the carted items between the carts and the purchase
 
     def __len__(self) -> int:
         return len(self.start)
@@ -275,8 +292,9 @@ class _Sessions:
     @property
     def events(self) -> np.ndarray:
         views, lines = self.views.astype(np.int64), self.lines.astype(np.int64)
-        counts: np.ndarray = np.minimum(views + lines + lines * self.purchased + self.returns,
-                                        self.keep)
+        counts: np.ndarray = np.minimum(
+            views + lines + self.checkout.astype(np.int64) + lines * self.purchased
+            + self.returns, self.keep)
         return counts
 
     def take(self, index: np.ndarray) -> _Sessions:
@@ -340,10 +358,12 @@ def _draw_sessions(shop: _Shop, params: GeneratorSettings, scale: float,
     sessions = _Sessions(
         user=user, start=start, category=category, views=views, lines=lines,
         purchased=purchased, returns=returns, return_delay=return_delay,
-        keep=np.zeros(n), basket=basket,
+        keep=np.zeros(n), basket=basket, checkout=np.zeros(n, dtype=np.int64),
     )
     if params.cart_return_rate > 0:
         sessions = _with_cart_returns(sessions, clock, params, carted & ~purchased, rng)
+    if params.checkout_minutes > 0:
+        sessions = _with_checkout(sessions, rng)
     # Compact dtypes: the session plan is what scales with the number of events.
     big = np.iinfo(np.int32).max
     return _Sessions(
@@ -357,6 +377,7 @@ def _draw_sessions(shop: _Shop, params: GeneratorSettings, scale: float,
         return_delay=sessions.return_delay.astype(np.int32),
         keep=np.full(len(sessions), big, dtype=np.int32),
         basket=sessions.basket,
+        checkout=sessions.checkout.astype(np.int16),
     )
 
 
@@ -385,11 +406,32 @@ def _with_cart_returns(s: _Sessions, clock: _Clock, params: GeneratorSettings,
         user=s.user[back], start=back_start[back], category=s.category[back],
         views=s.lines[back], lines=s.lines[back], purchased=np.ones(int(back.sum()), bool),
         returns=returns[back], return_delay=return_delay[back], keep=s.keep[back],
-        basket=s.basket[back],
+        basket=s.basket[back], checkout=s.checkout[back],
     )
     merged = _Sessions(**{name: np.concatenate([getattr(s, name), getattr(follow, name)])
                           for name in s.__dataclass_fields__})
     return merged.take(np.argsort(merged.start, kind="stable"))
+
+
+#: Views of the carted items in a checkout: geometric from 1, 4 on average.
+_CHECKOUT_VIEWS_P = 0.25
+
+
+def _with_checkout(s: _Sessions, rng: np.random.Generator) -> _Sessions:
+    """Give every session that buys a checkout between its carts and its purchase.
+
+    Real shoppers who buy do not pay the instant they cart: they go on in the same session
+    (view the cart, compare, fill in the checkout) and pay minutes later, while most
+    sessions that cart without buying end at the cart. So "an open cart *and* an event a
+    minute ago" means a purchase is coming; either alone means little (an open cart an
+    hour old was abandoned; a minute-old event without a cart is browsing). Only a model
+    that combines the two (an interaction, not a sum of log-odds) reads it. The checkout
+    is ``checkout`` views of the carted items (geometric from 1, 4 on average) over
+    ``generator.checkout_minutes`` on average (:func:`_expand`). Drawn after every other
+    draw of the session plan, so 0 minutes leaves the file byte-identical.
+    """
+    views = np.where(s.purchased, rng.geometric(_CHECKOUT_VIEWS_P, len(s)), 0)
+    return dataclasses.replace(s, checkout=views.astype(np.int64))
 
 
 def _sessions_for_budget(shop: _Shop, params: GeneratorSettings, budget: int,
@@ -435,14 +477,19 @@ def _expand(shop: _Shop, s: _Sessions, first_session: int,
     pos = np.arange(total) - offsets[sess]
     views, lines = s.views[sess].astype(np.int64), s.lines[sess].astype(np.int64)
     bought = lines * s.purchased[sess]
-    # Row layout of a session: views, carts, purchases, returns (a cut session keeps a prefix).
+    checkout = s.checkout[sess].astype(np.int64)  # 0 unless generator.checkout_minutes
+    paid = views + lines + checkout  # first purchase row of the session
+    # Row layout of a session: views, carts, checkout views (of the carted items, in turn),
+    # purchases, returns (a cut session keeps a prefix).
     kind = np.select(
-        [pos < views, pos < views + lines, pos < views + lines + bought],
-        [0, 1, 2],
+        [pos < views, pos < views + lines, pos < paid, pos < paid + bought],
+        [0, 1, 0, 2],
         default=3,
     ).astype(np.int8)
-    line = pos - np.select([kind == 0, kind == 1, kind == 2], [0, views, views + lines],
-                           default=views + lines + bought)
+    in_checkout = (pos >= views + lines) & (pos < paid)
+    line = pos - np.select([kind == 1, kind == 2, kind == 3], [views, paid, paid + bought],
+                           default=0)
+    line = np.where(in_checkout, (pos - views - lines) % np.maximum(lines, 1), line)
 
     # Items: views draw by Zipf popularity within the session's category (log-uniform
     # rank); carts, purchases and returns refer back to the viewed item of their line.
@@ -454,7 +501,7 @@ def _expand(shop: _Shop, s: _Sessions, first_session: int,
         draw[linked] = _key_uniform(s.basket[sess][linked], pos[linked])
     rank = np.minimum(np.floor(np.power(size + 1.0, draw)) - 1, size - 1)
     item = shop.cat_start[cat] + rank.astype(np.int64)
-    source_row = np.where(kind == 0, np.arange(total), offsets[sess] + line)
+    source_row = np.where((kind == 0) & ~in_checkout, np.arange(total), offsets[sess] + line)
     item = item[source_row]
     price = np.round(shop.item_price[item] * (1.0 + rng.normal(0.0, 0.05, total)), 2)
     price = np.maximum(price, 0.01)[source_row]
@@ -465,6 +512,10 @@ def _expand(shop: _Shop, s: _Sessions, first_session: int,
     quantity = np.where(kind == 3, -quantity, quantity)
 
     gaps = rng.exponential(_MEAN_VIEW_GAP_S, total).astype(np.int64) + 1
+    if checkout.any():  # the checkout and the purchase: slower steps, minutes in all
+        slow = (pos >= views + lines) & (pos <= paid) & (checkout > 0)
+        mean_s = shop.clock.checkout_s * _CHECKOUT_VIEWS_P / (1 + _CHECKOUT_VIEWS_P)
+        gaps[slow] = rng.exponential(mean_s, int(slow.sum())).astype(np.int64) + 1
     gaps[offsets[counts > 0]] = 0
     elapsed = np.cumsum(gaps)
     elapsed -= elapsed[offsets[sess]]
@@ -539,7 +590,9 @@ def iter_event_tables(params: GeneratorSettings, *,
             users=len(shop.propensity),
             items=len(shop.item_price),
             sessions=len(sessions),
-            purchase_sessions=int(np.sum(sessions.purchased & (events > sessions.views + sessions.lines))),
+            purchase_sessions=int(np.sum(
+                sessions.purchased
+                & (events > sessions.views + sessions.lines + sessions.checkout))),
         )
     bounds = _chunk_bounds(events, params.chunk_events)
     cumulative = np.concatenate([[0], np.cumsum(events)])
