@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from benchmarks.bench_pipeline import (
+    DEPLOY_PENDING,
     _parse_summary,
     _tree_rss_bytes,
     disk_bytes,
@@ -100,6 +101,18 @@ def test_ten_million_events_are_judged_against_ten_minutes_and_six_gib() -> None
     killed = {**run, "state": None, "exit_code": -9}
     _, (_, heads, rows) = tables([killed])
     assert rows[0][heads.index("target memory")] == "≤ 6 GiB: within so far, not finished"
+
+
+def test_a_run_ending_deploy_pending_is_a_finished_training_dag() -> None:
+    """The bench starts no model service, so gate 3 waits: every training stage ran."""
+    run = {**_run(1_000_000, 1.0), "state": DEPLOY_PENDING, "exit_code": 4,
+           "wall_s": 200.0, "peak_tree_mib": 3_000.0}
+    small = {**_run(100_000, 1.0), "state": DEPLOY_PENDING, "exit_code": 4, "wall_s": 50.0}
+    _, (_, heads, rows) = tables([small, run])
+    by_size = {row[0]: row for row in rows}
+    assert by_size["1,000,000"][heads.index("state")] == DEPLOY_PENDING
+    assert by_size["1,000,000"][heads.index("target time")] == "≤ 5 min: met"
+    assert by_size["x per 10x 100k→1M"][heads.index("wall s")] == "4.0"
 
 
 def test_disk_bytes_counts_written_blocks_below_a_folder(tmp_path: Path) -> None:
