@@ -9,14 +9,13 @@ takes its tasks), two workers of one task slot each, and a real model service.
 Unpausing ``shopflow_training`` starts a scheduled run at once; it is failed straight away
 (it would train the recommender too, which holds one of the two slots) and a manual run
 with three candidate families and without the recommender is triggered, as the trigger
-form does. That run must succeed, and its mapped candidates, queued together when the
-training set is ready, run on both workers, side by side: a task instance's hostname is
-the worker's Celery node name. Three, not two: a worker's slot stays taken for a moment
-after its task reports success (its task process exits; 5 s measured after Feast and GX
-tasks), so the worker that ran ``training_set`` may still be busy when the candidates
-are queued, and with two candidates the idle worker sometimes ran both, one after the
-other (1 run in 5); with three it would have to finish two trainings before the other
-frees. After the stack stops, no process of any of its process groups is left.
+form does. That run must succeed; its mapped candidates all run; and its tasks run on both workers,
+side by side (a task instance's hostname is the worker's Celery node name): two tasks on
+different workers overlap in time. Which tasks overlap is the scheduler's business, not
+this test's: the candidates are queued together when the training set is ready, but on a
+quiet machine each trains in ~1.5 s, and one CI run placed all three on one worker while
+the other ran a 9 s task of a parallel branch (side by side, just not the candidates).
+After the stack stops, no process of any of its process groups is left.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from itertools import pairwise
+from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -189,18 +188,20 @@ def test_celery_kept_the_task_states_in_the_postgresql_result_backend(
     assert states["SUCCESS"] >= len(ran) > 10, states
 
 
-def test_the_mapped_candidates_ran_on_both_workers_side_by_side(
+def test_the_run_ran_on_both_workers_side_by_side(
         stack: AirflowStack, celery_run: dict[str, Any]) -> None:
     candidates = _candidates(celery_run)
     assert sorted(t["map_index"] for t in candidates) == list(range(len(CANDIDATES)))
     assert all(t["state"] == "success" for t in candidates), candidates
-    placed = {t["map_index"]: t["hostname"] for t in candidates}
-    print("\n" + "\n".join(f"train_candidate[{i}] ({CANDIDATES[i]}) on {host}"
-                           for i, host in sorted(placed.items())))
-    assert set(placed.values()) == set(stack.worker_hostnames), placed
-    # side by side (two of them at once), not one after the other
-    spans = sorted((parse_time(t["start_date"]), parse_time(t["end_date"])) for t in candidates)
-    assert any(later[0] < earlier[1] for earlier, later in pairwise(spans)), spans
+    ran = [t for t in celery_run["tasks"] if t["state"] == "success"]
+    print("\n" + "\n".join(f"{t['task_id']}[{t['map_index']}] on {t['hostname']}: "
+                           f"{t['start_date']} .. {t['end_date']}" for t in ran))
+    assert {t["hostname"] for t in ran} == set(stack.worker_hostnames), ran
+    # side by side: some two tasks on different workers ran at the same time
+    spans = [(parse_time(t["start_date"]), parse_time(t["end_date"]), t["hostname"])
+             for t in ran]
+    assert any(a[2] != b[2] and a[0] < b[1] and b[0] < a[1]
+               for a, b in combinations(spans, 2)), spans
 
 
 def test_a_workers_task_log_reads_in_the_api(
