@@ -68,18 +68,24 @@ def _naive(series: pd.Series) -> pd.Series:
     return values.astype("datetime64[ns]")
 
 
+def _existing_table(settings: Settings, wh: Any, layer: str, name: str) -> str:
+    """``layer.name`` as the warehouse spells it; a clear error when dbt has not built it."""
+    table: str = wh.table(layer, name)
+    if not wh.table_exists(table):
+        raise RecommendDataError(
+            f"{table} is not in the {settings.warehouse.backend} warehouse: ingest events "
+            "and build the dbt marts first (shopflow.transform.run_dbt)"
+        )
+    return table
+
+
 def _query(settings: Settings, layer: str, name: str, sql_tail: str = "",
            columns: Sequence[str] | None = None,
            params: dict[str, object] | None = None) -> pd.DataFrame:
     from shopflow.warehouse import connect
 
     with connect(settings) as wh:
-        table = wh.table(layer, name)
-        if not wh.table_exists(table):
-            raise RecommendDataError(
-                f"{table} is not in the {settings.warehouse.backend} warehouse: ingest events "
-                "and build the dbt marts first (shopflow.transform.run_dbt)"
-            )
+        table = _existing_table(settings, wh, layer, name)
         cols = ", ".join(columns) if columns else "*"
         return wh.query_df(f"select {cols} from {table} {sql_tail}", params)
 
@@ -142,12 +148,7 @@ def load_window(settings: Settings, *, start: Any | None, end: Any | None,
         where.append("event_type = 'purchase'")
     tail = ("where " + " and ".join(where)) if where else ""
     with connect(settings) as wh:
-        table = wh.table("staging", "stg_shop__events")
-        if not wh.table_exists(table):
-            raise RecommendDataError(
-                f"{table} is not in the {settings.warehouse.backend} warehouse: ingest events "
-                "and build the dbt marts first (shopflow.transform.run_dbt)"
-            )
+        table = _existing_table(settings, wh, "staging", "stg_shop__events")
         sql = f"select {', '.join(columns)} from {table} {tail}"
         if isinstance(wh, DuckDBWarehouse):
             frame = _arrow_frame(wh.connection, sql, params)
