@@ -266,3 +266,24 @@ def test_only_the_api_server_loads_the_shopflow_view(services: dict[str, Any]) -
         "/opt/shopflow/plugins"
     assert "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS" in services["airflow-apiserver"][
         "environment"]  # the override keeps the common Airflow settings
+
+
+def _dockerignore_patterns() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_dockerignore_keeps_run_state_out_of_the_build_context() -> None:
+    """``docker compose build`` sends the whole folder first: a SHOPFLOW_HOME is gigabytes."""
+    patterns = set(_dockerignore_patterns())
+    assert {".venv", ".shopflow", ".git", "src/shopflow/_code_version"} <= patterns
+
+
+def test_dockerignore_excludes_nothing_the_dockerfile_copies() -> None:
+    sources = [part for line in DOCKERFILE.read_text().splitlines() if line.startswith("COPY")
+               for part in line.split()[1:-1] if not part.startswith("--")]
+    assert "src" in sources and "requirements.lock" in sources
+    for source in sources:
+        for pattern in _dockerignore_patterns():
+            assert not (source == pattern or source.startswith(pattern.rstrip("/") + "/")), \
+                (source, pattern)
