@@ -345,6 +345,25 @@ def test_cli_whole_table_check_changes_nothing(settings: Settings) -> None:
     assert not any(settings.quarantine_dir.iterdir())
 
 
+def test_whole_table_check_reports_a_bad_row_and_acts_on_nothing(settings: Settings) -> None:
+    """``check_raw_table`` has no batch to quarantine: it reports, and every row stays."""
+    from shopflow.quality.gate import check_raw_table
+
+    load_batch(settings, _negative_prices(events("b1")))
+    with connect(settings) as warehouse:
+        before = warehouse.scalar("select count(*) from raw.raw_events")
+    result = check_raw_table(settings)
+    assert not result.success
+    assert "price not negative" in {c.check for c in result.failed_errors}, result.headline()
+    assert result.report_path is not None and result.report_path.name.startswith("raw-table-")
+    assert any("volume and drift" in note for note in result.notes)
+    with connect(settings) as warehouse:
+        after = warehouse.scalar("select count(*) from raw.raw_events")
+    assert after == before
+    assert load_baseline(settings, "raw") is None
+    assert not any(settings.quarantine_dir.iterdir())
+
+
 def test_unknown_layer_and_missing_table_are_clear_errors(settings: Settings) -> None:
     with pytest.raises(QualityError, match="unknown layer 'gold'"):
         run_gate(settings, "gold")  # type: ignore[arg-type]
