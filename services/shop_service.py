@@ -205,16 +205,7 @@ class ShopService:
         if experiment is not None:
             return await self._predict_arms(ctx, record, ids, experiment)
         try:
-            if self.batcher is not None:
-                served, probabilities, known, features = await self.batcher(ids)
-            elif len(ids) <= INLINE_BATCH:
-                served, probabilities, known, features = self.runtime.predict_with_features(ids)
-            else:
-                import anyio.to_thread
-
-                served, probabilities, known, features = await anyio.to_thread.run_sync(
-                    self.runtime.predict_with_features, ids
-                )
+            served, probabilities, known, features = await self._champion_answer(ids)
         except NoProductionModel as exc:
             return _error(ctx, 503, str(exc))
         except Exception:
@@ -229,12 +220,8 @@ class ShopService:
                                                      PROBE if "probe" in record else LIVE))
         if self.scores is not None:
             self.scores.observe_predict(served.version, scores, flags)
-        hash_id = self.runtime.hash_id
-        record["request_id"] = request_id
-        record["n_users"] = len(ids)
-        record["users"] = [hash_id(uid) for uid in ids[:3]]
-        record["unknown"] = len(ids) - sum(flags)
-        record["model_version"] = served.version
+        self._note_request(record, request_id, ids, unknown=len(ids) - sum(flags),
+                           version=served.version)
         body = json.dumps(
             {
                 "model_version": served.version,
@@ -263,14 +250,7 @@ class ShopService:
         parts: list[tuple[str, list[int], Any, Any, Any, Any]] = []
         try:
             if champion_rows:
-                group = [ids[i] for i in champion_rows]
-                if self.batcher is not None:
-                    answer = await self.batcher(group)
-                else:
-                    import anyio.to_thread
-
-                    answer = await anyio.to_thread.run_sync(
-                        self.runtime.predict_with_features, group)
+                answer = await self._champion_answer([ids[i] for i in champion_rows])
                 parts.append((CHAMPION, champion_rows, *answer))
             if challenger_rows:
                 group = [ids[i] for i in challenger_rows]
@@ -307,15 +287,34 @@ class ShopService:
                 predictions[i] = {"user_id": ids[i], "purchase_probability": p,
                                   "known_user": k, "model_version": served.version, "arm": arm}
         version = parts[0][2].version  # the champion's, unless it answered nobody
+        self._note_request(record, request_id, ids, unknown=unknown, version=version)
+        body = json.dumps({"model_version": version, "predictions": predictions},
+                          separators=(",", ":"))
+        return Response(body, media_type="application/json",
+                        headers={"x-request-id": request_id})
+
+    async def _champion_answer(self, ids: list[str]) -> tuple[Any, Any, Any, Any]:
+        """The production model's (served, probabilities, known, features) for ``ids``.
+
+        Micro-batched when batching is on; otherwise a small request is scored inline and
+        a large one on a worker thread, so it does not hold up the event loop.
+        """
+        if self.batcher is not None:
+            return await self.batcher(ids)
+        if len(ids) <= INLINE_BATCH:
+            return self.runtime.predict_with_features(ids)
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self.runtime.predict_with_features, ids)
+
+    def _note_request(self, record: dict[str, Any], request_id: str, ids: list[str], *,
+                      unknown: int, version: str) -> None:
+        """What the access log line says about a ``/predict`` request (ids hashed, 3 at most)."""
         record["request_id"] = request_id
         record["n_users"] = len(ids)
         record["users"] = [self.runtime.hash_id(uid) for uid in ids[:3]]
         record["unknown"] = unknown
         record["model_version"] = version
-        body = json.dumps({"model_version": version, "predictions": predictions},
-                          separators=(",", ":"))
-        return Response(body, media_type="application/json",
-                        headers={"x-request-id": request_id})
 
     def _challenger_batcher(self, challenger: Any) -> Any:
         """The micro-batcher of the A/B test's challenger (one per challenger: a new
