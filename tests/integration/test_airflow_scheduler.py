@@ -46,6 +46,7 @@ from dag_runs import (
 )
 
 from shopflow.ledger import Ledger
+from shopflow.orchestration.assets import DRIFT_DETECTED
 from shopflow.orchestration.stack import AirflowStack
 from shopflow.processes import wait_until
 from shopflow.serving.process import free_port
@@ -171,7 +172,15 @@ def test_manual_run_deployed_and_passed_gate_3_on_the_live_service(
 @pytest.fixture(scope="module")
 def drift(stack: AirflowStack, api: httpx.Client,
           training_runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The monitoring DAG with drift induced (threshold at a hair), then the retraining."""
+    """The monitoring DAG with drift induced (threshold at a hair), then the retraining.
+
+    Unpausing also starts a scheduled monitoring run, which may report drift too. While
+    the training DAG is at ``max_active_runs`` (say, its daily cron run fell due during
+    this module) Airflow defers the asset-triggered run, and events that arrive meanwhile
+    are merged into one queue entry: the run it then creates lists only the first event.
+    So the retraining is any new asset-triggered run fed by a monitoring run's drift
+    event, and that *our* run emitted the event is checked on the asset events API.
+    """
     known = {r["dag_run_id"] for r in get_runs(api, TRAINING)}
     unpause(api, "shopflow_monitoring")
     run_id = trigger_run(api, "shopflow_monitoring", {"drift_threshold": 1e-9,
@@ -182,23 +191,23 @@ def drift(stack: AirflowStack, api: httpx.Client,
         return [r for r in get_runs(api, TRAINING)
                 if r["dag_run_id"] not in known and r["run_type"] == "asset_triggered"]
 
-    def ours() -> dict[str, Any] | None:
-        """The asset-triggered run that consumed this monitoring run's drift event.
+    def fed_by_drift(run: dict[str, Any]) -> bool:
+        events = api.get(f"/api/v2/dags/{TRAINING}/dagRuns/{run['dag_run_id']}"
+                         "/upstreamAssetEvents").json()["asset_events"]
+        return bool(events) and all(e["uri"] == DRIFT_DETECTED.uri for e in events)
 
-        Unpausing also starts a scheduled monitoring run, which may report drift too.
-        """
-        for run in retrainings():
-            events = api.get(f"/api/v2/dags/{TRAINING}/dagRuns/{run['dag_run_id']}"
-                             "/upstreamAssetEvents").json()["asset_events"]
-            if any(e.get("source_run_id") == run_id for e in events):
-                return run
-        return None
+    def triggered() -> dict[str, Any] | None:
+        return next((run for run in retrainings() if fed_by_drift(run)), None)
 
-    wait_until(lambda: ours() is not None, timeout=SHORT_TIMEOUT,
+    wait_until(lambda: triggered() is not None, timeout=SHORT_TIMEOUT,
                what="the scheduler to create an asset-triggered training run",
                children=stack.children)
-    triggered = ours()
-    assert triggered is not None
+    retraining = triggered()
+    assert retraining is not None
+    emitted = api.get("/api/v2/assets/events",
+                      params={"source_dag_id": "shopflow_monitoring",
+                              "source_run_id": run_id}).json()["asset_events"]
+    emitted = [e for e in emitted if e["uri"] == DRIFT_DETECTED.uri]
     # their outcome is not this test's subject: stop them to keep the module bounded
     for run in retrainings():
         if run["state"] not in DONE:
@@ -206,7 +215,7 @@ def drift(stack: AirflowStack, api: httpx.Client,
                       json={"state": "failed"}).raise_for_status()
     return {"monitoring": monitoring,
             "monitoring_tasks": get_tasks(api, "shopflow_monitoring", run_id),
-            "retraining": triggered}
+            "emitted": emitted, "retraining": retraining}
 
 
 def test_drift_makes_the_scheduler_start_a_training_run(drift: dict[str, Any]) -> None:
@@ -215,6 +224,8 @@ def test_drift_makes_the_scheduler_start_a_training_run(drift: dict[str, Any]) -
     states = {t["task_id"]: t["state"] for t in drift["monitoring_tasks"]}
     assert states["feature_drift"] == "success" and states["signal_retraining"] == "success", \
         states
+    assert [e["source_task_id"] for e in drift["emitted"]] == ["signal_retraining"], \
+        drift["emitted"]
     assert drift["retraining"]["run_type"] == "asset_triggered"
 
 
