@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -144,7 +144,8 @@ def build_snapshot(
             frame = pd.concat([
                 window.with_ids(user_list, coded),
                 keyed["user_item_features"].take(codes.user_item(u, i)),
-                keyed["user_category_features"].take(codes.user_category(u, i)),
+                keyed["user_category_features"].take(
+                    codes.user_category(u, codes.item_category[i])),
                 items.take(i),
                 keyed["user_features"].take(u),
             ], axis=1)
@@ -190,7 +191,7 @@ class _Codes:
     users: pd.Index
     items: pd.Index
     categories: pd.Index
-    item_category: np.ndarray  # per item code: its candidates' category code
+    item_category: np.ndarray  # per item code: the category code its candidates carry
 
     @classmethod
     def of(cls, users: np.ndarray, window: CandidateWindow) -> _Codes:
@@ -198,10 +199,8 @@ class _Codes:
 
         category = window.stats.category
         known = pd.Index(pd.unique(category[pd.notna(category)]))
-        codes = cls(users=pd.Index(users), items=pd.Index(window.stats.item_ids),
-                    categories=known, item_category=np.zeros(0, np.int64))
-        codes.item_category = codes.category_of(category)
-        return codes
+        return cls(users=pd.Index(users), items=pd.Index(window.stats.item_ids),
+                   categories=known, item_category=_category_codes(known, category))
 
     def user_of(self, ids: pd.Series) -> np.ndarray:
         import pandas as pd
@@ -213,23 +212,25 @@ class _Codes:
 
         return np.asarray(self.items.get_indexer(pd.Index(frame["item_id"])), dtype=np.int64)
 
-    def category_of(self, ids: Any) -> np.ndarray:
-        import pandas as pd
-
-        out = np.asarray(self.categories.get_indexer(ids), dtype=np.int64)
-        out[np.asarray(pd.isna(ids))] = len(self.categories)
-        return out
+    def category_of(self, ids: pd.Series) -> np.ndarray:
+        return _category_codes(self.categories, ids.to_numpy())
 
     def user_item(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         """One int64 key per (user, item); -1 where either is unknown."""
         return np.where((u >= 0) & (i >= 0), u * len(self.items) + i, -1)
 
-    def user_category(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        """The key of (user, the candidate item's category)."""
-        return self._user_category(u, self.item_category[i])
-
-    def _user_category(self, u: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def user_category(self, u: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """One int64 key per (user, category); -1 where either is unknown."""
         return np.where((u >= 0) & (c >= 0), u * (len(self.categories) + 1) + c, -1)
+
+
+def _category_codes(categories: pd.Index, ids: np.ndarray) -> np.ndarray:
+    """Place of each id in ``categories``; ``len(categories)`` for a missing id."""
+    import pandas as pd
+
+    out = np.asarray(categories.get_indexer(pd.Index(ids)), dtype=np.int64)
+    out[np.asarray(pd.isna(ids))] = len(categories)
+    return out
 
 
 @dataclass
@@ -277,7 +278,7 @@ def _page_rows(marts: dict[str, pd.DataFrame], codes: _Codes) -> dict[str, _Keye
             ui.drop(columns=["category_id", "last_event_time"], errors="ignore"),
             codes.user_item(u_ui, codes.items_of(ui)), ["user_id", "item_id", "cutoff_time"]),
         "user_category_features": _KeyedRows.of(
-            uc, codes._user_category(u_uc, codes.category_of(uc["category_id"])),
+            uc, codes.user_category(u_uc, codes.category_of(uc["category_id"])),
             ["user_id", "category_id", "cutoff_time"]),
         "user_features": _KeyedRows.of(users, codes.user_of(users["user_id"]),
                                        ["user_id", "cutoff_time"]),
