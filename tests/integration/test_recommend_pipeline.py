@@ -244,6 +244,38 @@ def test_snapshot_in_chunks_ranks_exactly_as_one_chunk(warehouse: Settings, run)
     pd.testing.assert_frame_equal(chunked.purchased, stored.purchased)
 
 
+def test_snapshot_lists_are_feature_frame_scores_of_the_candidates(warehouse: Settings,
+                                                                   run) -> None:
+    """The snapshot joins candidates to the marts on integer codes; its lists must be
+    exactly what candidates -> feature_frame (merges on the text ids) -> score -> top_k
+    give, row for row."""
+    import numpy as np
+
+    from shopflow.recommend.candidates import CandidateConfig, prepare_window
+    from shopflow.recommend.data import EventWindows, load_mart
+    from shopflow.recommend.dataset import feature_frame
+    from shopflow.recommend.evaluate import top_k
+    from shopflow.recommend.snapshot import serving_cutoff, serving_users
+    from shopflow.recommend.store import load_recommender
+
+    model, stored, _ = load_recommender(warehouse, run.version)
+    cutoff = serving_cutoff(warehouse)
+    users = serving_users(warehouse, cutoff)
+    chosen = users[np.linspace(0, len(users) - 1, 120).astype(int)]
+    lookback = warehouse.task.lookback
+    window = prepare_window(EventWindows(warehouse).window(cutoff, lookback), cutoff=cutoff,
+                            lookback=lookback, config=CandidateConfig())
+    marts = {name: load_mart(warehouse, name, cutoffs=[cutoff])
+             for name in ("user_features", "item_features", "user_item_features",
+                          "user_category_features")}
+    frame = feature_frame(window.candidates(chosen), marts,
+                          lookback_days=lookback.total_seconds() / 86_400)
+    assert frame["ui_events_lookback"].gt(0).any() and frame["uc_rank"].lt(99).any()
+    expected = top_k(frame, model.score(frame), 100)[["user_id", "item_id", "score", "rank"]]
+    got = stored.ranked[stored.ranked["user_id"].isin(set(chosen))]
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+
+
 def test_windows_from_the_warehouse_match_the_event_frame(warehouse: Settings) -> None:
     """Each cutoff reads its own window from the warehouse (ids as categoricals, sorted
     categories); the ranking data built that way is the one built from the whole frame."""

@@ -192,16 +192,60 @@ class CandidateWindow:
         return _cooccurrence(self.window, self.window_item_codes, len(self.stats.item_ids),
                              self.config)
 
+    @functools.cached_property
+    def popular_order(self) -> np.ndarray:
+        """Item codes by popularity, best first (ties: item id); sorted once per window,
+        not once per chunk of users (a lexsort of the text ids)."""
+        stats = self.stats
+        order: np.ndarray = np.lexsort((stats.item_ids, -stats.popularity))
+        return order
+
+    @functools.cached_property
+    def popularity_rank(self) -> np.ndarray:
+        """Per item code: its 1-based place in :attr:`popular_order`."""
+        rank = np.empty(len(self.stats.item_ids))
+        rank[self.popular_order] = np.arange(1, len(rank) + 1)
+        return rank
+
+    @functools.cached_property
+    def rising(self) -> np.ndarray:
+        """The ``config.trending`` items (codes) with the largest positive trend."""
+        stats = self.stats
+        rising = np.flatnonzero(stats.trend > 0)
+        ordered: np.ndarray = rising[np.lexsort((stats.item_ids[rising], -stats.trend[rising]))]
+        return ordered[: self.config.trending]
+
     def candidates(self, users: Iterable[str]) -> pd.DataFrame:
         """Candidates of ``users`` (see :func:`generate_candidates`), reading only their rows."""
+        user_list, coded = self.coded_candidates(users)
+        if coded is None:
+            return _empty(self.cutoff)
+        return self.with_ids(user_list, coded)
+
+    def with_ids(self, user_list: pd.Index, coded: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`coded_candidates`' frame with its codes turned into ``user_id``,
+        ``item_id`` and ``cutoff_time`` (the first three columns), as ``candidates`` returns."""
+        frame = coded.copy(deep=False)  # new columns, the same arrays
+        frame.insert(0, "user_id", user_list.to_numpy()[frame.pop("u").to_numpy()])
+        frame.insert(1, "item_id", self.stats.item_ids[frame.pop("i").to_numpy()])
+        frame.insert(2, "cutoff_time", self.cutoff)
+        return frame
+
+    def coded_candidates(self, users: Iterable[str]) -> tuple[pd.Index, pd.DataFrame | None]:
+        """The users (deduplicated, in order) and their candidates with integer codes.
+
+        One row per (user, item), sorted by ``u`` (position in the returned users) then
+        ``i`` (item code: sorted item ids), so by user then item id; then the columns of
+        :func:`generate_candidates` after the ids. None when there is nothing to rank.
+        Callers that join on codes (the serving snapshot) never hash the text ids.
+        """
         import pandas as pd
 
-        config, stats, cutoff = self.config, self.stats, self.cutoff
+        config, stats = self.config, self.stats
         user_list = pd.Index(pd.unique(pd.Series(list(users), dtype=object)))
-        item_ids = stats.item_ids
-        n_items = len(item_ids)
+        n_items = len(stats.item_ids)
         if n_items == 0 or len(user_list) == 0:
-            return _empty(cutoff)
+            return user_list, None
         found = self.user_index.get_indexer(user_list)
         present = np.flatnonzero(found >= 0)
         lengths = self.counts[found[present]]
@@ -237,26 +281,20 @@ class CandidateWindow:
 
         # global popularity and trending: the same items for everyone (cold start included)
         everyone = np.arange(len(user_list))
-        top = np.lexsort((item_ids, -stats.popularity))[: config.popular]
+        top = self.popular_order[: config.popular]
         parts.append((np.repeat(everyone, len(top)), np.tile(top, len(everyone)), "popular",
                       np.zeros(len(everyone) * len(top))))
-        rising = np.flatnonzero(stats.trend > 0)
-        rising = rising[np.lexsort((item_ids[rising], -stats.trend[rising]))][: config.trending]
+        rising = self.rising
         parts.append((np.repeat(everyone, len(rising)), np.tile(rising, len(everyone)),
                       "trending", np.zeros(len(everyone) * len(rising))))
 
         frame = _union(parts)
-        frame.insert(0, "user_id", user_list.to_numpy()[frame.pop("u").to_numpy()])
-        codes = frame.pop("i").to_numpy()
-        frame.insert(1, "item_id", item_ids[codes])
-        frame.insert(2, "cutoff_time", cutoff)
+        codes = frame["i"].to_numpy()
         frame["cand_popularity"] = stats.popularity[codes]
-        rank = np.empty(n_items)
-        rank[np.lexsort((item_ids, -stats.popularity))] = np.arange(1, n_items + 1)
-        frame["cand_popularity_rank"] = rank[codes]
+        frame["cand_popularity_rank"] = self.popularity_rank[codes]
         frame["cand_trend"] = stats.trend[codes]
         frame["category_id"] = stats.category[codes]
-        return frame.reset_index(drop=True)
+        return user_list, frame.reset_index(drop=True)
 
 
 def _empty(cutoff: pd.Timestamp) -> pd.DataFrame:

@@ -153,6 +153,12 @@ def feature_frame(
                         how="left")
     frame = frame.merge(marts["item_features"], on=["item_id", "cutoff_time"], how="left")
     frame = frame.merge(marts["user_features"], on=["user_id", "cutoff_time"], how="left")
+    return fill_interactions(frame, lookback_days=lookback_days)
+
+
+def fill_interactions(frame: pd.DataFrame, *, lookback_days: float) -> pd.DataFrame:
+    """The user-item and user-category columns (``ui_``, ``uc_``) of a joined frame as
+    float64, a pair the user never touched filled as no interaction (in place)."""
     for column in frame.columns:
         if column.startswith(("ui_", "uc_")):
             if column in _USER_ITEM_FILL:

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from shopflow.recommend.candidates import CandidateConfig, generate_candidates, prepare_window
-from shopflow.recommend.dataset import feature_frame
-from shopflow.recommend.evaluate import top_k
+from shopflow.recommend.dataset import feature_frame, fill_interactions
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import pandas as pd
 
+    from shopflow.recommend.candidates import CandidateWindow
     from shopflow.recommend.rankers import RankerModel
     from shopflow.settings import Settings
 
@@ -101,6 +101,13 @@ def build_snapshot(
     The serving cutoff's window is read once (``events`` when given, else the
     warehouse); users are ranked ``batch_users`` at a time, so the feature frame of one
     chunk (about 100 candidates x ~100 features per user) is what the chunk costs.
+
+    The frame a chunk is scored on is :func:`~shopflow.recommend.dataset.feature_frame`'s
+    (same columns, values and dtypes), but joined on integer codes: users by place in
+    the sorted serving users, items by window item code, categories by a code per
+    category. The marts' text ids are coded once per page of users; a chunk's hundreds of
+    thousands of candidate rows never hash a text id (four merges on text keys per chunk
+    and a sort by text ids for the top ``depth`` were most of the snapshot's time).
     """
     import pandas as pd
 
@@ -109,48 +116,199 @@ def build_snapshot(
     started = time.perf_counter()
     windows = EventWindows(settings, events)
     cutoff = serving_cutoff(settings)
-    items_at_cutoff = load_mart(settings, "item_features", cutoffs=[cutoff])
     users = serving_users(settings, cutoff)
     lookback_days = settings.task.lookback.total_seconds() / 86_400
-    # once per cutoff: the candidate window; the user-keyed marts are read a page of
-    # users at a time (sorted by user), each chunk (a range of the sorted users) slices
-    # its page, so no mart is held whole
+    # once per cutoff: the candidate window and the item features; the user-keyed marts
+    # are read a page of users at a time (a range of the sorted users), so no mart is
+    # held whole
     window = prepare_window(windows.window(cutoff, settings.task.lookback), cutoff=cutoff,
                             lookback=settings.task.lookback, config=config)
+    codes = _Codes.of(users, window)
+    item_frame = load_mart(settings, "item_features", cutoffs=[cutoff])
+    items = _KeyedRows.of(item_frame, codes.items_of(item_frame), ["item_id", "cutoff_time"])
     page_users = batch_users * PAGE_CHUNKS
-    pieces = []
+    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for page_start in range(0, len(users), page_users):
         page = users[page_start:page_start + page_users]
-        by_user = {name: _sorted_by_user(load_user_range(settings, name, cutoff, page[0],
-                                                         page[-1]))
-                   for name in USER_MARTS}
+        marts = {name: load_user_range(settings, name, cutoff, page[0], page[-1])
+                 for name in USER_MARTS}
+        keyed = _page_rows(marts, codes)
+        expected: list[str] | None = None
         for start in range(0, len(page), batch_users):
             chunk = page[start:start + batch_users]
-            candidates = window.candidates(chunk)
-            if candidates.empty:
+            user_list, coded = window.coded_candidates(chunk)
+            if coded is None or coded.empty:
                 continue
-            sliced = {name: _user_range(frame, chunk[0], chunk[-1])
-                      for name, frame in by_user.items()}
-            sliced["item_features"] = items_at_cutoff
-            frame = feature_frame(candidates, sliced, lookback_days=lookback_days)
-            pieces.append(top_k(frame, model.score(frame), depth))
+            u = coded["u"].to_numpy(np.int64) + (page_start + start)  # chunk: unique, sorted
+            i = coded["i"].to_numpy(np.int64)
+            frame = pd.concat([
+                window.with_ids(user_list, coded),
+                keyed["user_item_features"].take(codes.user_item(u, i)),
+                keyed["user_category_features"].take(
+                    codes.user_category(u, codes.item_category[i])),
+                items.take(i),
+                keyed["user_features"].take(u),
+            ], axis=1)
+            if expected is None:  # the columns feature_frame's merges give, once per page
+                expected = _merged_columns(frame, marts, item_frame, lookback_days)
+            if list(frame.columns) != expected:
+                raise RuntimeError(f"snapshot features {list(frame.columns)} differ from "
+                                   f"feature_frame's {expected}")
+            fill_interactions(frame, lookback_days=lookback_days)
+            pieces.append(_best(u, i, model.score(frame), depth))
             done = page_start + min(start + batch_users, len(page))
             logger.info("snapshot: ranked %d/%d users (%.0f users/s)", done, len(users),
                         done / max(time.perf_counter() - started, 1e-9))
-        del by_user
+        del marts, keyed
     stats = window.stats
-    ranked = (pd.concat(pieces, ignore_index=True) if pieces
-              else pd.DataFrame(columns=["user_id", "cutoff_time", "item_id", "score", "rank"]))
-    items, scores = stats.popular_items(depth)
+    u, i, score, rank = (np.concatenate([p[k] for p in pieces]) if pieces
+                         else np.zeros(0, np.int64 if k != 2 else np.float64) for k in range(4))
+    ranked = pd.DataFrame({"user_id": pd.Series(users[u], dtype=object),
+                           "item_id": pd.Series(stats.item_ids[i], dtype=object),
+                           "score": score, "rank": rank})
+    items_best, scores = stats.popular_items(depth)
     snapshot = ServingSnapshot(
         cutoff=cutoff,
-        ranked=ranked[["user_id", "item_id", "score", "rank"]].reset_index(drop=True),
-        popular=pd.DataFrame({"item_id": items, "score": scores}),
+        ranked=ranked,
+        popular=pd.DataFrame({"item_id": items_best, "score": scores}),
         purchased=windows.purchased(cutoff),
     )
     logger.info("snapshot at %s: %d users, %d rows in %.1fs", cutoff, len(users),
                 len(snapshot.ranked), time.perf_counter() - started)
     return snapshot
+
+
+@dataclass
+class _Codes:
+    """Integer codes the snapshot joins on (-1: not a serving user, item or category).
+
+    Users: place in the sorted serving users; items: the window's item codes (sorted
+    ids; only window items are candidates); categories: place in ``categories``, with
+    one more code for a missing category (a merge on text keys pairs missing with
+    missing, so the codes do too).
+    """
+
+    users: pd.Index
+    items: pd.Index
+    categories: pd.Index
+    item_category: np.ndarray  # per item code: the category code its candidates carry
+
+    @classmethod
+    def of(cls, users: np.ndarray, window: CandidateWindow) -> _Codes:
+        import pandas as pd
+
+        category = window.stats.category
+        known = pd.Index(pd.unique(category[pd.notna(category)]))
+        return cls(users=pd.Index(users), items=pd.Index(window.stats.item_ids),
+                   categories=known, item_category=_category_codes(known, category))
+
+    def user_of(self, ids: pd.Series) -> np.ndarray:
+        import pandas as pd
+
+        return np.asarray(self.users.get_indexer(pd.Index(ids)), dtype=np.int64)
+
+    def items_of(self, frame: pd.DataFrame) -> np.ndarray:
+        import pandas as pd
+
+        return np.asarray(self.items.get_indexer(pd.Index(frame["item_id"])), dtype=np.int64)
+
+    def category_of(self, ids: pd.Series) -> np.ndarray:
+        return _category_codes(self.categories, ids.to_numpy())
+
+    def user_item(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """One int64 key per (user, item); -1 where either is unknown."""
+        return np.where((u >= 0) & (i >= 0), u * len(self.items) + i, -1)
+
+    def user_category(self, u: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """One int64 key per (user, category); -1 where either is unknown."""
+        return np.where((u >= 0) & (c >= 0), u * (len(self.categories) + 1) + c, -1)
+
+
+def _category_codes(categories: pd.Index, ids: np.ndarray) -> np.ndarray:
+    """Place of each id in ``categories``; ``len(categories)`` for a missing id."""
+    import pandas as pd
+
+    out = np.asarray(categories.get_indexer(pd.Index(ids)), dtype=np.int64)
+    out[np.asarray(pd.isna(ids))] = len(categories)
+    return out
+
+
+@dataclass
+class _KeyedRows:
+    """A mart's non-key columns with one int64 key per row, sorted by key (a left join
+    is then a binary search and a take)."""
+
+    keys: np.ndarray
+    values: pd.DataFrame
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, keys: np.ndarray, key_columns: list[str]) -> _KeyedRows:
+        """``frame``'s rows with a known key (>= 0), without ``key_columns``.
+
+        Raises:
+            ValueError: two rows share a key (the marts have one row per key; a merge
+                would multiply the candidate's row).
+        """
+        rows = np.flatnonzero(keys >= 0)
+        rows = rows[np.argsort(keys[rows], kind="stable")]
+        ordered = keys[rows]
+        if len(ordered) > 1 and not (np.diff(ordered) > 0).all():
+            raise ValueError(f"{key_columns} do not identify the rows of a mart "
+                             f"({int((np.diff(ordered) == 0).sum())} repeated keys)")
+        values = frame.drop(columns=key_columns).iloc[rows].reset_index(drop=True)
+        return cls(keys=ordered, values=values)
+
+    def take(self, keys: np.ndarray) -> pd.DataFrame:
+        """The values of each of ``keys``' rows, all-missing where none matches (dtypes
+        widened as a left merge widens them: integers to float64 when one is missing)."""
+        at = np.searchsorted(self.keys, keys)
+        found = at < len(self.keys)
+        found[found] = self.keys[at[found]] == keys[found]
+        return self.values.reindex(np.where(found & (keys >= 0), at, -1)).reset_index(drop=True)
+
+
+def _page_rows(marts: dict[str, pd.DataFrame], codes: _Codes) -> dict[str, _KeyedRows]:
+    """One page's user-keyed marts keyed by codes (their text ids hashed once per page)."""
+    ui, uc = marts["user_item_features"], marts["user_category_features"]
+    users = marts["user_features"]
+    u_ui = codes.user_of(ui["user_id"])
+    u_uc = codes.user_of(uc["user_id"])
+    return {
+        "user_item_features": _KeyedRows.of(
+            ui.drop(columns=["category_id", "last_event_time"], errors="ignore"),
+            codes.user_item(u_ui, codes.items_of(ui)), ["user_id", "item_id", "cutoff_time"]),
+        "user_category_features": _KeyedRows.of(
+            uc, codes.user_category(u_uc, codes.category_of(uc["category_id"])),
+            ["user_id", "category_id", "cutoff_time"]),
+        "user_features": _KeyedRows.of(users, codes.user_of(users["user_id"]),
+                                       ["user_id", "cutoff_time"]),
+    }
+
+
+def _merged_columns(frame: pd.DataFrame, marts: dict[str, pd.DataFrame],
+                    item_frame: pd.DataFrame, lookback_days: float) -> list[str]:
+    """The columns :func:`feature_frame` gives for the chunk's candidates (merged on no rows)."""
+    columns = list(frame.columns)
+    candidates = frame[columns[:columns.index("category_id") + 1]].iloc[:0]
+    empty = {name: mart.iloc[:0] for name, mart in marts.items()}
+    empty["item_features"] = item_frame.iloc[:0]
+    return list(feature_frame(candidates, empty, lookback_days=lookback_days).columns)
+
+
+def _best(u: np.ndarray, i: np.ndarray, scores: np.ndarray,
+          depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The best ``depth`` rows per user: user and item codes, score, rank.
+
+    :func:`~shopflow.recommend.evaluate.top_k`'s order (user, score descending, item id)
+    on codes: user codes follow the sorted user ids, item codes the sorted item ids.
+    """
+    order = np.lexsort((i, -scores, u))
+    u, i, scores = u[order], i[order], scores[order]
+    first = np.concatenate([[True], u[1:] != u[:-1]]) if len(u) else np.zeros(0, bool)
+    starts = np.flatnonzero(first)
+    rank = np.arange(len(u)) - np.repeat(starts, np.diff(np.append(starts, len(u)))) + 1
+    keep = rank <= depth
+    return u[keep], i[keep], scores[keep], rank[keep].astype(np.int64)
 
 
 def serving_users(settings: Settings, cutoff: pd.Timestamp) -> np.ndarray:
@@ -167,20 +325,6 @@ def load_user_range(settings: Settings, name: str, cutoff: pd.Timestamp, first: 
     from shopflow.recommend.data import load_mart
 
     return load_mart(settings, name, cutoffs=[cutoff], users=(first, last))
-
-
-def _sorted_by_user(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` ordered by ``user_id`` (stable: rows of one user keep their order)."""
-    frame = frame[frame["user_id"].notna()]
-    return frame.sort_values("user_id", kind="mergesort").reset_index(drop=True)
-
-
-def _user_range(frame: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
-    """The rows of a frame sorted by user whose user is in ``[first, last]`` (binary search)."""
-    ids = frame["user_id"].to_numpy()
-    lo = int(np.searchsorted(ids, first, side="left"))
-    hi = int(np.searchsorted(ids, last, side="right"))
-    return frame.iloc[lo:hi]
 
 
 def popularity_snapshot(settings: Settings, *, events: pd.DataFrame | None = None,
