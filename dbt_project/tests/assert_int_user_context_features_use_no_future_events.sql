@@ -11,12 +11,13 @@
 {{ config(tags=['feature_family']) }}
 
 {%- set lookback = var('lookback_seconds') | int -%}
+{%- set sample = shopflow.leakage_sample(ref('int_user_context_features')) | trim -%}
 
 with
 
 features as (
 
-    select * from {{ ref('int_user_context_features') }}
+    select * from {{ ref('int_user_context_features') }} where {{ sample }}
 
 ),
 
@@ -62,7 +63,7 @@ item_stats as (
 
 user_items as (
 
-    select distinct user_id, cutoff_time, item_id from windowed
+    select distinct user_id, cutoff_time, item_id from windowed where {{ sample }}
 
 ),
 
@@ -93,7 +94,7 @@ user_categories as (
 
     from windowed
 
-    where category_id is not null
+    where category_id is not null and {{ sample }}
 
     group by user_id, cutoff_time, category_id
 

@@ -10,18 +10,19 @@
 {{ config(tags=['feature_family']) }}
 
 {%- set lookback = var('lookback_seconds') | int -%}
+{%- set sample = shopflow.leakage_sample(ref('int_user_intent_features')) | trim -%}
 
 with
 
 features as (
 
-    select * from {{ ref('int_user_intent_features') }}
+    select * from {{ ref('int_user_intent_features') }} where {{ sample }}
 
 ),
 
 events as (
 
-    select user_id, item_id, event_type, event_time from {{ ref('stg_shop__events') }}
+    select user_id, item_id, event_type, event_time from {{ ref('stg_shop__events') }} where {{ sample }}
 
 ),
 

@@ -10,12 +10,13 @@
 {{ config(tags=['feature_family']) }}
 
 {%- set lookback = var('lookback_seconds') | int -%}
+{%- set sample = shopflow.leakage_sample(ref('int_user_money_features')) | trim -%}
 
 with
 
 features as (
 
-    select * from {{ ref('int_user_money_features') }}
+    select * from {{ ref('int_user_money_features') }} where {{ sample }}
 
 ),
 
@@ -87,6 +88,8 @@ recounted as (
             and windowed.category_id = category_means.category_id
 
     left join shop_means on windowed.cutoff_time = shop_means.cutoff_time
+
+    where {{ sample }}
 
     group by windowed.user_id, windowed.cutoff_time
 

@@ -17,18 +17,19 @@
 {%- set horizon = var('horizon_seconds') | int -%}
 {%- set lookback = var('lookback_seconds') | int -%}
 {%- set session_gap = [1800, horizon] | min -%}
+{%- set sample = shopflow.leakage_sample(ref('int_user_session_features')) | trim -%}
 
 with
 
 features as (
 
-    select * from {{ ref('int_user_session_features') }}
+    select * from {{ ref('int_user_session_features') }} where {{ sample }}
 
 ),
 
 events as (
 
-    select user_id, event_time from {{ ref('stg_shop__events') }}
+    select user_id, event_time from {{ ref('stg_shop__events') }} where {{ sample }}
 
 ),
 

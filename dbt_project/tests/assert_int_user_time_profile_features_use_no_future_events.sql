@@ -9,12 +9,13 @@
 {{ config(tags=['feature_family']) }}
 
 {%- set lookback = var('lookback_seconds') | int -%}
+{%- set sample = shopflow.leakage_sample(ref('int_user_time_profile_features')) | trim -%}
 
 with
 
 features as (
 
-    select * from {{ ref('int_user_time_profile_features') }}
+    select * from {{ ref('int_user_time_profile_features') }} where {{ sample }}
 
 ),
 
@@ -28,7 +29,7 @@ events as (
             + cast(extract(second from event_time) as double precision) / 3600 as hour_of_day,
         cast(extract(isodow from event_time) as double precision) - 1 as weekday
 
-    from {{ ref('stg_shop__events') }}
+    from {{ ref('stg_shop__events') }} where {{ sample }}
 
 ),
 

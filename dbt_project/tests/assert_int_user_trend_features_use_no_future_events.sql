@@ -10,18 +10,19 @@
 {%- set horizon = var('horizon_seconds') | int -%}
 {%- set lookback = var('lookback_seconds') | int -%}
 {%- set short = [horizon, lookback] | min -%}
+{%- set sample = shopflow.leakage_sample(ref('int_user_trend_features')) | trim -%}
 
 with
 
 features as (
 
-    select * from {{ ref('int_user_trend_features') }}
+    select * from {{ ref('int_user_trend_features') }} where {{ sample }}
 
 ),
 
 events as (
 
-    select user_id, event_type, event_time from {{ ref('stg_shop__events') }}
+    select user_id, event_type, event_time from {{ ref('stg_shop__events') }} where {{ sample }}
 
 ),
 

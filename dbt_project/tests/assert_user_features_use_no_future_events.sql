@@ -15,6 +15,7 @@
 {%- set lookback = var('lookback_seconds') | int -%}
 {#- the longest window is the lookback: its columns count the whole lookback -#}
 {%- set whole = shopflow.window_suffix(shopflow.feature_windows() | max) -%}
+{%- set sample = shopflow.leakage_sample(ref('user_features')) | trim -%}
 
 with
 
@@ -30,6 +31,8 @@ features as (
 
     from {{ ref('user_features') }}
 
+    where {{ sample }}
+
 ),
 
 events as (
@@ -42,6 +45,8 @@ events as (
             as purchase_amount
 
     from {{ ref('stg_shop__events') }}
+
+    where {{ sample }}
 
 ),
 

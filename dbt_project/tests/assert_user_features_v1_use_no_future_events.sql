@@ -13,6 +13,7 @@
 #}
 
 {%- set lookback = var('lookback_seconds') | int -%}
+{%- set sample = shopflow.leakage_sample(ref('user_features_v1')) | trim -%}
 
 with
 
@@ -28,6 +29,8 @@ features as (
 
     from {{ ref('user_features_v1') }}
 
+    where {{ sample }}
+
 ),
 
 events as (
@@ -40,6 +43,8 @@ events as (
             as purchase_amount
 
     from {{ ref('stg_shop__events') }}
+
+    where {{ sample }}
 
 ),
 

@@ -10,6 +10,8 @@
     user with such an event lacks a row at that cutoff (every known customer is scored).
 #}
 
+{%- set sample = shopflow.leakage_sample(ref('user_features')) | trim -%}
+
 with
 
 features as (
@@ -27,6 +29,8 @@ features as (
         monetary_lifetime
 
     from {{ ref('user_features') }}
+
+    where {{ sample }}
 
 ),
 
@@ -48,6 +52,8 @@ events as (
             as purchase_amount
 
     from {{ ref('stg_shop__events') }}
+
+    where {{ sample }}
 
 ),
 

@@ -315,6 +315,21 @@ class QualitySettings(_Section):
         default=0.05, ge=0, le=1, description="Null share of a nullable column that is reported."
     )
     drift_bins: int = Field(default=10, ge=2, description="Quantile bins of the PSI histograms.")
+    leakage_sample_above_users: int | None = Field(
+        default=50_000,
+        ge=0,
+        description="The dbt leakage tests recount every shopper of a feature table with at "
+        "most this many; above it, only a fixed hash sample of them (a recount costs about "
+        "what building the features does). None (`off` in env vars): always every shopper; 0: "
+        "always a sample.",
+    )
+    leakage_sample_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Share of shoppers (by a stable hash of user_id) that a sampled leakage "
+        "test recounts.",
+    )
 
     @field_validator("min_event_time", mode="before")
     @classmethod
@@ -326,6 +341,14 @@ class QualitySettings(_Section):
             value = datetime(value.year, value.month, value.day)
         if isinstance(value, datetime) and value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    @field_validator("leakage_sample_above_users", mode="before")
+    @classmethod
+    def _off_is_none(cls, value: Any) -> Any:
+        """``off`` (also ``none``/``null``, as env vars spell it) never samples."""
+        if isinstance(value, str) and value.strip().lower() in _OFF:
+            return None
         return value
 
     @field_validator("duplicate_key")

@@ -125,9 +125,8 @@ def test_a_failing_data_test_stops_the_build_and_names_the_test(hand_settings: S
     assert marts == (0,)
 
 
-def test_leakage_test_fails_when_features_read_past_the_cutoff(
-    hand_settings: Settings, tmp_path: Path
-) -> None:
+def _project_reading_past_the_cutoff(tmp_path: Path) -> Path:
+    """A copy of the dbt project whose event window reads on to the label window's end."""
     project = tmp_path / "dbt_project"
     shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
     window = project / "models" / "intermediate" / "int_user_events_by_cutoff.sql"
@@ -136,32 +135,76 @@ def test_leakage_test_fails_when_features_read_past_the_cutoff(
     window.write_text(window.read_text().replace(
         honest, "and events.event_time <= cutoffs.label_window_end"
     ))
+    return project
+
+
+#: Builds the marts past the leak: the intermediate's own range test and unit test would
+#: stop the build first, and so would the feature families' tests (they read the same
+#: window); skipped, so the marts are built and the marts' leakage tests get to judge them.
+_BUILD_PAST_THE_WINDOW_CHECKS = (
+    "build --exclude int_user_events_by_cutoff_inside_lookback"
+    " first_in_window_flags_open_each_kind_once_per_window"
+    " tag:feature_family,resource_type:test"
+)
+_FAMILIES = ("timing", "trend", "intent", "session", "context", "time_profile", "money")
+
+
+def _failed_tests(caught: pytest.ExceptionInfo[DbtError]) -> set[str]:
+    return {node.name for node in caught.value.failures if node.status == "fail"}
+
+
+def test_leakage_test_fails_when_features_read_past_the_cutoff(
+    hand_settings: Settings, tmp_path: Path
+) -> None:
+    project = _project_reading_past_the_cutoff(tmp_path)
     write_raw_events(hand_settings, hand_events())
 
     with pytest.raises(DbtError) as caught:
-        # the intermediate's own range test and unit test would stop the build first, and
-        # so would the feature families' tests (they read the same window); skip them so
-        # the marts are built and the marts' leakage tests get to judge them
         run_dbt(
             hand_settings,
-            command="build --exclude int_user_events_by_cutoff_inside_lookback"
-                    " first_in_window_flags_open_each_kind_once_per_window"
-                    " tag:feature_family,resource_type:test",
+            command=_BUILD_PAST_THE_WINDOW_CHECKS,
             select="+user_features +item_features",
             project_dir=project,
         )
-    failed = {node.name for node in caught.value.failures if node.status == "fail"}
     assert {"assert_user_features_use_no_future_events",
-            "assert_item_features_use_no_future_events"} <= failed
+            "assert_item_features_use_no_future_events"} <= _failed_tests(caught)
 
     # each feature family's own leakage test sees it too
     with pytest.raises(DbtError) as caught:
         run_dbt(hand_settings, command="test", select="tag:feature_family",
                 project_dir=project)
-    failed = {node.name for node in caught.value.failures if node.status == "fail"}
-    families = ("timing", "trend", "intent", "session", "context", "time_profile", "money")
     assert {f"assert_int_user_{family}_features_use_no_future_events"
-            for family in families} <= failed
+            for family in _FAMILIES} <= _failed_tests(caught)
+
+
+def test_sampled_leakage_tests_still_catch_a_leak_of_every_shopper(
+    any_backend_settings: Settings, tmp_path: Path
+) -> None:
+    """With quality.leakage_sample_above_users at 0 every leakage test recounts only a hash
+    sample of shoppers (half of them here, as on a large warehouse a tenth): an honest
+    build passes, and a window that reads past every cutoff still fails the tests."""
+    quality = any_backend_settings.quality.model_copy(
+        update={"leakage_sample_above_users": 0, "leakage_sample_fraction": 0.5}
+    )
+    settings = any_backend_settings.model_copy(update={"quality": quality})
+    write_raw_events(settings, hand_events())
+    assert run_dbt(settings, select="+user_features +item_features").success
+    compiled = settings.home_dir / "dbt" / "target" / "compiled" / "shopflow" / "tests"
+    for name in ("assert_user_features_use_no_future_events",
+                 "assert_user_lifetime_features_use_no_future_events",
+                 *(f"assert_int_user_{family}_features_use_no_future_events"
+                   for family in _FAMILIES)):
+        assert "% 10000) < 5000" in (compiled / f"{name}.sql").read_text(), name
+
+    project = _project_reading_past_the_cutoff(tmp_path)
+    with pytest.raises(DbtError) as caught:
+        run_dbt(settings, command=_BUILD_PAST_THE_WINDOW_CHECKS,
+                select="+user_features +item_features", project_dir=project)
+    assert "assert_user_features_use_no_future_events" in _failed_tests(caught)
+    with pytest.raises(DbtError) as caught:
+        run_dbt(settings, command="test", select="tag:feature_family", project_dir=project)
+    assert {f"assert_int_user_{family}_features_use_no_future_events"
+            for family in _FAMILIES} <= _failed_tests(caught)
 
 
 def test_lifetime_leakage_test_fails_when_lifetime_features_read_past_the_cutoff(

@@ -29,6 +29,9 @@ def test_vars_are_the_task_durations_in_seconds() -> None:
         "cutoff_every_seconds": 15 * 60,
         # the horizon's ladder (3d, 14d) is longer than the lookback: only the lookback is left
         "feature_window_seconds": [12 * 3600],
+        # leakage tests recount every shopper up to 50,000, then a tenth of them
+        "leakage_sample_above_users": 50_000,
+        "leakage_sample_fraction": 0.1,
     }
 
 

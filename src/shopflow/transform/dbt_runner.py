@@ -124,8 +124,9 @@ def dbt_project_dir() -> Path:
 
 
 def dbt_vars(settings: Settings) -> dict[str, Any]:
-    """The project vars for this run: schema prefix, task durations, feature windows, and
-    the columns that make two raw rows one event (``quality.duplicate_key``).
+    """The project vars for this run: schema prefix, task durations, feature windows, the
+    columns that make two raw rows one event (``quality.duplicate_key``), and when the
+    leakage tests recount a sample of shoppers (``quality.leakage_sample_*``).
 
     Durations are whole seconds; ``feature_window_seconds`` is the resolved window list
     (:func:`shopflow.features.windows.task_windows`), shortest first.
@@ -142,6 +143,8 @@ def dbt_vars(settings: Settings) -> dict[str, Any]:
             task.cutoff_every.total_seconds(), "task.cutoff_every"
         ),
         "feature_window_seconds": list(task_windows(settings)),
+        "leakage_sample_above_users": settings.quality.leakage_sample_above_users,
+        "leakage_sample_fraction": settings.quality.leakage_sample_fraction,
     }
 
 
