@@ -48,10 +48,16 @@ def _training_set_path(settings: Settings, context: StageContext, service: str) 
 
 
 def build_training_frame(settings: Settings, service: str) -> pd.DataFrame:
-    """Point-in-time training rows of ``service`` for every labelled (user, cutoff)."""
-    from shopflow.features import build_training_set, load_label_entities
+    """Point-in-time training rows of ``service`` for every labelled (user, cutoff).
 
-    frame: pd.DataFrame = build_training_set(settings, load_label_entities(settings),
+    The rows come in the canonical key order (the retrieval keeps its input's order, and
+    sorting the three entity columns is cheap), so training, evaluation and the gate
+    use the stored set as it is instead of each sorting a copy of every column.
+    """
+    from shopflow.features import build_training_set, load_label_entities
+    from shopflow.training.split import key_ordered
+
+    frame: pd.DataFrame = build_training_set(settings, key_ordered(load_label_entities(settings)),
                                              feature_service=service)
     return frame
 
@@ -324,7 +330,12 @@ def _recorded_decision(settings: Settings, context: StageContext, version: str
 def remember_for_monitoring(settings: Settings, version: str) -> dict[str, Any]:
     """Keep what monitoring judges a new production model by (its training reference and
     the data watermark at deployment); the register stage and an A/B promotion call it."""
-    from shopflow.monitoring.reference import labelled_rows, record_deployment, save_reference
+    from shopflow.monitoring.reference import (
+        labelled_rows,
+        record_deployment,
+        reference_sample,
+        save_reference,
+    )
     from shopflow.registry import load_model
     from shopflow.transform.publish import current_watermark
 
@@ -336,8 +347,10 @@ def remember_for_monitoring(settings: Settings, version: str) -> dict[str, Any]:
             import pandas as pd
 
             frame = frame[frame["cutoff_time"] < pd.Timestamp(watermark)]
+        sample = reference_sample(frame)  # the rows the reference keeps, scored alone
+        del frame
         model = load_model(settings, version)
-        path = save_reference(settings, version, frame, model.predict_proba(frame))
+        path = save_reference(settings, version, sample, model.predict_proba(sample))
     except Exception as exc:  # monitoring rebuilds it; never fail a promotion for this
         logger.warning("could not save the monitoring reference of %s: %s", version, exc)
         return {"data_watermark": watermark, "reference": None}
