@@ -293,6 +293,10 @@ def train_family(
     service = feature_service or settings.features.feature_service
     frame = _ordered(frame)
     split = _split(settings, frame)
+    # the fingerprint goes to the registry and ledger; a dry run records nothing. Taken
+    # before the matrices exist: hashing holds a copy of the frame, which should not
+    # stack on top of the fit's matrices and models
+    fingerprint = "" if dry_run else frame_fingerprint(frame)
     labels = frame["label"].astype(int).to_numpy()
     # above training.max_rows the train part keeps every positive and weighted negatives;
     # validation rows (early stopping, calibration, selection) are never sampled
@@ -343,8 +347,6 @@ def train_family(
     model = PropensityModel(family=family, feature_names=list(fitted.feature_names),
                             feature_service=service, params=dict(fitted.params),
                             predictor=fitted.predictor)
-    # the fingerprint goes to the registry and ledger; a dry run records nothing
-    fingerprint = "" if dry_run else frame_fingerprint(frame)
     window = _data_window(split)
     logger.info("%s: best validation %s=%.4f after %d trial(s) in %.1fs (%s rows/s)", family,
                 settings.gate.primary_metric,
