@@ -36,6 +36,10 @@ from benchmarks.machine import print_table, write_json
 BENCH_NAME = "training_memory"
 DAG_ID = "shopflow_training"
 SAMPLE_SECONDS = 0.1
+#: Stage results kept in the JSON, to check a change of memory changed no result.
+KEPT_RESULTS = {"training_set": ("rows", "columns", "positive_rate", "cutoffs"),
+                "evaluate": ("winner", "baseline", "leaderboard"),
+                "champion_gate": ("decision",)}
 
 
 def _child_stages(families: list[str], run_id: str) -> None:
@@ -46,7 +50,10 @@ def _child_stages(families: list[str], run_id: str) -> None:
         started = time.time()
         result = run_stage(name, dag_id=DAG_ID, params={}, run_id=run_id, actor="bench",
                            **kwargs)
-        print(json.dumps({"stage": label, "start": started, "end": time.time()}), flush=True)
+        line = {"stage": label, "start": started, "end": time.time()}
+        if name in KEPT_RESULTS:  # what must not change: leaderboard, winner, decision
+            line["result"] = {k: result.get(k) for k in KEPT_RESULTS[name]}
+        print(json.dumps(line, default=str), flush=True)
         return result
 
     stage("training_set", "training_set")
