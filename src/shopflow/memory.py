@@ -7,7 +7,11 @@ process stayed near its high-water mark to the end of the run. Three allocators 
 to freed memory: Python's reference cycles wait for the collector, glibc's malloc keeps
 freed heap pages (small objects: the strings of a frame's object columns) until
 ``malloc_trim``, and Arrow's pool (Parquet reads and writes) keeps its free pages until
-asked. :func:`release_memory` asks all three; it changes no data, only the resident size.
+asked. And Feast's offline store (point-in-time retrieval, materialization) runs on
+ibis' default backend, a process-wide in-memory DuckDB (memory limit 80 % of RAM) that
+keeps its caches for as long as it lives: it is closed, and the next Feast call opens a
+fresh one. :func:`release_memory` does all four; it changes no data, only the resident
+size.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ def release_memory() -> None:
     Cheap (tens of milliseconds) and safe at any point where no memory is in flight, such
     as a stage's end. Arrow is only asked if something already imported it.
     """
+    _close_ibis_default_backend()
     gc.collect()
     pyarrow = sys.modules.get("pyarrow")
     if pyarrow is not None:
@@ -58,3 +63,23 @@ def release_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def _close_ibis_default_backend() -> None:
+    """Close ibis' default DuckDB (Feast's offline store), if one was opened.
+
+    ``ibis.options.default_backend`` is ibis' public option; unset, ibis opens a new
+    in-memory DuckDB on next use. At 3M events the one left by the training set's
+    retrieval held about 330 MB after the stage.
+    """
+    ibis = sys.modules.get("ibis")
+    if ibis is None:
+        return
+    backend = ibis.options.default_backend
+    if backend is None:
+        return
+    ibis.options.default_backend = None
+    try:
+        backend.disconnect()
+    except Exception as exc:  # already closed or half-made; dropping it is what counts
+        logger.debug("closing ibis' default backend failed: %s", exc)
