@@ -361,9 +361,8 @@ def remember_for_monitoring(settings: Settings, version: str) -> dict[str, Any]:
     """Keep what monitoring judges a new production model by (its training reference and
     the data watermark at deployment); the register stage and an A/B promotion call it."""
     from shopflow.monitoring.reference import (
-        labelled_rows,
+        labelled_reference,
         record_deployment,
-        reference_sample,
         save_reference,
     )
     from shopflow.registry import load_model
@@ -372,13 +371,8 @@ def remember_for_monitoring(settings: Settings, version: str) -> dict[str, Any]:
     watermark = current_watermark(settings)
     record_deployment(settings, version, data_watermark=watermark)
     try:
-        frame = labelled_rows(settings)
-        if watermark is not None:
-            import pandas as pd
-
-            frame = frame[frame["cutoff_time"] < pd.Timestamp(watermark)]
-        sample = reference_sample(frame)  # the rows the reference keeps, scored alone
-        del frame
+        # the labelled rows before the watermark, sampled; only the sample is scored
+        sample = labelled_reference(settings, before=watermark)
         model = load_model(settings, version)
         path = save_reference(settings, version, sample, model.predict_proba(sample))
     except Exception as exc:  # monitoring rebuilds it; never fail a promotion for this
