@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
@@ -12,6 +14,9 @@ from shopflow.settings import load_settings
 from shopflow.training.pipeline import train_family
 from shopflow.training.split import split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def test_fast_roc_auc_matches_sklearn_with_ties() -> None:
@@ -42,6 +47,22 @@ def test_interval_covers_the_estimate_and_narrows_with_rows() -> None:
     assert roc_auc_interval(*frame(400, 1)) != small  # other rows, other numbers
     again = frame(400, 1)
     assert roc_auc_interval(*again) == roc_auc_interval(*again)  # seeded
+
+
+def test_interval_is_the_same_whatever_the_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resamples are scored in chunks to bound memory; the chunk never changes a value."""
+    from shopflow.evaluation import uncertainty
+
+    rng = np.random.default_rng(2)
+    n = 3000
+    frame = pd.DataFrame({"event_timestamp": pd.Timestamp("2026-01-01", tz="UTC")
+                          + pd.to_timedelta(rng.integers(0, 3, n) * 7, unit="D")})
+    y = rng.integers(0, 2, n)
+    p = np.round(rng.uniform(size=n) + 0.3 * y, 2)  # ties too
+    whole = roc_auc_interval(frame, y, p)  # default chunk: every resample at once here
+    for cells in (1, 5_000, 250_000):
+        monkeypatch.setattr(uncertainty, "CHUNK_CELLS", cells)
+        assert roc_auc_interval(frame, y, p) == whole
 
 
 def test_families_without_shap_get_permutation_importance() -> None:

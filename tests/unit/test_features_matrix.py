@@ -35,6 +35,15 @@ def test_no_columns_or_no_rows_give_empty_matrices_of_the_right_shape() -> None:
     assert feature_matrix(_mixed().iloc[:0], ["x", "flag"]).shape == (0, 2)
 
 
+def test_rows_give_the_matrix_of_those_rows_without_a_frame_copy() -> None:
+    frame = pd.DataFrame({"a": [1.0, None, 3.0, 4.0], "b": [True, False, None, True],
+                          "c": ["1", "x", "2.5", None]})
+    rows = np.array([3, 0, 2])
+    np.testing.assert_array_equal(feature_matrix(frame, ["c", "a", "zz", "b"], rows=rows),
+                                  feature_matrix(frame.iloc[rows], ["c", "a", "zz", "b"]))
+    assert feature_matrix(frame, ["a"], rows=np.array([], dtype=int)).shape == (0, 1)
+
+
 def test_numeric_values_is_the_column_rule() -> None:
     np.testing.assert_array_equal(numeric_values(_mixed()["maybe"]), [1.0, np.nan, 0.0])
 

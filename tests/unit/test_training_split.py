@@ -11,6 +11,7 @@ from shopflow.training.split import (
     TrainingDataError,
     feature_columns,
     frame_fingerprint,
+    key_ordered,
     split_by_cutoff,
 )
 from shopflow.training.synthetic import synthetic_training_frame
@@ -60,6 +61,18 @@ def test_fingerprint_ignores_row_order_but_not_content() -> None:
     changed = frame.copy()
     changed.loc[0, "recency_days"] += 1
     assert frame_fingerprint(changed) != frame_fingerprint(frame)
+
+
+def test_key_order_is_a_stable_key_sort_and_no_copy_when_already_in_it() -> None:
+    frame = synthetic_training_frame(rows=300, cutoffs=3)
+    shuffled = frame.sample(frac=1.0, random_state=4)
+    ordered = key_ordered(shuffled)
+    expected = shuffled.sort_values(["user_id", "event_timestamp"], kind="mergesort",
+                                    ignore_index=True)
+    pd.testing.assert_frame_equal(ordered, expected)
+    assert key_ordered(ordered) is ordered  # in order with a 0..n-1 index: not copied
+    sliced = ordered.iloc[10:]  # in order, index 10..n-1: a fresh index, same rows
+    pd.testing.assert_frame_equal(key_ordered(sliced), sliced.reset_index(drop=True))
 
 
 def _weekly_frame(cutoffs: int, rows: int = 1200) -> pd.DataFrame:

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 RESAMPLES = 200
 SEED = 0
+#: Resample x row cells scored at once per cutoff: each of the ~8 float64 arrays the
+#: AUC of a chunk needs stays near 32 MB, where all 200 resamples of a 220k-row cutoff
+#: (10M events) took several GB in the evaluate stage.
+CHUNK_CELLS = 4_000_000
 
 
 def fast_roc_auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -57,14 +61,20 @@ def roc_auc_interval(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, *,
     if not values or resamples < 2:
         return result
     rng = np.random.default_rng(seed)
-    # resample counts per cutoff (resamples x rows), then every resample's AUC at once
-    counts = [np.empty((resamples, len(rows))) for rows in groups]
-    for i in range(resamples):
-        for g, rows in enumerate(groups):
-            counts[g][i] = np.bincount(rng.integers(0, len(rows), len(rows)),
-                                       minlength=len(rows))
-    per_cutoff = np.column_stack([weighted_roc_auc(y[rows], p[rows], counts[g])
-                                  for g, rows in enumerate(groups)])
+    # resample counts per cutoff (chunk x rows), then the chunk's AUCs at once; the draws
+    # come in the same order whatever the chunk, and each resample's AUC reads only its
+    # own row of counts, so the chunk bounds memory without changing a value
+    chunk = max(1, CHUNK_CELLS // max(len(rows) for rows in groups))
+    per_cutoff = np.empty((resamples, len(groups)))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        counts = [np.empty((size, len(rows))) for rows in groups]
+        for i in range(size):
+            for g, rows in enumerate(groups):
+                counts[g][i] = np.bincount(rng.integers(0, len(rows), len(rows)),
+                                           minlength=len(rows))
+        per_cutoff[start:start + size] = np.column_stack(
+            [weighted_roc_auc(y[rows], p[rows], counts[g]) for g, rows in enumerate(groups)])
     usable = np.isfinite(per_cutoff).any(axis=1)
     means = np.full(resamples, np.nan)
     means[usable] = np.nanmean(per_cutoff[usable], axis=1)

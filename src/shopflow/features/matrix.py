@@ -39,15 +39,20 @@ def numeric_values(column: pd.Series) -> np.ndarray:
     return values
 
 
-def feature_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+def feature_matrix(frame: pd.DataFrame, columns: Sequence[str],
+                   rows: np.ndarray | None = None) -> np.ndarray:
     """``frame[columns]`` as a C-ordered float64 matrix of shape ``(len(frame), len(columns))``.
 
     Columns are taken by name in the given order; a column the frame lacks is all NaN
     (callers that must refuse such input check names first, as
-    ``PropensityModel.matrix`` does).
+    ``PropensityModel.matrix`` does). With ``rows`` (positions), only those rows, in that
+    order: the same values as ``feature_matrix(frame.iloc[rows], columns)`` without
+    copying every column of those rows first (training takes a subset of millions).
     """
-    out = np.full((len(frame), len(columns)), np.nan, dtype=np.float64)
+    count = len(frame) if rows is None else len(rows)
+    out = np.full((count, len(columns)), np.nan, dtype=np.float64)
     for j, name in enumerate(columns):
         if name in frame.columns:
-            out[:, j] = numeric_values(frame[name])
+            values = numeric_values(frame[name])
+            out[:, j] = values if rows is None else values[rows]
     return out

@@ -120,6 +120,7 @@ def build_training_set(
     join_key = USER_TABLE.join_key
     frame = _validate_entity_df(entity_df, join_key, id_hasher(settings))
     store = store or get_store(settings)
+    _limit_offline_duckdb(settings)
     service_name = feature_service or settings.features.feature_service
     service = store.get_feature_service(service_name)
     feature_names = [
@@ -143,6 +144,21 @@ def build_training_set(
         len(out) / seconds if seconds else 0,
     )
     return out
+
+
+def _limit_offline_duckdb(settings: Settings) -> None:
+    """Put the run's DuckDB limits on the DuckDB Feast's offline store joins in.
+
+    That is ibis' default backend (``ibis.get_backend()``, opened here if need be), an
+    in-memory DuckDB that would otherwise take up to 80 % of the machine; with the
+    warehouse's ``memory_limit`` and spill folder it spills like every other DuckDB of
+    the run. Results do not depend on it.
+    """
+    import ibis
+
+    from shopflow.duckdb_connect import apply_duckdb_settings
+
+    apply_duckdb_settings(settings, ibis.get_backend().con)
 
 
 def _chunks(frame: pd.DataFrame, max_rows: int) -> list[np.ndarray]:

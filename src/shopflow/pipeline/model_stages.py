@@ -48,10 +48,16 @@ def _training_set_path(settings: Settings, context: StageContext, service: str) 
 
 
 def build_training_frame(settings: Settings, service: str) -> pd.DataFrame:
-    """Point-in-time training rows of ``service`` for every labelled (user, cutoff)."""
-    from shopflow.features import build_training_set, load_label_entities
+    """Point-in-time training rows of ``service`` for every labelled (user, cutoff).
 
-    frame: pd.DataFrame = build_training_set(settings, load_label_entities(settings),
+    The rows come in the canonical key order (the retrieval keeps its input's order, and
+    sorting the three entity columns is cheap), so training, evaluation and the gate
+    use the stored set as it is instead of each sorting a copy of every column.
+    """
+    from shopflow.features import build_training_set, load_label_entities
+    from shopflow.training.split import key_ordered
+
+    frame: pd.DataFrame = build_training_set(settings, key_ordered(load_label_entities(settings)),
                                              feature_service=service)
     return frame
 
@@ -61,15 +67,46 @@ def _frame_for(settings: Settings, context: StageContext) -> Callable[[str], pd.
     cache: dict[str, pd.DataFrame] = {}
 
     def frame_for(service: str) -> pd.DataFrame:
-        import pandas as pd
-
         if service not in cache:
             path = _training_set_path(settings, context, service)
-            cache[service] = (pd.read_parquet(path) if path.is_file()
+            cache[service] = (read_training_set(path) if path.is_file()
                               else build_training_frame(settings, service))
         return cache[service]
 
     return frame_for
+
+
+#: Rows per Parquet row group of a stored training set: Arrow converts one slice at a
+#: time instead of holding a second copy of millions of rows while the file is written.
+WRITE_ROWS = 500_000
+
+
+def write_training_set(frame: pd.DataFrame, path: Path) -> None:
+    """``frame.to_parquet(path, index=False)`` (atomically), a slice at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with atomic.atomic_path(path) as tmp:
+        if len(frame) <= WRITE_ROWS:
+            frame.to_parquet(tmp, index=False)
+            return
+        schema = pa.Schema.from_pandas(frame, preserve_index=False)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for start in range(0, len(frame), WRITE_ROWS):
+                writer.write_table(pa.Table.from_pandas(
+                    frame.iloc[start:start + WRITE_ROWS], schema=schema, preserve_index=False))
+
+
+def read_training_set(path: Path) -> pd.DataFrame:
+    """A stored training set, as ``pd.read_parquet`` reads it (same columns, dtypes and
+    values) but freeing each Arrow column once converted (``self_destruct``), so the read
+    peaks near one copy of the data instead of two."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    frame: pd.DataFrame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table  # unusable after self_destruct; its buffers are the frame's now
+    return frame
 
 
 def training_set(settings: Settings, context: StageContext) -> StageResult:
@@ -77,8 +114,7 @@ def training_set(settings: Settings, context: StageContext) -> StageResult:
     service = settings.features.feature_service
     frame = build_training_frame(settings, service)
     path = _training_set_path(settings, context, service)
-    with atomic.atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+    write_training_set(frame, path)
     cutoffs = sorted({str(t) for t in frame["event_timestamp"]}) if len(frame) else []
     return {
         "path": str(path),
@@ -324,20 +360,21 @@ def _recorded_decision(settings: Settings, context: StageContext, version: str
 def remember_for_monitoring(settings: Settings, version: str) -> dict[str, Any]:
     """Keep what monitoring judges a new production model by (its training reference and
     the data watermark at deployment); the register stage and an A/B promotion call it."""
-    from shopflow.monitoring.reference import labelled_rows, record_deployment, save_reference
+    from shopflow.monitoring.reference import (
+        labelled_reference,
+        record_deployment,
+        save_reference,
+    )
     from shopflow.registry import load_model
     from shopflow.transform.publish import current_watermark
 
     watermark = current_watermark(settings)
     record_deployment(settings, version, data_watermark=watermark)
     try:
-        frame = labelled_rows(settings)
-        if watermark is not None:
-            import pandas as pd
-
-            frame = frame[frame["cutoff_time"] < pd.Timestamp(watermark)]
+        # the labelled rows before the watermark, sampled; only the sample is scored
+        sample = labelled_reference(settings, before=watermark)
         model = load_model(settings, version)
-        path = save_reference(settings, version, frame, model.predict_proba(frame))
+        path = save_reference(settings, version, sample, model.predict_proba(sample))
     except Exception as exc:  # monitoring rebuilds it; never fail a promotion for this
         logger.warning("could not save the monitoring reference of %s: %s", version, exc)
         return {"data_watermark": watermark, "reference": None}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from shopflow.errors import blocks_run
 from shopflow.faults import crash_point
+from shopflow.memory import release_memory
 from shopflow.pipeline.runs import safe_run_id, write_record
 from shopflow.pipeline.stages import stage_function
 from shopflow.pipeline.vocabulary import StageContext, StageRecord, StageSkipped, StageStatus
@@ -82,7 +83,10 @@ def run_stage(
         )
         logger.info("stage %s: starting (run %s)", label, context.run_id)
         crash_point(f"before:{label}")
-        result = stage_function(stage)(settings, context, **kwargs)
+        try:
+            result = stage_function(stage)(settings, context, **kwargs)
+        finally:
+            release_memory()  # the next task may run in this same process (dag.test)
         crash_point(f"after:{label}")  # the work is done, Airflow does not know it yet
     except StageSkipped as exc:
         seconds = time.perf_counter() - started

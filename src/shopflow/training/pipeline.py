@@ -43,6 +43,7 @@ from shopflow.training.split import (
     TrainingDataError,
     feature_columns,
     frame_fingerprint,
+    key_ordered,
     split_by_cutoff,
 )
 
@@ -245,8 +246,9 @@ def resolve_device(settings: Settings, family: str) -> str:
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    """A canonical row order, so the same data in any order trains the same model."""
-    return frame.sort_values(list(KEY_COLUMNS), kind="mergesort", ignore_index=True)
+    """A canonical row order, so the same data in any order trains the same model (a
+    frame already in it, as the stored training set is, is used without a copy)."""
+    return key_ordered(frame)
 
 
 def _split(settings: Settings, frame: pd.DataFrame) -> Split:
@@ -291,6 +293,10 @@ def train_family(
     service = feature_service or settings.features.feature_service
     frame = _ordered(frame)
     split = _split(settings, frame)
+    # the fingerprint goes to the registry and ledger; a dry run records nothing. Taken
+    # before the matrices exist: hashing holds a copy of the frame, which should not
+    # stack on top of the fit's matrices and models
+    fingerprint = "" if dry_run else frame_fingerprint(frame)
     labels = frame["label"].astype(int).to_numpy()
     # above training.max_rows the train part keeps every positive and weighted negatives;
     # validation rows (early stopping, calibration, selection) are never sampled
@@ -300,7 +306,7 @@ def train_family(
     all_columns = feature_columns(frame)
     # only the rows a fit reads become a matrix (not the test rows, not dropped negatives)
     fit_rows = np.concatenate([train_rows, split.validation])
-    full = feature_matrix(frame.iloc[fit_rows], all_columns)
+    full = feature_matrix(frame, all_columns, rows=fit_rows)
     n_train = len(train_rows)
     protected = getattr(family_module(family), "REQUIRED_FEATURES", ())
     pruning = prune_features(full[:n_train], all_columns, protected=protected)
@@ -310,7 +316,8 @@ def train_family(
                         f"{d['feature']} ({d['reason']}{' of ' + d['to'] if 'to' in d else ''})"
                         for d in pruning.dropped))
     columns = pruning.kept
-    matrix = full[:, [all_columns.index(c) for c in columns]]
+    # nothing pruned (the usual case): the matrix as it is, not a second copy of it
+    matrix = full if columns == all_columns else full[:, [all_columns.index(c) for c in columns]]
     del full
     data = FitData(
         x_train=matrix[:n_train], y_train=labels[train_rows],
@@ -340,8 +347,6 @@ def train_family(
     model = PropensityModel(family=family, feature_names=list(fitted.feature_names),
                             feature_service=service, params=dict(fitted.params),
                             predictor=fitted.predictor)
-    # the fingerprint goes to the registry and ledger; a dry run records nothing
-    fingerprint = "" if dry_run else frame_fingerprint(frame)
     window = _data_window(split)
     logger.info("%s: best validation %s=%.4f after %d trial(s) in %.1fs (%s rows/s)", family,
                 settings.gate.primary_metric,
@@ -357,7 +362,8 @@ def train_family(
         code = code_version()
         # the service's small batches use a numpy copy of the model, kept only if it
         # predicts the model's own test rows (and probe rows) as the library does
-        compilation = compile_checked(model, model.matrix(frame.iloc[split.test]))
+        compilation = compile_checked(model, feature_matrix(frame, model.feature_names,
+                                                            rows=split.test))
         version = save_model(settings, model, compiled=compilation.predictor, metadata={
             "compiled": compilation.facts,
             "metrics": {f"validation_{k}": v for k, v in result.validation_metrics.items()},

@@ -214,11 +214,40 @@ def _spaced_latest(cutoffs: np.ndarray, count: int, horizon: timedelta) -> np.nd
     return np.array(chosen[::-1])
 
 
+def in_key_order(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` is already in its canonical row order (sorted by the keys).
+
+    Judged with pandas' own ordering of the key values (a MultiIndex of them), so True
+    means a stable sort by :data:`KEY_COLUMNS` would leave every row where it is. The
+    check holds one integer code per row and key; the sort it spares copies every column.
+    """
+    import pandas as pd
+
+    return bool(pd.MultiIndex.from_frame(frame[list(KEY_COLUMNS)]).is_monotonic_increasing)
+
+
+def key_ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` sorted by the keys with a fresh 0..n-1 index: the canonical row order.
+
+    A frame already in that order is returned as it is, not copied (the training set is
+    stored in key order, and at millions of rows each copy is gigabytes); callers treat
+    the result as read-only.
+    """
+    import pandas as pd
+
+    if in_key_order(frame):
+        if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 \
+                and frame.index.step == 1:
+            return frame
+        return frame.reset_index(drop=True)
+    return frame.sort_values(list(KEY_COLUMNS), kind="mergesort", ignore_index=True)
+
+
 def frame_fingerprint(frame: pd.DataFrame) -> str:
     """A content hash of the frame, independent of row order (recorded with every model)."""
     import pandas as pd
 
-    ordered = frame.sort_values(list(KEY_COLUMNS), kind="mergesort").reset_index(drop=True)
+    ordered = key_ordered(frame)
     ordered = ordered[sorted(ordered.columns)]
     row_hashes = pd.util.hash_pandas_object(ordered, index=False).to_numpy()
     digest = hashlib.sha256(row_hashes.tobytes())
