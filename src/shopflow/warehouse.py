@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
     import pandas as pd
+    import pyarrow as pa
 
     from shopflow.settings import Settings
 
@@ -201,6 +202,15 @@ class DuckDBWarehouse(Warehouse):
         cursor = self._con.execute(_PLACEHOLDER.sub(r"$\1", sql), dict(params) if params else None)
         frame: pd.DataFrame = cursor.df()
         return frame
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """The result as an Arrow table: the caller picks the pandas dtypes (e.g. ids as
+        dictionaries) instead of paying for object columns first."""
+        relation = self._con.sql(_PLACEHOLDER.sub(r"$\1", sql),
+                                 params=dict(params) if params else None)
+        fetch = getattr(relation, "to_arrow_table", None) or relation.arrow  # duckdb < 1.4
+        table: pa.Table = fetch()
+        return table
 
     def append_df(self, table: str, df: pd.DataFrame) -> int:
         _check_identifier(table)

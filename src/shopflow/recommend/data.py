@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import pandas as pd
+    import pyarrow as pa
 
     from shopflow.settings import Settings
 
@@ -151,7 +152,7 @@ def load_window(settings: Settings, *, start: Any | None, end: Any | None,
         table = _existing_table(settings, wh, "staging", "stg_shop__events")
         sql = f"select {', '.join(columns)} from {table} {tail}"
         if isinstance(wh, DuckDBWarehouse):
-            frame = _arrow_frame(wh.connection, sql, params)
+            frame = _dictionary_frame(wh.query_arrow(sql, params))
         else:
             frame = wh.query_df(sql, params or None)
     frame = _narrow(frame)
@@ -160,16 +161,11 @@ def load_window(settings: Settings, *, start: Any | None, end: Any | None,
     return frame
 
 
-def _arrow_frame(con: Any, sql: str, params: dict[str, object]) -> pd.DataFrame:
-    """A DuckDB query as pandas via Arrow, string columns dictionary-encoded first."""
+def _dictionary_frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow result as pandas, id columns dictionary-encoded first (categoricals)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from shopflow.warehouse import _PLACEHOLDER
-
-    relation = con.sql(_PLACEHOLDER.sub(r"$\1", sql), params=params or None)
-    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow  # duckdb < 1.4
-    table = fetch()
     for index, name in enumerate(table.column_names):
         column = table.column(index)
         if name in _CATEGORICAL and (pa.types.is_string(column.type)
@@ -225,9 +221,7 @@ def newest_event_time(settings: Settings) -> pd.Timestamp | None:
         value = wh.scalar(f"select max(event_time) from {table}")
     if value is None or pd.isna(value):
         return None
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    stamp: pd.Timestamp = _naive(pd.Series([value])).iloc[0]
     return stamp
 
 
