@@ -45,3 +45,16 @@ def test_labelled_reference_is_the_sample_of_the_labelled_rows(
         got = reference.labelled_reference(settings, before=cut)
         assert len(got) == 100
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_labelled_rows_are_the_feature_rows_joined_to_their_labels(settings: Settings) -> None:
+    """Joined on the keys alone, the rows are what a merge of every column gives."""
+    _publish(settings)
+    features = reference.read_mart_snapshot(settings, "user_features")
+    labels = reference.read_mart_snapshot(settings, "purchase_labels")
+    expected = (features.merge(labels[["user_id", "cutoff_time", "label"]],
+                               on=["user_id", "cutoff_time"], how="inner")
+                .sort_values(["user_id", "cutoff_time"]).reset_index(drop=True))
+    got = reference.labelled_rows(settings)
+    assert len(got) == int(len(features) * 5 / 6 * 0.9)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)

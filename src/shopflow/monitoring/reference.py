@@ -67,11 +67,8 @@ def _deployment_path(settings: Settings, version: str) -> Path:
 
 def labelled_rows(settings: Settings) -> pd.DataFrame:
     """Feature rows with their labels (training cutoffs only), newest cutoffs last."""
-    features = read_mart_snapshot(settings, "user_features")
-    labels = read_mart_snapshot(settings, "purchase_labels")
-    frame = features.merge(labels[["user_id", "cutoff_time", "label"]], on=list(KEYS),
-                           how="inner")
-    return frame.sort_values(list(KEYS)).reset_index(drop=True)
+    features, keys = _labelled_keys(settings)
+    return _with_labels(features, keys)
 
 
 def labelled_reference(settings: Settings, *, before: str | None = None, seed: int = 0
@@ -80,23 +77,38 @@ def labelled_reference(settings: Settings, *, before: str | None = None, seed: i
 
     The same rows, in the same order and with the same columns, as
     ``reference_sample(rows[rows.cutoff_time < before], seed=seed)`` (index aside), but
-    the join, sort, filter and sample run on the keys alone and only the sampled rows'
-    features are taken: at 10M events the labelled rows are millions, and the register
-    stage used to hold three copies of them to keep 50,000.
+    the filter and sample run on the keys alone and only the sampled rows' features are
+    taken: at 10M events the labelled rows are millions, and the register stage used to
+    hold three copies of them to keep 50,000.
     """
-    import numpy as np
     import pandas as pd
+
+    features, keys = _labelled_keys(settings)
+    if before is not None:
+        keys = keys[keys["cutoff_time"] < pd.Timestamp(before)]
+    return _with_labels(features, reference_sample(keys, seed=seed))
+
+
+def _labelled_keys(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The feature rows, and the keys of those with a label (sorted by the keys), each
+    with its feature row's position (``_row``) and its ``label``: the join and the sort
+    move two keys and two numbers per row, not every feature."""
+    import numpy as np
 
     features = read_mart_snapshot(settings, "user_features")
     labels = read_mart_snapshot(settings, "purchase_labels", columns=[*KEYS, "label"])
     keys = (features[list(KEYS)].assign(_row=np.arange(len(features)))
             .merge(labels, on=list(KEYS), how="inner")
             .sort_values(list(KEYS)).reset_index(drop=True))
-    if before is not None:
-        keys = keys[keys["cutoff_time"] < pd.Timestamp(before)]
-    keys = reference_sample(keys, seed=seed)
+    return features, keys
+
+
+def _with_labels(features: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """The feature rows ``keys`` point at, in their order, with their labels."""
     rows = features.iloc[keys["_row"].to_numpy()].reset_index(drop=True)
     return rows.assign(label=keys["label"].to_numpy())
+
+
 
 
 def serving_snapshot(settings: Settings) -> pd.DataFrame:
