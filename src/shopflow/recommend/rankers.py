@@ -198,11 +198,20 @@ class TorchNCFPredictor:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_net"] = None
+        state.pop("_lookups", None)  # derived from the vocabularies on first use
         return state
 
+    def _codes(self, vocabulary: str, ids: pd.Series) -> np.ndarray:
+        """Vocabulary codes of ``ids`` (0: unknown); the lookup is built once per predictor,
+        not once per scored block (the serving snapshot scores hundreds of blocks)."""
+        lookups: dict[str, _VocabularyLookup] = self.__dict__.setdefault("_lookups", {})
+        if vocabulary not in lookups:
+            lookups[vocabulary] = _VocabularyLookup.of(getattr(self, vocabulary))
+        return lookups[vocabulary].codes(ids)
+
     def inputs(self, frame: pd.DataFrame, matrix: np.ndarray) -> tuple[np.ndarray, ...]:
-        u = _vocabulary_codes(self.users, frame["user_id"])
-        i = _vocabulary_codes(self.items, frame["item_id"])
+        u = self._codes("users", frame["user_id"])
+        i = self._codes("items", frame["item_id"])
         x = _transform(matrix)
         x -= self.mean
         x /= self.std
@@ -231,18 +240,30 @@ class TorchNCFPredictor:
         return np.concatenate(out) if out else np.zeros(0)
 
 
-def _vocabulary_codes(vocabulary: dict[str, int], ids: pd.Series) -> np.ndarray:
-    """``vocabulary.get(id, 0)`` for each id (0: unknown), as one hash lookup of the whole
-    column instead of a Python call per row (the serving snapshot scores millions)."""
-    import pandas as pd
+@dataclass(frozen=True)
+class _VocabularyLookup:
+    """A vocabulary (id -> code) as an index, so a column of ids is coded in one hash
+    lookup instead of a Python ``dict.get`` per row."""
 
-    if not vocabulary:
-        return np.zeros(len(ids), np.int64)
-    keys = pd.Index(list(vocabulary), dtype=object)
-    codes = np.fromiter(vocabulary.values(), np.int64, len(vocabulary))
-    found = np.asarray(keys.get_indexer(pd.Index(ids)))
-    out: np.ndarray = np.where(found >= 0, codes[found], 0)
-    return out
+    keys: pd.Index
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, vocabulary: dict[str, int]) -> _VocabularyLookup:
+        import pandas as pd
+
+        return cls(pd.Index(list(vocabulary), dtype=object),
+                   np.fromiter(vocabulary.values(), np.int64, len(vocabulary)))
+
+    def codes(self, ids: pd.Series) -> np.ndarray:
+        """``vocabulary.get(id, 0)`` for each id (0: unknown)."""
+        import pandas as pd
+
+        if len(self.keys) == 0:
+            return np.zeros(len(ids), np.int64)
+        found = np.asarray(self.keys.get_indexer(pd.Index(ids)))
+        out: np.ndarray = np.where(found >= 0, self.values[found], 0)
+        return out
 
 
 def _build_net(n_users: int, n_items: int, n_features: int, dim: int, hidden: int) -> Any:
