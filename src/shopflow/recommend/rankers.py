@@ -56,11 +56,35 @@ class RankerModel:
     predictor: Any
     trained_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """The frame's features as float64 in the model's order (missing columns: NaN)."""
+    def matrix(self, frame: pd.DataFrame, columns: np.ndarray | None = None) -> np.ndarray:
+        """The frame's features as float64 in the model's order (missing columns: NaN);
+        with ``columns`` (positions in ``feature_names``), only those."""
         from shopflow.features.matrix import feature_matrix
 
-        return feature_matrix(frame, self.feature_names)
+        names = self.feature_names if columns is None else [self.feature_names[j] for j in columns]
+        return feature_matrix(frame, names)
+
+    def encode(self, matrix: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """The predictor's inputs of ``matrix``, whose columns are ``feature_names[columns]``.
+
+        Entry by entry, so a user's (or an item's) row can be encoded once and gathered
+        for each of its candidates: the serving snapshot does that instead of encoding
+        the same user columns on a hundred candidate rows.
+        """
+        out: np.ndarray = self.predictor.encode(matrix, columns)
+        return out
+
+    def forward(self, users: np.ndarray | None, items: np.ndarray | None,
+                inputs: np.ndarray) -> np.ndarray:
+        """Scores of encoded rows (``inputs``: all features, the model's order); ``users``
+        and ``items`` are the predictor's vocabulary codes (:meth:`codes`) of each row."""
+        return np.asarray(self.predictor.forward(users, items, inputs), dtype=np.float64)
+
+    def codes(self, vocabulary: str, ids: np.ndarray) -> np.ndarray | None:
+        """The predictor's codes of ``ids`` in ``vocabulary`` (``users`` or ``items``);
+        None for a predictor that scores features only."""
+        out: np.ndarray | None = self.predictor.codes(vocabulary, ids)
+        return out
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """A score per candidate row; higher means recommend earlier.
@@ -82,12 +106,35 @@ class RankerModel:
         return np.asarray(self.predictor.predict(frame, self.matrix(frame)), dtype=np.float64)
 
 
-# ---- popularity ------------------------------------------------------------------------
-class PopularityPredictor:
-    """Scores a candidate by its item's popularity in the window (purchases, then views)."""
+class FeaturePredictor:
+    """A predictor as three steps: ``encode`` the feature matrix (entry by entry, per
+    column), vocabulary ``codes`` of the ids, ``forward`` both to scores. ``predict`` is
+    the three in one; the serving snapshot runs them apart, so that rows shared by many
+    candidates (a user's features) are encoded once. Here: features only, as they are.
+    """
+
+    def encode(self, matrix: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        return matrix
+
+    def codes(self, vocabulary: str, ids: Any) -> np.ndarray | None:
+        return None
+
+    def forward(self, users: np.ndarray | None, items: np.ndarray | None,
+                inputs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def predict(self, frame: pd.DataFrame, matrix: np.ndarray) -> np.ndarray:
-        return frame["cand_popularity"].to_numpy(dtype=np.float64)
+        return self.forward(None, None, self.encode(matrix))
+
+
+# ---- popularity ------------------------------------------------------------------------
+class PopularityPredictor(FeaturePredictor):
+    """Scores a candidate by its item's popularity in the window (purchases, then views):
+    its one feature, ``cand_popularity``."""
+
+    def forward(self, users: np.ndarray | None, items: np.ndarray | None,
+                inputs: np.ndarray) -> np.ndarray:
+        return np.asarray(inputs[:, 0], dtype=np.float64)
 
 
 def popularity_model() -> RankerModel:
@@ -97,7 +144,7 @@ def popularity_model() -> RankerModel:
 
 
 # ---- LightGBM lambdarank -------------------------------------------------------------
-class LightGBMRankPredictor:
+class LightGBMRankPredictor(FeaturePredictor):
     """A lambdarank booster and the number of rounds early stopping kept."""
 
     def __init__(self, booster: Any, rounds: int, threads: int = 1) -> None:
@@ -105,9 +152,10 @@ class LightGBMRankPredictor:
         self.rounds = rounds
         self.threads = threads
 
-    def predict(self, frame: pd.DataFrame, matrix: np.ndarray) -> np.ndarray:
+    def forward(self, users: np.ndarray | None, items: np.ndarray | None,
+                inputs: np.ndarray) -> np.ndarray:
         return np.asarray(
-            self.booster.predict(matrix, num_iteration=self.rounds, num_threads=self.threads))
+            self.booster.predict(inputs, num_iteration=self.rounds, num_threads=self.threads))
 
 
 def _groups(frame: pd.DataFrame) -> np.ndarray:
@@ -186,7 +234,7 @@ def _transform(matrix: np.ndarray) -> np.ndarray:
     return out
 
 
-class TorchNCFPredictor:
+class TorchNCFPredictor(FeaturePredictor):
     """User/item embeddings + dbt features; pickles as a CPU state dict and vocabularies."""
 
     def __init__(self, *, state: dict[str, Any], users: dict[str, int], items: dict[str, int],
@@ -201,7 +249,7 @@ class TorchNCFPredictor:
         state.pop("_lookups", None)  # derived from the vocabularies on first use
         return state
 
-    def _codes(self, vocabulary: str, ids: pd.Series) -> np.ndarray:
+    def codes(self, vocabulary: str, ids: Any) -> np.ndarray:
         """Vocabulary codes of ``ids`` (0: unknown); the lookup is built once per predictor,
         not once per scored block (the serving snapshot scores hundreds of blocks)."""
         lookups: dict[str, _VocabularyLookup] = self.__dict__.setdefault("_lookups", {})
@@ -209,14 +257,20 @@ class TorchNCFPredictor:
             lookups[vocabulary] = _VocabularyLookup.of(getattr(self, vocabulary))
         return lookups[vocabulary].codes(ids)
 
-    def inputs(self, frame: pd.DataFrame, matrix: np.ndarray) -> tuple[np.ndarray, ...]:
-        u = self._codes("users", frame["user_id"])
-        i = self._codes("items", frame["item_id"])
+    def encode(self, matrix: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        """Signed log, standardised with the training mean and std of each column
+        (``columns``: positions in the features; default all), NaN as 0, float32."""
+        mean, std = (self.mean, self.std) if columns is None else (self.mean[columns],
+                                                                   self.std[columns])
         x = _transform(matrix)
-        x -= self.mean
-        x /= self.std
+        x -= mean
+        x /= std
         np.nan_to_num(x, nan=0.0, copy=False)
-        return u, i, x.astype(np.float32)
+        return x.astype(np.float32)
+
+    def inputs(self, frame: pd.DataFrame, matrix: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (self.codes("users", frame["user_id"]), self.codes("items", frame["item_id"]),
+                self.encode(matrix))
 
     def net(self) -> Any:
         if self._net is None:
@@ -227,16 +281,22 @@ class TorchNCFPredictor:
         return self._net
 
     def predict(self, frame: pd.DataFrame, matrix: np.ndarray) -> np.ndarray:
+        return self.forward(*self.inputs(frame, matrix))
+
+    def forward(self, users: np.ndarray | None, items: np.ndarray | None,
+                inputs: np.ndarray) -> np.ndarray:
+        """The net on batches of ``SCORE_BLOCK_ROWS`` rows (no autograd)."""
         import torch
 
-        u, i, x = self.inputs(frame, matrix)
+        if users is None or items is None:
+            raise ValueError("the torch ranker needs the user and item codes of each row")
         net = self.net()
         out = []
-        with torch.no_grad():
-            for start in range(0, len(u), SCORE_BLOCK_ROWS):
+        with torch.inference_mode():
+            for start in range(0, len(inputs), SCORE_BLOCK_ROWS):
                 sl = slice(start, start + SCORE_BLOCK_ROWS)
-                out.append(net(torch.from_numpy(u[sl]), torch.from_numpy(i[sl]),
-                               torch.from_numpy(x[sl])).numpy())
+                out.append(net(torch.from_numpy(users[sl]), torch.from_numpy(items[sl]),
+                               torch.from_numpy(inputs[sl])).numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -255,7 +315,7 @@ class _VocabularyLookup:
         return cls(pd.Index(list(vocabulary), dtype=object),
                    np.fromiter(vocabulary.values(), np.int64, len(vocabulary)))
 
-    def codes(self, ids: pd.Series) -> np.ndarray:
+    def codes(self, ids: Any) -> np.ndarray:
         """``vocabulary.get(id, 0)`` for each id (0: unknown)."""
         import pandas as pd
 
