@@ -143,3 +143,17 @@ def test_the_torch_ranker_needs_codes() -> None:
     model = _torch_model()
     with pytest.raises(ValueError, match="user and item codes"):
         model.forward(None, None, np.zeros((2, len(FEATURES)), np.float32))
+
+
+def test_the_torch_ranker_scores_on_its_threads_and_restores_the_setting() -> None:
+    import torch
+
+    model = _torch_model()
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, len(FEATURES))).astype(np.float32)
+    u, i = rng.integers(0, 5, 300), rng.integers(0, 6, 300)
+    before = torch.get_num_threads()
+    default = model.forward(u, i, x)
+    model.predictor.threads = 1
+    np.testing.assert_array_equal(model.forward(u, i, x), default)
+    assert torch.get_num_threads() == before
