@@ -100,15 +100,18 @@ def build_snapshot(
     """Rank every known user's candidates at the serving cutoff with ``model``.
 
     The serving cutoff's window is read once (``events`` when given, else the
-    warehouse); users are ranked ``batch_users`` at a time, so the feature frame of one
-    chunk (about 100 candidates x ~100 features per user) is what the chunk costs.
+    warehouse); users are ranked ``batch_users`` at a time, so the model inputs of one
+    chunk (about 100 candidates x ~100 features per user) are what the chunk costs.
 
-    The frame a chunk is scored on is :func:`~shopflow.recommend.dataset.feature_frame`'s
-    (same columns, values and dtypes), but joined on integer codes: users by place in
-    the sorted serving users, items by window item code, categories by a code per
-    category. The marts' text ids are coded once per page of users; a chunk's hundreds of
-    thousands of candidate rows never hash a text id (four merges on text keys per chunk
-    and a sort by text ids for the top ``depth`` were most of the snapshot's time).
+    The inputs a chunk is scored on are those of
+    :func:`~shopflow.recommend.dataset.feature_frame`'s frame (same columns and values,
+    bit for bit), but joined on integer codes: users by place in the sorted serving
+    users, items by window item code, categories by a code per category. The marts' text
+    ids are coded once per page of users; a chunk's hundreds of thousands of candidate
+    rows never hash a text id. And no chunk joins a frame: each mart row's model inputs
+    (:meth:`RankerModel.encode`) are computed once per page (items once) and gathered
+    per candidate, so only the candidate columns are encoded row by row (encoding a
+    user's ~70 columns on each of their ~100 candidates was most of the scoring time).
     """
     import pandas as pd
 
@@ -300,7 +303,7 @@ def _encoded_rows(model: RankerModel, rows: _KeyedRows, columns: np.ndarray,
     equal the candidates' joined rows encoded, with each mart row encoded once (a user's
     ~70 columns once, not on each of their ~100 candidates).
     """
-    frame = rows.values.reindex(np.append(np.arange(len(rows.values)), -1))
+    frame = rows.take(np.append(rows.keys, -1))  # every row, then the all-missing one
     fill_interactions(frame, lookback_days=lookback_days)
     return model.encode(model.matrix(frame, columns), columns)
 
