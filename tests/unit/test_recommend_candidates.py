@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -114,3 +115,33 @@ def test_events_without_an_order_form_one_basket_per_user_and_day() -> None:
     frame, _ = generate_candidates(events, cutoff=CUTOFF, lookback=LOOKBACK, users=["u7"],
                                    config=CandidateConfig(popular=0, trending=0, category=0))
     assert _pairs(frame, "copurchase") == {("u7", "b2")}
+
+
+def _union_by_pandas(parts: list[tuple[np.ndarray, np.ndarray, str, np.ndarray]]) -> pd.DataFrame:
+    """The reference: a flag and score column per part, then a pandas group-by max."""
+    from shopflow.recommend.candidates import SOURCES
+
+    frames = []
+    for users, items, source, scores in parts:
+        frame = pd.DataFrame({"u": users.astype(np.int64), "i": items.astype(np.int64)})
+        for s in SOURCES:
+            frame[f"src_{s}"] = 1.0 if s == source else 0.0
+        frame["cand_copurchase_score"] = scores if source == "copurchase" else 0.0
+        frame["cand_category_share"] = scores if source == "category" else 0.0
+        frames.append(frame)
+    stacked = pd.concat(frames, ignore_index=True)
+    return stacked.groupby(["u", "i"], sort=True, as_index=False).max()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_union_of_sources_equals_a_pandas_group_by_max(seed: int) -> None:
+    from shopflow.recommend.candidates import SOURCES, _union
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for source in SOURCES:
+        n = int(rng.integers(0, 400))
+        scores = rng.random(n)
+        scores[rng.random(n) < 0.1] = np.nan
+        parts.append((rng.integers(0, 30, n), rng.integers(0, 50, n), source, scores))
+    pd.testing.assert_frame_equal(_union(parts), _union_by_pandas(parts))

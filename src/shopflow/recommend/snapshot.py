@@ -9,6 +9,7 @@ with the popularity list (cold start) and what each user already bought
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -99,15 +100,18 @@ def build_snapshot(
     """Rank every known user's candidates at the serving cutoff with ``model``.
 
     The serving cutoff's window is read once (``events`` when given, else the
-    warehouse); users are ranked ``batch_users`` at a time, so the feature frame of one
-    chunk (about 100 candidates x ~100 features per user) is what the chunk costs.
+    warehouse); users are ranked ``batch_users`` at a time, so the model inputs of one
+    chunk (about 100 candidates x ~100 features per user) are what the chunk costs.
 
-    The frame a chunk is scored on is :func:`~shopflow.recommend.dataset.feature_frame`'s
-    (same columns, values and dtypes), but joined on integer codes: users by place in
-    the sorted serving users, items by window item code, categories by a code per
-    category. The marts' text ids are coded once per page of users; a chunk's hundreds of
-    thousands of candidate rows never hash a text id (four merges on text keys per chunk
-    and a sort by text ids for the top ``depth`` were most of the snapshot's time).
+    The inputs a chunk is scored on are those of
+    :func:`~shopflow.recommend.dataset.feature_frame`'s frame (same columns and values,
+    bit for bit), but joined on integer codes: users by place in the sorted serving
+    users, items by window item code, categories by a code per category. The marts' text
+    ids are coded once per page of users; a chunk's hundreds of thousands of candidate
+    rows never hash a text id. And no chunk joins a frame: each mart row's model inputs
+    (:meth:`RankerModel.encode`) are computed once per page (items once) and gathered
+    per candidate, so only the candidate columns are encoded row by row (encoding a
+    user's ~70 columns on each of their ~100 candidates was most of the scoring time).
     """
     import pandas as pd
 
@@ -127,12 +131,25 @@ def build_snapshot(
     item_frame = load_mart(settings, "item_features", cutoffs=[cutoff])
     items = _KeyedRows.of(item_frame, codes.items_of(item_frame), ["item_id", "cutoff_time"])
     page_users = batch_users * PAGE_CHUNKS
+    layout: _Layout | None = None
+    item_inputs = np.zeros((0, 0))
+    user_codes = model.codes("users", users)  # the predictor's vocabulary codes, once
+    item_codes = model.codes("items", window.stats.item_ids)
     pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for page_start in range(0, len(users), page_users):
         page = users[page_start:page_start + page_users]
         marts = {name: load_user_range(settings, name, cutoff, page[0], page[-1])
                  for name in USER_MARTS}
-        keyed = _page_rows(marts, codes)
+        keyed = {**_page_rows(marts, codes), "item_features": items}
+        if layout is None:  # every page has the same columns
+            layout = _Layout.of(model, {name: list(rows.values.columns)
+                                        for name, rows in keyed.items()})
+            item_inputs = _encoded_rows(model, items, layout.sources["item_features"],
+                                        lookback_days)
+        # each mart row's model inputs, once per page; a candidate gathers its rows'
+        inputs = {name: _encoded_rows(model, keyed[name], layout.sources[name], lookback_days)
+                  for name in USER_MARTS}
+        inputs["item_features"] = item_inputs
         expected: list[str] | None = None
         for start in range(0, len(page), batch_users):
             chunk = page[start:start + batch_users]
@@ -141,25 +158,26 @@ def build_snapshot(
                 continue
             u = coded["u"].to_numpy(np.int64) + (page_start + start)  # chunk: unique, sorted
             i = coded["i"].to_numpy(np.int64)
-            frame = pd.concat([
-                window.with_ids(user_list, coded),
-                keyed["user_item_features"].take(codes.user_item(u, i)),
-                keyed["user_category_features"].take(
-                    codes.user_category(u, codes.item_category[i])),
-                items.take(i),
-                keyed["user_features"].take(u),
-            ], axis=1)
             if expected is None:  # the columns feature_frame's merges give, once per page
-                expected = _merged_columns(frame, marts, item_frame, lookback_days)
-            if list(frame.columns) != expected:
-                raise RuntimeError(f"snapshot features {list(frame.columns)} differ from "
-                                   f"feature_frame's {expected}")
-            fill_interactions(frame, lookback_days=lookback_days)
-            pieces.append(_best(u, i, model.score(frame), depth))
+                candidates = window.with_ids(user_list, coded.iloc[:0])
+                expected = _merged_columns(candidates, marts, item_frame, lookback_days)
+                columns = [*candidates.columns, *(column for name in _JOINED
+                                                  for column in keyed[name].values.columns)]
+                if columns != expected:
+                    raise RuntimeError(f"snapshot features {columns} differ from "
+                                       f"feature_frame's {expected}")
+            rows = {"user_item_features": codes.user_item(u, i),
+                    "user_category_features": codes.user_category(u, codes.item_category[i]),
+                    "item_features": i, "user_features": u}
+            x = layout.inputs(model, coded, {name: inputs[name][keyed[name].positions(keys)]
+                                             for name, keys in rows.items()})
+            scores = model.forward(None if user_codes is None else user_codes[u],
+                                   None if item_codes is None else item_codes[i], x)
+            pieces.append(_best(u, i, scores, depth))
             done = page_start + min(start + batch_users, len(page))
             logger.info("snapshot: ranked %d/%d users (%.0f users/s)", done, len(users),
                         done / max(time.perf_counter() - started, 1e-9))
-        del marts, keyed
+        del marts, keyed, inputs
     stats = window.stats
     u, i, score, rank = (np.concatenate([p[k] for p in pieces]) if pieces
                          else np.zeros(0, np.int64 if k != 2 else np.float64) for k in range(4))
@@ -258,13 +276,88 @@ class _KeyedRows:
         values = frame.drop(columns=key_columns).iloc[rows].reset_index(drop=True)
         return cls(keys=ordered, values=values)
 
-    def take(self, keys: np.ndarray) -> pd.DataFrame:
-        """The values of each of ``keys``' rows, all-missing where none matches (dtypes
-        widened as a left merge widens them: integers to float64 when one is missing)."""
+    def positions(self, keys: np.ndarray) -> np.ndarray:
+        """The row of each of ``keys``; ``len(self.keys)`` (one past the last) where none
+        matches."""
         at = np.searchsorted(self.keys, keys)
         found = at < len(self.keys)
         found[found] = self.keys[at[found]] == keys[found]
-        return self.values.reindex(np.where(found & (keys >= 0), at, -1)).reset_index(drop=True)
+        return np.where(found & (keys >= 0), at, len(self.keys))
+
+    def take(self, keys: np.ndarray) -> pd.DataFrame:
+        """The values of each of ``keys``' rows, all-missing where none matches (dtypes
+        widened as a left merge widens them: integers to float64 when one is missing)."""
+        at = self.positions(keys)
+        return self.values.reindex(np.where(at < len(self.keys), at, -1)).reset_index(drop=True)
+
+
+def _encoded_rows(model: RankerModel, rows: _KeyedRows, columns: np.ndarray,
+                  lookback_days: float) -> np.ndarray:
+    """``model``'s inputs of ``columns`` (positions in its features) for each of a mart's
+    rows, and one more row for a key the mart lacks: :meth:`_KeyedRows.positions` indexes
+    the result directly.
+
+    The rows are what :meth:`_KeyedRows.take` gives a candidate (the extra one all
+    missing, as a left merge leaves it), filled by :func:`fill_interactions` as the
+    joined frame is; encoding is entry by entry, so these rows gathered per candidate
+    equal the candidates' joined rows encoded, with each mart row encoded once (a user's
+    ~70 columns once, not on each of their ~100 candidates).
+    """
+    frame = rows.take(np.append(rows.keys, -1))  # every row, then the all-missing one
+    fill_interactions(frame, lookback_days=lookback_days)
+    return model.encode(model.matrix(frame, columns), columns)
+
+
+#: The marts a candidate's features are joined from, in :func:`feature_frame`'s order.
+_JOINED = ("user_item_features", "user_category_features", "item_features", "user_features")
+
+
+@dataclass
+class _Layout:
+    """Where each of the model's features comes from (positions in ``feature_names``):
+    ``candidates`` (the candidate columns, and any feature no mart has: missing, as
+    :meth:`RankerModel.matrix` leaves it), else the first mart in :data:`_JOINED` order
+    that has it."""
+
+    sources: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, model: RankerModel, columns: dict[str, list[str]]) -> _Layout:
+        """``columns``: each mart's value columns."""
+        taken: set[int] = set()
+        sources: dict[str, np.ndarray] = {}
+        for name in _JOINED:
+            mine = set(columns[name])
+            positions = [j for j, feature in enumerate(model.feature_names)
+                         if feature in mine and j not in taken]
+            taken.update(positions)
+            sources[name] = np.asarray(positions, np.int64)
+        rest = [j for j in range(len(model.feature_names)) if j not in taken]
+        return cls(sources={"candidates": np.asarray(rest, np.int64), **sources})
+
+    @functools.cached_property
+    def _targets(self) -> dict[str, np.ndarray | slice]:
+        """Each source's positions, as a slice when they are a run (they are, in the
+        merge order: a slice copies each row's run at once, an index array value by value)."""
+        return {name: _run(positions) for name, positions in self.sources.items()}
+
+    def inputs(self, model: RankerModel, candidates: pd.DataFrame,
+               joined: dict[str, np.ndarray]) -> np.ndarray:
+        """The model's inputs of each candidate row: the candidate columns encoded, each
+        mart's columns as given in ``joined`` (its rows' inputs, one row per candidate)."""
+        positions = self.sources["candidates"]
+        own = model.encode(model.matrix(candidates, positions), positions)
+        out = np.empty((len(candidates), len(model.feature_names)), dtype=own.dtype)
+        for name, target in self._targets.items():
+            out[:, target] = own if name == "candidates" else joined[name]
+        return out
+
+
+def _run(positions: np.ndarray) -> np.ndarray | slice:
+    """``positions`` as a slice when they are consecutive and ascending, else as they are."""
+    if len(positions) and (np.diff(positions) == 1).all():
+        return slice(int(positions[0]), int(positions[-1]) + 1)
+    return positions
 
 
 def _page_rows(marts: dict[str, pd.DataFrame], codes: _Codes) -> dict[str, _KeyedRows]:
