@@ -252,3 +252,34 @@ def test_generic_writer_fallback_reads_back_the_same(store_settings: Settings) -
     via_generic = _online(store_settings, ids, store)
     materialize(store_settings)
     assert _online(store_settings, ids, store) == via_generic
+
+
+def _indexes(settings: Settings) -> list[tuple[str, str]]:
+    """The explicit indexes of the SQLite online store, with the SQL that made them."""
+    conn = sqlite3.connect(settings.feast_dir / "online.db")
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
+    ).fetchall()
+    conn.close()
+    return rows
+
+
+def test_a_first_load_leaves_feasts_indexes_as_apply_made_them(settings: Settings) -> None:
+    """The SQLite first load builds the entity_key index last, also after a failed load."""
+    from shopflow.features.online_write import sqlite_indexes_deferred
+
+    frame = random_feature_frame(USER_TABLE, 200, entities=80, cutoffs=3, seed=9)
+    _write_marts(settings, frame.to_dict("records"))
+    apply(settings)
+    made_by_apply = _indexes(settings)
+    assert f"{settings.features.project}_{VIEW}_ek" in {name for name, _ in made_by_apply}
+    store = get_store(settings)
+    with pytest.raises(RuntimeError, match="load failed"), sqlite_indexes_deferred(
+        store, store.get_feature_view(VIEW)
+    ):
+        assert _indexes(settings) != made_by_apply  # dropped while the empty table loads
+        raise RuntimeError("load failed")
+    assert _indexes(settings) == made_by_apply
+    materialize(settings)
+    assert _indexes(settings) == made_by_apply
+    assert len(_dump(settings)) == frame["user_id"].nunique() * len(USER_TABLE.feature_names)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -218,6 +219,17 @@ def _writer(settings: Settings) -> Callable[..., WriteStats]:
     return bulk.get(settings.features.online_store, online_write.write_generic)
 
 
+def _load_session(
+    settings: Settings, store: FeatureStore, view: FeatureView
+) -> AbstractContextManager[None]:
+    """What surrounds one view's writes: on SQLite, a first load builds its index last."""
+    from shopflow.features import online_write
+
+    if settings.features.online_store == "sqlite":
+        return online_write.sqlite_indexes_deferred(store, view)
+    return nullcontext()
+
+
 def materialize_view(
     settings: Settings,
     store: FeatureStore,
@@ -248,14 +260,16 @@ def materialize_view(
     progress = _Progress(table.view_name, total)
     written = skipped = 0
     latest: np.datetime64 | None = None
-    for rows in batches:
-        # always checked: another run (an older mart set, another home on the same Redis)
-        # may have stored newer values even when this window ends after the watermark
-        stats = write(store, view, rows, progress=progress, check_newer=True)
-        written += stats.written
-        skipped += stats.skipped_newer
-        batch_max = rows.event_ts.max()
-        latest = batch_max if latest is None or batch_max > latest else latest
+    with _load_session(settings, store, view):
+        for rows in batches:
+            # always checked: another run (an older mart set, another home on the same
+            # Redis) may have stored newer values even when this window ends after the
+            # watermark
+            stats = write(store, view, rows, progress=progress, check_newer=True)
+            written += stats.written
+            skipped += stats.skipped_newer
+            batch_max = rows.event_ts.max()
+            latest = batch_max if latest is None or batch_max > latest else latest
     watermark = previous
     if latest is not None:
         latest_dt = datetime.fromtimestamp(
