@@ -454,7 +454,8 @@ def evaluate_candidates(
         models[candidate.version] = model
         evaluations.append(evaluate_model(
             model, test, version=candidate.version, threshold=settings.training.threshold,
-            validation_metrics=candidate.validation_metrics, hash_id=hash_id,
+            validation_metrics=candidate.validation_metrics,
+            explain_rows=settings.training.explain_rows, hash_id=hash_id,
         ))
     winner = max(results, key=lambda c: _primary_score(c.validation_metrics, metric))
     baseline = next((c.version for c in results if c.family == "baseline"), None)
