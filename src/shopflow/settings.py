@@ -69,6 +69,10 @@ MODEL_FAMILIES: tuple[ModelFamily, ...] = ("baseline", "bgnbd", "xgboost", "ligh
 #: defined here, with the propensity families, so the run params can list them without
 #: importing the rankers' numerical code.
 RANKER_FAMILIES = ("lightgbm", "torch")
+#: Test rows a candidate's global explanations use at most (``training.explain_rows``):
+#: exact TreeSHAP costs rows x trees x leaves x depth, and the mean |SHAP| ranking of
+#: 1,000 rows is already stable (``shopflow.evaluation.evaluate``).
+EXPLAIN_ROWS = 1000
 #: The executors ``shopflow airflow up`` can run tasks with.
 AirflowExecutor = Literal["LocalExecutor", "CeleryExecutor"]
 
@@ -424,6 +428,12 @@ class TrainingSettings(_Section):
         "down-sampled with weights 1/keep_rate, every positive kept "
         "(shopflow.training.sampling); None: never. Validation and test rows are never "
         "sampled. The default keeps a 10M-event shop's fits near 6 GiB (docs/performance.md).")
+    explain_rows: int = Field(
+        default=EXPLAIN_ROWS, ge=1,
+        description="Test rows the global explanations of each candidate use at most (mean "
+        "|SHAP|; permutation importance for families without SHAP): above it a seeded "
+        "sample, below it every row; the evaluation and its report say how many of how "
+        "many. Metrics, slices, calibration and intervals always use every test row.")
 
 
 class GateSettings(_Section):

@@ -104,6 +104,10 @@ def test_age_curve_scores_each_held_out_cutoff_by_age() -> None:
     assert curve.max_served_age_seconds == curve.retrain_age_seconds + 30 * DAY
     assert curve.served_age_seconds == (42 + 30) * DAY  # the newest event's age
     assert curve.trained_until == TRAINED_UNTIL.isoformat()
+    # the curve reads only the cutoffs and labels: the training run passes just those
+    slim = age_curve(frame[["event_timestamp", "label"]], scores, trained_until=TRAINED_UNTIL,
+                     metric="roc_auc", tolerance=0.02, parts=parts, newest_event=newest)
+    assert slim == curve
 
 
 def test_age_curve_round_trips_through_json_and_rejects_unknown_metrics() -> None:

@@ -127,3 +127,38 @@ def test_cuda_requested_without_a_gpu_is_a_clear_error(frame: pd.DataFrame) -> N
     gpu = load_settings(training={"device": "cuda", "search_trials": 1})
     with pytest.raises(TrainingError, match="no CUDA device"):
         train_family(gpu, "torch", frame, "run", dry_run=True)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_scoring_rows_in_place_equals_scoring_their_copy(frame: pd.DataFrame, trained,
+                                                         family: str) -> None:
+    """``predict_proba(frame, rows)`` (the age curve's held-out rows, scored without a
+    copy of every column) gives exactly the scores of ``predict_proba(frame.iloc[rows])``."""
+    model = trained(family).model
+    rows = np.flatnonzero(np.arange(len(frame)) % 3 != 1)[::-1]  # any order, a subset
+    np.testing.assert_array_equal(model.predict_proba(frame, rows),
+                                  model.predict_proba(frame.iloc[rows]))
+    assert model.predict_proba(frame, rows[:0]).shape == (0,)
+
+
+def test_torch_transform_in_blocks_equals_one_piece(frame: pd.DataFrame, trained,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MLP's preprocessing works a block of rows at a time: the same float32 inputs
+    and buckets as in one piece, whatever the block size (NaNs imputed the same way)."""
+    from shopflow.training.families import mlp
+
+    model = trained("torch").model
+    preprocessor = model.predictor.base.preprocessor
+    matrix = model.matrix(frame)
+    matrix[::7, :3] = np.nan
+    numeric, buckets = preprocessor.transform(matrix)
+    assert len(matrix) > 2 * 97 and numeric.dtype == np.float32
+    monkeypatch.setattr(mlp, "TRANSFORM_ROWS", 97)  # many blocks and a ragged last one
+    blocked_numeric, blocked_buckets = preprocessor.transform(matrix)
+    np.testing.assert_array_equal(blocked_numeric, numeric)
+    np.testing.assert_array_equal(blocked_buckets, buckets)
+    # one piece as it was computed before the blocks
+    imputed = preprocessor._impute(matrix)
+    np.testing.assert_array_equal(
+        numeric, ((preprocessor._log(imputed) - preprocessor.means) / preprocessor.stds)
+        .astype(np.float32))

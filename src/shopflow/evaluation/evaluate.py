@@ -4,11 +4,14 @@ The result is plain JSON-able data (:meth:`ModelEvaluation.to_dict`), so the DAG
 it between tasks and the report can be rendered from it without the models.
 
 Metrics, slices and curves use every held-out row. Global SHAP importance uses a fixed,
-seeded sample of at most :data:`SHAP_SAMPLE_ROWS` rows: exact TreeSHAP costs rows x trees
-x leaves x depth, and on all 3.5k test rows of a 600-round XGBoost model it took ~10 s of
-the evaluate step, while the mean |SHAP| ranking of 1,000 rows is already stable. The
-same sample gives the permutation importance of families without SHAP (baseline, bgnbd,
-torch). With ``explain``, the ROC AUC also gets its per-test-cutoff values and a
+seeded sample of at most ``explain_rows`` rows (``training.explain_rows``, default
+:data:`~shopflow.settings.EXPLAIN_ROWS`): exact TreeSHAP costs rows x trees x leaves x
+depth, and on all 3.5k test rows of a 600-round XGBoost model it took ~10 s of the
+evaluate step, while the mean |SHAP| ranking of 1,000 rows is already stable. Up to the
+cap every row is explained, as before. The same sample gives the permutation importance
+of families without SHAP (baseline, bgnbd, torch), and the evaluation records how many
+rows of how many were explained (``explained``, shown in the report). With ``explain``,
+the ROC AUC also gets its per-test-cutoff values and a
 bootstrap 95% interval (``uncertainty``). The explained examples name their shopper by
 pseudonym only (``hash_id``, :class:`shopflow.privacy.IdHasher`): they end up in reports.
 """
@@ -23,6 +26,7 @@ import numpy as np
 from shopflow.evaluation.explain import global_importance, top_reasons
 from shopflow.evaluation.metrics import classification_metrics, reliability, sliced_metrics
 from shopflow.evaluation.uncertainty import roc_auc_interval
+from shopflow.settings import EXPLAIN_ROWS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,7 +37,6 @@ if TYPE_CHECKING:
 
 CURVE_POINTS = 101
 EXAMPLE_ROWS = 5
-SHAP_SAMPLE_ROWS = 1000
 SHAP_SAMPLE_SEED = 0
 
 
@@ -55,6 +58,9 @@ class ModelEvaluation:
     #: per-test-cutoff ROC AUC, their mean and a bootstrap 95% interval (see
     #: :mod:`shopflow.evaluation.uncertainty`)
     uncertainty: dict[str, Any] = field(default_factory=dict)
+    #: rows the importance was computed on: ``rows`` of ``of`` held-out rows, at most
+    #: ``max_rows``; ``sampled`` (seed ``seed``) when fewer than all (see :func:`explained`)
+    explained: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,13 +89,20 @@ def _curves(y: np.ndarray, p: np.ndarray) -> dict[str, dict[str, list[float]]]:
             "pr": {"recall": recall_t, "precision": precision_t}}
 
 
-def shap_sample(frame: pd.DataFrame, *, rows: int = SHAP_SAMPLE_ROWS) -> pd.DataFrame:
+def shap_sample(frame: pd.DataFrame, *, rows: int = EXPLAIN_ROWS) -> pd.DataFrame:
     """At most ``rows`` rows of ``frame``, the same ones for the same frame (seeded)."""
     if len(frame) <= rows:
         return frame
     index = np.sort(np.random.default_rng(SHAP_SAMPLE_SEED).choice(len(frame), rows,
                                                                     replace=False))
     return frame.iloc[index]
+
+
+def explained(sample: pd.DataFrame, frame: pd.DataFrame, *, max_rows: int) -> dict[str, Any]:
+    """What the global explanations of ``frame`` were computed on: ``sample``'s rows."""
+    sampled = len(sample) < len(frame)
+    return {"rows": len(sample), "of": len(frame), "max_rows": max_rows, "sampled": sampled,
+            "seed": SHAP_SAMPLE_SEED if sampled else None}
 
 
 def evaluate_model(
@@ -101,10 +114,12 @@ def evaluate_model(
     threshold: float = 0.5,
     validation_metrics: dict[str, float] | None = None,
     explain: bool = True,
+    explain_rows: int = EXPLAIN_ROWS,
     hash_id: Callable[[str], str] | None = None,
 ) -> ModelEvaluation:
     """Score ``model`` on ``frame`` (held-out rows with ``label``) and describe the result.
 
+    ``explain_rows`` bounds the rows of the global importance (a seeded sample above it);
     ``hash_id`` pseudonymizes the user of each explained example; None: examples name none.
     """
     y = frame["label"].astype(int).to_numpy()
@@ -112,9 +127,12 @@ def evaluate_model(
     examples: list[dict[str, Any]] = []
     importance: list[dict[str, Any]] = []
     uncertainty: dict[str, Any] = {}
+    explained_rows: dict[str, Any] = {}
     if explain:
         uncertainty = roc_auc_interval(frame, y, p)
-        importance = global_importance(model, shap_sample(frame))
+        sample = shap_sample(frame, rows=explain_rows)
+        importance = global_importance(model, sample)
+        explained_rows = explained(sample, frame, max_rows=explain_rows)
         top = np.argsort(-p, kind="mergesort")[:EXAMPLE_ROWS]
         reasons = top_reasons(model, frame.iloc[top])
         if reasons is not None:
@@ -136,4 +154,5 @@ def evaluate_model(
         examples=examples,
         validation_metrics=dict(validation_metrics or {}),
         uncertainty=uncertainty,
+        explained=explained_rows,
     )

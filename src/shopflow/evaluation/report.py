@@ -129,7 +129,7 @@ _TEMPLATE = """<!doctype html>
 
 <h2>Top features per model</h2>
 {% for e in evaluations %}{% if e.importance %}<p><b>{{ e.family }}</b> {{ e.version }}
- <span class="muted">({{ 'mean |SHAP|' if e.importance[0].get('method', 'mean_abs_shap') == 'mean_abs_shap' else 'ROC AUC drop when shuffled' }})</span>:
+ <span class="muted">({{ 'mean |SHAP|' if e.importance[0].get('method', 'mean_abs_shap') == 'mean_abs_shap' else 'ROC AUC drop when shuffled' }}{% set x = e.explained or {} %}{% if x %} on {{ '{:,}'.format(x.rows) }} of {{ '{:,}'.format(x.of) }} test rows{% if x.sampled %}: a seeded sample, training.explain_rows = {{ '{:,}'.format(x.max_rows) }}{% else %}: all{% endif %}{% endif %})</span>:
  {% for t in e.importance[:top_features_listed] %}{{ t.feature }} {{ fmt(t.get('importance', t.get('mean_abs_shap'))) }}{% if not loop.last %}, {% endif %}{% endfor %}</p>{% endif %}{% endfor %}
 
 <h2>Plots</h2>

@@ -59,8 +59,11 @@ class PropensityModel:
     predictor: Predictor
     trained_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+    def matrix(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
         """The frame's features as a float64 matrix in the model's column order.
+
+        With ``rows`` (positions), only those rows, without copying the frame's other
+        columns first (see :func:`~shopflow.features.matrix.feature_matrix`).
 
         Raises:
             MissingFeaturesError: none of the model's features is in the frame.
@@ -72,13 +75,15 @@ class PropensityModel:
                 f"{self.family} model (feature service {self.feature_service!r}), e.g. "
                 f"{self.feature_names[:3]}; got columns {list(frame.columns)[:8]}"
             )
-        return feature_matrix(frame, self.feature_names)
+        return feature_matrix(frame, self.feature_names, rows)
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """P(buy within the horizon) for each row of ``frame``, in row order."""
-        if len(frame) == 0:
+    def predict_proba(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+        """P(buy within the horizon) for each row of ``frame`` (or only its ``rows``,
+        positions, as ``predict_proba(frame.iloc[rows])`` scores them), in row order."""
+        if (len(frame) if rows is None else len(rows)) == 0:
             return np.zeros(0, dtype=np.float64)
-        probabilities = np.asarray(self.predictor.predict(self.matrix(frame)), dtype=np.float64)
+        probabilities = np.asarray(self.predictor.predict(self.matrix(frame, rows)),
+                                   dtype=np.float64)
         return np.clip(probabilities.reshape(-1), 0.0, 1.0)
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray | None:

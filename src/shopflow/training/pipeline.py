@@ -454,7 +454,8 @@ def evaluate_candidates(
         models[candidate.version] = model
         evaluations.append(evaluate_model(
             model, test, version=candidate.version, threshold=settings.training.threshold,
-            validation_metrics=candidate.validation_metrics, hash_id=hash_id,
+            validation_metrics=candidate.validation_metrics,
+            explain_rows=settings.training.explain_rows, hash_id=hash_id,
         ))
     winner = max(results, key=lambda c: _primary_score(c.validation_metrics, metric))
     baseline = next((c.version for c in results if c.family == "baseline"), None)
@@ -493,7 +494,10 @@ def _age_curve(settings: Settings, model: PropensityModel, frame: pd.DataFrame,
                split: Split) -> AgeCurve | None:
     """A candidate scored on each cutoff after its last training cutoff (scoring only).
 
-    None when it cannot be measured; the age curve informs, it never stops a run.
+    Those rows (purged, validation and test cutoffs: 364k of 394k rows at 3M events) are
+    scored in place, by position, and the curve gets only their cutoffs and labels; a
+    copy of every column of them was the evaluate stage's largest allocation. None when
+    it cannot be measured; the age curve informs, it never stops a run.
     """
     import pandas as pd
 
@@ -501,14 +505,15 @@ def _age_curve(settings: Settings, model: PropensityModel, frame: pd.DataFrame,
     from shopflow.transform.publish import current_watermark
 
     trained_until = split.train_cutoffs[-1]
-    held = frame[(pd.to_datetime(frame["event_timestamp"], utc=True) > trained_until)
-                 .to_numpy()]
+    rows = np.flatnonzero((pd.to_datetime(frame["event_timestamp"], utc=True) > trained_until)
+                          .to_numpy())
+    held = frame[["event_timestamp", "label"]].iloc[rows]
     parts = {**{c.isoformat(): "validation" for c in split.validation_cutoffs},
              **{c.isoformat(): "test" for c in split.test_cutoffs}}
     newest = current_watermark(settings)
     try:
         curve = age_curve(
-            held, model.predict_proba(held), trained_until=trained_until,
+            held, model.predict_proba(frame, rows), trained_until=trained_until,
             metric=settings.gate.primary_metric, tolerance=settings.monitoring.live_tolerance,
             threshold=settings.training.threshold, parts=parts,
             # no published marts (a frame built by hand): the newest labels are a horizon old
