@@ -72,3 +72,20 @@ def test_report_says_what_training_rows_were_sampled(settings: Settings) -> None
                      f"all {facts['positives_kept']:,} positives",
                      f"keep rate {facts['negative_keep_rate']}"):
         assert expected in text, expected
+
+
+def test_report_shows_examples_evaluated_without_pseudonyms(settings: Settings) -> None:
+    """evaluate_model without ``hash_id`` names no user: the report shows a dash."""
+    from dataclasses import replace
+
+    quick = load_settings(training={"search_trials": 1})
+    frame = synthetic_training_frame(rows=1500, cutoffs=5, seed=17)
+    result = train_family(quick, "baseline", frame, "report", dry_run=True)
+    assert result.model is not None
+    test = frame.iloc[split_by_cutoff(frame).test].reset_index(drop=True)
+    reasons = [{"feature": "orders_lifetime", "value": 2.0, "contribution": 0.25}]
+    evaluation = replace(evaluate_model(result.model, test, version=result.version),
+                         examples=[{"probability": 0.9, "label": 1, "reasons": reasons}])
+    text = write_report(quick, "run-anon", [evaluation], winner=result.version).read_text()
+    why = text.split("Why these scores")[1].split("<h2>")[0]
+    assert "<td>–</td>" in why and "orders_lifetime=" in why and "(+0.250)" in why

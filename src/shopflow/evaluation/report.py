@@ -153,7 +153,7 @@ _TEMPLATE = """<!doctype html>
 <h2>Why these scores (top predictions of the winner)</h2>
 {% if winner_eval and winner_eval.examples %}
 <table><tr><th>user (pseudonym)</th><th>P(buy)</th><th>label</th><th>top reasons (SHAP, log-odds)</th></tr>
-{% for ex in winner_eval.examples %}<tr><td>{{ ex.user_id or '–' }}</td><td>{{ fmt(ex.probability) }}</td><td>{{ ex.label }}</td>
+{% for ex in winner_eval.examples %}<tr><td>{{ ex.get('user_id') or '–' }}</td><td>{{ fmt(ex.probability) }}</td><td>{{ ex.label }}</td>
 <td class="l">{% for r in ex.reasons %}{{ r.feature }}={{ fmt(r.value) }} ({{ '%+.3f' % r.contribution }}){% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}
 </table>{% else %}<p class="muted">The winner's family has no built-in SHAP contributions.</p>{% endif %}
 
