@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -92,6 +94,20 @@ def test_staging_is_incremental_and_never_duplicates(any_backend_settings: Setti
     write_raw_events(settings, first_batch)
     run_dbt(settings, select="stg_shop__events", full_refresh=True)
     assert _staged(settings) == before
+
+
+def test_dbt_leaves_the_warehouse_file_to_other_processes(hand_settings: Settings) -> None:
+    """dbt-duckdb's process-wide connection is closed after each run: no lock, no cache held."""
+    write_raw_events(hand_settings, hand_events())
+    run_dbt(hand_settings, select="stg_shop__events")
+    opened = subprocess.run(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+         "print(c.execute('select count(*) from staging.stg_shop__events').fetchone()[0])",
+         str(hand_settings.warehouse_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert opened.returncode == 0, opened.stderr[-2000:]
+    assert int(opened.stdout) == len(_staged(hand_settings)) > 0
 
 
 def test_no_raw_events_is_a_clear_error(hand_settings: Settings) -> None:

@@ -338,7 +338,27 @@ def _duckdb_instance(settings: Settings) -> Iterator[None]:
     try:
         yield
     finally:
+        _close_dbt_duckdb_environment()
         conn.close()
+
+
+def _close_dbt_duckdb_environment() -> None:
+    """Close the DuckDB environment dbt-duckdb keeps for the life of the process.
+
+    dbt-duckdb holds one environment (an open connection to the warehouse file) in a class
+    attribute and closes it only at exit. In ``shopflow pipeline run`` every later stage runs
+    in the same process, so the warehouse's buffer pool (up to ``warehouse.memory_limit`` of
+    cached pages) stayed resident through Feast and training, and the file stayed locked
+    against other processes. ``close_all_connections`` is the adapter's own reset; it only
+    drops the reference, so the environment is closed here as well. The next dbt call
+    opens a fresh one.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    environment: Any = DuckDBConnectionManager._ENV  # the adapter's process-wide environment
+    DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
+    if environment is not None:
+        environment.close()
 
 
 def _is_failed_test(node: NodeResult) -> bool:
