@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from shopflow.evaluation.evaluate import evaluate_model
+from shopflow.evaluation.evaluate import ModelEvaluation, evaluate_model
 from shopflow.evaluation.report import TOP_FEATURES_LISTED, write_report
 from shopflow.settings import Settings, load_settings
-from shopflow.training.pipeline import train_family
+from shopflow.training.pipeline import CandidateResult, train_family
 from shopflow.training.split import split_by_cutoff
 from shopflow.training.synthetic import synthetic_training_frame
 
 
-def test_report_lists_the_calibration_of_every_trial(settings: Settings) -> None:
-    quick = load_settings(training={"search_trials": 2})
+def _baseline_on_its_test_rows(trials: int) -> tuple[Settings, CandidateResult, ModelEvaluation]:
+    """A baseline fitted on a small synthetic shop, evaluated on its test cutoff."""
+    quick = load_settings(training={"search_trials": trials})
     frame = synthetic_training_frame(rows=1500, cutoffs=5, seed=17)
     result = train_family(quick, "baseline", frame, "report", dry_run=True)
     assert result.model is not None
     test = frame.iloc[split_by_cutoff(frame).test].reset_index(drop=True)
-    evaluation = evaluate_model(result.model, test, version=result.version)
+    return quick, result, evaluate_model(result.model, test, version=result.version)
+
+
+def test_report_lists_the_calibration_of_every_trial(settings: Settings) -> None:
+    quick, result, evaluation = _baseline_on_its_test_rows(trials=2)
     # an old run's trials (before calibration) carry no calibration facts: shown as a dash
     trials = {"baseline": result.trials,
               "old": [{"trial": 0, "params": {"C": 1.0}, "seconds": 0.1, "roc_auc": 0.7}]}
@@ -78,14 +83,10 @@ def test_report_shows_examples_evaluated_without_pseudonyms(settings: Settings) 
     """evaluate_model without ``hash_id`` names no user: the report shows a dash."""
     from dataclasses import replace
 
-    quick = load_settings(training={"search_trials": 1})
-    frame = synthetic_training_frame(rows=1500, cutoffs=5, seed=17)
-    result = train_family(quick, "baseline", frame, "report", dry_run=True)
-    assert result.model is not None
-    test = frame.iloc[split_by_cutoff(frame).test].reset_index(drop=True)
+    quick, result, evaluated = _baseline_on_its_test_rows(trials=1)
     reasons = [{"feature": "orders_lifetime", "value": 2.0, "contribution": 0.25}]
-    evaluation = replace(evaluate_model(result.model, test, version=result.version),
-                         examples=[{"probability": 0.9, "label": 1, "reasons": reasons}])
+    evaluation = replace(evaluated, examples=[{"probability": 0.9, "label": 1,
+                                               "reasons": reasons}])
     text = write_report(quick, "run-anon", [evaluation], winner=result.version).read_text()
     why = text.split("Why these scores")[1].split("<h2>")[0]
     assert "<td>–</td>" in why and "orders_lifetime=" in why and "(+0.250)" in why
