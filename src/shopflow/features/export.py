@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shopflow import atomic
+from shopflow.features.online_write import quote_identifier
 from shopflow.features.schema import (
     CREATED_FIELD,
     TIMESTAMP_FIELD,
@@ -90,13 +91,9 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _timestamp_expr(column: str, column_type: str) -> str:
     """Naive UTC from whatever timestamp type the Parquet file holds."""
-    col = _ident(column)
+    col = quote_identifier(column)
     if "TIME ZONE" in column_type.upper():
         return f"timezone('UTC', {col})"
     return f"CAST({col} AS TIMESTAMP)"
@@ -153,7 +150,7 @@ def export_table(settings: Settings, table: FeatureTable, *, source: Path | None
         extra = sorted(set(columns) - set(required) - {CREATED_FIELD})
         if extra:
             logger.info("mart %s: ignoring column(s) not served by Feast: %s", table.name, extra)
-        key = _ident(table.join_key)
+        key = quote_identifier(table.join_key)
         cutoff = _timestamp_expr(TIMESTAMP_FIELD, columns[TIMESTAMP_FIELD])
         created = (
             f"coalesce({_timestamp_expr(CREATED_FIELD, columns[CREATED_FIELD])}, {cutoff})"
@@ -161,7 +158,8 @@ def export_table(settings: Settings, table: FeatureTable, *, source: Path | None
             else cutoff
         )
         features = ", ".join(
-            f"CAST({_ident(name)} AS DOUBLE) AS {_ident(name)}" for name in table.feature_names
+            f"CAST({quote_identifier(name)} AS DOUBLE) AS {quote_identifier(name)}"
+            for name in table.feature_names
         )
         conn.execute(
             f"""
@@ -185,7 +183,7 @@ def export_table(settings: Settings, table: FeatureTable, *, source: Path | None
                 f"{null_cutoffs} row(s) without {TIMESTAMP_FIELD}; Feast cannot key them"
             )
         group = f"{key}, {TIMESTAMP_FIELD}, {CREATED_FIELD}"
-        feature_list = ", ".join(_ident(n) for n in table.feature_names)
+        feature_list = ", ".join(quote_identifier(n) for n in table.feature_names)
         conflicts = conn.execute(
             f"""
             SELECT {key}, {TIMESTAMP_FIELD}, {CREATED_FIELD}, count(*) AS n

@@ -164,7 +164,8 @@ def _sqlite_table(store: FeatureStore, view: FeatureView) -> tuple[str, str]:
     return internals.sqlite_online_path(config), table
 
 
-def _quote(name: str) -> str:
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (SQLite, DuckDB and PostgreSQL alike)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -188,14 +189,14 @@ def sqlite_indexes_deferred(store: FeatureStore, view: FeatureView) -> Iterator[
     path, table = _sqlite_table(store, view)
     conn = sqlite3.connect(path, timeout=60.0)
     try:
-        empty = conn.execute(f"SELECT 1 FROM {_quote(table)} LIMIT 1").fetchone() is None
+        empty = conn.execute(f"SELECT 1 FROM {quote_identifier(table)} LIMIT 1").fetchone() is None
         indexes = conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
             "AND sql IS NOT NULL", (table,)
         ).fetchall() if empty else []
         with conn:
             for name, _ in indexes:
-                conn.execute(f"DROP INDEX {_quote(name)}")
+                conn.execute(f"DROP INDEX {quote_identifier(name)}")
     finally:
         conn.close()
     try:
@@ -259,12 +260,12 @@ def write_sqlite(
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA cache_size=-262144")  # 256 MiB of pages for the index B-trees
-        existing = {r[1] for r in conn.execute(f"PRAGMA table_info({_quote(table)})")}
+        existing = {r[1] for r in conn.execute(f"PRAGMA table_info({quote_identifier(table)})")}
         if not existing:
             raise RuntimeError(
                 f"online table {table} does not exist in {path}; run `shopflow features apply`"
             )
-        quoted = _quote(table)
+        quoted = quote_identifier(table)
         sql = (
             f"INSERT INTO {quoted} (entity_key, feature_name, value, value_text, event_ts, "
             "created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO "

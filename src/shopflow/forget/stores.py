@@ -250,6 +250,8 @@ def _remove_from_sqlite(path: Path, entity_key: bytes) -> dict[str, int]:
     """Delete one entity's values from every Feast table of a SQLite online store."""
     import sqlite3
 
+    from shopflow.features.online_write import quote_identifier
+
     if not path.is_file():
         return {}
     removed: dict[str, int] = {}
@@ -259,7 +261,7 @@ def _remove_from_sqlite(path: Path, entity_key: bytes) -> dict[str, int]:
             tables = [r[0] for r in conn.execute(
                 "select name from sqlite_master where type = 'table' order by name")]
             for table in tables:
-                quoted = '"' + table.replace('"', '""') + '"'
+                quoted = quote_identifier(table)
                 columns = {r[1] for r in conn.execute(f"pragma table_info({quoted})")}
                 if "entity_key" in columns:
                     cursor = conn.execute(f"delete from {quoted} where entity_key = ?",
